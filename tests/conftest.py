@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny SD 1.x models built once per test session in a temp folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    from engine.tiny import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd", seed=0)
+
+
+@pytest.fixture(scope="session")
+def exact_sd_dir(tmp_path_factory):
+    from engine.tiny import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("models") / "exact-sd", exact_inversion=True)
