@@ -1,0 +1,580 @@
+"""Entanglement stage: attention processors for attentional gating (paper 2.4, eq. 7-9).
+
+The target branch is generated in the same UNet batch as the original (identity source)
+and edited (element source) branches. Its attention is steered here:
+
+- Self-attention (attn1) in the gated UNet parts (paper A.5: down + mid by default): each
+  query row of the target's map is taken from the original's map where only the face mask
+  is set, from the edited's where only the element mask is set, from a lambda-weighted sum
+  in the overlap, and kept elsewhere; rows are then renormalised (eq. 7-8).
+- Cross-attention (attn2): the target's columns for tokens in T_o come from the original
+  branch, for T_e from the edited branch (eq. 9, prompt-to-prompt style replacement).
+
+Why processors and not hooks or patched forwards: diffusers routes every `Attention` call
+through `attn.processor(attn, hidden_states, ...)`; installing small callables with
+`unet.set_attn_processor(dict)` is the supported extension point, is undone by installing
+the previous processors again, and leaves the modules (and their weights) untouched.
+Diffusers' default processor (SDPA) never materialises the softmax maps, so gated layers
+compute them explicitly like `AttnProcessor` (`attn.get_attention_scores` after
+`attn.head_to_batch_dim`); every ungated layer keeps `AttnProcessor2_0` and costs nothing
+extra.
+
+Batch layout (built by the restore code): B = 2 * 3 * F samples,
+``index = half * 3F + branch * F + face``; half 0 = unconditional CFG half, 1 = conditional;
+branch 0 = original, 1 = edited, 2 = target. After `head_to_batch_dim` the index is
+``sample * heads + head``, so a (B * heads, Q, K) map views as (2, 3, F, heads, Q, K).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EntanglementAttention",
+    "GateConfig",
+    "GatedCrossAttnProcessor",
+    "GatedSelfAttnProcessor",
+    "block_of",
+    "gate_self_attention",
+    "region_weights",
+    "replace_cross_attention_columns",
+    "resize_mask_to_tokens",
+]
+
+MODES = ("map", "output")
+BLOCKS = ("down", "mid", "up")
+HALVES = 2  # CFG: unconditional, conditional
+BRANCHES = 3  # original, edited, target
+ORIGINAL, EDITED, TARGET = 0, 1, 2
+UNCOND, COND = 0, 1
+
+
+@dataclass
+class GateConfig:
+    """Settings of one entanglement run (see module docstring for the batch layout)."""
+
+    faces: int
+    face_mask: torch.Tensor  # (F, 1, H, W) in [0, 1], latent resolution
+    element_mask: torch.Tensor  # (F, 1, H, W)
+    overlap: tuple[float, float] = (0.5, 0.5)  # (lambda_o, lambda_e), eq. 8
+    mode: str = "map"  # "map": gate self-attention maps; "output": mix layer outputs
+    gate_blocks: tuple[str, ...] = ("down", "mid")
+    self_attention: bool = True
+    cross_attention: bool = True
+    original_token_columns: list[tuple[int, int]] = field(default_factory=list)
+    edited_token_columns: list[tuple[int, int]] = field(default_factory=list)
+    capture_tokens: list[int] = field(default_factory=list)
+    query_chunk: int | None = 1024
+
+    def validate(self) -> None:
+        """Raise ValueError with a clear message for settings that cannot work."""
+        if not isinstance(self.faces, int) or self.faces < 1:
+            raise ValueError(f"faces must be a positive int, got {self.faces!r}.")
+        for name in ("face_mask", "element_mask"):
+            m = getattr(self, name)
+            if not isinstance(m, torch.Tensor) or m.ndim != 4 or m.shape[:2] != (self.faces, 1):
+                shape = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
+                raise ValueError(
+                    f"{name} must be a (faces={self.faces}, 1, H, W) tensor, got {shape}."
+                )
+        if self.face_mask.shape != self.element_mask.shape:
+            raise ValueError(
+                f"face_mask {tuple(self.face_mask.shape)} and element_mask "
+                f"{tuple(self.element_mask.shape)} must have the same shape."
+            )
+        if len(self.overlap) != 2:
+            raise ValueError(f"overlap must be (lambda_o, lambda_e), got {self.overlap!r}.")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        unknown = [b for b in self.gate_blocks if b not in BLOCKS]
+        if unknown:
+            raise ValueError(f"gate_blocks may only hold {BLOCKS}, got {unknown}.")
+        for name in ("original_token_columns", "edited_token_columns"):
+            for pair in getattr(self, name):
+                if len(pair) != 2 or any(not isinstance(c, int) or c < 0 for c in pair):
+                    raise ValueError(
+                        f"{name} holds (target column, source column) pairs of ints >= 0, "
+                        f"got {pair!r}."
+                    )
+        if any(not isinstance(c, int) or c < 0 for c in self.capture_tokens):
+            raise ValueError(f"capture_tokens must be ints >= 0, got {self.capture_tokens!r}.")
+        if self.query_chunk is not None and (
+            not isinstance(self.query_chunk, int) or self.query_chunk < 1
+        ):
+            raise ValueError(
+                f"query_chunk must be a positive int or None, got {self.query_chunk!r}."
+            )
+
+
+# --------------------------------------------------------------------------------------
+# Pure functions on masks and maps
+# --------------------------------------------------------------------------------------
+
+
+def block_of(layer_name: str) -> str:
+    """UNet part of a processor key: "down" | "mid" | "up"."""
+    head = layer_name.split(".", 1)[0]
+    parts = {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}
+    if head not in parts:
+        raise ValueError(
+            f"Cannot tell the UNet part of attention layer {layer_name!r}: expected a name "
+            "starting with down_blocks, mid_block or up_blocks."
+        )
+    return parts[head]
+
+
+def _grid_for_tokens(height: int, width: int, tokens: int) -> tuple[int, int]:
+    """(h, w) with h * w == tokens and the aspect ratio of a height x width mask.
+
+    Exact ratio first; otherwise the grid the UNet makes by halving an odd size with
+    rounding up (stride-2 convolutions), e.g. 9 x 7 -> 5 x 4 -> 3 x 2.
+    """
+    # exact: h / w == height / width and h * w == tokens  =>  h = sqrt(tokens * height / width)
+    h = round(math.sqrt(tokens * height / width))
+    if h > 0 and tokens % h == 0 and h * width == (tokens // h) * height:
+        return h, tokens // h
+    h, w = height, width
+    while h * w > tokens:
+        h, w = -(-h // 2), -(-w // 2)
+    if h * w == tokens:
+        return h, w
+    raise ValueError(
+        f"No integer grid with {tokens} tokens has the aspect ratio of the {height}x{width} "
+        "mask. Give masks at the latent resolution (or a multiple of it) of the UNet input."
+    )
+
+
+def resize_mask_to_tokens(mask: torch.Tensor, tokens: int) -> torch.Tensor:
+    """Area-resize (F, 1, H, W) masks to a layer's token grid: (F, tokens, 1), row-major.
+
+    The grid keeps the mask's aspect ratio (the UNet downsamples both sides alike);
+    raises ValueError if no integer grid with `tokens` cells fits.
+    """
+    if mask.ndim != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (F, 1, H, W), got {tuple(mask.shape)}.")
+    h, w = _grid_for_tokens(mask.shape[-2], mask.shape[-1], tokens)
+    small = F.interpolate(mask.float(), size=(h, w), mode="area")
+    return small.reshape(mask.shape[0], h * w, 1).to(mask.dtype)
+
+
+def region_weights(face_mask: torch.Tensor, element_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Soft region memberships of eq. 8; they sum to 1 everywhere.
+
+    face_only = f(1-e), element_only = e(1-f), overlap = fe, rest = (1-f)(1-e).
+    Binary masks give exact, disjoint regions.
+    """
+    f = face_mask.clamp(0, 1)
+    e = element_mask.clamp(0, 1)
+    return {
+        "face_only": f * (1 - e),
+        "element_only": e * (1 - f),
+        "overlap": f * e,
+        "rest": (1 - f) * (1 - e),
+    }
+
+
+def _source_weights(
+    regions: dict[str, torch.Tensor], overlap: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row weights of (original, edited, target) sources, eq. 7-8."""
+    lam_o, lam_e = float(overlap[0]), float(overlap[1])
+    w_o = regions["face_only"] + lam_o * regions["overlap"]
+    w_e = regions["element_only"] + lam_e * regions["overlap"]
+    return w_o, w_e, regions["rest"]
+
+
+def gate_self_attention(
+    map_o: torch.Tensor,
+    map_e: torch.Tensor,
+    map_t: torch.Tensor,
+    regions: dict[str, torch.Tensor],
+    overlap: tuple[float, float],
+) -> torch.Tensor:
+    """Mask-selective self-attention replacement (eq. 7-8), row by row.
+
+    Maps are (..., Q, K) softmax maps of the original, edited and target branches; region
+    tensors broadcast as (..., Q, 1). Face-only rows take map_o's row, element-only rows
+    map_e's, overlap rows lambda_o * map_o + lambda_e * map_e, the rest keep map_t; then
+    each row is renormalised to sum 1 ("valid attention distribution", sec. 2.4). A row
+    whose weights are all zero (overlap with lambda_o = lambda_e = 0) keeps map_t's row.
+    """
+    w_o, w_e, w_t = (w.to(map_t.dtype) for w in _source_weights(regions, overlap))
+    gated = w_o * map_o + w_e * map_e + w_t * map_t
+    total = gated.sum(dim=-1, keepdim=True, dtype=torch.float32)
+    ok = total > 1e-6
+    gated = gated / torch.where(ok, total, torch.ones_like(total)).to(gated.dtype)
+    return torch.where(ok, gated, map_t)
+
+
+def replace_cross_attention_columns(
+    map_t: torch.Tensor,
+    map_o: torch.Tensor,
+    map_e: torch.Tensor,
+    original_token_columns: list[tuple[int, int]],
+    edited_token_columns: list[tuple[int, int]],
+) -> torch.Tensor:
+    """Token-selective cross-attention replacement (eq. 9).
+
+    Returns a copy of the target's (..., Q, K) map whose column t comes from map_o's
+    column s for each (t, s) in original_token_columns (T_o, e.g. "face") and from map_e's
+    column s for each (t, s) in edited_token_columns (T_e, e.g. "glasses"). Other columns
+    are untouched and rows are NOT renormalised (prompt-to-prompt replacement).
+    """
+    keys = map_t.shape[-1]
+    out = map_t.clone()
+    for name, source, pairs in (
+        ("original_token_columns", map_o, original_token_columns),
+        ("edited_token_columns", map_e, edited_token_columns),
+    ):
+        for t, s in pairs:
+            if not (0 <= t < keys and 0 <= s < source.shape[-1]):
+                raise ValueError(
+                    f"{name} pair {(t, s)} is outside the {keys} text tokens of the prompts."
+                )
+            out[..., t] = source[..., s]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Processors
+# --------------------------------------------------------------------------------------
+
+
+class _Projected:
+    """q, k, v of one attention call in diffusers' (B * heads, L, d) layout, plus what the
+    epilogue needs to undo the prologue (AttnProcessor's structure)."""
+
+    __slots__ = ("batch", "query", "key", "value", "mask", "residual", "shape4d")
+
+
+def _project(attn, hidden_states, encoder_hidden_states, attention_mask, temb) -> _Projected:
+    p = _Projected()
+    p.residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    p.shape4d = None
+    if hidden_states.ndim == 4:
+        b, c, h, w = hidden_states.shape
+        p.shape4d = (b, c, h, w)
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    source = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    p.batch, key_len, _ = source.shape
+    p.mask = attn.prepare_attention_mask(attention_mask, key_len, p.batch)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if encoder_hidden_states is None:
+        encoder_hidden_states = hidden_states
+    elif attn.norm_cross:
+        encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+    key = attn.to_k(encoder_hidden_states)
+    value = attn.to_v(encoder_hidden_states)
+    query = attn.head_to_batch_dim(query)
+    key = attn.head_to_batch_dim(key)
+    value = attn.head_to_batch_dim(value)
+    if attn.norm_q is not None or attn.norm_k is not None:  # per-head norms (AttnProcessor2_0)
+        heads = attn.heads
+        if attn.norm_q is not None:
+            query = attn.norm_q(query.unflatten(0, (-1, heads))).flatten(0, 1)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key.unflatten(0, (-1, heads))).flatten(0, 1)
+    p.query, p.key, p.value = query, key, value
+    return p
+
+
+def _finish(attn, p: _Projected, out: torch.Tensor) -> torch.Tensor:
+    """(B * heads, L, d) attention output -> layer output (to_out, residual, rescale)."""
+    hidden_states = attn.batch_to_head_dim(out)
+    hidden_states = attn.to_out[0](hidden_states)
+    hidden_states = attn.to_out[1](hidden_states)
+    if p.shape4d is not None:
+        hidden_states = hidden_states.transpose(-1, -2).reshape(p.shape4d)
+    if attn.residual_connection:
+        hidden_states = hidden_states + p.residual
+    return hidden_states / attn.rescale_output_factor
+
+
+def _sdpa(attn, p: _Projected) -> torch.Tensor:
+    """Plain attention output in (B * heads, L, d) layout via SDPA (no maps)."""
+    heads = attn.heads
+    mask = p.mask
+    if mask is not None:
+        mask = mask.view(p.batch, heads, -1, mask.shape[-1])
+    out = F.scaled_dot_product_attention(
+        p.query.unflatten(0, (-1, heads)),
+        p.key.unflatten(0, (-1, heads)),
+        p.value.unflatten(0, (-1, heads)),
+        attn_mask=mask,
+        dropout_p=0.0,
+        is_causal=False,
+        scale=attn.scale,
+    )
+    return out.flatten(0, 1).to(p.query.dtype)
+
+
+def _row_chunks(rows: int, chunk: int | None):
+    step = rows if chunk is None else chunk
+    for start in range(0, rows, step):
+        yield start, min(start + step, rows)
+
+
+def _split(t: torch.Tensor, faces: int, heads: int) -> torch.Tensor:
+    """(B * heads, ...) -> (half, branch, face, head, ...)."""
+    return t.view(HALVES, BRANCHES, faces, heads, *t.shape[1:])
+
+
+class _GatedProcessor:
+    """Shared prologue of the gated processors: batch check and explicit maps by chunk."""
+
+    def __init__(self, owner: EntanglementAttention, name: str):
+        self.owner = owner
+        self.name = name
+
+    def _check_batch(self, batch: int) -> None:
+        faces = self.owner.config.faces
+        if batch != HALVES * BRANCHES * faces:
+            raise ValueError(
+                f"Entanglement attention at {self.name} got a UNet batch of {batch}; it expects "
+                f"2 (CFG halves) x 3 (original, edited, target) x {faces} faces = "
+                f"{HALVES * BRANCHES * faces}. These processors are only for the entanglement "
+                "stage: leave the EntanglementAttention context before other UNet calls."
+            )
+
+    def _chunked(self, attn, p: _Projected, modify):
+        """Explicit attention in query chunks; `modify(maps6, start, stop)` returns the
+        (half, branch, face, head, rows, K) maps to multiply with V. Row-wise edits make
+        chunking exact, and it bounds the memory of the materialised maps."""
+        faces, heads = self.owner.config.faces, attn.heads
+        rows = p.query.shape[1]
+        out = p.query.new_empty(p.query.shape[0], rows, p.value.shape[-1])
+        value6 = _split(p.value, faces, heads)
+        for start, stop in _row_chunks(rows, self.owner.config.query_chunk):
+            mask = p.mask
+            if mask is not None and mask.shape[1] > 1:
+                mask = mask[:, start:stop]
+            maps = attn.get_attention_scores(p.query[:, start:stop], p.key, mask)
+            maps6 = modify(_split(maps, faces, heads), start, stop)
+            out[:, start:stop] = torch.matmul(maps6.to(value6.dtype), value6).flatten(0, 3)
+        return out
+
+
+class GatedSelfAttnProcessor(_GatedProcessor):
+    """attn1 in a gated UNet part: eq. 7-8 on the target's rows, per CFG half.
+
+    Original and edited samples keep plain attention; the target's rows of each half are
+    gated with the original and edited maps of the SAME half, so the unconditional and
+    conditional noise predictions are steered alike (otherwise CFG would amplify the
+    difference between a gated and an ungated half).
+    """
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        p = _project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        self._check_batch(p.batch)
+        cfg = self.owner.config
+        weights = self.owner.region_weights_for(p.query.shape[1], p.query)
+        if cfg.mode == "output":
+            out = self._gate_outputs(attn, p, weights)
+        else:
+
+            def modify(maps6, start, stop):
+                chunk = {k: v[:, start:stop] for k, v in weights.items()}  # (F, rows, 1)
+                chunk = {k: v[None, :, None] for k, v in chunk.items()}  # (1, F, 1, rows, 1)
+                gated = gate_self_attention(
+                    maps6[:, ORIGINAL], maps6[:, EDITED], maps6[:, TARGET], chunk, cfg.overlap
+                )
+                # a new tensor instead of writing into the softmax output (autograd-safe)
+                return torch.cat([maps6[:, :TARGET], gated[:, None]], dim=1)
+
+            out = self._chunked(attn, p, modify)
+        return _finish(attn, p, out)
+
+    def _gate_outputs(self, attn, p: _Projected, weights) -> torch.Tensor:
+        """mode "output": mix per-row attention outputs (before to_out) of the three
+        branches with the eq. 8 weights, normalised to sum 1 per row (a convex mix, so the
+        "output" and "map" modes agree on how much each source counts)."""
+        faces, heads = self.owner.config.faces, attn.heads
+        out6 = _split(_sdpa(attn, p), faces, heads)
+        w_o, w_e, w_t = _source_weights(weights, self.owner.config.overlap)
+        total = w_o + w_e + w_t
+        ok = total > 1e-6
+        w_o, w_e = (torch.where(ok, w / total.clamp_min(1e-6), 0.0) for w in (w_o, w_e))
+        w_t = torch.where(ok, w_t / total.clamp_min(1e-6), 1.0)
+        shape = (1, faces, 1, -1, 1)  # broadcast over half and head
+        mixed = (
+            w_o.reshape(shape) * out6[:, ORIGINAL]
+            + w_e.reshape(shape) * out6[:, EDITED]
+            + w_t.reshape(shape) * out6[:, TARGET]
+        )
+        return torch.cat([out6[:, :TARGET], mixed[:, None]], dim=1).flatten(0, 3)
+
+
+class GatedCrossAttnProcessor(_GatedProcessor):
+    """attn2: eq. 9 column replacement for the target (per CFG half) and capture of the
+    edited branch's conditional maps for `capture_tokens` (auto element masks)."""
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        p = _project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        self._check_batch(p.batch)
+        cfg = self.owner.config
+        replace = cfg.cross_attention and (cfg.original_token_columns or cfg.edited_token_columns)
+        captured = [] if cfg.capture_tokens else None
+
+        def modify(maps6, start, stop):
+            if captured is not None:
+                cols = maps6[COND, EDITED][..., cfg.capture_tokens]  # (F, heads, rows, n)
+                captured.append(cols.float().mean(dim=1))
+            if not replace:
+                return maps6
+            target = replace_cross_attention_columns(
+                maps6[:, TARGET],
+                maps6[:, ORIGINAL],
+                maps6[:, EDITED],
+                cfg.original_token_columns,
+                cfg.edited_token_columns,
+            )
+            return torch.cat([maps6[:, :TARGET], target[:, None]], dim=1)
+
+        if cfg.capture_tokens and max(cfg.capture_tokens) >= p.key.shape[1]:
+            raise ValueError(
+                f"capture_tokens {cfg.capture_tokens} are outside the {p.key.shape[1]} text "
+                "tokens of the prompts."
+            )
+        out = self._chunked(attn, p, modify)
+        if captured is not None:
+            self.owner._accumulate(torch.cat(captured, dim=1))  # (F, Q, n)
+        return _finish(attn, p, out)
+
+
+class EntanglementAttention:
+    """Owns the processors for one run; use as a context manager around the entanglement
+    loop. On entry it installs the gated processors (AttnProcessor2_0 elsewhere); on exit,
+    also after an exception, it puts the UNet's previous processors back."""
+
+    def __init__(self, unet, config: GateConfig):
+        config.validate()
+        self.unet = unet
+        self.config = config
+        self._previous: dict | None = None
+        self._regions: dict = {}
+        self._capture_sum: torch.Tensor | None = None
+        self._capture_count = 0
+        names = list(unet.attn_processors.keys())
+        self._gated = [
+            n
+            for n in names
+            if config.self_attention and _is_attn(n, "attn1") and _block(n) in config.gate_blocks
+        ]
+        wants_cross = config.capture_tokens or (
+            config.cross_attention
+            and (config.original_token_columns or config.edited_token_columns)
+        )
+        self._cross = [n for n in names if wants_cross and _is_attn(n, "attn2")]
+
+    # -- processors ---------------------------------------------------------------------
+    def processors(self) -> dict:
+        """Processor for every attention layer of the UNet (a fresh dict)."""
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        out = {}
+        for name in self.unet.attn_processors:
+            if name in self._gated:
+                out[name] = GatedSelfAttnProcessor(self, name)
+            elif name in self._cross:
+                out[name] = GatedCrossAttnProcessor(self, name)
+            else:
+                out[name] = AttnProcessor2_0()
+        return out
+
+    def gated_layer_names(self) -> list[str]:
+        """Names (processor keys) of the attn1 layers whose self-attention is gated."""
+        return list(self._gated)
+
+    def cross_layer_names(self) -> list[str]:
+        """Names of the attn2 layers that replace columns and/or capture maps."""
+        return list(self._cross)
+
+    def __enter__(self) -> EntanglementAttention:
+        if self._previous is not None:
+            raise RuntimeError("EntanglementAttention is already active; it is not re-entrant.")
+        self.reset_capture()
+        previous = dict(self.unet.attn_processors)
+        # set_attn_processor pops the entries of the dict it gets: always pass a copy.
+        self.unet.set_attn_processor(self.processors())
+        self._previous = previous
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            self.unet.set_attn_processor(dict(previous))
+
+    # -- masks ----------------------------------------------------------------------------
+    def region_weights_for(self, tokens: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """eq. 8 regions at a layer's resolution, (F, tokens, 1) each; cached per layer size."""
+        key = (tokens, like.dtype, like.device)
+        if key not in self._regions:
+            face = resize_mask_to_tokens(self.config.face_mask.float(), tokens)
+            element = resize_mask_to_tokens(self.config.element_mask.float(), tokens)
+            regions = region_weights(face, element)
+            self._regions[key] = {k: v.to(like.device, like.dtype) for k, v in regions.items()}
+        return self._regions[key]
+
+    # -- captured cross-attention maps ------------------------------------------------------
+    def reset_capture(self) -> None:
+        self._capture_sum = None
+        self._capture_count = 0
+
+    def _accumulate(self, maps: torch.Tensor) -> None:
+        """Add one layer's (F, Q, n) maps, resized to the face mask's resolution."""
+        height, width = self.config.face_mask.shape[-2:]
+        h, w = _grid_for_tokens(height, width, maps.shape[1])
+        grid = maps.transpose(1, 2).reshape(maps.shape[0], maps.shape[2], h, w)
+        mode = "area" if h >= height and w >= width else "bilinear"
+        kwargs = {} if mode == "area" else {"align_corners": False}
+        grid = F.interpolate(grid.float(), size=(height, width), mode=mode, **kwargs)
+        grid = grid.to(self.config.face_mask.device)
+        self._capture_sum = grid if self._capture_sum is None else self._capture_sum + grid
+        self._capture_count += 1
+
+    def captured_maps(self) -> torch.Tensor | None:
+        """(F, len(capture_tokens), H, W) at the face mask's resolution: the edited branch's
+        conditional cross-attention maps, mean over heads, layers and steps, each map scaled
+        to max 1. None when nothing was captured."""
+        if self._capture_sum is None:
+            return None
+        mean = self._capture_sum / self._capture_count
+        peak = mean.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+        return mean / peak
+
+
+def _is_attn(name: str, which: str) -> bool:
+    return name.endswith(f".{which}.processor")
+
+
+def _block(name: str) -> str | None:
+    try:
+        return block_of(name)
+    except ValueError:
+        return None
