@@ -186,3 +186,31 @@ class EditedIDParams:
             "resolution": self.resolution,
             "seed": self.seed,
         }
+
+
+# One line per parameter: the CLI's --help and the app's tooltips.
+PARAM_HELP: dict[str, str] = {
+    "steps": "Diffusion steps of inversion and reconstruction (paper: 6; more = slower, finer).",
+    "dpm_range": "Steps [start, end) that use DPM-Solver++ for detail; the rest use DDIM for identity.",
+    "init_mix": "Starting weight of adaptive latent mixing (paper: 0.04; larger blends identities).",
+    "mix_lr": "Learning rate of the mixing weight's gradient step on the alignment loss.",
+    "final_align_steps": "Last inversion steps over which the mixing weight is driven to 0.5.",
+    "guidance": "Classifier-free guidance scale used in reconstruction (7.5).",
+    "nulltext_iters": "Null-text optimisation iterations per step (10; 0 = no optimisation).",
+    "nulltext_lr": "Adam learning rate of null-text optimisation (decays per step).",
+    "nulltext_early_stop": "Stop a step's null-text optimisation once its loss is below this.",
+    "overlap": "Weights (original, edited) where face and element masks overlap (0.5 0.5).",
+    "gate_mode": "'map' gates self-attention maps (paper); 'output' mixes attention outputs.",
+    "gate_blocks": "UNet parts whose self-attention is gated: down, mid, up (paper: down mid).",
+    "cross_attention": "Take face tokens' cross-attention from the original, element tokens' from the edit.",
+    "blend": "Keep the edited photo exactly outside the face and element masks.",
+    "base_prompt": "Prompt describing the crop; element words are appended after 'with'.",
+    "face_words": "Words of the base prompt that carry identity (token set T_o).",
+    "element_words": "Edited elements to keep, e.g. glasses, hat (token set T_e).",
+    "alignment": "Adaptive-mixing dual inversion (switch off only for ablations).",
+    "hybrid_solver": "DPM-Solver++ in dpm_range (off = DDIM only; for ablations).",
+    "gating": "Attentional gating (off = plain reconstruction; for ablations).",
+    "seed": "Random seed (the method is deterministic; recorded for reproducibility).",
+    "resolution": "Side of the square face crop in pixels (SD 1.x: 512).",
+    "max_batch_faces": "Most faces per GPU batch (empty = as many as fit; halves on out-of-memory).",
+}

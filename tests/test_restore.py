@@ -14,6 +14,7 @@ from engine.restore import FacePair, InversionCache, restore_faces
 from tests.helpers import face_and_element_masks, face_crop
 
 FAST = EditedIDParams(nulltext_iters=2)
+SIZE = 32  # 32 px crops -> 16 px latents with the tiny VAE: fast and still real
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,8 @@ def tiny_model(tiny_sd_dir):
 
 
 def _pair(original="grace_hopper", edited="astronaut", **kw) -> FacePair:
-    face, element = face_and_element_masks(64)
-    return FacePair(face_crop(original), face_crop(edited), face, element, **kw)
+    face, element = face_and_element_masks(SIZE)
+    return FacePair(face_crop(original, SIZE), face_crop(edited, SIZE), face, element, **kw)
 
 
 def test_restore_output_progress_and_diagnostics(tiny_model):
@@ -31,7 +32,7 @@ def test_restore_output_progress_and_diagnostics(tiny_model):
     result = restore_faces(tiny_model, [_pair()], FAST, on_step=lambda *a: calls.append(a),
                            cache=InversionCache())
     crop = result.faces[0].restored
-    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
+    assert crop.shape == (SIZE, SIZE, 3) and crop.dtype == np.uint8
     steps = FAST.steps
     for stage in ("inversion", "nulltext", "entanglement"):
         seen = [c for c in calls if c[0] == stage]
@@ -43,7 +44,7 @@ def test_restore_output_progress_and_diagnostics(tiny_model):
     assert [p["solver"] for p in result.plan] == ["ddim"] * 4 + ["dpm"] * 2
     diag = result.diagnostics()
     assert diag["params"]["steps"] == steps and diag["unet"]["forward_calls"] > 0
-    assert face.element_attention is not None and face.element_attention.shape == (64, 64)
+    assert face.element_attention is not None and face.element_attention.shape == (SIZE, SIZE)
 
 
 def test_restore_is_deterministic_for_a_seed(tiny_model):
@@ -63,11 +64,12 @@ def test_outside_the_masks_the_result_follows_the_edited_crop(tiny_model):
 def test_rerun_with_new_masks_reuses_the_cached_inversion(tiny_model):
     cache = InversionCache()
     first = restore_faces(tiny_model, [_pair()], FAST, cache=cache)
-    face, element = face_and_element_masks(64)
-    element[40:50, 10:50] = 255  # the user painted more of the element
+    face, element = face_and_element_masks(SIZE)
+    element[20:25, 5:25] = 255  # the user painted more of the element
     second = restore_faces(
         tiny_model,
-        [FacePair(face_crop("grace_hopper"), face_crop("astronaut"), face, element, overlap=(0.7, 0.3))],
+        [FacePair(face_crop("grace_hopper", SIZE), face_crop("astronaut", SIZE), face, element,
+                  overlap=(0.7, 0.3))],
         FAST,
         cache=cache,
     )
@@ -80,13 +82,14 @@ def test_rerun_with_new_masks_reuses_the_cached_inversion(tiny_model):
 def test_two_faces_in_one_batch_equal_each_face_alone(tiny_model):
     pairs = [_pair(), _pair("astronaut", "grace_hopper")]
     both = restore_faces(tiny_model, pairs, FAST, cache=InversionCache())
+    alone_calls = 0
     for index, pair in enumerate(pairs):
         alone = restore_faces(tiny_model, [pair], FAST, cache=InversionCache())
         diff = np.abs(both.faces[index].restored.astype(int) - alone.faces[0].restored.astype(int))
         assert diff.max() <= 2, index
-    assert both.stats.forward_calls < 2 * restore_faces(
-        tiny_model, [pairs[0]], FAST, cache=InversionCache()
-    ).stats.forward_calls
+        alone_calls += alone.stats.forward_calls
+    # One batch: the UNet is called as often as for one face, not twice as often.
+    assert both.stats.forward_calls < alone_calls
 
 
 def test_cancel_stops_within_a_step_and_the_model_stays_usable(tiny_model):
@@ -106,19 +109,19 @@ def test_cancel_stops_within_a_step_and_the_model_stays_usable(tiny_model):
     assert {k: type(v) for k, v in tiny_model.unet.attn_processors.items()} == {
         k: type(v) for k, v in processors_before.items()
     }
-    assert restore_faces(tiny_model, [_pair()], FAST, cache=InversionCache()).faces[0].restored.shape == (64, 64, 3)
+    assert restore_faces(tiny_model, [_pair()], FAST, cache=InversionCache()).faces[0].restored.shape == (SIZE, SIZE, 3)
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda p: FacePair(p.original, np.zeros((72, 72, 3), np.uint8), p.face_mask, p.element_mask),
-         "original crop is 64x64 but the edited crop is 72x72"),
-        (lambda p: FacePair(p.original, p.edited, np.zeros((64, 64), np.uint8), p.element_mask),
+        (lambda p: FacePair(p.original, np.zeros((40, 40, 3), np.uint8), p.face_mask, p.element_mask),
+         "original crop is 32x32 but the edited crop is 40x40"),
+        (lambda p: FacePair(p.original, p.edited, np.zeros((SIZE, SIZE), np.uint8), p.element_mask),
          "face mask is empty"),
-        (lambda p: FacePair(p.original, p.edited, p.face_mask, np.full((64, 64), 255, np.uint8)),
+        (lambda p: FacePair(p.original, p.edited, p.face_mask, np.full((SIZE, SIZE), 255, np.uint8)),
          "element mask covers the whole crop"),
-        (lambda p: FacePair(p.original, p.edited, p.face_mask[:32], p.element_mask),
+        (lambda p: FacePair(p.original, p.edited, p.face_mask[:16], p.element_mask),
          "masks must match the crop size"),
     ],
 )
@@ -135,7 +138,7 @@ def test_words_absent_from_the_prompt_are_named(tiny_model):
 
 def test_crop_sizes_that_differ_between_faces(tiny_model):
     small = _pair()
-    big = FacePair(np.zeros((128, 128, 3), np.uint8), np.zeros((128, 128, 3), np.uint8),
-                   np.pad(small.face_mask, 32), np.pad(small.element_mask, 32))
+    big = FacePair(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8),
+                   np.pad(small.face_mask, 16), np.pad(small.element_mask, 16))
     with pytest.raises(InputError, match="differs from the first face"):
         restore_faces(tiny_model, [small, big], FAST, cache=InversionCache())

@@ -1,0 +1,248 @@
+"""editedid-cli: the engine on the command line.
+
+  editedid-cli restore-crop --original o.png --edited e.png --face-mask f.png \
+      --element-mask m.png --element glasses --model PATH --out r.png
+  editedid-cli models download sd [--id CompVis/stable-diffusion-v1-4] [--fp16]
+  editedid-cli models where
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+import typing
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, EditedIDError, InputError, ModelError
+from .params import PARAM_HELP, EditedIDParams
+
+EXIT_OK, EXIT_INPUT, EXIT_MODEL, EXIT_CANCELLED = 0, 2, 3, 130
+
+
+# --- parameters as options ----------------------------------------------------------
+def add_param_options(parser: argparse.ArgumentParser) -> None:
+    """One option per EditedIDParams field, defaults from the dataclass (the paper's)."""
+    group = parser.add_argument_group("EditedID parameters (defaults are the paper's)")
+    defaults = EditedIDParams()
+    hints = typing.get_type_hints(EditedIDParams)
+    for f in dataclasses.fields(EditedIDParams):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f"{PARAM_HELP.get(f.name, '')} (default: {_show(default)})"
+        hint = hints[f.name]
+        if f.name == "element_words":
+            group.add_argument("--element", "--element-words", dest="element_words", nargs="+",
+                               action="extend", default=None, metavar="WORD", help=help_text)
+        elif hint is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        elif f.name in ("dpm_range", "overlap"):
+            kind = int if f.name == "dpm_range" else float
+            group.add_argument(flag, dest=f.name, nargs=2, type=kind, default=None,
+                               metavar=("A", "B"), help=help_text)
+        elif f.name in ("gate_blocks", "face_words"):
+            group.add_argument(flag, dest=f.name, nargs="+", default=None, help=help_text)
+        elif f.name == "max_batch_faces":
+            group.add_argument(flag, dest=f.name, type=int, default=None, help=help_text)
+        else:
+            kind = type(default)
+            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+    parser.add_argument("--params-json", type=Path,
+                        help="Read parameters from a JSON file (a sidecar works); options override it.")
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def params_from_args(args: argparse.Namespace) -> EditedIDParams:
+    base: dict = {}
+    if getattr(args, "params_json", None):
+        path = args.params_json
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{path}: cannot read parameters ({error}).") from error
+        base = data.get("diagnostics", {}).get("params", data.get("params", data))
+    for f in dataclasses.fields(EditedIDParams):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            base[f.name] = value
+    return EditedIDParams.from_dict(base)
+
+
+# --- commands -------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress_printer(quiet: bool):
+    def on_step(stage: str, step: int, total: int, preview) -> None:
+        if not quiet:
+            print(f"  {stage:<13} {step}/{total}", file=sys.stderr, flush=True)
+
+    return on_step
+
+
+def cmd_restore_crop(args: argparse.Namespace) -> int:
+    from .imageio import read_mask, read_rgb, write_image_atomic, write_text_atomic
+    from .models import LowMemory, load_sd_model
+    from .restore import FacePair, restore_faces
+
+    params = params_from_args(args)
+    inputs = {
+        "original": args.original,
+        "edited": args.edited,
+        "face_mask": args.face_mask,
+        "element_mask": args.element_mask,
+    }
+    out = Path(args.out)
+    for name, path in inputs.items():
+        if Path(path).exists() and out.resolve() == Path(path).resolve():
+            raise InputError(f"{out}: the output would overwrite the {name} input; choose another name.")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out}: already exists. Pass --overwrite to replace it or choose another name.")
+    pair = FacePair(
+        read_rgb(args.original), read_rgb(args.edited), read_mask(args.face_mask),
+        read_mask(args.element_mask), name=Path(args.edited).name,
+    )
+    low = LowMemory(attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload)
+    started = time.perf_counter()
+    model = load_sd_model(args.model, device=args.device, dtype=args.dtype,
+                          allow_pickle=args.allow_pickle, allow_download=args.allow_download,
+                          low_memory=low)
+    loaded = time.perf_counter()
+    if not args.quiet:
+        print(f"Model {model.model_id} on {model.device} ({model.dtype}) in {loaded - started:.1f} s",
+              file=sys.stderr)
+    result = restore_faces(model, [pair], params, on_step=_progress_printer(args.quiet))
+    write_image_atomic(out, result.faces[0].restored)
+    sidecar = {
+        "tool": "editedid-cli restore-crop",
+        "version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": {name: {"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))}
+                   for name, p in inputs.items()},
+        "output": str(out.resolve()),
+        "seconds": round(time.perf_counter() - loaded, 3),
+        "diagnostics": result.diagnostics(),
+    }
+    sidecar_path = out.with_name(out.name + ".json")
+    write_text_atomic(sidecar_path, json.dumps(sidecar, indent=2))
+    print(out)
+    return EXIT_OK
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    from .models import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, download_sd_model
+
+    hub_id = args.id or DEFAULT_SD_MODEL
+    print(f"Downloading {hub_id} ({SD15_DOWNLOAD_SIZE}) ...", file=sys.stderr)
+    last = [0.0]
+
+    def progress(done: int, total: int, label: str) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.5 or (total and done >= total):
+            last[0] = now
+            pct = f"{100 * done / total:5.1f}%" if total else ""
+            print(f"  {label} {done / 1e6:8.1f} MB {pct}", file=sys.stderr, flush=True)
+
+    path = download_sd_model(hub_id, models_dir=args.models_dir, progress=progress,
+                             variant="fp16" if args.fp16 else None)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_models_where(args: argparse.Namespace) -> int:
+    from .models import default_models_dir
+
+    print(default_models_dir())
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .models import DEFAULT_SD_MODEL
+
+    parser = argparse.ArgumentParser(
+        prog="editedid-cli",
+        description="Restore the original identity of faces changed by AI image editors "
+        "(EditedID on Stable Diffusion 1.x). Runs locally; nothing leaves this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crop = sub.add_parser(
+        "restore-crop",
+        help="Restore one aligned face crop pair (same size, masks given).",
+        description="EditedID on one aligned pair of face crops: the original face already "
+        "warped into the edited face's frame, with a face mask and an element mask.",
+    )
+    crop.add_argument("--original", required=True, type=Path, help="Aligned original face crop.")
+    crop.add_argument("--edited", required=True, type=Path, help="Edited face crop (same size).")
+    crop.add_argument("--face-mask", required=True, type=Path, help="Face mask (white = face).")
+    crop.add_argument("--element-mask", required=True, type=Path,
+                      help="Element mask (white = edited element to keep).")
+    crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
+    crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    crop.add_argument("--model", default=DEFAULT_SD_MODEL,
+                      help="SD 1.x diffusers folder, single .safetensors file or hub id "
+                      f"(default {DEFAULT_SD_MODEL}, looked up in the models folder).")
+    crop.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: best available).")
+    crop.add_argument("--dtype", default=None, help="fp16, bf16 or fp32 (default: fp16 on CUDA).")
+    crop.add_argument("--low-vram", action="store_true", help="Attention slicing and VAE tiling.")
+    crop.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
+    crop.add_argument("--allow-pickle", action="store_true",
+                      help="Allow .ckpt/.bin checkpoints (they can run code; only trusted files).")
+    crop.add_argument("--allow-download", action="store_true",
+                      help="Download a hub model that is not on this machine yet.")
+    crop.add_argument("--quiet", action="store_true", help="No progress output.")
+    add_param_options(crop)
+    crop.set_defaults(func=cmd_restore_crop)
+
+    models = sub.add_parser("models", help="Download or locate models.")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    download = models_sub.add_parser("download", help="Download a model (needs internet).")
+    download.add_argument("what", choices=["sd"], help="sd: Stable Diffusion 1.x.")
+    download.add_argument("--id", default=None, help=f"Hub id (default {DEFAULT_SD_MODEL}).")
+    download.add_argument("--fp16", action="store_true", help="Half-size fp16 weights.")
+    download.add_argument("--models-dir", type=Path, default=None, help="Target models folder.")
+    download.set_defaults(func=cmd_models_download)
+    where = models_sub.add_parser("where", help="Print the models folder.")
+    where.set_defaults(func=cmd_models_where)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except EditedIDError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

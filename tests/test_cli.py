@@ -1,0 +1,90 @@
+"""editedid-cli restore-crop end to end on the tiny model, and its error paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.cli import EXIT_INPUT, EXIT_MODEL, EXIT_OK, build_parser, main, params_from_args
+from engine.params import EditedIDParams
+from tests.helpers import face_and_element_masks, face_crop
+
+
+@pytest.fixture()
+def crop_files(tmp_path):
+    face, element = face_and_element_masks(32)
+    files = {
+        "original": (tmp_path / "o.png", face_crop("grace_hopper", 32)),
+        "edited": (tmp_path / "e.png", face_crop("astronaut", 32)),
+        "face-mask": (tmp_path / "f.png", face),
+        "element-mask": (tmp_path / "m.png", element),
+    }
+    for path, array in files.values():
+        Image.fromarray(array).save(path)
+    return {k: v[0] for k, v in files.items()}
+
+
+def _args(files, out, *extra):
+    args = []
+    for key, path in files.items():
+        args += [f"--{key}", str(path)]
+    return ["restore-crop", *args, "--out", str(out), "--quiet", *extra]
+
+
+def _digest(paths):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_restore_crop_writes_result_and_sidecar(tmp_path, crop_files, tiny_sd_dir):
+    before = _digest(crop_files.values())
+    out = tmp_path / "result.png"
+    code = main(_args(crop_files, out, "--model", str(tiny_sd_dir), "--element", "glasses",
+                      "--nulltext-iters", "1", "--overlap", "0.6", "0.4"))
+    assert code == EXIT_OK
+    assert np.asarray(Image.open(out)).shape == (32, 32, 3)
+    sidecar = json.loads((tmp_path / "result.png.json").read_text())
+    assert sidecar["diagnostics"]["params"]["overlap"] == [0.6, 0.4]
+    assert sidecar["diagnostics"]["params"]["nulltext_iters"] == 1
+    assert sidecar["diagnostics"]["model"]["fingerprint"]
+    assert sidecar["inputs"]["original"]["sha256"] == before[crop_files["original"]]
+    assert _digest(crop_files.values()) == before  # inputs untouched
+    assert not list(tmp_path.glob("*.part"))  # atomic writes leave no temp files
+
+
+def test_every_parameter_is_an_option_with_the_papers_default():
+    args = build_parser().parse_args(
+        ["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c",
+         "--element-mask", "d", "--out", "e"])
+    assert params_from_args(args) == EditedIDParams()
+    args = build_parser().parse_args(
+        ["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c",
+         "--element-mask", "d", "--out", "e", "--steps", "8", "--dpm-range", "6", "8",
+         "--no-blend", "--gate-blocks", "down", "up", "--element", "hat", "--element", "scarf"])
+    params = params_from_args(args)
+    assert (params.steps, params.dpm_range, params.blend) == (8, (6, 8), False)
+    assert params.gate_blocks == ("down", "up") and params.element_words == ("hat", "scarf")
+
+
+def test_bad_inputs_exit_with_a_message_naming_the_file(tmp_path, crop_files, tiny_sd_dir, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    files = dict(crop_files, original=broken)
+    assert main(_args(files, tmp_path / "r.png", "--model", str(tiny_sd_dir))) == EXIT_INPUT
+    assert "broken.png: not a readable image" in capsys.readouterr().err
+
+    files = dict(crop_files)
+    assert main(_args(files, crop_files["edited"], "--model", str(tiny_sd_dir))) == EXIT_INPUT
+    assert "would overwrite the edited input" in capsys.readouterr().err
+
+    not_a_model = tmp_path / "empty-model"
+    not_a_model.mkdir()
+    assert main(_args(crop_files, tmp_path / "r.png", "--model", str(not_a_model))) == EXIT_MODEL
+    assert "model_index.json" in capsys.readouterr().err
+
+    assert main(_args(crop_files, tmp_path / "r.png", "--model", str(tiny_sd_dir),
+                      "--dpm-range", "0", "20")) == EXIT_INPUT
+    assert "dpm_range" in capsys.readouterr().err
