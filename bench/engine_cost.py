@@ -46,10 +46,16 @@ def random_sd14_model(device: torch.device, dtype: torch.dtype) -> SDModel:
         module.to(device, dtype).eval().requires_grad_(False)
     sched = DDIMScheduler.from_config(DDIMScheduler.load_config(cfg / "scheduler"))
     return SDModel(
-        unet=unet, vae=vae, text_encoder=text,
+        unet=unet,
+        vae=vae,
+        text_encoder=text,
         tokenizer=CLIPTokenizer.from_pretrained(cfg / "tokenizer"),
-        alphas_cumprod=sched.alphas_cumprod.double(), device=device, dtype=dtype,
-        model_id="sd14-random", fingerprint="random", source_kind="random",
+        alphas_cumprod=sched.alphas_cumprod.double(),
+        device=device,
+        dtype=dtype,
+        model_id="sd14-random",
+        fingerprint="random",
+        source_kind="random",
         vae_scaling_factor=0.18215,
     )
 
@@ -97,7 +103,9 @@ def run(model: SDModel, params: EditedIDParams, pairs: list[FacePair]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--model", default="tiny", help="tiny | sd14-random | a model folder/file")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
@@ -126,29 +134,51 @@ def main(argv: list[str] | None = None) -> int:
     pairs = make_pairs(args.faces, size)
     editedid = EditedIDParams(nulltext_iters=args.nulltext_iters, nulltext_early_stop=0.0)
     baseline = EditedIDParams(
-        steps=args.baseline_steps, hybrid_solver=False, alignment=False, final_align_steps=1,
-        nulltext_iters=args.nulltext_iters, nulltext_early_stop=0.0,
+        steps=args.baseline_steps,
+        hybrid_solver=False,
+        alignment=False,
+        final_align_steps=1,
+        nulltext_iters=args.nulltext_iters,
+        nulltext_early_stop=0.0,
     )
     if args.warmup:
         run(model, editedid.replace(nulltext_iters=1), pairs)
     rows = [("EditedID (6 steps, hybrid)", run(model, editedid, pairs))]
     if not args.skip_baseline:
-        rows.append((f"Null-text + P2P ({args.baseline_steps} steps, DDIM)", run(model, baseline, pairs)))
+        rows.append(
+            (f"Null-text + P2P ({args.baseline_steps} steps, DDIM)", run(model, baseline, pairs))
+        )
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"\nmodel={model.model_id} device={device} ({gpu}) dtype={str(dtype)[6:]} "
-          f"faces={args.faces} crop={size}px nulltext_iters={args.nulltext_iters} (no early stop)")
+    print(
+        f"\nmodel={model.model_id} device={device} ({gpu}) dtype={str(dtype)[6:]} "
+        f"faces={args.faces} crop={size}px nulltext_iters={args.nulltext_iters} (no early stop)"
+    )
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    head = ("method", "UNet fwd/face", "UNet bwd/face", "calls", "inversion s", "null-text s",
-            "entangle s", "total s/face", "peak GB")
+    head = (
+        "method",
+        "UNet fwd/face",
+        "UNet bwd/face",
+        "calls",
+        "inversion s",
+        "null-text s",
+        "entangle s",
+        "total s/face",
+        "peak GB",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, r in rows:
         t = r["timings"]
-        print(f"| {name} | {r['fwd']:.0f} | {r['bwd']:.0f} | {r['calls']} | {t['inversion']:.2f} | "
-              f"{t['nulltext']:.2f} | {t['entanglement']:.2f} | {r['per_face']:.2f} | {r['peak']:.2f} |")
+        print(
+            f"| {name} | {r['fwd']:.0f} | {r['bwd']:.0f} | {r['calls']} | {t['inversion']:.2f} | "
+            f"{t['nulltext']:.2f} | {t['entanglement']:.2f} | {r['per_face']:.2f} | "
+            f"{r['peak']:.2f} |"
+        )
     if len(rows) == 2:
-        print(f"\nbaseline / EditedID wall-time ratio: {rows[1][1]['wall'] / rows[0][1]['wall']:.1f}x")
+        print(
+            f"\nbaseline / EditedID wall-time ratio: {rows[1][1]['wall'] / rows[0][1]['wall']:.1f}x"
+        )
     return 0
 
 

@@ -37,15 +37,35 @@ def add_param_options(parser: argparse.ArgumentParser) -> None:
         help_text = f"{PARAM_HELP.get(f.name, '')} (default: {_show(default)})"
         hint = hints[f.name]
         if f.name == "element_words":
-            group.add_argument("--element", "--element-words", dest="element_words", nargs="+",
-                               action="extend", default=None, metavar="WORD", help=help_text)
+            group.add_argument(
+                "--element",
+                "--element-words",
+                dest="element_words",
+                nargs="+",
+                action="extend",
+                default=None,
+                metavar="WORD",
+                help=help_text,
+            )
         elif hint is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
         elif f.name in ("dpm_range", "overlap"):
             kind = int if f.name == "dpm_range" else float
-            group.add_argument(flag, dest=f.name, nargs=2, type=kind, default=None,
-                               metavar=("A", "B"), help=help_text)
+            group.add_argument(
+                flag,
+                dest=f.name,
+                nargs=2,
+                type=kind,
+                default=None,
+                metavar=("A", "B"),
+                help=help_text,
+            )
         elif f.name in ("gate_blocks", "face_words"):
             group.add_argument(flag, dest=f.name, nargs="+", default=None, help=help_text)
         elif f.name == "max_batch_faces":
@@ -53,8 +73,11 @@ def add_param_options(parser: argparse.ArgumentParser) -> None:
         else:
             kind = type(default)
             group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
-    parser.add_argument("--params-json", type=Path,
-                        help="Read parameters from a JSON file (a sidecar works); options override it.")
+    parser.add_argument(
+        "--params-json",
+        type=Path,
+        help="Read parameters from a JSON file (a sidecar works); options override it.",
+    )
 
 
 def _show(value) -> str:
@@ -111,30 +134,48 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for name, path in inputs.items():
         if Path(path).exists() and out.resolve() == Path(path).resolve():
-            raise InputError(f"{out}: the output would overwrite the {name} input; choose another name.")
+            raise InputError(
+                f"{out}: the output would overwrite the {name} input; choose another name."
+            )
     if out.exists() and not args.overwrite:
-        raise InputError(f"{out}: already exists. Pass --overwrite to replace it or choose another name.")
+        raise InputError(
+            f"{out}: already exists. Pass --overwrite to replace it or choose another name."
+        )
     pair = FacePair(
-        read_rgb(args.original), read_rgb(args.edited), read_mask(args.face_mask),
-        read_mask(args.element_mask), name=Path(args.edited).name,
+        read_rgb(args.original),
+        read_rgb(args.edited),
+        read_mask(args.face_mask),
+        read_mask(args.element_mask),
+        name=Path(args.edited).name,
     )
-    low = LowMemory(attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload)
+    low = LowMemory(
+        attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload
+    )
     started = time.perf_counter()
-    model = load_sd_model(args.model, device=args.device, dtype=args.dtype,
-                          allow_pickle=args.allow_pickle, allow_download=args.allow_download,
-                          low_memory=low)
+    model = load_sd_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        allow_pickle=args.allow_pickle,
+        allow_download=args.allow_download,
+        low_memory=low,
+    )
     loaded = time.perf_counter()
     if not args.quiet:
-        print(f"Model {model.model_id} on {model.device} ({model.dtype}) in {loaded - started:.1f} s",
-              file=sys.stderr)
+        print(
+            f"Model {model.model_id} on {model.device} ({model.dtype}) in {loaded - started:.1f} s",
+            file=sys.stderr,
+        )
     result = restore_faces(model, [pair], params, on_step=_progress_printer(args.quiet))
     write_image_atomic(out, result.faces[0].restored)
     sidecar = {
         "tool": "editedid-cli restore-crop",
         "version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": {name: {"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))}
-                   for name, p in inputs.items()},
+        "inputs": {
+            name: {"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))}
+            for name, p in inputs.items()
+        },
         "output": str(out.resolve()),
         "seconds": round(time.perf_counter() - loaded, 3),
         "diagnostics": result.diagnostics(),
@@ -159,8 +200,9 @@ def cmd_models_download(args: argparse.Namespace) -> int:
             pct = f"{100 * done / total:5.1f}%" if total else ""
             print(f"  {label} {done / 1e6:8.1f} MB {pct}", file=sys.stderr, flush=True)
 
-    path = download_sd_model(hub_id, models_dir=args.models_dir, progress=progress,
-                             variant="fp16" if args.fp16 else None)
+    path = download_sd_model(
+        hub_id, models_dir=args.models_dir, progress=progress, variant="fp16" if args.fp16 else None
+    )
     print(path)
     return EXIT_OK
 
@@ -193,21 +235,36 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--original", required=True, type=Path, help="Aligned original face crop.")
     crop.add_argument("--edited", required=True, type=Path, help="Edited face crop (same size).")
     crop.add_argument("--face-mask", required=True, type=Path, help="Face mask (white = face).")
-    crop.add_argument("--element-mask", required=True, type=Path,
-                      help="Element mask (white = edited element to keep).")
+    crop.add_argument(
+        "--element-mask",
+        required=True,
+        type=Path,
+        help="Element mask (white = edited element to keep).",
+    )
     crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
     crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
-    crop.add_argument("--model", default=DEFAULT_SD_MODEL,
-                      help="SD 1.x diffusers folder, single .safetensors file or hub id "
-                      f"(default {DEFAULT_SD_MODEL}, looked up in the models folder).")
-    crop.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: best available).")
+    crop.add_argument(
+        "--model",
+        default=DEFAULT_SD_MODEL,
+        help="SD 1.x diffusers folder, single .safetensors file or hub id "
+        f"(default {DEFAULT_SD_MODEL}, looked up in the models folder).",
+    )
+    crop.add_argument(
+        "--device", default=None, help="cuda, cuda:N or cpu (default: best available)."
+    )
     crop.add_argument("--dtype", default=None, help="fp16, bf16 or fp32 (default: fp16 on CUDA).")
     crop.add_argument("--low-vram", action="store_true", help="Attention slicing and VAE tiling.")
     crop.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
-    crop.add_argument("--allow-pickle", action="store_true",
-                      help="Allow .ckpt/.bin checkpoints (they can run code; only trusted files).")
-    crop.add_argument("--allow-download", action="store_true",
-                      help="Download a hub model that is not on this machine yet.")
+    crop.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="Allow .ckpt/.bin checkpoints (they can run code; only trusted files).",
+    )
+    crop.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="Download a hub model that is not on this machine yet.",
+    )
     crop.add_argument("--quiet", action="store_true", help="No progress output.")
     add_param_options(crop)
     crop.set_defaults(func=cmd_restore_crop)

@@ -32,7 +32,9 @@ def _open(path: str | Path) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise InputError(f"{path}: the image is too large to process safely ({error}).") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{path}: the image is damaged or truncated ({error}). Export it again.") from error
+        raise InputError(
+            f"{path}: the image is damaged or truncated ({error}). Export it again."
+        ) from error
     return image
 
 
@@ -77,7 +79,9 @@ def write_image_atomic(path: str | Path, image: np.ndarray | Image.Image, **save
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"{path}: could not write the file ({error.strerror or error}).") from error
+        raise InputError(
+            f"{path}: could not write the file ({error.strerror or error})."
+        ) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -65,7 +65,11 @@ def next_mix_weight(
 
 
 def mix_schedule_step(
-    k: int, steps: int, w_prev: torch.Tensor, z_o: torch.Tensor, z_e: torch.Tensor,
+    k: int,
+    steps: int,
+    w_prev: torch.Tensor,
+    z_o: torch.Tensor,
+    z_e: torch.Tensor,
     params: EditedIDParams,
 ) -> torch.Tensor:
     """w for inversion step k (0 = first step from the clean latent)."""

@@ -45,8 +45,9 @@ class UNetStats:
 
 
 def token_ids(tokenizer, prompt: str) -> list[int]:
-    return tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True).input_ids
+    return tokenizer(
+        prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True
+    ).input_ids
 
 
 def word_columns(tokenizer, prompt: str, words: tuple[str, ...] | list[str]) -> list[int]:
@@ -59,7 +60,9 @@ def word_columns(tokenizer, prompt: str, words: tuple[str, ...] | list[str]) -> 
     for word in words:
         word_ids = tokenizer(word, add_special_tokens=False).input_ids
         if not word_ids:
-            raise InputError(f"The word {word!r} gives no tokens; use a real word such as 'glasses'.")
+            raise InputError(
+                f"The word {word!r} gives no tokens; use a real word such as 'glasses'."
+            )
         found = None
         for start in range(1, len(ids) - len(word_ids) + 1):
             if ids[start : start + len(word_ids)] == word_ids:
@@ -93,8 +96,13 @@ def encode_text(model, prompts: list[str]) -> torch.Tensor:
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 RGB -> 1x3xHxW float in [-1, 1]."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(f"Expected an HxWx3 uint8 RGB image, got shape {image.shape} {image.dtype}.")
-    return torch.from_numpy(np.ascontiguousarray(image).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        raise InputError(
+            f"Expected an HxWx3 uint8 RGB image, got shape {image.shape} {image.dtype}."
+        )
+    return (
+        torch.from_numpy(np.ascontiguousarray(image).copy()).permute(2, 0, 1)[None].float() / 127.5
+        - 1.0
+    )
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:

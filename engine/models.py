@@ -168,7 +168,7 @@ def default_models_dir() -> Path:
 
 
 def hub_folder_name(hub_id: str) -> str:
-    """"CompVis/stable-diffusion-v1-4" -> "CompVis--stable-diffusion-v1-4"."""
+    """ "CompVis/stable-diffusion-v1-4" -> "CompVis--stable-diffusion-v1-4"."""
     return hub_id.strip().replace("/", "--")
 
 
@@ -593,8 +593,10 @@ def alphas_cumprod_from_config(path: Path) -> torch.Tensor:
     from diffusers import DDIMScheduler
 
     cfg = _read_json(path) if path.is_file() else {}
-    sched = DDIMScheduler.from_config(cfg) if cfg else DDIMScheduler.from_pretrained(
-        str(sd15_config_dir()), subfolder="scheduler"
+    sched = (
+        DDIMScheduler.from_config(cfg)
+        if cfg
+        else DDIMScheduler.from_pretrained(str(sd15_config_dir()), subfolder="scheduler")
     )
     c = sched.config
     n = int(c.num_train_timesteps)
@@ -694,9 +696,7 @@ def _load_single_file(
     except (ModelError, Cancelled):
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(
-            f"Cannot load {path} as a Stable Diffusion 1.x checkpoint: {exc}"
-        ) from exc
+        raise ModelError(f"Cannot load {path} as a Stable Diffusion 1.x checkpoint: {exc}") from exc
     alphas = alphas_cumprod_from_config(config / "scheduler" / "scheduler_config.json")
     fp = _fingerprint([(path.name, path)], config_dir=config)
     return (pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer), alphas, fp

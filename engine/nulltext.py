@@ -98,7 +98,9 @@ def optimise_null_text(
             eps_cond = predict_noise(model, x, t, cond, None, 1.0, stats).float()
         lr = params.nulltext_lr * (1.0 - i / 100.0)
         threshold = params.nulltext_early_stop + i * 2 * params.nulltext_early_stop
-        leaves = [(phi_o[f].requires_grad_(True), phi_e[f].requires_grad_(True)) for f in range(faces)]
+        leaves = [
+            (phi_o[f].requires_grad_(True), phi_e[f].requires_grad_(True)) for f in range(faces)
+        ]
         optimisers = [torch.optim.Adam(list(pair), lr=lr) for pair in leaves]
         active = list(range(faces))
         for it in range(params.nulltext_iters):

@@ -191,8 +191,8 @@ class EditedIDParams:
 # One line per parameter: the CLI's --help and the app's tooltips.
 PARAM_HELP: dict[str, str] = {
     "steps": "Diffusion steps of inversion and reconstruction (paper: 6; more = slower, finer).",
-    "dpm_range": "Steps [start, end) that use DPM-Solver++ for detail; the rest use DDIM for identity.",
-    "init_mix": "Starting weight of adaptive latent mixing (paper: 0.04; larger blends identities).",
+    "dpm_range": "Steps [start, end) using DPM-Solver++ (detail); the rest use DDIM (identity).",
+    "init_mix": "Starting weight of adaptive latent mixing (paper: 0.04; larger blends more).",
     "mix_lr": "Learning rate of the mixing weight's gradient step on the alignment loss.",
     "final_align_steps": "Last inversion steps over which the mixing weight is driven to 0.5.",
     "guidance": "Classifier-free guidance scale used in reconstruction (7.5).",
@@ -202,7 +202,7 @@ PARAM_HELP: dict[str, str] = {
     "overlap": "Weights (original, edited) where face and element masks overlap (0.5 0.5).",
     "gate_mode": "'map' gates self-attention maps (paper); 'output' mixes attention outputs.",
     "gate_blocks": "UNet parts whose self-attention is gated: down, mid, up (paper: down mid).",
-    "cross_attention": "Take face tokens' cross-attention from the original, element tokens' from the edit.",
+    "cross_attention": "Face tokens' cross-attention from the original, elements' from the edit.",
     "blend": "Keep the edited photo exactly outside the face and element masks.",
     "base_prompt": "Prompt describing the crop; element words are appended after 'with'.",
     "face_words": "Words of the base prompt that carry identity (token set T_o).",
@@ -212,5 +212,5 @@ PARAM_HELP: dict[str, str] = {
     "gating": "Attentional gating (off = plain reconstruction; for ablations).",
     "seed": "Random seed (the method is deterministic; recorded for reproducibility).",
     "resolution": "Side of the square face crop in pixels (SD 1.x: 512).",
-    "max_batch_faces": "Most faces per GPU batch (empty = as many as fit; halves on out-of-memory).",
+    "max_batch_faces": "Most faces per GPU batch (empty = all; halved on out-of-memory).",
 }

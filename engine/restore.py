@@ -195,7 +195,9 @@ def validate_pairs(pairs: list[FacePair]) -> list[tuple[np.ndarray, np.ndarray]]
             )
         h, w = pair.original.shape[:2]
         if h % 8 or w % 8:
-            raise InputError(f"{label}: crop size {w}x{h} must be a multiple of 8 (512x512 is best).")
+            raise InputError(
+                f"{label}: crop size {w}x{h} must be a multiple of 8 (512x512 is best)."
+            )
         if first_shape is None:
             first_shape = pair.original.shape
         elif pair.original.shape != first_shape:
@@ -281,17 +283,25 @@ def _invert_faces(
         model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel
     )
     timings["nulltext"] += time.perf_counter() - middle
-    return [_CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)]
+    return [
+        _CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
+    ]
 
 
 def _to_cpu_traj(t: AlignedTrajectories) -> AlignedTrajectories:
-    return AlignedTrajectories([z.cpu() for z in t.original], [z.cpu() for z in t.edited],
-                               t.mix_weights.cpu())
+    return AlignedTrajectories(
+        [z.cpu() for z in t.original], [z.cpu() for z in t.edited], t.mix_weights.cpu()
+    )
 
 
 def _to_cpu_null(n: NullTextResult) -> NullTextResult:
-    return NullTextResult([u.cpu() for u in n.uncond_original], [u.cpu() for u in n.uncond_edited],
-                          n.losses, n.iterations, n.initial_losses)
+    return NullTextResult(
+        [u.cpu() for u in n.uncond_original],
+        [u.cpu() for u in n.uncond_edited],
+        n.losses,
+        n.iterations,
+        n.initial_losses,
+    )
 
 
 def _masks_to_latent(masks: list[np.ndarray], size: tuple[int, int], device) -> torch.Tensor:
@@ -322,11 +332,13 @@ def _entangle(
     face_mask = _masks_to_latent([m[0] for m in masks], latent_size, device)
     element_mask = _masks_to_latent([m[1] for m in masks], latent_size, device)
     union = torch.maximum(face_mask, element_mask)
-    cond = torch.cat([
-        prompts.cond_original.expand(faces, -1, -1),
-        prompts.cond_edited.expand(faces, -1, -1),
-        prompts.cond_edited.expand(faces, -1, -1),  # P_t = P_e
-    ])
+    cond = torch.cat(
+        [
+            prompts.cond_original.expand(faces, -1, -1),
+            prompts.cond_edited.expand(faces, -1, -1),
+            prompts.cond_edited.expand(faces, -1, -1),  # P_t = P_e
+        ]
+    )
     x = torch.cat([z_t, z_t, z_t])
     config = GateConfig(
         faces=faces,
@@ -356,7 +368,9 @@ def _entangle(
                 edited, target = x[faces : 2 * faces], x[2 * faces :]
                 x[2 * faces :] = union * target + (1.0 - union) * edited
             if on_step is not None:
-                on_step("entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1]))
+                on_step(
+                    "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
+                )
     crops = decode_latents(model, x[2 * faces :])
     return crops, gate.captured_maps()
 
@@ -399,8 +413,17 @@ def restore_faces(
     missing = [i for i in range(len(pairs)) if i not in entries]
 
     def run_inversion(indices: list[int]) -> None:
-        new = _invert_faces(model, [pairs[i] for i in indices], prompts, plan, params, stats,
-                            on_step, check_cancel, timings)
+        new = _invert_faces(
+            model,
+            [pairs[i] for i in indices],
+            prompts,
+            plan,
+            params,
+            stats,
+            on_step,
+            check_cancel,
+            timings,
+        )
         for i, entry in zip(indices, new, strict=True):
             entries[i] = entry
             cache.put(keys[i], entry)
@@ -418,8 +441,18 @@ def restore_faces(
 
         def run_entangle(indices: list[int], overlap=overlap) -> None:
             start = time.perf_counter()
-            crops, maps = _entangle(model, [entries[i] for i in indices], [masks[i] for i in indices],
-                                    overlap, prompts, plan, params, stats, on_step, check_cancel)
+            crops, maps = _entangle(
+                model,
+                [entries[i] for i in indices],
+                [masks[i] for i in indices],
+                overlap,
+                prompts,
+                plan,
+                params,
+                stats,
+                on_step,
+                check_cancel,
+            )
             timings["entanglement"] += time.perf_counter() - start
             for slot, i in enumerate(indices):
                 restored[i] = crops[slot]

@@ -146,7 +146,12 @@ def predict_x0(x: torch.Tensor, eps: torch.Tensor, alpha: float, sigma: float) -
 
 
 def ddim_step(
-    x: torch.Tensor, eps: torch.Tensor, alpha_s: float, sigma_s: float, alpha_t: float, sigma_t: float
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_s: float,
+    sigma_s: float,
+    alpha_t: float,
+    sigma_t: float,
 ) -> torch.Tensor:
     """Deterministic first-order DDIM update from level s to level t (A.2, eq. 11)."""
     return alpha_t * predict_x0(x, eps, alpha_s, sigma_s) + sigma_t * eps
@@ -228,7 +233,6 @@ class Solver:
     def set_history(self, x0: torch.Tensor | None, lam: float | None) -> None:
         self._prev_x0, self._prev_lam = x0, lam
 
-
     # reconstruction ---------------------------------------------------------------
     def step(self, i: int, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Reconstruction step i: level i -> level i + 1 (eq. 5); records the x0 history."""
@@ -272,4 +276,6 @@ class Solver:
 
     def first_order_inverse(self, i: int, x_next: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         p = self.plan
-        return p.alpha(i) * predict_x0(x_next, eps, p.alpha(i + 1), p.sigma(i + 1)) + p.sigma(i) * eps
+        return (
+            p.alpha(i) * predict_x0(x_next, eps, p.alpha(i + 1), p.sigma(i + 1)) + p.sigma(i) * eps
+        )

@@ -28,7 +28,12 @@ def build_tiny_sd(
     prediction does not depend on the latent; DDIM inversion then reconstructs exactly
     (a known-answer fixture). With the default norm_eps a zeroed net is unstable.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)

@@ -42,8 +42,21 @@ def _digest(paths):
 def test_restore_crop_writes_result_and_sidecar(tmp_path, crop_files, tiny_sd_dir):
     before = _digest(crop_files.values())
     out = tmp_path / "result.png"
-    code = main(_args(crop_files, out, "--model", str(tiny_sd_dir), "--element", "glasses",
-                      "--nulltext-iters", "1", "--overlap", "0.6", "0.4"))
+    code = main(
+        _args(
+            crop_files,
+            out,
+            "--model",
+            str(tiny_sd_dir),
+            "--element",
+            "glasses",
+            "--nulltext-iters",
+            "1",
+            "--overlap",
+            "0.6",
+            "0.4",
+        )
+    )
     assert code == EXIT_OK
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
     sidecar = json.loads((tmp_path / "result.png.json").read_text())
@@ -57,13 +70,49 @@ def test_restore_crop_writes_result_and_sidecar(tmp_path, crop_files, tiny_sd_di
 
 def test_every_parameter_is_an_option_with_the_papers_default():
     args = build_parser().parse_args(
-        ["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c",
-         "--element-mask", "d", "--out", "e"])
+        [
+            "restore-crop",
+            "--original",
+            "a",
+            "--edited",
+            "b",
+            "--face-mask",
+            "c",
+            "--element-mask",
+            "d",
+            "--out",
+            "e",
+        ]
+    )
     assert params_from_args(args) == EditedIDParams()
     args = build_parser().parse_args(
-        ["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c",
-         "--element-mask", "d", "--out", "e", "--steps", "8", "--dpm-range", "6", "8",
-         "--no-blend", "--gate-blocks", "down", "up", "--element", "hat", "--element", "scarf"])
+        [
+            "restore-crop",
+            "--original",
+            "a",
+            "--edited",
+            "b",
+            "--face-mask",
+            "c",
+            "--element-mask",
+            "d",
+            "--out",
+            "e",
+            "--steps",
+            "8",
+            "--dpm-range",
+            "6",
+            "8",
+            "--no-blend",
+            "--gate-blocks",
+            "down",
+            "up",
+            "--element",
+            "hat",
+            "--element",
+            "scarf",
+        ]
+    )
     params = params_from_args(args)
     assert (params.steps, params.dpm_range, params.blend) == (8, (6, 8), False)
     assert params.gate_blocks == ("down", "up") and params.element_words == ("hat", "scarf")
@@ -85,6 +134,18 @@ def test_bad_inputs_exit_with_a_message_naming_the_file(tmp_path, crop_files, ti
     assert main(_args(crop_files, tmp_path / "r.png", "--model", str(not_a_model))) == EXIT_MODEL
     assert "model_index.json" in capsys.readouterr().err
 
-    assert main(_args(crop_files, tmp_path / "r.png", "--model", str(tiny_sd_dir),
-                      "--dpm-range", "0", "20")) == EXIT_INPUT
+    assert (
+        main(
+            _args(
+                crop_files,
+                tmp_path / "r.png",
+                "--model",
+                str(tiny_sd_dir),
+                "--dpm-range",
+                "0",
+                "20",
+            )
+        )
+        == EXIT_INPUT
+    )
     assert "dpm_range" in capsys.readouterr().err

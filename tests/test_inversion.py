@@ -24,8 +24,9 @@ def _invert(model, params: EditedIDParams):
     plan = make_plan(params.steps, params.effective_dpm_range, model.alphas_cumprod)
     stats = UNetStats()
     calls = []
-    traj = align_invert(model, z[:1], z[1:], cond_o, cond_e, plan, params, stats,
-                        on_step=lambda *a: calls.append(a))
+    traj = align_invert(
+        model, z[:1], z[1:], cond_o, cond_e, plan, params, stats, on_step=lambda *a: calls.append(a)
+    )
     return traj, stats, calls, z
 
 
@@ -38,10 +39,14 @@ def test_mixing_weight_schedule_and_shared_noise(tiny_model):
     assert w[-1] == 0.5 and w[-2] < 0.5
     assert torch.equal(traj.original[0], traj.edited[0])  # one shared z_T
     # The clean ends are the inputs, untouched.
-    assert torch.equal(traj.original[-1], z[:1].float()) and torch.equal(traj.edited[-1], z[1:].float())
+    assert torch.equal(traj.original[-1], z[:1].float()) and torch.equal(
+        traj.edited[-1], z[1:].float()
+    )
     # Both images in one batched UNet call per step.
     assert stats.forward_calls == params.steps and stats.forward_samples == 2 * params.steps
-    assert [c[:3] for c in calls] == [("inversion", k + 1, params.steps) for k in range(params.steps)]
+    assert [c[:3] for c in calls] == [
+        ("inversion", k + 1, params.steps) for k in range(params.steps)
+    ]
 
 
 def test_mixing_pulls_the_trajectories_together(tiny_model):
@@ -49,7 +54,9 @@ def test_mixing_pulls_the_trajectories_together(tiny_model):
     unmixed, *_ = _invert(tiny_model, EditedIDParams(alignment=False))
 
     def gaps(traj):
-        return [float((o - e).pow(2).mean()) for o, e in zip(traj.original, traj.edited, strict=True)]
+        return [
+            float((o - e).pow(2).mean()) for o, e in zip(traj.original, traj.edited, strict=True)
+        ]
 
     with_mix, without = gaps(mixed), gaps(unmixed)
     assert with_mix[0] == without[0] == 0.0  # both end at one z_T
@@ -92,6 +99,8 @@ def test_exact_fixture_inversion_then_reconstruction_returns_the_input(exact_sd_
     assert stats.forward_calls == plan.steps  # the 2M look-ahead costs no extra UNet call
     rec, x = Solver(plan), traj.shared_noise
     for i in range(plan.steps):
-        x = rec.step(i, x, predict_noise(model, x, plan.timesteps[i], cond, None, 1.0, stats).float())
+        x = rec.step(
+            i, x, predict_noise(model, x, plan.timesteps[i], cond, None, 1.0, stats).float()
+        )
         torch.testing.assert_close(x, traj.original[i + 1], atol=1e-5, rtol=1e-5)
     assert float((x - z).abs().max()) < 1e-5

@@ -387,8 +387,11 @@ def test_pickle_only_folder(tiny_sd_dir, tmp_path, caplog):
 def test_fp16_variant_only_folder(tiny_sd_dir, tmp_path):
     """A folder with only *.fp16.safetensors weights (what variant='fp16' downloads)."""
     m = copy_model(tiny_sd_dir, tmp_path / "fp16")
-    for comp, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
-                       ("text_encoder", "model")):
+    for comp, stem in (
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    ):
         (m / comp / f"{stem}.safetensors").rename(m / comp / f"{stem}.fp16.safetensors")
     loaded = load_sd_model(m)
     assert loaded.dtype == torch.float32
@@ -443,7 +446,8 @@ def _fake_snapshot_download(src: Path, calls: list):
     def fake(repo_id, *, local_dir, allow_patterns, tqdm_class, **kwargs):
         calls.append({"repo_id": repo_id, "allow_patterns": allow_patterns, **kwargs})
         files = [
-            p for p in sorted(src.rglob("*"))
+            p
+            for p in sorted(src.rglob("*"))
             if p.is_file()
             and any(fnmatch.fnmatch(p.relative_to(src).as_posix(), pat) for pat in allow_patterns)
         ]
@@ -552,43 +556,56 @@ def _unet_to_ldm(sd: dict, cfg: dict) -> dict:
         "conv_out.": "out.2.",
     }
     resnet = [
-        ("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("norm2.", "out_layers.0."),
-        ("conv2.", "out_layers.3."), ("time_emb_proj.", "emb_layers.1."),
+        ("norm1.", "in_layers.0."),
+        ("conv1.", "in_layers.2."),
+        ("norm2.", "out_layers.0."),
+        ("conv2.", "out_layers.3."),
+        ("time_emb_proj.", "emb_layers.1."),
         ("conv_shortcut.", "skip_connection."),
     ]
     prefixes = [(a, b, False) for a, b in direct.items()]
     step = layers + 1
     for i in range(n_blocks):
         for j in range(layers):
-            res = f"input_blocks.{step*i+j+1}.0."
+            res = f"input_blocks.{step * i + j + 1}.0."
             prefixes.append((f"down_blocks.{i}.resnets.{j}.", res, True))
             if down_attn[i]:
                 prefixes.append(
-                    (f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{step*i+j+1}.1.", False)
+                    (
+                        f"down_blocks.{i}.attentions.{j}.",
+                        f"input_blocks.{step * i + j + 1}.1.",
+                        False,
+                    )
                 )
         for j in range(step):
-            prefixes.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{step*i+j}.0.", True))
+            prefixes.append(
+                (f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{step * i + j}.0.", True)
+            )
             if up_attn[i]:
                 prefixes.append(
-                    (f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{step*i+j}.1.", False)
+                    (f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{step * i + j}.1.", False)
                 )
         if i < n_blocks - 1:
             prefixes.append(
-                (f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{step*(i+1)}.0.op.", False)
+                (
+                    f"down_blocks.{i}.downsamplers.0.conv.",
+                    f"input_blocks.{step * (i + 1)}.0.op.",
+                    False,
+                )
             )
-            up_idx = f"output_blocks.{step*i+layers}.{2 if up_attn[i] else 1}."
+            up_idx = f"output_blocks.{step * i + layers}.{2 if up_attn[i] else 1}."
             prefixes.append((f"up_blocks.{i}.upsamplers.0.", up_idx, False))
     prefixes.append(("mid_block.attentions.0.", "middle_block.1.", False))
-    prefixes += [(f"mid_block.resnets.{j}.", f"middle_block.{2*j}.", True) for j in range(2)]
+    prefixes += [(f"mid_block.resnets.{j}.", f"middle_block.{2 * j}.", True) for j in range(2)]
     out = {}
     for key, value in sd.items():
         for a, b, is_resnet in prefixes:
             if key.startswith(a):
-                rest = key[len(a):]
+                rest = key[len(a) :]
                 if is_resnet:
                     for x, y in resnet:
                         if rest.startswith(x):
-                            rest = y + rest[len(x):]
+                            rest = y + rest[len(x) :]
                 out["model.diffusion_model." + b + rest] = value
                 break
         else:
@@ -598,34 +615,45 @@ def _unet_to_ldm(sd: dict, cfg: dict) -> dict:
 
 def _vae_to_ldm(sd: dict, cfg: dict) -> dict:
     n_blocks, layers = len(cfg["block_out_channels"]), cfg["layers_per_block"]
-    pre = [("encoder.conv_norm_out.", "encoder.norm_out."),
-           ("decoder.conv_norm_out.", "decoder.norm_out.")]
+    pre = [
+        ("encoder.conv_norm_out.", "encoder.norm_out."),
+        ("decoder.conv_norm_out.", "decoder.norm_out."),
+    ]
     for i in range(n_blocks):
         up = n_blocks - 1 - i
-        pre += [(f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}.")
-                for j in range(layers)]
-        pre += [(f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{up}.block.{j}.")
-                for j in range(layers + 1)]
+        pre += [
+            (f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}.")
+            for j in range(layers)
+        ]
+        pre += [
+            (f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{up}.block.{j}.")
+            for j in range(layers + 1)
+        ]
         if i < n_blocks - 1:
             pre.append(
                 (f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
             )
             pre.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{up}.upsample."))
     for part in ("encoder", "decoder"):
-        pre += [(f"{part}.mid_block.resnets.{j}.", f"{part}.mid.block_{j+1}.") for j in range(2)]
+        pre += [(f"{part}.mid_block.resnets.{j}.", f"{part}.mid.block_{j + 1}.") for j in range(2)]
         pre.append((f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1."))
-    attn = [("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."),
-            ("to_out.0.", "proj_out.")]
+    attn = [
+        ("group_norm.", "norm."),
+        ("to_q.", "q."),
+        ("to_k.", "k."),
+        ("to_v.", "v."),
+        ("to_out.0.", "proj_out."),
+    ]
     out = {}
     for key, value in sd.items():
         new = key
         for a, b in pre:
             if key.startswith(a):
-                rest = key[len(a):].replace("conv_shortcut.", "nin_shortcut.")
+                rest = key[len(a) :].replace("conv_shortcut.", "nin_shortcut.")
                 if b.endswith("attn_1."):
                     for x, y in attn:
                         if rest.startswith(x):
-                            rest = y + rest[len(x):]
+                            rest = y + rest[len(x) :]
                             if value.ndim == 2:  # LDM stores these as 1x1 convolutions
                                 value = value[:, :, None, None]
                 new = b + rest
@@ -637,8 +665,7 @@ def _vae_to_ldm(sd: dict, cfg: dict) -> dict:
 def _clip_to_ldm(sd: dict) -> dict:
     prefix = "cond_stage_model.transformer."
     return {
-        prefix + (k if k.startswith("text_model.") else "text_model." + k): v
-        for k, v in sd.items()
+        prefix + (k if k.startswith("text_model.") else "text_model." + k): v for k, v in sd.items()
     }
 
 
@@ -655,9 +682,7 @@ def single_file_model(tiny_model, tiny_sd_dir, tmp_path_factory):
     path = root / "tiny-sd.safetensors"
     save_file({k: v.contiguous() for k, v in ckpt.items()}, str(path))
     config = root / "config"
-    shutil.copytree(
-        tiny_sd_dir, config, ignore=shutil.ignore_patterns("*.safetensors", "*.bin")
-    )
+    shutil.copytree(tiny_sd_dir, config, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     return path, config
 
 

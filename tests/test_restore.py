@@ -29,14 +29,17 @@ def _pair(original="grace_hopper", edited="astronaut", **kw) -> FacePair:
 
 def test_restore_output_progress_and_diagnostics(tiny_model):
     calls = []
-    result = restore_faces(tiny_model, [_pair()], FAST, on_step=lambda *a: calls.append(a),
-                           cache=InversionCache())
+    result = restore_faces(
+        tiny_model, [_pair()], FAST, on_step=lambda *a: calls.append(a), cache=InversionCache()
+    )
     crop = result.faces[0].restored
     assert crop.shape == (SIZE, SIZE, 3) and crop.dtype == np.uint8
     steps = FAST.steps
     for stage in ("inversion", "nulltext", "entanglement"):
         seen = [c for c in calls if c[0] == stage]
-        assert [c[1] for c in seen] == list(range(1, steps + 1)) and all(c[2] == steps for c in seen)
+        assert [c[1] for c in seen] == list(range(1, steps + 1)) and all(
+            c[2] == steps for c in seen
+        )
         assert all(isinstance(c[3], np.ndarray) and c[3].ndim == 3 for c in seen)
     face = result.faces[0]
     assert face.mix_weights[-1] == 0.5 and not face.cached
@@ -68,8 +71,15 @@ def test_rerun_with_new_masks_reuses_the_cached_inversion(tiny_model):
     element[20:25, 5:25] = 255  # the user painted more of the element
     second = restore_faces(
         tiny_model,
-        [FacePair(face_crop("grace_hopper", SIZE), face_crop("astronaut", SIZE), face, element,
-                  overlap=(0.7, 0.3))],
+        [
+            FacePair(
+                face_crop("grace_hopper", SIZE),
+                face_crop("astronaut", SIZE),
+                face,
+                element,
+                overlap=(0.7, 0.3),
+            )
+        ],
         FAST,
         cache=cache,
     )
@@ -103,26 +113,43 @@ def test_cancel_stops_within_a_step_and_the_model_stays_usable(tiny_model):
 
     processors_before = dict(tiny_model.unet.attn_processors)
     with pytest.raises(Cancelled):
-        restore_faces(tiny_model, [_pair()], FAST, on_step=on_step, cancel=cancel,
-                      cache=InversionCache())
+        restore_faces(
+            tiny_model, [_pair()], FAST, on_step=on_step, cancel=cancel, cache=InversionCache()
+        )
     assert seen[-1] == ("entanglement", 2)
     assert {k: type(v) for k, v in tiny_model.unet.attn_processors.items()} == {
         k: type(v) for k, v in processors_before.items()
     }
-    assert restore_faces(tiny_model, [_pair()], FAST, cache=InversionCache()).faces[0].restored.shape == (SIZE, SIZE, 3)
+    assert restore_faces(tiny_model, [_pair()], FAST, cache=InversionCache()).faces[
+        0
+    ].restored.shape == (SIZE, SIZE, 3)
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda p: FacePair(p.original, np.zeros((40, 40, 3), np.uint8), p.face_mask, p.element_mask),
-         "original crop is 32x32 but the edited crop is 40x40"),
-        (lambda p: FacePair(p.original, p.edited, np.zeros((SIZE, SIZE), np.uint8), p.element_mask),
-         "face mask is empty"),
-        (lambda p: FacePair(p.original, p.edited, p.face_mask, np.full((SIZE, SIZE), 255, np.uint8)),
-         "element mask covers the whole crop"),
-        (lambda p: FacePair(p.original, p.edited, p.face_mask[:16], p.element_mask),
-         "masks must match the crop size"),
+        (
+            lambda p: FacePair(
+                p.original, np.zeros((40, 40, 3), np.uint8), p.face_mask, p.element_mask
+            ),
+            "original crop is 32x32 but the edited crop is 40x40",
+        ),
+        (
+            lambda p: FacePair(
+                p.original, p.edited, np.zeros((SIZE, SIZE), np.uint8), p.element_mask
+            ),
+            "face mask is empty",
+        ),
+        (
+            lambda p: FacePair(
+                p.original, p.edited, p.face_mask, np.full((SIZE, SIZE), 255, np.uint8)
+            ),
+            "element mask covers the whole crop",
+        ),
+        (
+            lambda p: FacePair(p.original, p.edited, p.face_mask[:16], p.element_mask),
+            "masks must match the crop size",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_message(tiny_model, change, message):
@@ -132,13 +159,18 @@ def test_bad_input_gets_a_clear_message(tiny_model, change, message):
 
 def test_words_absent_from_the_prompt_are_named(tiny_model):
     with pytest.raises(InputError, match="'portrait' does not appear in the prompt"):
-        restore_faces(tiny_model, [_pair()], FAST.replace(face_words=("portrait",)),
-                      cache=InversionCache())
+        restore_faces(
+            tiny_model, [_pair()], FAST.replace(face_words=("portrait",)), cache=InversionCache()
+        )
 
 
 def test_crop_sizes_that_differ_between_faces(tiny_model):
     small = _pair()
-    big = FacePair(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8),
-                   np.pad(small.face_mask, 16), np.pad(small.element_mask, 16))
+    big = FacePair(
+        np.zeros((64, 64, 3), np.uint8),
+        np.zeros((64, 64, 3), np.uint8),
+        np.pad(small.face_mask, 16),
+        np.pad(small.element_mask, 16),
+    )
     with pytest.raises(InputError, match="differs from the first face"):
         restore_faces(tiny_model, [small, big], FAST, cache=InversionCache())

@@ -98,16 +98,16 @@ def test_merged_plan_is_global_and_monotone(alphas_cumprod):
 
 
 def test_merged_plan_names_settings_that_break_it(alphas_cumprod):
-    with pytest.raises(InputError, match=r"not strictly decreasing at step 9 .*dpm_range=\[0, 10\)"):
+    with pytest.raises(
+        InputError, match=r"not strictly decreasing at step 9 .*dpm_range=\[0, 10\)"
+    ):
         make_plan(20, (0, 10), alphas_cumprod)
     with pytest.raises(InputError, match="dpm_range"):
         make_plan(6, (5, 9), alphas_cumprod)
 
 
 @pytest.mark.parametrize("dpm_range", [(4, 6), (6, 6), (0, 2), (2, 5)])
-def test_inversion_mirrors_reconstruction_exactly_when_noise_is_constant(
-    alphas_cumprod, dpm_range
-):
+def test_inversion_mirrors_reconstruction_exactly_when_noise_is_constant(alphas_cumprod, dpm_range):
     """With a latent-independent noise prediction the ODE is solved exactly, so the full
     hybrid inversion followed by reconstruction returns the input (symmetry, eq. 5)."""
     plan = make_plan(6, dpm_range, alphas_cumprod)
