@@ -186,6 +186,88 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _parse_faces(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError as error:
+        raise InputError(
+            f"--faces takes face numbers separated by commas, e.g. 0,2 (got {text!r})."
+        ) from error
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .photo import restore_photo_files
+
+    params = params_from_args(args)
+    model = None
+    if args.mode == "diffusion":
+        from .models import LowMemory, load_sd_model
+
+        low = LowMemory(
+            attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload
+        )
+        model = load_sd_model(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            allow_pickle=args.allow_pickle,
+            allow_download=args.allow_download,
+            low_memory=low,
+        )
+    result = restore_photo_files(
+        args.original,
+        args.edited,
+        args.out,
+        params,
+        model=model,
+        mode=args.mode,
+        backend=args.face_backend,
+        faces=_parse_faces(args.faces),
+        on_step=_progress_printer(args.quiet),
+        overwrite=args.overwrite,
+    )
+    if not args.quiet:
+        for face in result.faces:
+            before = f"{face.id_before.value:.3f}" if face.id_before else "n/a"
+            after = f"{face.id_after.value:.3f}" if face.id_after else "n/a"
+            print(
+                f"face {face.index}: paired with original face {face.original_index}; "
+                f"identity ({result.backend}) before {before} -> after {after}",
+                file=sys.stderr,
+            )
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    print(args.out)
+    return EXIT_OK
+
+
+def _add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
+    parser.add_argument(
+        "--model",
+        default=default_model,
+        help="SD 1.x diffusers folder, single .safetensors file or hub id "
+        f"(default {default_model}, looked up in the models folder).",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cuda, cuda:N or cpu (default: best available)."
+    )
+    parser.add_argument("--dtype", default=None, help="fp16, bf16 or fp32 (default: fp16 on CUDA).")
+    parser.add_argument("--low-vram", action="store_true", help="Attention slicing and VAE tiling.")
+    parser.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="Allow .ckpt/.bin checkpoints (they can run code; only trusted files).",
+    )
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="Download a hub model that is not on this machine yet.",
+    )
+
+
 def cmd_models_download(args: argparse.Namespace) -> int:
     from .models import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, download_sd_model
 
@@ -243,31 +325,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
     crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
-    crop.add_argument(
-        "--model",
-        default=DEFAULT_SD_MODEL,
-        help="SD 1.x diffusers folder, single .safetensors file or hub id "
-        f"(default {DEFAULT_SD_MODEL}, looked up in the models folder).",
-    )
-    crop.add_argument(
-        "--device", default=None, help="cuda, cuda:N or cpu (default: best available)."
-    )
-    crop.add_argument("--dtype", default=None, help="fp16, bf16 or fp32 (default: fp16 on CUDA).")
-    crop.add_argument("--low-vram", action="store_true", help="Attention slicing and VAE tiling.")
-    crop.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
-    crop.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="Allow .ckpt/.bin checkpoints (they can run code; only trusted files).",
-    )
-    crop.add_argument(
-        "--allow-download",
-        action="store_true",
-        help="Download a hub model that is not on this machine yet.",
-    )
+    _add_model_options(crop, DEFAULT_SD_MODEL)
     crop.add_argument("--quiet", action="store_true", help="No progress output.")
     add_param_options(crop)
     crop.set_defaults(func=cmd_restore_crop)
+
+    photo = sub.add_parser(
+        "restore",
+        help="Restore every paired face of a whole photo.",
+        description="Detect and pair the faces of the original and the edited photo, restore "
+        "each selected face's identity (all faces in one batch) and paste them back. Pixels "
+        "outside the faces stay exactly as edited. A sidecar JSON is written next to --out.",
+    )
+    photo.add_argument("--original", required=True, type=Path, help="The original photo.")
+    photo.add_argument("--edited", required=True, type=Path, help="The AI-edited photo.")
+    photo.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
+    photo.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    photo.add_argument(
+        "--faces",
+        default=None,
+        help="Edited-photo face numbers to restore, e.g. 0,2 (default: all paired).",
+    )
+    photo.add_argument(
+        "--face-backend",
+        default="auto",
+        choices=["auto", "dlib", "insightface"],
+        help="Face detector/recogniser (auto: insightface if installed, else dlib).",
+    )
+    photo.add_argument(
+        "--mode",
+        default="diffusion",
+        choices=["diffusion", "classic"],
+        help="classic: instant blend of the aligned original face, no SD model.",
+    )
+    _add_model_options(photo, DEFAULT_SD_MODEL)
+    photo.add_argument("--quiet", action="store_true", help="No progress output.")
+    add_param_options(photo)
+    photo.set_defaults(func=cmd_restore)
 
     models = sub.add_parser("models", help="Download or locate models.")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -278,7 +278,9 @@ _INSIGHTFACE_LOCK = threading.Lock()
 _INSIGHTFACE_APPS: dict[tuple[str, tuple[str, ...], tuple[int, int]], Any] = {}
 
 
-def insightface_pack_dir(models_dir: str | Path | None = None, pack: str = INSIGHTFACE_PACK) -> Path:
+def insightface_pack_dir(
+    models_dir: str | Path | None = None, pack: str = INSIGHTFACE_PACK
+) -> Path:
     """Where the app keeps an insightface model pack: <models_dir>/insightface/models/<pack>."""
     root = Path(models_dir).expanduser() if models_dir is not None else default_models_dir()
     return root / "insightface" / "models" / pack
@@ -399,7 +401,7 @@ class InsightFaceAnalyzer:
 
     @property
     def tasks(self) -> list[str]:
-        """The insightface tasks found in the folder (detection, recognition, landmark_2d_106...)."""
+        """insightface tasks found in the folder (detection, recognition, landmark_2d_106...)."""
         return sorted(self._app().models)
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -477,9 +479,16 @@ def get_analyzer(
     if choice == "auto":
         ready = bool(options.get("model_dir")) or _onnx_files(insightface_pack_dir(models_dir))
         choice = "insightface" if ready else "dlib"
+        # Options meant for the backend that was not chosen are dropped.
+        own = _INSIGHTFACE_OPTIONS if choice == "insightface" else _DLIB_OPTIONS
+        options = {key: value for key, value in options.items() if key in own}
     if choice == "insightface":
         return InsightFaceAnalyzer(models_dir=models_dir, **options)
     return DlibAnalyzer(**options)
+
+
+_INSIGHTFACE_OPTIONS = frozenset({"model_dir", "pack", "det_size", "providers"})
+_DLIB_OPTIONS = frozenset({"upsample", "with_embeddings"})
 
 
 def identity_distance(a: np.ndarray, b: np.ndarray, metric: str) -> float:
@@ -586,7 +595,9 @@ def _fetch(
                 f"The partial download of {label} did not match the server's file and was "
                 "deleted; run the download again."
             ) from exc
-        raise DownloadError(f"Could not download {label} from {url}: HTTP {exc.code} {exc.reason}.") from exc
+        raise DownloadError(
+            f"Could not download {label} from {url}: HTTP {exc.code} {exc.reason}."
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
@@ -658,7 +669,7 @@ def _check_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise DownloadError(f"Refusing to unpack {name!r}: the archive contains a link.")
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise DownloadError(f"Refusing to unpack {name!r}: not a regular file.")
     posix = PurePosixPath(name.replace("\\", "/"))
     if (
@@ -692,7 +703,9 @@ def _safe_extract_pack(archive: Path, target: Path) -> None:
                     continue
                 destination = (root / relative).resolve()
                 if root not in destination.parents:
-                    raise DownloadError(f"Refusing to unpack {info.filename!r}: outside the folder.")
+                    raise DownloadError(
+                        f"Refusing to unpack {info.filename!r}: outside the folder."
+                    )
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as source, open(destination, "wb") as out:
                     shutil.copyfileobj(source, out, _MIB)
@@ -769,7 +782,11 @@ def estimate_photo_transform(
     src = np.float32([kp_e[m.queryIdx].pt for m in good]) / scale_e
     dst = np.float32([kp_o[m.trainIdx].pt for m in good]) / scale_o
     matrix, inliers = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0 / scale_o, maxIters=4000,
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=3.0 / scale_o,
+        maxIters=4000,
         confidence=0.995,
     )
     if matrix is None or inliers is None or int(inliers.sum()) < min_inliers:
@@ -877,14 +894,21 @@ def pair_faces(
         transform = estimate_photo_transform(edited_image, original_image)
     if metric is None or threshold is None:
         backend = next((f.backend for f in [*edited_faces, *original_faces] if f.backend), "dlib")
-        default = ("cosine", ARCFACE_THRESHOLD) if backend == "insightface" else ("l2", DLIB_THRESHOLD)
+        default = (
+            ("cosine", ARCFACE_THRESHOLD) if backend == "insightface" else ("l2", DLIB_THRESHOLD)
+        )
         metric = metric or default[0]
         threshold = threshold if threshold is not None else default[1]
     edited_shape = np.shape(edited_image)
     original_shape = np.shape(original_image)
     costs = pairing_costs(
-        edited_faces, original_faces, edited_shape, original_shape, transform,
-        metric=metric, threshold=threshold,
+        edited_faces,
+        original_faces,
+        edited_shape,
+        original_shape,
+        transform,
+        metric=metric,
+        threshold=threshold,
     )
     pairs: list[tuple[int, int]] = sorted(forced.items())
     free_e = [i for i in range(n_e) if i not in overrides]

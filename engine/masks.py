@@ -37,7 +37,7 @@ DIFF_BLUR_SIGMA = 1.0  # px at 512: Gaussian blur of both crops (noise, JPEG)
 DIFF_SHIFT_PX = 3.0  # px at 512: misalignment the difference tolerates
 NEAR_FACE_PX = 48.0  # px at 512: element blobs must come this close to the face mask
 DIFF_MIN_DELTA_E = 18.0  # difference never counts below this CIE76 delta E
-FACE_DIFF_MAD_K = 4.0  # inside the face: threshold >= median + k * MAD of the difference
+FACE_DIFF_MAD_K = 2.5  # inside the face: threshold >= median + k * MAD of the difference
 MIN_BLOB_FRACTION = 0.0005  # blobs under this fraction of the crop area are dropped
 ELEMENT_DILATE_PX = 2.0  # px at 512: final dilation of the element mask
 
@@ -214,13 +214,16 @@ def element_mask_from_difference(
 ) -> np.ndarray:
     """Element mask (uint8) from where the aligned original and edited crops differ.
 
-    1. Lab delta E of the two crops, each lightly blurred (noise, JPEG, sub-pixel
-       misalignment).
+    1. Shift-tolerant Lab delta E (`new_content_difference`): how far each edited pixel
+       lies outside the colours the original shows within DIFF_SHIFT_PX of it, both
+       crops lightly blurred (noise, JPEG). Moved edges (the similarity fitted to two
+       different faces never lines hair and background up exactly) drop out.
     2. Threshold: the largest of `min_delta_e`, Otsu's threshold over the pixels that
        differ at all, and - inside the face mask - median + FACE_DIFF_MAD_K * MAD of the
        difference over the face.
     3. Opening (specks), closing (gaps in thin frames), blobs under MIN_BLOB_FRACTION of
-       the crop dropped, slight dilation.
+       the crop dropped; with a face mask, only blobs within NEAR_FACE_PX of the face are
+       kept (an element belongs to this face); slight dilation.
 
     Separating the element from the identity change: a new identity changes the whole
     face a little (skin tone, shading, features shifted by a few pixels) - a broad,

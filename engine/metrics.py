@@ -128,3 +128,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     if mse == 0.0:
         return float("inf")
     return float(10.0 * np.log10(255.0**2 / mse))
+
+
+def identity_from_embeddings(a: np.ndarray, b: np.ndarray, analyzer: FaceAnalyzer) -> IdentityScore:
+    """IdentityScore of two embeddings made by `analyzer` (its metric and threshold)."""
+    return score_embeddings(
+        a, b, analyzer.embedding_metric, analyzer.same_person_threshold, _model_id(analyzer)
+    )

@@ -1,0 +1,140 @@
+"""Classic mode on a synthetic edit: another person's face over the original, plus glasses.
+
+Identity is measured with dlib's 128-d ResNet descriptor (same person ~0.1-0.4,
+different people ~0.6-0.9 on these photos; the usual threshold is 0.6).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.align import (
+    align_edited,
+    align_original_to_edited,
+    similarity_transform,
+    transform_points,
+)
+from engine.classic import classic_restore_crop
+from engine.errors import InputError
+from engine.masks import dilate, face_mask_from_landmarks, to_crop
+from engine.pasteback import paste_back
+from tests.test_align import descriptor, dlib_faces, photo, sample_face
+from tests.test_masks import draw_glasses
+
+
+def swap_face(dst: np.ndarray, dst_face, src: np.ndarray, src_face) -> np.ndarray:
+    """src's face warped onto dst's face (similarity on 5 points, feathered hull)."""
+    m = similarity_transform(src_face.landmarks5, dst_face.landmarks5)
+    h, w = dst.shape[:2]
+    warped = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    hull = cv2.convexHull(transform_points(m, src_face.landmarks).astype(np.float32))
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(hull.reshape(-1, 2)).astype(np.int32)], 255)
+    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 3)[..., None]
+    return np.clip(dst * (1 - alpha) + warped * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _synthetic_edit():
+    original = photo("grace_hopper")
+    o_face = sample_face("grace_hopper")
+    swapped = swap_face(original, o_face, photo("astronaut"), sample_face("astronaut"))
+    edited, frames = draw_glasses(swapped, o_face)
+    found = dlib_faces(edited)
+    assert found, "dlib should find the synthetic edited face"
+    for a in (original, edited, frames):
+        a.setflags(write=False)
+    return original, o_face, edited, found[0], frames
+
+
+def synthetic_edit():
+    """(original, original face, edited, edited face, glasses mask in the edited photo)."""
+    return _synthetic_edit()
+
+
+def _classic_pipeline(method: str = "laplacian"):
+    original, o_face, edited, e_face, frames = synthetic_edit()
+    e_crop = align_edited(edited, e_face)
+    o_crop = align_original_to_edited(original, o_face, e_crop, e_face)
+    face_mask = face_mask_from_landmarks(o_crop, o_face)
+    element = dilate((to_crop(frames, e_crop) > 0).astype(np.uint8) * 255, 2)
+    t0 = time.perf_counter()
+    restored = classic_restore_crop(o_crop, e_crop, face_mask, element, method=method)
+    elapsed = time.perf_counter() - t0
+    result = paste_back(
+        edited, restored, e_crop, np.maximum(face_mask, element), keep_mask_crop=element
+    )
+    return result, restored, e_crop, face_mask, element, elapsed
+
+
+def test_classic_restores_identity_and_keeps_glasses():
+    original, o_face, edited, e_face, frames = synthetic_edit()
+    d_orig = descriptor(original, o_face)
+    before = float(np.linalg.norm(descriptor(edited, e_face) - d_orig))
+    assert before > 0.6, "the synthetic edit must change the identity"
+    result, restored, e_crop, face_mask, element, elapsed = _classic_pipeline()
+    after = float(np.linalg.norm(descriptor(result) - d_orig))
+    print(
+        f"\nclassic: identity distance to original {before:.3f} -> {after:.3f}; "
+        f"classic_restore_crop {elapsed * 1000:.1f} ms at 512"
+    )
+    assert after < 0.6
+    assert after < before - 0.2
+    # the glasses pixels are the edited photo's, bit for bit
+    glasses = frames > 0
+    assert np.array_equal(result[glasses], edited[glasses])
+    # ... and in the crop too
+    assert np.array_equal(restored[element > 0], e_crop.image[element > 0])
+    # the background did not move
+    assert np.array_equal(result[:100], edited[:100])
+
+
+def test_classic_crop_contract():
+    original, o_face, edited, e_face, _ = synthetic_edit()
+    e_crop = align_edited(edited, e_face)
+    o_crop = align_original_to_edited(original, o_face, e_crop, e_face)
+    face_mask = face_mask_from_landmarks(o_crop, o_face)
+    out = classic_restore_crop(o_crop, e_crop, face_mask, None)
+    assert out.shape == e_crop.image.shape and out.dtype == np.uint8
+    far = dilate(face_mask, 80) == 0
+    assert np.array_equal(out[far], e_crop.image[far])  # far from the face: untouched
+    inside = cv2.erode(face_mask, np.ones((41, 41), np.uint8)) > 0
+    diff_orig = np.abs(out[inside].astype(int) - o_crop.image[inside].astype(int)).mean()
+    diff_edit = np.abs(out[inside].astype(int) - e_crop.image[inside].astype(int)).mean()
+    assert diff_orig < diff_edit  # the face is the original's
+    # with arrays instead of FaceCrops, without colour matching, other blends
+    for method in ("poisson", "alpha"):
+        alt = classic_restore_crop(
+            o_crop.image, e_crop.image, face_mask, None, color_match=False, method=method
+        )
+        assert alt.shape == out.shape
+    # an empty face mask changes nothing
+    assert np.array_equal(
+        classic_restore_crop(o_crop, e_crop, np.zeros_like(face_mask), None), e_crop.image
+    )
+    with pytest.raises(InputError):
+        classic_restore_crop(o_crop, e_crop, face_mask, None, method="magic")
+    with pytest.raises(InputError):
+        classic_restore_crop(o_crop, e_crop, face_mask[:100], None)
+    with pytest.raises(InputError):
+        classic_restore_crop(o_crop.image[:256, :256], e_crop, face_mask, None)
+
+
+def test_classic_speed_report():
+    """Not a timed assert: prints the per-face time at 512 (median of 5)."""
+    original, o_face, edited, e_face, frames = synthetic_edit()
+    e_crop = align_edited(edited, e_face)
+    o_crop = align_original_to_edited(original, o_face, e_crop, e_face)
+    face_mask = face_mask_from_landmarks(o_crop, o_face)
+    element = to_crop(frames, e_crop)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        classic_restore_crop(o_crop, e_crop, face_mask, element)
+        times.append(time.perf_counter() - t0)
+    print(f"\nclassic_restore_crop at 512: median {np.median(times) * 1000:.1f} ms")
