@@ -79,11 +79,12 @@ class Session(QObject):
 
     # -- photos ---------------------------------------------------------------------
     def set_photo(self, kind: str, path: str | Path | None, image: np.ndarray | None) -> None:
-        """kind: "original" or "edited". Clears the analysis and results."""
+        """kind: "original" or "edited". Clears the analysis, face settings and results."""
         if kind not in ("original", "edited"):
             raise ValueError(f"kind must be 'original' or 'edited', got {kind!r}")
         setattr(self, f"{kind}_path", Path(path) if path is not None else None)
         setattr(self, kind, image)
+        self.face_settings = {}  # face indices and pairings belong to the old photos
         self.analysis = None
         self.classic_result = None
         self.result = None

@@ -19,6 +19,7 @@ MAX_RECENT = 10
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp16", "fp32")
 FACE_BACKENDS = ("auto", "dlib", "insightface")
+SAVE_FORMATS = ("png", "jpg", "tif")
 
 
 def _to_bool(value: Any, default: bool) -> bool:
@@ -160,6 +161,27 @@ class Settings:
     def save_window(self, geometry: QByteArray, state: QByteArray) -> None:
         self._set("window/geometry", geometry)
         self._set("window/state", state)
+
+    # -- saving ---------------------------------------------------------------------
+    @property
+    def save_format(self) -> str:
+        value = self._str("save/format", "png")
+        return value if value in SAVE_FORMATS else "png"
+
+    @save_format.setter
+    def save_format(self, value: str) -> None:
+        self._set("save/format", value)
+
+    @property
+    def jpeg_quality(self) -> int:
+        try:
+            return max(50, min(100, int(self.store.value("save/jpeg_quality", 95))))
+        except (TypeError, ValueError):
+            return 95
+
+    @jpeg_quality.setter
+    def jpeg_quality(self, value: int) -> None:
+        self._set("save/jpeg_quality", int(value))
 
     # -- first run ------------------------------------------------------------------
     @property

@@ -43,6 +43,8 @@ CROP_SIZE = 512
 DEFAULT_MARGIN = 0.25  # fraction of the crop left free on each side of the 112-px box
 DEFAULT_LIFT = 0.05  # fraction of the crop the face moves down: room for hair and hats
 MAX_UPSCALE = 4.0  # crop pixels per photo pixel above which a face is "too small"
+# bicubic for images: a photo -> crop -> photo round trip keeps ~42 dB (bilinear: ~34)
+IMAGE_INTERPOLATION = cv2.INTER_CUBIC
 DOWNSCALE_PREFILTER = 0.5  # below this scale the photo is area-resized first (no aliasing)
 
 
@@ -161,7 +163,7 @@ def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray
         matrix = matrix @ np.linalg.inv(to_small)
         image = small
     return cv2.warpAffine(
-        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        image, matrix, (size, size), flags=IMAGE_INTERPOLATION, borderMode=cv2.BORDER_REFLECT
     )
 
 
@@ -233,8 +235,20 @@ def crop_landmarks(crop: FaceCrop, points: np.ndarray) -> np.ndarray:
     return transform_points(crop.matrix, points)
 
 
-def too_small_message(crop: FaceCrop, label: str = "The face") -> str | None:
-    """A human sentence when the crop had to upscale the face a lot, else None."""
+def too_small_message(crop: FaceCrop | Face, label: str = "The face") -> str | None:
+    """A human sentence when the face is too small to restore well, else None.
+
+    Takes the face's crop (its `too_small` flag and scale) or, for convenience, the Face
+    itself (judged by its eye distance against `min_eye_distance()`)."""
+    if isinstance(crop, Face):
+        eye = float(np.linalg.norm(np.asarray(crop.landmarks5)[1] - crop.landmarks5[0]))
+        if eye >= min_eye_distance():
+            return None
+        return (
+            f"{label} is small in the photo (eyes about {eye:.0f} px apart, under "
+            f"{min_eye_distance():.0f} px), so the restored face will look soft. "
+            "Use a larger or higher-resolution photo for a sharper result."
+        )
     if not crop.too_small:
         return None
     eye = template_eye_distance(crop.size) / crop.scale

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import InputError
 from .face_types import FaceCrop
-from .masks import _as_u8, dilate, erode
+from .masks import as_mask_u8, dilate, erode
 from .pasteback import color_transfer
 
 CLASSIC_FEATHER_PX = 6.0  # px at 512: Gaussian sigma of the blend weight's edge
@@ -69,7 +69,9 @@ def laplacian_blend(
     lf = _laplacian_pyramid(foreground, levels)
     lb = _laplacian_pyramid(background, levels)
     gw = _gaussian_pyramid(weight, levels)
-    bands = [f * w[..., None] + b * (1.0 - w[..., None]) for f, b, w in zip(lf, lb, gw, strict=True)]
+    bands = [
+        f * w[..., None] + b * (1.0 - w[..., None]) for f, b, w in zip(lf, lb, gw, strict=True)
+    ]
     out = bands[-1]
     for band in reversed(bands[:-1]):
         h, w = band.shape[:2]
@@ -105,9 +107,9 @@ def classic_restore_crop(
             "size; align the original into the edited crop first."
         )
     size = edit.shape[0]
-    face = _as_u8(face_mask, "face mask")
+    face = as_mask_u8(face_mask, "face mask")
     element = (
-        np.zeros_like(face) if element_mask is None else _as_u8(element_mask, "element mask")
+        np.zeros_like(face) if element_mask is None else as_mask_u8(element_mask, "element mask")
     )
     if face.shape != edit.shape[:2] or element.shape != edit.shape[:2]:
         raise InputError("The face and element masks must have the crop's size.")

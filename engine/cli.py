@@ -271,8 +271,6 @@ def _add_model_options(parser: argparse.ArgumentParser, default_model: str) -> N
 def cmd_models_download(args: argparse.Namespace) -> int:
     from .models import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, download_sd_model
 
-    hub_id = args.id or DEFAULT_SD_MODEL
-    print(f"Downloading {hub_id} ({SD15_DOWNLOAD_SIZE}) ...", file=sys.stderr)
     last = [0.0]
 
     def progress(done: int, total: int, label: str) -> None:
@@ -282,6 +280,14 @@ def cmd_models_download(args: argparse.Namespace) -> int:
             pct = f"{100 * done / total:5.1f}%" if total else ""
             print(f"  {label} {done / 1e6:8.1f} MB {pct}", file=sys.stderr, flush=True)
 
+    if args.what == "faces":
+        from .faces import download_face_models
+
+        print("Downloading insightface buffalo_l (about 280 MB) ...", file=sys.stderr)
+        print(download_face_models(models_dir=args.models_dir, progress=progress))
+        return EXIT_OK
+    hub_id = args.id or DEFAULT_SD_MODEL
+    print(f"Downloading {hub_id} ({SD15_DOWNLOAD_SIZE}) ...", file=sys.stderr)
     path = download_sd_model(
         hub_id, models_dir=args.models_dir, progress=progress, variant="fp16" if args.fp16 else None
     )
@@ -366,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="Download or locate models.")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     download = models_sub.add_parser("download", help="Download a model (needs internet).")
-    download.add_argument("what", choices=["sd"], help="sd: Stable Diffusion 1.x.")
+    download.add_argument(
+        "what",
+        choices=["sd", "faces"],
+        help="sd: Stable Diffusion 1.x; faces: insightface buffalo_l (detection + ArcFace).",
+    )
     download.add_argument("--id", default=None, help=f"Hub id (default {DEFAULT_SD_MODEL}).")
     download.add_argument("--fp16", action="store_true", help="Half-size fp16 weights.")
     download.add_argument("--models-dir", type=Path, default=None, help="Target models folder.")

@@ -50,7 +50,7 @@ def _px(value: float, size: int) -> float:
     return value * size / 512.0
 
 
-def _as_u8(mask: np.ndarray, what: str) -> np.ndarray:
+def as_mask_u8(mask: np.ndarray, what: str) -> np.ndarray:
     """bool / float 0..1 / uint8 0..255 (HxW or HxWx1) -> HxW uint8 0..255."""
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
@@ -120,9 +120,7 @@ def face_polygon(crop_points5: np.ndarray, crop_dense: np.ndarray | None) -> np.
     right = np.array([-down[1], down[0]])  # perpendicular to `down`
     theta = np.linspace(0.0, 2.0 * np.pi, 72, endpoint=False)
     ellipse = (
-        centre
-        + np.cos(theta)[:, None] * half_w * right
-        + np.sin(theta)[:, None] * half_h * down
+        centre + np.cos(theta)[:, None] * half_w * right + np.sin(theta)[:, None] * half_h * down
     )
     pts = np.vstack([ellipse, p5])
     return cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
@@ -137,9 +135,7 @@ def face_mask_from_landmarks(crop: FaceCrop, face: Face) -> np.ndarray:
     poly = face_polygon(p5, dense)
     mask = np.zeros((crop.size, crop.size), np.uint8)
     shift = 4  # sub-pixel polygon precision
-    cv2.fillPoly(
-        mask, [np.round(poly * (1 << shift)).astype(np.int32)], 255, cv2.LINE_AA, shift
-    )
+    cv2.fillPoly(mask, [np.round(poly * (1 << shift)).astype(np.int32)], 255, cv2.LINE_AA, shift)
     return mask
 
 
@@ -248,7 +244,7 @@ def element_mask_from_difference(
     thresh = np.maximum(thresh, _otsu(changed))
     face = None
     if face_mask is not None:
-        face = _as_u8(face_mask, "face mask")
+        face = as_mask_u8(face_mask, "face mask")
         inside = face > 127
         if inside.any():
             values = diff[inside]
@@ -314,11 +310,11 @@ def combine_element_masks(
     if difference is None and attention is None:
         raise InputError("combine_element_masks needs at least one mask.")
     if difference is None:
-        return _as_u8(attention, "attention mask").copy()
-    diff = _as_u8(difference, "difference mask")
+        return as_mask_u8(attention, "attention mask").copy()
+    diff = as_mask_u8(difference, "difference mask")
     if attention is None:
         return diff.copy()
-    att = _as_u8(attention, "attention mask")
+    att = as_mask_u8(attention, "attention mask")
     if att.shape != diff.shape:
         raise InputError(f"Mask sizes differ: {diff.shape} and {att.shape}.")
     n, labels = cv2.connectedComponents((diff > 127).astype(np.uint8), connectivity=8)
@@ -332,8 +328,8 @@ def combine_element_masks(
 
 def overlap(face_mask: np.ndarray, element_mask: np.ndarray) -> np.ndarray:
     """Where face and element masks are both set (uint8, soft edges kept: minimum)."""
-    face = _as_u8(face_mask, "face mask")
-    element = _as_u8(element_mask, "element mask")
+    face = as_mask_u8(face_mask, "face mask")
+    element = as_mask_u8(element_mask, "element mask")
     if face.shape != element.shape:
         raise InputError(f"Mask sizes differ: {face.shape} and {element.shape}.")
     return np.minimum(face, element)
@@ -346,7 +342,7 @@ def to_photo(mask_crop: np.ndarray, crop: FaceCrop, photo_shape: tuple[int, ...]
     """A crop mask in photo coordinates (HxW uint8, 0 outside the crop's footprint).
 
     Only the footprint's bounding box is warped, so big photos stay fast."""
-    mask = _as_u8(mask_crop, "crop mask")
+    mask = as_mask_u8(mask_crop, "crop mask")
     if mask.shape != (crop.size, crop.size):
         raise InputError(f"The mask is {mask.shape} but the crop is {crop.size}x{crop.size}.")
     h, w = photo_shape[:2]
@@ -370,7 +366,7 @@ def to_photo(mask_crop: np.ndarray, crop: FaceCrop, photo_shape: tuple[int, ...]
 
 def to_crop(mask_photo: np.ndarray, crop: FaceCrop) -> np.ndarray:
     """A photo mask (e.g. painted by the user) in the crop frame (size x size uint8)."""
-    mask = _as_u8(mask_photo, "photo mask")
+    mask = as_mask_u8(mask_photo, "photo mask")
     return cv2.warpAffine(
         mask,
         np.asarray(crop.matrix, np.float64),
@@ -429,15 +425,15 @@ def resolve_masks(
     user element mask means "no element". All four must be in the same frame (crop or
     photo; use `to_crop` for painted photo masks) and the same size. bool, float 0..1 and
     uint8 masks are accepted; the result is uint8."""
-    face = _as_u8(user_face if user_face is not None else auto_face, "face mask")
-    element = _as_u8(user_element if user_element is not None else auto_element, "element mask")
+    face = as_mask_u8(user_face if user_face is not None else auto_face, "face mask")
+    element = as_mask_u8(user_element if user_element is not None else auto_element, "element mask")
     if face.shape != element.shape:
         raise InputError(
             f"The face mask is {face.shape[1]}x{face.shape[0]} but the element mask is "
             f"{element.shape[1]}x{element.shape[0]}; masks must have the same size."
         )
     for name, user in (("face", user_face), ("element", user_element)):
-        if user is not None and _as_u8(user, f"{name} mask").shape != face.shape:
+        if user is not None and as_mask_u8(user, f"{name} mask").shape != face.shape:
             raise InputError(f"The user {name} mask size does not match the other masks.")
     return ResolvedMasks(
         face=face,

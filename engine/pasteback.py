@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .align import IMAGE_INTERPOLATION
 from .errors import InputError
 from .face_types import FaceCrop
-from .masks import _as_u8, dilate, erode, footprint
+from .masks import as_mask_u8, dilate, erode, footprint
 
 FEATHER_SIGMA_PX = 6.0  # px at 512: Gaussian sigma of the alpha's edge
 REGION_DILATE_PX = 6.0  # px at 512: region grows this much before feathering
@@ -108,11 +109,10 @@ def crop_alpha(
     Gaussian-feathered with sigma `feather` (both in px of a 512 crop), times the crop's
     valid mask, tapered to 0 at the crop's edges."""
     size = crop.size
-    region = _as_u8(region_mask, "region mask")
+    region = as_mask_u8(region_mask, "region mask")
     if region.shape != (size, size):
         raise InputError(
-            f"The region mask is {region.shape[1]}x{region.shape[0]} but the crop is "
-            f"{size}x{size}."
+            f"The region mask is {region.shape[1]}x{region.shape[0]} but the crop is {size}x{size}."
         )
     alpha = dilate(region, _px(dilate_px, size)).astype(np.float32) / 255.0
     sigma = _px(feather, size)
@@ -159,7 +159,7 @@ def _prepare(
             f"The restored crop must be {crop.size}x{crop.size}x3 uint8, got "
             f"{restored.shape} {restored.dtype}."
         )
-    region = _as_u8(item.region_mask, "region mask")
+    region = as_mask_u8(item.region_mask, "region mask")
     alpha_c = crop_alpha(region, crop, feather=feather, dilate_px=dilate_px)
     if color_match:
         restored = color_match_ring(restored, crop.image, region, crop.valid)
@@ -174,14 +174,20 @@ def _prepare(
     alpha = cv2.warpAffine(alpha_c, m, dsize, flags=flags, borderMode=cv2.BORDER_CONSTANT)
     alpha = np.clip(alpha, 0.0, 1.0)
     if item.keep_mask is not None:
-        keep_c = _as_u8(item.keep_mask, "keep mask")
+        keep_c = as_mask_u8(item.keep_mask, "keep mask")
         if keep_c.shape != (crop.size, crop.size):
             raise InputError("The keep mask must have the crop's size.")
         keep = cv2.warpAffine(keep_c, m, dsize, flags=flags, borderMode=cv2.BORDER_CONSTANT)
         alpha[keep > 0] = 0.0
     if not (alpha > 0).any():
         return None
-    src = cv2.warpAffine(restored, m, dsize, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    src = cv2.warpAffine(
+        restored,
+        m,
+        dsize,
+        flags=IMAGE_INTERPOLATION | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     if seamless:
         src = _seamless(src, photo[y0:y1, x0:x1], alpha)
     return roi, alpha, src.astype(np.float32)
@@ -192,7 +198,12 @@ def _items(items: Iterable) -> list[PasteItem]:
     for i, item in enumerate(items):
         if isinstance(item, PasteItem):
             out.append(item)
-        elif isinstance(item, Sequence) and len(item) in (3, 4):
+        elif (
+            isinstance(item, Sequence)
+            and not isinstance(item, str)
+            and len(item) in (3, 4)
+            and isinstance(item[1], FaceCrop)
+        ):
             out.append(PasteItem(*item))
         else:
             raise InputError(
@@ -210,13 +221,16 @@ def paste_many(
     dilate_px: float = REGION_DILATE_PX,
     color_match: bool = True,
     seamless: bool = False,
-) -> np.ndarray:
+    return_alpha: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Paste several restored faces into (a copy of) the edited photo.
 
     Faces are composed together, not one over the other: where alphas a_i overlap, the
     covered fraction is A = 1 - prod(1 - a_i) and each face gets a_i / sum(a) of it, so
     no face re-blends another's pasted pixels (and the result does not depend on the
-    order). Pixels no face touches are bit-identical to the edited photo."""
+    order). Pixels no face touches are bit-identical to the edited photo.
+    return_alpha: also return the covered fraction A (HxW float32, photo coordinates;
+    0 exactly where the photo is untouched), e.g. to display what changed."""
     photo = np.asarray(edited_photo)
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise InputError(
@@ -228,8 +242,9 @@ def paste_many(
         if p is not None:
             prepared.append(p)
     result = photo.copy()
+    alpha_photo = np.zeros(photo.shape[:2], np.float32) if return_alpha else None
     if not prepared:
-        return result
+        return (result, alpha_photo) if return_alpha else result
     ux0 = min(p[0][0] for p in prepared)
     uy0 = min(p[0][1] for p in prepared)
     ux1 = max(p[0][2] for p in prepared)
@@ -250,6 +265,9 @@ def paste_many(
     blended = base[touched] * (1.0 - cover) + mixed * cover
     out_roi = result[uy0:uy1, ux0:ux1]
     out_roi[touched] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if return_alpha:
+        alpha_photo[uy0:uy1, ux0:ux1] = np.where(touched, 1.0 - keep_all, 0.0)
+        return result, alpha_photo
     return result
 
 
@@ -264,7 +282,8 @@ def paste_back(
     color_match: bool = True,
     seamless: bool = False,
     keep_mask_crop: np.ndarray | None = None,
-) -> np.ndarray:
+    return_alpha: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The edited photo with one restored crop pasted back (a new array).
 
     region_mask_crop: where the restored crop replaces the edited photo (normally face
@@ -272,7 +291,9 @@ def paste_back(
     a 512 crop. color_match: Lab mean/std transfer of the restored crop towards the
     edited crop (`crop.image`) in a ring around the region. seamless: Poisson-clone
     (`cv2.seamlessClone`, NORMAL_CLONE) before alpha blending. keep_mask_crop: pixels
-    that must stay exactly the edited photo's. Pixels with alpha 0 are untouched."""
+    that must stay exactly the edited photo's. Pixels with alpha 0 are untouched.
+    return_alpha: also return the alpha in photo coordinates (HxW float32). For several
+    faces use `paste_many` (one composition) rather than chained paste_back calls."""
     return paste_many(
         edited_photo,
         [PasteItem(restored_crop, crop, region_mask_crop, keep_mask_crop)],
@@ -280,4 +301,5 @@ def paste_back(
         dilate_px=dilate_px,
         color_match=color_match,
         seamless=seamless,
+        return_alpha=return_alpha,
     )

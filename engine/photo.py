@@ -35,7 +35,7 @@ from .masks import (
 )
 from .metrics import IdentityScore, identity_from_embeddings
 from .params import EditedIDParams
-from .pasteback import paste_back
+from .pasteback import PasteItem, paste_many
 
 THUMB_SIZE = 96
 MaskPair = tuple[np.ndarray | None, np.ndarray | None]
@@ -148,7 +148,8 @@ def _build_face(
         )
     small = bool(crop_e.too_small or (crop_o is not None and crop_o.too_small))
     if small:
-        warnings.append(too_small_message(edited_face))
+        message = too_small_message(crop_e if crop_e.too_small else crop_o, f"Face {index + 1}")
+        warnings.append(message or f"Face {index + 1} is small; the result may be soft.")
     return PhotoFace(
         index=index,
         original_index=original_index,
@@ -299,13 +300,14 @@ def _compose(
     chosen: list[PhotoFace],
     crops: list[np.ndarray],
     region_masks: list[np.ndarray],
+    keep_masks: list[np.ndarray | None],
 ) -> tuple[np.ndarray, np.ndarray]:
-    image = analysis.edited.copy()
-    alpha_total = np.zeros(image.shape[:2], np.float32)
-    for face, crop, region in zip(chosen, crops, region_masks, strict=True):
-        image, alpha = paste_back(image, crop, face.edited_crop, region, return_alpha=True)
-        alpha_total = np.maximum(alpha_total, alpha)
-    return image, alpha_total
+    """Paste all faces in one composition (no face re-blends another's pixels)."""
+    items = [
+        PasteItem(crop, face.edited_crop, region, keep)
+        for face, crop, region, keep in zip(chosen, crops, region_masks, keep_masks, strict=True)
+    ]
+    return paste_many(analysis.edited, items, return_alpha=True)
 
 
 def _outcomes(
@@ -388,16 +390,15 @@ def classic_photo(
     """Classic mode: the aligned original face blended into the edited photo (instant, CPU)."""
     start = time.perf_counter()
     chosen = _selected(analysis, faces)
-    crops, regions = [], []
+    crops, regions, keeps = [], [], []
     for face in chosen:
         face_mask, element_mask = _crop_masks(face, masks)
         crops.append(
-            classic_restore_crop(
-                face.original_crop.image, face.edited_crop.image, face_mask, element_mask
-            )
+            classic_restore_crop(face.original_crop, face.edited_crop, face_mask, element_mask)
         )
         regions.append(face_mask)
-    image, alpha = _compose(analysis, chosen, crops, regions)
+        keeps.append(element_mask)  # the edited element's pixels stay exactly as edited
+    image, alpha = _compose(analysis, chosen, crops, regions, keeps)
     outcomes = _outcomes(analysis, chosen, image)
     sidecar = _sidecar(
         analysis,
@@ -437,9 +438,15 @@ def restore_photo(
         )
     analysis = _ensure_crop_size(analysis, params.resolution)
     chosen = _selected(analysis, faces)
-    pairs, regions = [], []
+    pairs, regions, keeps = [], [], []
+    warnings: list[str] = []
     for face in chosen:
         face_mask, element_mask = _crop_masks(face, masks)
+        if element_mask.max() < 128:
+            warnings.append(
+                f"Face {face.index + 1}: no edited element was found, so only the identity is "
+                "restored. Paint the element mask to keep glasses, a hat or other edits."
+            )
         pairs.append(
             FacePair(
                 face.original_crop.image,
@@ -448,9 +455,12 @@ def restore_photo(
                 element_mask,
                 overlap=(overlaps or {}).get(face.index),
                 name=f"face {face.index + 1}",
+                require_element=False,
             )
         )
         regions.append(np.maximum(face_mask, element_mask))
+        # Element pixels outside the face come straight from the edited photo.
+        keeps.append(np.where(face_mask >= 128, 0, element_mask).astype(np.uint8))
     result = restore_faces(model, pairs, params, on_step=on_step, cancel=cancel)
     crops = [f.restored for f in result.faces]
     # The edited branch's cross-attention on the element words, as a photo-sized mask the
@@ -462,7 +472,7 @@ def restore_photo(
             attention_masks[face.index] = to_photo(
                 element_mask_from_attention(attention), face.edited_crop, analysis.edited.shape[:2]
             )
-    image, alpha = _compose(analysis, chosen, crops, regions)
+    image, alpha = _compose(analysis, chosen, crops, regions, keeps)
     outcomes = _outcomes(analysis, chosen, image)
     sidecar = _sidecar(
         analysis,
@@ -476,7 +486,7 @@ def restore_photo(
             "seconds": round(time.perf_counter() - start, 3),
         },
     )
-    warnings = [w for f in chosen for w in f.warnings]
+    warnings = [w for f in chosen for w in f.warnings] + warnings
     return PhotoResult(
         image,
         outcomes,

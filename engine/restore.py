@@ -56,6 +56,7 @@ class FacePair:
     element_mask: np.ndarray
     overlap: tuple[float, float] | None = None
     name: str = ""
+    require_element: bool = True  # False: an empty element mask means "identity only"
 
 
 @dataclass
@@ -208,6 +209,8 @@ def validate_pairs(pairs: list[FacePair]) -> list[tuple[np.ndarray, np.ndarray]]
         face = _mask_to_float(pair.face_mask, f"face mask of {label}", (h, w))
         element = _mask_to_float(pair.element_mask, f"element mask of {label}", (h, w))
         for what, mask in (("face mask", face), ("element mask", element)):
+            if what == "element mask" and not pair.require_element and mask.max() < 0.5:
+                continue
             if mask.max() < 0.5:
                 raise InputError(
                     f"{label}: the {what} is empty. Paint the region with the brush or reset "

@@ -34,9 +34,7 @@ from tests.helpers import sample_photo
 
 # ----------------------------------------------------------------- shared dlib helpers
 
-DLIB_MODELS = (
-    Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-)
+DLIB_MODELS = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,7 +142,12 @@ def test_template_geometry_and_margin():
 
 def test_similarity_transform_recovers_known_transform():
     a = math.radians(23)
-    m = np.array([[1.7 * math.cos(a), -1.7 * math.sin(a), 31.0], [1.7 * math.sin(a), 1.7 * math.cos(a), -7.0]])
+    m = np.array(
+        [
+            [1.7 * math.cos(a), -1.7 * math.sin(a), 31.0],
+            [1.7 * math.sin(a), 1.7 * math.cos(a), -7.0],
+        ]
+    )
     src = np.random.default_rng(0).uniform(0, 100, (5, 2))
     np.testing.assert_allclose(similarity_transform(src, transform_points(m, src)), m, atol=1e-9)
     with pytest.raises(InputError):
@@ -246,6 +249,7 @@ def test_small_face_flagged_with_message():
     assert crop.too_small and crop.scale > MAX_UPSCALE
     msg = too_small_message(crop, "Face 2")
     assert msg and msg.startswith("Face 2") and "larger" in msg
+    assert too_small_message(small_face) and too_small_message(face) is None
 
 
 def test_large_face_downscale_is_not_aliased():
@@ -267,7 +271,9 @@ def test_original_aligned_onto_shifted_scaled_rotated_edit():
     original = photo("grace_hopper")
     o_face = sample_face("grace_hopper")
     a, s = math.radians(10), 0.8
-    m = np.array([[s * math.cos(a), -s * math.sin(a), 140.0], [s * math.sin(a), s * math.cos(a), 20.0]])
+    m = np.array(
+        [[s * math.cos(a), -s * math.sin(a), 140.0], [s * math.sin(a), s * math.cos(a), 20.0]]
+    )
     edited = warp_photo(original, m, (700, 560))  # other size, aspect, position, roll
     found = dlib_faces(edited)
     assert found

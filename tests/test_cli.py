@@ -149,3 +149,55 @@ def test_bad_inputs_exit_with_a_message_naming_the_file(tmp_path, crop_files, ti
         == EXIT_INPUT
     )
     assert "dpm_range" in capsys.readouterr().err
+
+
+def test_restore_whole_photo_in_classic_mode(tmp_path, capsys):
+    from tests.helpers import sample_photo
+
+    photo = Image.open(sample_photo("grace_hopper")).convert("RGB")
+    original, edited = tmp_path / "o.jpg", tmp_path / "e.png"
+    photo.save(original)
+    Image.fromarray(np.clip(np.asarray(photo).astype(int) + 20, 0, 255).astype(np.uint8)).save(
+        edited
+    )
+    out = tmp_path / "r.png"
+    code = main(
+        [
+            "restore",
+            "--original",
+            str(original),
+            "--edited",
+            str(edited),
+            "--out",
+            str(out),
+            "--mode",
+            "classic",
+            "--face-backend",
+            "dlib",
+        ]
+    )
+    assert code == EXIT_OK, capsys.readouterr().err
+    sidecar = json.loads((tmp_path / "r.png.json").read_text())
+    assert sidecar["mode"] == "classic" and sidecar["face_backend"] == "dlib"
+    assert len(sidecar["faces"]) == 1 and sidecar["faces"][0]["original_index"] == 0
+    assert "identity (dlib) before" in capsys.readouterr().err
+
+    assert (
+        main(
+            [
+                "restore",
+                "--original",
+                str(original),
+                "--edited",
+                str(edited),
+                "--out",
+                str(tmp_path / "x.png"),
+                "--mode",
+                "classic",
+                "--faces",
+                "3",
+            ]
+        )
+        == EXIT_INPUT
+    )
+    assert "There is no face 3" in capsys.readouterr().err

@@ -95,7 +95,9 @@ def test_face_mask_follows_a_rotated_crop():
 
     r_face = moved_face(face, rot)
     r_crop = align_edited(rotated, r_face)
-    assert iou(face_mask_from_landmarks(r_crop, r_face), face_mask_from_landmarks(crop, face)) > 0.97
+    assert (
+        iou(face_mask_from_landmarks(r_crop, r_face), face_mask_from_landmarks(crop, face)) > 0.97
+    )
 
 
 # ------------------------------------------------------------------------ element masks

@@ -1,0 +1,411 @@
+"""Model manager: which SD 1.x model, face backend, device and memory mode to use; downloads.
+
+Checks never load weights: a folder is checked from its JSON configs
+(`engine.models.check_sd1_folder`), a hub id by looking for its local copy, a single file
+by its suffix. Downloads run `engine.models.download_sd_model` on a QThread with a
+progress bar and Cancel; an interrupted download resumes where it stopped (the hub client
+keeps partial files in the target folder).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import EditedIDError
+
+from .settings import DEVICES, FACE_BACKENDS, PRECISIONS, Settings
+from .theme import BAD, GOOD, MUTED
+
+LICENSE_URL = "https://huggingface.co/spaces/CompVis/stable-diffusion-license"
+SOURCE_KINDS = (("hub", "Hub id"), ("folder", "Local diffusers folder"), ("file", "Single file"))
+
+
+def check_model_source(source: str, models_dir: str | Path | None) -> tuple[bool, str]:
+    """(usable, message) for an SD model source; reads only small JSON files."""
+    from engine.models import (
+        DEFAULT_SD_MODEL,
+        SAFE_SUFFIXES,
+        SD15_DOWNLOAD_SIZE,
+        check_sd1_folder,
+        hub_folder_name,
+        resolve_source,
+    )
+
+    source = (source or "").strip()
+    if not source:
+        return False, f"Name a hub id (e.g. {DEFAULT_SD_MODEL}), a folder or a .safetensors file."
+    try:
+        kind, path = resolve_source(source, models_dir=models_dir)
+        if kind == "hub" and path is None:
+            root = Path(models_dir) if models_dir else None
+            where = (root / hub_folder_name(source)) if root else hub_folder_name(source)
+            return False, (
+                f"{source} is not downloaded yet ({SD15_DOWNLOAD_SIZE}). Press Download, or "
+                f"copy the model folder to {where}."
+            )
+        if kind in ("hub", "folder"):
+            check_sd1_folder(path)
+            return True, f"Stable Diffusion 1.x folder: {path}"
+        if path.suffix.lower() not in SAFE_SUFFIXES:
+            return False, (
+                f"{path.name} is not a .safetensors file. Pickle checkpoints (.ckpt, .bin) can "
+                "run code when loaded; convert it to .safetensors first."
+            )
+        size_gb = path.stat().st_size / 1e9
+        return True, f"Single-file checkpoint ({size_gb:.1f} GB), configured as SD 1.x."
+    except EditedIDError as exc:
+        return False, str(exc)
+
+
+class DownloadJob(QObject):
+    """Runs download_sd_model in its QThread; cancel() is thread-safe."""
+
+    progress = Signal(object, object, str)  # done bytes, total bytes, label
+    done = Signal(str)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, hub_id: str, models_dir: str, variant: str | None) -> None:
+        super().__init__()
+        self.hub_id, self.models_dir, self.variant = hub_id, models_dir, variant
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @Slot()
+    def run(self) -> None:
+        from engine.errors import Cancelled
+        from engine.models import download_sd_model
+
+        try:
+            path = download_sd_model(
+                self.hub_id,
+                models_dir=self.models_dir or None,
+                progress=lambda done, total, label: self.progress.emit(done, total, label),
+                cancel=self._cancel.is_set,
+                variant=self.variant,
+            )
+        except Cancelled:
+            self.cancelled.emit()
+        except EditedIDError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            self.done.emit(str(path))
+
+
+def _browse_row(edit: QLineEdit, button: QPushButton) -> QWidget:
+    row = QWidget()
+    h = QHBoxLayout(row)
+    h.setContentsMargins(0, 0, 0, 0)
+    h.addWidget(edit, 1)
+    h.addWidget(button)
+    return row
+
+
+class ModelManagerDialog(QDialog):
+    """Edit the model settings; OK stores them (Settings) and emits settings_applied."""
+
+    settings_applied = Signal()
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from engine.models import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
+
+        self.settings = settings
+        self.setWindowTitle("Model Manager")
+        self.setMinimumWidth(640)
+        self._thread: QThread | None = None
+        self._job: DownloadJob | None = None
+
+        # -- SD model --
+        self.kind_combo = QComboBox()
+        for key, text in SOURCE_KINDS:
+            self.kind_combo.addItem(text, key)
+        self.source_edit = QLineEdit(settings.model_source)
+        self.source_edit.setPlaceholderText(DEFAULT_SD_MODEL)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse_source)
+        self.models_dir_edit = QLineEdit(settings.models_dir)
+        self.models_dir_edit.setPlaceholderText(str(default_models_dir()))
+        self.models_dir_button = QPushButton("Browse…")
+        self.models_dir_button.clicked.connect(self._browse_models_dir)
+        self.check_label = QLabel()
+        self.check_label.setWordWrap(True)
+        self.check_label.setTextFormat(Qt.TextFormat.RichText)
+
+        self.download_button = QPushButton("Download")
+        self.download_button.setToolTip(
+            f"Download the hub id's safetensors weights ({SD15_DOWNLOAD_SIZE}); resumes "
+            "where an interrupted download stopped."
+        )
+        self.fp16_box = QCheckBox("fp16 weights (half the size)")
+        self.fp16_box.setChecked(True)
+        self.download_progress = QProgressBar()
+        self.download_progress.setRange(0, 1000)
+        self.download_progress.setTextVisible(True)
+        self.download_progress.hide()
+        self.cancel_download_button = QPushButton("Cancel download")
+        self.cancel_download_button.hide()
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_download_button.clicked.connect(self.cancel_download)
+
+        sd_group = QGroupBox("Stable Diffusion 1.x model")
+        form = QFormLayout(sd_group)
+        form.addRow("Source type", self.kind_combo)
+        form.addRow("Model", _browse_row(self.source_edit, self.browse_button))
+        form.addRow("Models folder", _browse_row(self.models_dir_edit, self.models_dir_button))
+        form.addRow(self.check_label)
+        download_row = QWidget()
+        h = QHBoxLayout(download_row)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(self.download_button)
+        h.addWidget(self.fp16_box)
+        h.addWidget(self.download_progress, 1)
+        h.addWidget(self.cancel_download_button)
+        form.addRow(download_row)
+        offline = QLabel(
+            f"<span style='color:{MUTED}'>Offline? Download the diffusers folder of "
+            f"{DEFAULT_SD_MODEL} on another computer and copy it into the models folder as "
+            f"<code>{DEFAULT_SD_MODEL.replace('/', '--')}</code>, or choose “Local diffusers "
+            "folder” / “Single file” and point to it. By downloading you accept the model's "
+            f"<a href='{LICENSE_URL}'>CreativeML OpenRAIL-M licence</a>.</span>"
+        )
+        offline.setWordWrap(True)
+        offline.setOpenExternalLinks(True)
+        form.addRow(offline)
+
+        # -- faces --
+        self.face_backend_combo = QComboBox()
+        self.face_backend_combo.addItems(list(FACE_BACKENDS))
+        self.face_backend_combo.setCurrentText(settings.face_backend)
+        self.face_dir_edit = QLineEdit(settings.face_models_dir)
+        self.face_dir_edit.setPlaceholderText("models folder (insightface buffalo_l)")
+        self.face_dir_button = QPushButton("Browse…")
+        self.face_dir_button.clicked.connect(self._browse_face_dir)
+        self.face_status = QLabel()
+        self.face_status.setWordWrap(True)
+        self.face_status.setTextFormat(Qt.TextFormat.RichText)
+        face_group = QGroupBox("Face models")
+        form = QFormLayout(face_group)
+        form.addRow("Backend", self.face_backend_combo)
+        form.addRow("insightface folder", _browse_row(self.face_dir_edit, self.face_dir_button))
+        form.addRow(self.face_status)
+
+        # -- device --
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.device_combo.setCurrentText(settings.device)
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(list(PRECISIONS))
+        self.precision_combo.setCurrentText(settings.precision)
+        self.low_vram_box = QCheckBox("Low-VRAM mode (attention slicing, VAE tiling, CPU offload)")
+        self.low_vram_box.setChecked(settings.low_vram)
+        self.device_info = QLabel()
+        self.device_info.setObjectName("mutedLabel")
+        device_group = QGroupBox("Device")
+        form = QFormLayout(device_group)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Precision", self.precision_combo)
+        form.addRow(self.low_vram_box)
+        form.addRow(self.device_info)
+
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(sd_group)
+        layout.addWidget(face_group)
+        layout.addWidget(device_group)
+        layout.addWidget(buttons)
+
+        self.kind_combo.setCurrentIndex(self._guess_kind(settings.model_source))
+        self.kind_combo.currentIndexChanged.connect(self._update_check)
+        self.source_edit.textChanged.connect(self._update_check)
+        self.models_dir_edit.textChanged.connect(self._update_check)
+        self.face_dir_edit.textChanged.connect(self._update_face_status)
+        self._update_check()
+        self._update_face_status()
+        self._update_device_info()
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _guess_kind(source: str) -> int:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return 1
+        if path.suffix.lower() in (".safetensors", ".ckpt"):
+            return 2
+        return 0
+
+    def models_dir(self) -> str:
+        return self.models_dir_edit.text().strip() or self.models_dir_edit.placeholderText()
+
+    def _browse_source(self) -> None:
+        kind = self.kind_combo.currentData()
+        start = self.source_edit.text() or str(Path.home())
+        if kind == "file":
+            path, _ = QFileDialog.getOpenFileName(
+                self, "SD 1.x checkpoint", start, "Safetensors (*.safetensors)"
+            )
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Diffusers model folder", start)
+            if path:
+                self.kind_combo.setCurrentIndex(1)
+        if path:
+            self.source_edit.setText(path)
+
+    def _browse_models_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Models folder", self.models_dir())
+        if path:
+            self.models_dir_edit.setText(path)
+
+    def _browse_face_dir(self) -> None:
+        title = "insightface models folder"
+        path = QFileDialog.getExistingDirectory(self, title, self.models_dir())
+        if path:
+            self.face_dir_edit.setText(path)
+
+    def _update_check(self) -> None:
+        ok, message = check_model_source(self.source_edit.text(), self.models_dir())
+        colour, mark = (GOOD, "✓") if ok else (BAD, "✗")
+        self.check_label.setText(f"<span style='color:{colour}'>{mark}</span> {message}")
+        self.check_label.setProperty("ok", ok)
+        is_hub = self.kind_combo.currentData() == "hub"
+        self.download_button.setEnabled(is_hub and not ok and self._job is None)
+        self.fp16_box.setEnabled(is_hub)
+
+    def _update_face_status(self) -> None:
+        try:
+            from engine.faces import available_backends
+
+            folder = self.face_dir_edit.text().strip() or self.models_dir()
+            status = available_backends(folder)
+        except Exception as exc:  # noqa: BLE001 - the engine may be mid-change; say dlib
+            status = {"dlib": f"ready (default) — {exc}"}
+        lines = []
+        for name, state in status.items():
+            ready = state == "ready" or state.startswith("ready")
+            colour = GOOD if ready else MUTED
+            lines.append(f"<span style='color:{colour}'>{name}</span>: {state}")
+        self.face_status.setText("<br>".join(lines))
+
+    def _update_device_info(self) -> None:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                name = torch.cuda.get_device_name(0)
+                total = torch.cuda.get_device_properties(0).total_memory / 2**30
+                text = f"CUDA: {name}, {total:.0f} GB"
+            else:
+                text = "No NVIDIA GPU found: restores run on the CPU (slow)."
+        except Exception as exc:  # noqa: BLE001
+            text = f"Cannot query the GPU: {exc}"
+        self.device_info.setText(text)
+
+    # -- download ----------------------------------------------------------------------
+    def start_download(self) -> None:
+        if self._job is not None:
+            return
+        variant = "fp16" if self.fp16_box.isChecked() else None
+        self._job = DownloadJob(self.source_edit.text().strip(), self.models_dir(), variant)
+        self._thread = QThread(self)
+        self._job.moveToThread(self._thread)
+        self._thread.started.connect(self._job.run)
+        self._job.progress.connect(self._on_download_progress)
+        self._job.done.connect(self._on_download_done)
+        self._job.failed.connect(self._on_download_failed)
+        self._job.cancelled.connect(self._on_download_cancelled)
+        self.download_progress.setValue(0)
+        self.download_progress.setFormat("Connecting…")
+        self.download_progress.show()
+        self.cancel_download_button.show()
+        self.download_button.setEnabled(False)
+        self._thread.start()
+
+    def cancel_download(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.download_progress.setFormat("Cancelling…")
+
+    def _on_download_progress(self, done: int, total: int, label: str) -> None:
+        if total:
+            self.download_progress.setValue(int(1000 * done / total))
+        mb = 1 << 20
+        self.download_progress.setFormat(f"{label}: {done / mb:.0f} / {total / mb:.0f} MB")
+
+    def _finish_download(self, message: str) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(5000)
+        self._thread = None
+        self._job = None
+        self.cancel_download_button.hide()
+        self.download_progress.setFormat(message)
+        self._update_check()
+
+    def _on_download_done(self, path: str) -> None:
+        self.download_progress.setValue(1000)
+        self._finish_download(f"Downloaded to {path}")
+
+    def _on_download_failed(self, message: str) -> None:
+        self._finish_download("Download failed")
+        self.check_label.setText(f"<span style='color:{BAD}'>✗</span> {message}")
+
+    def _on_download_cancelled(self) -> None:
+        self._finish_download("Cancelled — press Download again to resume")
+
+    # -- accept ---------------------------------------------------------------------------
+    def apply(self) -> None:
+        s = self.settings
+        s.model_source = self.source_edit.text().strip() or self.source_edit.placeholderText()
+        s.models_dir = self.models_dir_edit.text().strip()
+        s.face_backend = self.face_backend_combo.currentText()
+        s.face_models_dir = self.face_dir_edit.text().strip()
+        s.device = self.device_combo.currentText()
+        s.precision = self.precision_combo.currentText()
+        s.low_vram = self.low_vram_box.isChecked()
+        s.sync()
+        self.settings_applied.emit()
+
+    def accept(self) -> None:
+        self.apply()
+        super().accept()
+
+    def done(self, result: int) -> None:
+        if self._job is not None:  # closing cancels a running download (it resumes later)
+            self._job.cancel()
+            if self._thread is not None:
+                self._thread.quit()
+                self._thread.wait(5000)
+        super().done(result)
+
+    @staticmethod
+    def open_license() -> None:
+        QDesktopServices.openUrl(QUrl(LICENSE_URL))

@@ -1,0 +1,153 @@
+"""The mask tool bar: brush / eraser, size, hardness, target mask, clear / invert / reset.
+
+A thin view: every control forwards to the `LayeredCanvas` (tool, brush, active mask) or
+to its `MaskDocument` (clear, invert, reset to auto), and follows their change signals so
+the keyboard shortcuts on the canvas (`[`, `]`, B, E) and the bar never disagree.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QLabel, QToolBar, QWidget
+from superqt import QLabeledSlider
+
+from .canvas import LayeredCanvas
+
+MAX_SLIDER_BRUSH = 1000  # larger sizes stay reachable with ]
+
+
+class MaskToolBar(QToolBar):
+    """Mask tools wired to a canvas (and the canvas' mask document)."""
+
+    def __init__(self, canvas: LayeredCanvas, parent: QWidget | None = None) -> None:
+        super().__init__("Mask tools", parent)
+        self.setObjectName("maskToolBar")
+        self.canvas = canvas
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+
+        self.tool_group = QActionGroup(self)
+        self.tool_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+        self.brush_action = self._action("Brush", "brushAction", "B", "Paint the mask (B)")
+        self.eraser_action = self._action("Eraser", "eraserAction", "E", "Erase the mask (E)")
+        for action in (self.brush_action, self.eraser_action):
+            action.setCheckable(True)
+            self.tool_group.addAction(action)
+            self.addAction(action)
+        self.tool_group.triggered.connect(self._on_tool_triggered)
+        self.addSeparator()
+
+        self.addWidget(QLabel(" Size "))
+        self.size_slider = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setObjectName("brushSizeSlider")
+        self.size_slider.setRange(1, MAX_SLIDER_BRUSH)
+        self.size_slider.setFixedWidth(170)
+        self.size_slider.setToolTip("Brush diameter in photo pixels ([ smaller, ] larger)")
+        self.addWidget(self.size_slider)
+        self.addWidget(QLabel(" Hardness "))
+        self.hardness_slider = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.hardness_slider.setObjectName("brushHardnessSlider")
+        self.hardness_slider.setRange(0, 100)
+        self.hardness_slider.setFixedWidth(140)
+        self.hardness_slider.setToolTip(
+            "Edge hardness in % (0 soft, 100 hard; Shift+[ / Shift+] by 25 %)"
+        )
+        self.addWidget(self.hardness_slider)
+        self.addSeparator()
+
+        self.target_group = QActionGroup(self)
+        self.face_target_action = self._action(
+            "Face",
+            "faceTargetAction",
+            None,
+            "Paint the face mask: identity comes from the original",
+        )
+        self.element_target_action = self._action(
+            "Element",
+            "elementTargetAction",
+            None,
+            "Paint the element mask: what the edit added stays as edited",
+        )
+        for action in (self.face_target_action, self.element_target_action):
+            action.setCheckable(True)
+            self.target_group.addAction(action)
+            self.addAction(action)
+        self.face_target_action.setChecked(True)
+        self.target_group.triggered.connect(self._on_target_triggered)
+        self.swap_target_action = self._action(
+            "Swap target", "swapTargetAction", "X", "Switch between face and element mask (X)"
+        )
+        self.swap_target_action.triggered.connect(self._swap_target)
+        self.addSeparator()
+
+        self.clear_action = self._action("Clear", "clearMaskAction", None, "Empty this mask")
+        self.invert_action = self._action(
+            "Invert", "invertMaskAction", "Ctrl+Shift+I", "Invert this mask (Ctrl+Shift+I)"
+        )
+        self.reset_action = self._action(
+            "Reset to auto", "resetMaskAction", None, "Back to the engine's automatic mask"
+        )
+        self.clear_action.triggered.connect(lambda: self._edit("clear"))
+        self.invert_action.triggered.connect(lambda: self._edit("invert"))
+        self.reset_action.triggered.connect(lambda: self._edit("reset_to_auto"))
+        for action in (self.clear_action, self.invert_action, self.reset_action):
+            self.addAction(action)
+
+        self.size_slider.valueChanged.connect(canvas.set_brush_size)
+        self.hardness_slider.valueChanged.connect(
+            lambda value: canvas.set_brush_hardness(value / 100.0)
+        )
+        canvas.brush_size_changed.connect(self._sync)
+        canvas.brush_hardness_changed.connect(self._sync)
+        canvas.tool_changed.connect(self._sync)
+        canvas.active_mask_changed.connect(self._sync)
+        self._sync()
+
+    def _action(self, text: str, name: str, shortcut: str | None, tip: str) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            # Window-wide, but never while typing: line edits take plain keys first.
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        return action
+
+    def _on_tool_triggered(self, action: QAction) -> None:
+        if not action.isChecked():
+            self.canvas.set_tool("none")
+        else:
+            self.canvas.set_tool("brush" if action is self.brush_action else "eraser")
+
+    def _on_target_triggered(self, action: QAction) -> None:
+        face, _ = self.canvas.active_mask()
+        kind = "face" if action is self.face_target_action else "element"
+        self.canvas.set_active_mask(face, kind)
+
+    def _swap_target(self) -> None:
+        face, kind = self.canvas.active_mask()
+        self.canvas.set_active_mask(face, "element" if kind == "face" else "face")
+
+    def _edit(self, operation: str) -> None:
+        face, kind = self.canvas.active_mask()
+        document = self.canvas.mask_document()
+        if face is None or document is None or document.image_size is None:
+            return
+        getattr(document, operation)(face, kind)
+
+    def _sync(self, *_args) -> None:
+        canvas = self.canvas
+        with QSignalBlocker(self.size_slider):
+            self.size_slider.setValue(min(MAX_SLIDER_BRUSH, canvas.brush_size))
+        with QSignalBlocker(self.hardness_slider):
+            self.hardness_slider.setValue(round(canvas.brush_hardness * 100))
+        tool = canvas.tool()
+        self.brush_action.setChecked(tool == "brush")
+        self.eraser_action.setChecked(tool == "eraser")
+        face, kind = canvas.active_mask()
+        self.face_target_action.setChecked(kind == "face")
+        self.element_target_action.setChecked(kind == "element")
+        has_face = face is not None
+        for action in (self.clear_action, self.invert_action, self.reset_action):
+            action.setEnabled(has_face)

@@ -1,0 +1,433 @@
+"""The engine worker: one long-lived QObject on its own QThread (krita-ai-diffusion's backend).
+
+`EngineWorker` owns the loaded SD model and the face analyzer and reuses them for every
+job; the engine keeps its inversion cache on the model object, so a re-run after a mask
+or overlap change repeats only the entanglement stage. The UI thread never calls it
+directly: `EngineHost` (lives in the UI thread) posts requests through queued signals,
+sets the cancel Event, and relays results. Every job ends with exactly one of
+`analyzed` / `classic_ready` / `finished` / `model_loaded`, `failed` or `cancelled`,
+followed by `job_done(kind)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from engine.errors import Cancelled, EditedIDError, InputError, ModelError, OutOfMemory
+from engine.params import EditedIDParams
+
+log = logging.getLogger(__name__)
+
+LOW_MEMORY_MESSAGE = (
+    "Out of GPU memory: retrying once with attention slicing and VAE tiling (slower)…"
+)
+
+
+# -- requests (plain data, built in the UI thread) --------------------------------------
+@dataclass
+class AnalyzeRequest:
+    original: np.ndarray
+    edited: np.ndarray
+    overrides: dict[int, int | None] = field(default_factory=dict)
+    generation: int = 0
+
+
+@dataclass
+class ClassicRequest:
+    analysis: Any
+    faces: list[int] | None = None
+    masks: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None
+    generation: int = 0
+
+
+@dataclass
+class RestoreRequest:
+    """One diffusion restore. groups: (params, faces) per set of element words."""
+
+    original: np.ndarray
+    edited: np.ndarray
+    analysis: Any
+    groups: list[tuple[EditedIDParams, list[int]]]
+    masks: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None
+    overlaps: dict[int, tuple[float, float]] | None = None
+    generation: int = 0
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, OutOfMemory):
+        return True
+    try:
+        import torch
+
+        if isinstance(error, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def merge_results(edited: np.ndarray, results: list[Any]) -> Any:
+    """Compose several PhotoResults of the same edited photo (different faces) into one."""
+    if len(results) == 1:
+        return results[0]
+    image = edited.astype(np.float32)
+    changed = np.zeros(edited.shape[:2], np.float32)
+    faces: list[Any] = []
+    warnings: list[str] = []
+    for result in results:
+        alpha = np.asarray(result.changed_alpha, np.float32)[..., None]
+        image = image * (1.0 - alpha) + result.image.astype(np.float32) * alpha
+        changed = np.maximum(changed, alpha[..., 0])
+        faces.extend(result.faces)
+        warnings.extend(result.warnings)
+    merged = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    sidecar = dict(results[0].sidecar)
+    sidecar["runs"] = [r.sidecar for r in results]
+    return dataclasses.replace(
+        results[0],
+        image=merged,
+        faces=faces,
+        changed_alpha=changed,
+        sidecar=sidecar,
+        warnings=warnings,
+    )
+
+
+class EngineWorker(QObject):
+    """Runs engine jobs in its thread; holds the model between jobs."""
+
+    progress = Signal(str, int, int)  # stage, step, total
+    preview = Signal(object, object)  # RGB uint8 array, face box (x0, y0, x1, y1) or None
+    analyzed = Signal(object)  # engine.photo.PhotoAnalysis
+    classic_ready = Signal(object)  # engine.photo.PhotoResult (classic)
+    finished = Signal(object)  # engine.photo.PhotoResult (diffusion)
+    model_loaded = Signal(dict)  # SDModel.describe()
+    failed = Signal(str, str)  # title, message
+    cancelled = Signal()
+    status = Signal(str)
+    job_done = Signal(str)  # kind, after every job whatever its outcome
+
+    def __init__(
+        self,
+        model_config: dict[str, Any] | None = None,
+        face_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.cancel_event = threading.Event()
+        # Jobs numbered up to this were cancelled (set from the UI thread with the Event).
+        self.cancelled_upto = 0
+        self.model_config: dict[str, Any] = dict(model_config or {})
+        self.face_config: dict[str, Any] = dict(face_config or {})
+        self._model: Any = None
+        self._model_key: dict[str, Any] | None = None
+        self._analyzer: Any = None
+        self._analyzer_key: dict[str, Any] | None = None
+
+    # -- state that other threads may read --------------------------------------------
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    # -- slots (run in the worker thread) ------------------------------------------------
+    @Slot(object, object)
+    def configure(self, model_config: dict | None, face_config: dict | None) -> None:
+        """New settings; the model / analyzer are reloaded lazily when they changed."""
+        if model_config is not None:
+            self.model_config = dict(model_config)
+        if face_config is not None:
+            self.face_config = dict(face_config)
+
+    @Slot(object)
+    def set_model(self, model: Any) -> None:
+        """Adopt an already loaded model (tests, self-test)."""
+        self._model = model
+        self._model_key = dict(self.model_config)
+
+    @Slot(int)
+    def load_model(self, generation: int = 0) -> None:
+        self._run_job(
+            "load_model",
+            generation,
+            lambda: self.model_loaded.emit(self._ensure_model().describe()),
+        )
+
+    @Slot(object)
+    def analyze(self, request: AnalyzeRequest) -> None:
+        def job() -> None:
+            from engine.photo import analyze_photos
+
+            analyzer = self._ensure_analyzer()
+            self.progress.emit("detecting faces", 0, 0)
+            analysis = analyze_photos(
+                request.original,
+                request.edited,
+                backend=self.face_config.get("backend", "auto"),
+                analyzer=analyzer,
+                overrides=request.overrides or None,
+            )
+            self.analyzed.emit(analysis)
+
+        self._run_job("analyze", request.generation, job)
+
+    @Slot(object)
+    def classic(self, request: ClassicRequest) -> None:
+        def job() -> None:
+            from engine.photo import classic_photo
+
+            self.progress.emit("classic preview", 0, 0)
+            result = classic_photo(request.analysis, faces=request.faces, masks=request.masks)
+            self.classic_ready.emit(result)
+
+        self._run_job("classic", request.generation, job)
+
+    @Slot(object)
+    def restore(self, request: RestoreRequest) -> None:
+        self._run_job(
+            "restore", request.generation, lambda: self.finished.emit(self._restore(request))
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled("Cancelled.")
+
+    def _run_job(self, kind: str, generation: int, job) -> None:
+        try:
+            if generation and generation <= self.cancelled_upto:
+                raise Cancelled("Cancelled before it started.")
+            if generation:
+                self.cancel_event.clear()  # a cancel of an earlier job does not apply
+            job()
+        except Cancelled:
+            self.status.emit("Cancelled.")
+            self.cancelled.emit()
+        except InputError as exc:
+            self.failed.emit("Cannot use these photos", str(exc))
+        except ModelError as exc:
+            self.failed.emit("Model problem", str(exc))
+        except EditedIDError as exc:
+            self.failed.emit("EditedID", str(exc))
+        except Exception as exc:  # noqa: BLE001 - never let a job kill the thread
+            if is_out_of_memory(exc):
+                self.failed.emit(
+                    "Out of memory",
+                    "The restore did not fit in memory even in low-memory mode. Close other "
+                    "GPU programs, switch on low-VRAM mode in the Model Manager, choose CPU, "
+                    f"or restore fewer faces at once.\n\n({exc})",
+                )
+            else:
+                log.error("Job %s failed:\n%s", kind, traceback.format_exc())
+                self.failed.emit(
+                    "Unexpected error", f"{type(exc).__name__}: {exc}\n\nDetails are in the log."
+                )
+        finally:
+            self.job_done.emit(kind)
+
+    def _ensure_analyzer(self) -> Any:
+        key = dict(self.face_config)
+        if self._analyzer is None or key != self._analyzer_key:
+            from engine.faces import get_analyzer
+
+            self.status.emit("Loading face models…")
+            self._analyzer = get_analyzer(
+                key.get("backend", "auto"), models_dir=key.get("models_dir") or None
+            )
+            self._analyzer_key = key
+            self.status.emit(f"Face backend: {getattr(self._analyzer, 'name', '?')}")
+        return self._analyzer
+
+    def _ensure_model(self) -> Any:
+        key = dict(self.model_config)
+        if self._model is not None and (self._model_key == key or not key):
+            return self._model
+        from engine.models import LowMemory, load_sd_model
+
+        self._model = None  # free the old one before loading the new one
+        source = key.get("source") or ""
+        low = bool(key.get("low_vram"))
+        self.status.emit(f"Loading {source}…")
+        self.progress.emit("loading model", 0, 0)
+        precision = key.get("precision", "auto")
+        self._model = load_sd_model(
+            source,
+            device=key.get("device", "auto"),
+            dtype=None if precision == "auto" else precision,
+            models_dir=key.get("models_dir") or None,
+            low_memory=LowMemory(attention_slicing=low, vae_tiling=low, cpu_offload=low),
+            cancel=self.cancel_event.is_set,
+        )
+        self._model_key = key
+        self.model_loaded.emit(self._model.describe())
+        return self._model
+
+    def _restore(self, request: RestoreRequest) -> Any:
+        model = self._ensure_model()
+        try:
+            return self._restore_groups(model, request)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or (
+                model.low_memory.attention_slicing and model.low_memory.vae_tiling
+            ):
+                raise
+        from engine.models import LowMemory
+
+        self.status.emit(LOW_MEMORY_MESSAGE)
+        _empty_cuda_cache()
+        model.set_low_memory(
+            LowMemory(
+                attention_slicing=True,
+                vae_tiling=True,
+                cpu_offload=model.low_memory.cpu_offload,
+            )
+        )
+        return self._restore_groups(model, request)
+
+    def _restore_groups(self, model: Any, request: RestoreRequest) -> Any:
+        from engine.photo import restore_photo
+
+        boxes = {face.index: tuple(face.box) for face in request.analysis.faces}
+        results = []
+        for params, faces in request.groups:
+            self._check_cancel()
+            box = boxes.get(faces[0]) if len(faces) == 1 else _union_box(boxes, faces)
+
+            def on_step(stage: str, step: int, total: int, preview: Any, box=box) -> None:
+                self.progress.emit(stage, int(step), int(total))
+                if preview is not None:
+                    self.preview.emit(np.ascontiguousarray(preview), box)
+
+            results.append(
+                restore_photo(
+                    request.original,
+                    request.edited,
+                    params,
+                    faces=faces,
+                    on_step=on_step,
+                    cancel=self.cancel_event,
+                    model=model,
+                    analysis=request.analysis,
+                    masks={i: request.masks[i] for i in faces if i in request.masks}
+                    if request.masks
+                    else None,
+                    overlaps={i: request.overlaps[i] for i in faces if i in request.overlaps}
+                    if request.overlaps
+                    else None,
+                )
+            )
+        return merge_results(request.edited, results)
+
+
+def _union_box(boxes: dict[int, tuple], faces: list[int]) -> tuple | None:
+    chosen = [boxes[i] for i in faces if i in boxes]
+    if not chosen:
+        return None
+    arr = np.asarray(chosen, float)
+    return (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
+
+
+def _empty_cuda_cache() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+class EngineHost(QObject):
+    """UI-thread side: owns the QThread, posts requests, tracks busy state, cancels."""
+
+    busy_changed = Signal(bool)
+
+    _post_configure = Signal(object, object)
+    _post_analyze = Signal(object)
+    _post_classic = Signal(object)
+    _post_restore = Signal(object)
+    _post_load = Signal(int)
+    _post_set_model = Signal(object)
+
+    def __init__(
+        self,
+        model_config: dict | None = None,
+        face_config: dict | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("EditedID engine")
+        self.worker = EngineWorker(model_config, face_config)
+        self.worker.moveToThread(self.thread)
+        self._post_configure.connect(self.worker.configure)
+        self._post_analyze.connect(self.worker.analyze)
+        self._post_classic.connect(self.worker.classic)
+        self._post_restore.connect(self.worker.restore)
+        self._post_load.connect(self.worker.load_model)
+        self._post_set_model.connect(self.worker.set_model)
+        self.worker.job_done.connect(self._on_job_done)
+        self._pending: dict[str, int] = {}
+        self._generation = 0
+        self.thread.start()
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return sum(self._pending.values()) > 0
+
+    def pending(self, kind: str) -> int:
+        return self._pending.get(kind, 0)
+
+    def _submit(self, kind: str) -> int:
+        was_busy = self.busy
+        self._generation += 1
+        self._pending[kind] = self._pending.get(kind, 0) + 1
+        if not was_busy:
+            self.busy_changed.emit(True)
+        return self._generation
+
+    @Slot(str)
+    def _on_job_done(self, kind: str) -> None:
+        self._pending[kind] = max(0, self._pending.get(kind, 0) - 1)
+        if not self.busy:
+            self.busy_changed.emit(False)
+
+    # -- requests -----------------------------------------------------------------------
+    def configure(self, model_config: dict | None, face_config: dict | None) -> None:
+        self._post_configure.emit(model_config, face_config)
+
+    def set_model(self, model: Any) -> None:
+        self._post_set_model.emit(model)
+
+    def analyze(self, request: AnalyzeRequest) -> None:
+        request.generation = self._submit("analyze")
+        self._post_analyze.emit(request)
+
+    def classic(self, request: ClassicRequest) -> None:
+        request.generation = self._submit("classic")
+        self._post_classic.emit(request)
+
+    def restore(self, request: RestoreRequest) -> None:
+        request.generation = self._submit("restore")
+        self._post_restore.emit(request)
+
+    def load_model(self) -> None:
+        self._post_load.emit(self._submit("load_model"))
+
+    def cancel(self) -> None:
+        """Stop the running job within one diffusion step (thread-safe Event)."""
+        if self.busy:
+            self.worker.cancelled_upto = self._generation
+            self.worker.cancel_event.set()
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        self.worker.cancel_event.set()
+        self.thread.quit()
+        self.thread.wait(timeout_ms)

@@ -1,0 +1,384 @@
+"""engine.batch: pairing, bad files, resume, kill mid-run, pause/cancel, report, CLI."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import batch
+from engine.batch import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
+from engine.errors import Cancelled, InputError
+from engine.export import OutputFolderError, save_result
+from engine.imageio import read_rgb
+from engine.params import EditedIDParams
+from tests.helpers import face_crop
+
+
+class FakeProcessor:
+    """Stands in for engine.photo.restore_photo_files: real reads, real save_result."""
+
+    def __init__(self, steps: int = 3, interrupt_on: int | None = None, step_delay: float = 0):
+        self.calls: list[str] = []
+        self.steps = steps
+        self.interrupt_on = interrupt_on
+        self.step_delay = step_delay
+        self.lock = threading.Lock()
+
+    def __call__(self, original, edited, out, params, *, model=None, mode="diffusion",
+                 backend="auto", faces=None, on_step=None, cancel=None):  # fmt: skip
+        with self.lock:
+            self.calls.append(Path(edited).name)
+            number = len(self.calls)
+        if self.interrupt_on is not None and number == self.interrupt_on:
+            raise KeyboardInterrupt  # the process being killed mid-file
+        read_rgb(original)
+        image = read_rgb(edited)
+        for step in range(self.steps):
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled")
+            time.sleep(self.step_delay)
+            if on_step is not None:
+                on_step("reconstruction", step + 1, self.steps, None)
+        result = (255 - image).astype(np.uint8)
+        save_result(out, result, reference_path=edited, protected_paths=(original, edited))
+        sidecar = {"status": "ok", "mode": mode, "params": params.to_dict()}
+        Path(str(out) + ".json").write_text(json.dumps(sidecar))
+        score = types.SimpleNamespace
+        face = types.SimpleNamespace(
+            index=0, id_before=score(value=0.41), id_after=score(value=0.83)
+        )
+        return types.SimpleNamespace(
+            image=result, faces=[face, face], sidecar=sidecar, mode=mode, warnings=[]
+        )
+
+
+def _save(array, path: Path) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """5 good pairs with assorted naming, a truncated JPEG, a text file named .jpg,
+    an unpaired original, an unpaired edited file and a non-image file."""
+    orig, edit, out = tmp_path / "orig", tmp_path / "edit", tmp_path / "out"
+    orig.mkdir()
+    edit.mkdir()
+    gh, astro = face_crop("grace_hopper", 64), face_crop("astronaut", 64)
+    pairs = {
+        "a01": ("a01.jpg", "a01.png"),
+        "a02": ("a02.png", "a02_edited.png"),
+        "a03": ("A03.jpg", "a03-edit.jpg"),
+        "a04": ("a04.png", "edited_a04.png"),
+        "a06": ("a06.png", "A06.TIF"),
+    }
+    for i, (o_name, e_name) in enumerate(pairs.values()):
+        _save(gh if i % 2 else astro, orig / o_name)
+        _save(np.ascontiguousarray((astro if i % 2 else gh)[:, ::-1]), edit / e_name)
+    # a05: broken edited file (truncated JPEG)
+    _save(gh, orig / "a05.png")
+    full = edit / "tmp_full.jpg"
+    _save(astro, full)
+    (edit / "a05.jpg").write_bytes(full.read_bytes()[:300])
+    full.unlink()
+    # a07: a text file named .jpg
+    _save(gh, orig / "a07.png")
+    (edit / "a07.jpg").write_text("this is not a photo\n")
+    # unpaired on both sides, and a file that is not an image
+    _save(gh, orig / "lonely.png")
+    _save(astro, edit / "stray_result_x.png")
+    (edit / "notes.txt").write_text("client notes")
+    return orig, edit, out
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_plan_pairs_by_name_and_lists_the_rest(folders):
+    orig, edit, out = folders
+    plan = plan_batch(orig, edit, out)
+    pairs = {i.original.name: i.edited.name for i in plan.items}
+    assert pairs == {
+        "a01.jpg": "a01.png",
+        "a02.png": "a02_edited.png",
+        "A03.jpg": "a03-edit.jpg",
+        "a04.png": "edited_a04.png",
+        "a05.png": "a05.jpg",
+        "a06.png": "A06.TIF",
+        "a07.png": "a07.jpg",
+    }
+    assert [p.name for p in plan.unpaired_originals] == ["lonely.png"]
+    assert [p.name for p in plan.unpaired_edited] == ["stray_result_x.png"]
+    assert [p.name for p in plan.ignored] == ["notes.txt"]
+    assert {i.output.name for i in plan.items} >= {"a02_edited.png", "A06.TIF", "a01.png"}
+    assert all(i.output.parent == out for i in plan.items)
+    assert "same name" in plan.rule_text and "edited" in plan.rule_text
+    problems = plan.problems()
+    assert any("lonely.png" in p for p in problems)
+    assert any("stray_result_x.png" in p for p in problems)
+    assert not out.exists()  # planning writes nothing
+
+
+def test_plan_exact_rule_and_ambiguity(tmp_path):
+    orig, edit = tmp_path / "o", tmp_path / "e"
+    orig.mkdir()
+    edit.mkdir()
+    img = face_crop("grace_hopper", 16)
+    for name in ("x.jpg", "x.png", "y.png", "z.png"):
+        _save(img, orig / name)
+    for name in ("x.png", "y_edited.png", "y-edit.png", "z_edited.png", "z.png"):
+        _save(img, edit / name)
+    plan = plan_batch(orig, edit, tmp_path / "r")
+    assert [(i.original.name, i.edited.name) for i in plan.items] == [("z.png", "z.png")]
+    assert any("x.jpg" in m and "x.png" in m for m in plan.ambiguous)
+    assert any("y_edited.png" in m and "y-edit.png" in m for m in plan.ambiguous)
+    assert "z_edited.png" in [p.name for p in plan.unpaired_edited]
+    exact = plan_batch(orig, edit, tmp_path / "r", rule="exact")
+    assert "y_edited.png" in [p.name for p in exact.unpaired_edited]
+    assert "marker" not in exact.rule_text
+
+
+def test_plan_refuses_an_input_folder_as_output(folders):
+    orig, edit, _ = folders
+    with pytest.raises(InputError, match="must differ"):
+        plan_batch(orig, edit, edit)
+    with pytest.raises(InputError, match="does not exist"):
+        plan_batch(orig / "nope", edit, orig.parent / "r")
+    with pytest.raises(InputError, match="rule"):
+        plan_batch(orig, edit, orig.parent / "r", rule="order")
+
+
+def test_bad_files_are_logged_and_the_rest_finish_then_resume(folders):
+    orig, edit, out = folders
+    inputs_before = _hashes(orig), _hashes(edit)
+    fake = FakeProcessor()
+    events: list[BatchProgress] = []
+    report = run_batch(
+        plan_batch(orig, edit, out), EditedIDParams(), processor=fake, mode="classic",
+        on_progress=events.append,
+    )  # fmt: skip
+    assert report.ok == 5 and report.failed == 2 and not report.cancelled
+    failures = dict((Path(f).name, e) for f, e in report.failures)
+    assert "a05.jpg" in failures["a05.jpg"] and "damaged or truncated" in failures["a05.jpg"]
+    assert "a07.jpg" in failures["a07.jpg"] and "not a readable image" in failures["a07.jpg"]
+    rows = _read_csv(report.report_path)
+    assert list(rows[0]) == list(batch.REPORT_COLUMNS)
+    by_file = {Path(r["edited"]).name: r for r in rows}
+    assert by_file["a05.jpg"]["status"] == "failed" and by_file["a05.jpg"]["error"]
+    ok = by_file["a02_edited.png"]
+    assert ok["status"] == "ok" and ok["faces"] == "2" and ok["mode"] == "classic"
+    assert ok["id_before"] == "0.4100;0.4100" and ok["id_after"] == "0.8300;0.8300"
+    assert float(ok["seconds"]) >= 0
+    summary = json.loads(report.summary_json_path.read_text())
+    assert summary["counts"]["failed"] == 2
+    assert "lonely.png" in " ".join(summary["unpaired_originals"])
+    md = report.summary_md_path.read_text()
+    assert "a07.jpg" in md and "lonely.png" in md and "stray_result_x.png" in md
+    # progress: per-file steps and an ETA once a file has finished
+    assert any(e.stage == "reconstruction" and e.steps == 3 for e in events)
+    assert any(e.eta_s is not None for e in events)
+    assert events[-1].stage == "finished" and events[-1].fraction == 1.0
+    assert {e.total for e in events} == {7}
+    # inputs untouched, no temp files, a sidecar per output; 16-bit-less TIF stays TIF
+    assert (_hashes(orig), _hashes(edit)) == inputs_before
+    assert not [p for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
+    assert (out / "A06.TIF").exists() and is_finished(out / "A06.TIF")
+
+    outputs_before = _hashes(out)
+    plan2 = plan_batch(orig, edit, out)
+    assert len(plan2.skipped_existing) == 5 and len(plan2.items) == 2
+    fake2 = FakeProcessor()
+    report2 = run_batch(plan2, EditedIDParams(), processor=fake2, mode="classic")
+    assert sorted(fake2.calls) == ["a05.jpg", "a07.jpg"]  # only the failed ones again
+    assert report2.skipped == 5 and report2.failed == 2
+    rows2 = {Path(r["edited"]).name: r for r in _read_csv(report2.report_path)}
+    assert rows2["a01.png"]["status"] == "skipped"
+    assert rows2["a01.png"]["id_after"] == "0.8300;0.8300"  # carried over from run 1
+    after = _hashes(out)
+    for name, digest in outputs_before.items():
+        if not name.startswith("editedid-batch-report"):
+            assert after[name] == digest, name
+
+
+def test_killed_batch_keeps_finished_outputs_and_resumes(folders):
+    orig, edit, out = folders
+    plan = plan_batch(orig, edit, out)
+    fake = FakeProcessor(interrupt_on=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(plan, EditedIDParams(), processor=fake, mode="classic")
+    finished = [i.output for i in plan.items if is_finished(i.output)]
+    assert len(finished) == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".") or ".part" in p.name]
+    rows = _read_csv(out / batch.REPORT_NAME)  # the report so far survived the kill
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    kept = {p: p.read_bytes() for p in finished}
+    fake2 = FakeProcessor()
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake2)
+    assert len(fake2.calls) == 5 and not set(fake2.calls) & {p.name for p in finished}
+    assert report.ok == 3 and report.skipped == 2 and report.failed == 2
+    assert all(p.read_bytes() == data for p, data in kept.items())
+
+
+def test_stale_output_needs_overwrite(folders):
+    orig, edit, out = folders
+    out.mkdir()
+    (out / "a01.png").write_bytes(b"half of an old file")  # no finished sidecar
+    plan = plan_batch(orig, edit, out)
+    assert [c.output.name for c in plan.conflicts] == ["a01.png"]
+    report = run_batch(plan, EditedIDParams(), processor=FakeProcessor())
+    row = next(r for r in report.rows if r.output.endswith("a01.png"))
+    assert row.status == "failed" and "not marked finished" in row.error
+    assert (out / "a01.png").read_bytes() == b"half of an old file"
+    report = run_batch(
+        plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor(), overwrite=True
+    )
+    assert is_finished(out / "a01.png")
+
+
+def test_pause_between_files_and_steps_then_cancel(folders):
+    orig, edit, out = folders
+    pause, cancel = threading.Event(), threading.Event()
+    fake = FakeProcessor(steps=4, step_delay=0.01)
+    events: list[BatchProgress] = []
+
+    def on_progress(p: BatchProgress) -> None:
+        events.append(p)
+        if p.stage == "reconstruction" and p.step == 2 and len(fake.calls) == 2:
+            pause.set()  # pause inside the second file, at a step
+
+    pause.set()  # paused before the first file
+    result: dict = {}
+    worker = threading.Thread(
+        target=lambda: result.setdefault(
+            "report",
+            run_batch(
+                plan_batch(orig, edit, out),
+                EditedIDParams(),
+                processor=fake,
+                on_progress=on_progress,
+                pause=pause,
+                cancel=cancel,
+            ),  # fmt: skip
+        )
+    )
+    worker.start()
+    time.sleep(0.3)
+    assert fake.calls == [] and events[-1].stage == "paused"
+    pause.clear()
+    deadline = time.monotonic() + 10
+    while not (len(fake.calls) == 2 and events[-1].stage == "paused"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert len(fake.calls) == 2 and events[-1].stage == "paused"  # held within the file
+    cancel.set()  # cancel while paused: stops without finishing file 2
+    worker.join(10)
+    report = result["report"]
+    assert report.cancelled and report.ok == 1
+    assert [r.status for r in report.rows] == ["ok", "cancelled"]
+    second = next(r for r in report.rows if r.status == "cancelled")
+    assert not Path(second.output).exists()
+    assert events[-1].stage == "cancelled"
+    assert not [p for p in out.iterdir() if ".part" in p.name]
+
+
+def test_cancel_callable_stops_within_a_step(folders):
+    orig, edit, out = folders
+    fake = FakeProcessor(steps=50)
+    stop = {"now": False}
+
+    def on_progress(p):
+        if p.stage == "reconstruction" and p.step == 5:
+            stop["now"] = True
+
+    report = run_batch(
+        plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
+        on_progress=on_progress, cancel=lambda: stop["now"],
+    )  # fmt: skip
+    assert report.cancelled and len(fake.calls) == 1 and report.ok == 0
+
+
+def test_full_disk_stops_the_batch_with_a_reason(folders, monkeypatch):
+    orig, edit, out = folders
+    real = batch.check_output_folder
+    calls = {"n": 0}
+
+    def check(folder, needed=0):
+        calls["n"] += 1
+        if calls["n"] >= 4:  # start check + 2 files fine, then the disk is full
+            raise OutputFolderError(f"{folder}: not enough free disk space.")
+        return real(folder, needed)
+
+    monkeypatch.setattr(batch, "check_output_folder", check)
+    fake = FakeProcessor()
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+    assert report.ok == 2 and "disk space" in report.stopped_reason and len(fake.calls) == 2
+    assert "Stopped" in report.summary_md_path.read_text()
+
+
+def test_default_processor_is_engine_photo(folders, monkeypatch):
+    orig, edit, out = folders
+    fake = FakeProcessor()
+    module = types.ModuleType("engine.photo")
+    module.restore_photo_files = fake
+    monkeypatch.setitem(sys.modules, "engine.photo", module)
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), mode="classic")
+    assert len(fake.calls) == 7 and report.ok == 5
+
+
+def test_cli_batch(folders, capsys):
+    orig, edit, out = folders
+    argv = ["--original-dir", str(orig), "--edited-dir", str(edit), "--out-dir", str(out),
+            "--mode", "classic", "--steps", "8", "--quiet"]  # fmt: skip
+    fake = FakeProcessor()
+    assert batch.batch_cli([*argv, "--check"], processor=fake) == 0 and not fake.calls
+    assert batch.batch_cli(argv, processor=fake) == 0
+    err = capsys.readouterr().err
+    assert "Failures:" in err and "a05.jpg" in err and "a07.jpg" in err
+    assert "lonely.png" in err  # the plan's mismatches are printed first
+    assert (out / batch.REPORT_NAME).exists()
+    # Nothing succeeds: exit 1. Bad folder: exit 2.
+    only_bad = orig.parent / "bad"
+    (only_bad / "o").mkdir(parents=True)
+    (only_bad / "e").mkdir()
+    _save(face_crop("grace_hopper", 16), only_bad / "o" / "x.png")
+    (only_bad / "e" / "x.jpg").write_text("nope")
+    bad_argv = ["--original-dir", str(only_bad / "o"), "--edited-dir", str(only_bad / "e"),
+                "--out-dir", str(only_bad / "r"), "--mode", "classic"]  # fmt: skip
+    assert batch.batch_cli(bad_argv, processor=FakeProcessor()) == 1
+    missing = ["--original-dir", str(orig / "missing"), "--edited-dir", str(edit),
+               "--out-dir", str(out)]  # fmt: skip
+    assert batch.batch_cli(missing, processor=fake) == 2
+
+
+def test_memory_stays_flat_over_many_files(tmp_path):
+    """No image is kept per file: the report holds only short strings."""
+    orig, edit = tmp_path / "o", tmp_path / "e"
+    orig.mkdir()
+    edit.mkdir()
+    img = face_crop("astronaut", 32)
+    for i in range(30):
+        _save(img, orig / f"p{i:03}.png")
+        _save(img, edit / f"p{i:03}.png")
+    report = run_batch(
+        plan_batch(orig, edit, tmp_path / "r"), EditedIDParams(), processor=FakeProcessor(1)
+    )
+    assert report.ok == 30
+    assert all(isinstance(v, str | tuple) for row in report.rows for v in vars(row).values())
+    assert sidecar_path(tmp_path / "r" / "p000.png").exists()

@@ -1,0 +1,143 @@
+"""BatchDialog (pytest-qt, offscreen): check step, a run on a real QThread, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import QTimer
+
+from editedid_desktop.batch_dialog import BatchDialog, format_eta
+from engine.batch import is_finished
+from engine.params import EditedIDParams
+from tests.test_batch import FakeProcessor, folders  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def make_dialog(qtbot):
+    def make(processor, model=None):
+        dialog = BatchDialog(EditedIDParams, lambda: model, processor=processor)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        return dialog
+
+    return make
+
+
+def test_check_lists_the_rule_and_every_mismatch(make_dialog, folders):  # noqa: F811
+    orig, edit, out = folders
+    dialog = make_dialog(FakeProcessor())
+    assert not dialog.run_check()  # no folders yet: inline message, no modal box
+    assert "Choose" in dialog.check_status.text()
+    dialog.set_folders(orig, edit, out)
+    dialog.check_button.click()
+    assert dialog.plan is not None and "same name" in dialog.rule_label.text()
+    text = "\n".join(dialog.check_lines())
+    assert "lonely.png" in text and "stray_result_x.png" in text and "notes.txt" in text
+    assert "Pairs to process (7)" in text and "a02.png  \u2194  a02_edited.png" in text
+    assert "See the list" in dialog.check_status.text()
+    dialog.set_folders(output=edit)  # same as an input folder: refused inline
+    dialog.check_button.click()
+    assert dialog.plan is None and "must differ" in dialog.check_status.text()
+
+
+def test_run_completes_with_progress_then_resume_skips(qtbot, make_dialog, folders):  # noqa: F811
+    orig, edit, out = folders
+    fake = FakeProcessor(steps=3)
+    dialog = make_dialog(fake)
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    events = []
+    heartbeat = {"n": 0}
+    timer = QTimer()
+    timer.timeout.connect(lambda: heartbeat.__setitem__("n", heartbeat["n"] + 1))
+    timer.start(5)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
+        dialog._worker_progress_probe = events  # keep a reference for debugging
+        assert dialog.start()
+        dialog._worker.progress.connect(events.append)
+        assert dialog.is_running() and not dialog.start_button.isEnabled()
+    timer.stop()
+    report = blocker.args[0]
+    assert report.ok == 5 and report.failed == 2
+    assert any(e.stage == "reconstruction" for e in events)
+    assert events[-1].stage == "finished"
+    assert heartbeat["n"] > 0  # the UI event loop kept running
+    qtbot.waitUntil(lambda: not dialog.is_running(), timeout=5000)
+    assert dialog.overall_bar.value() == 1000
+    assert dialog.report_table.rowCount() == 7
+    statuses = [dialog.report_table.item(r, 1).text() for r in range(7)]
+    assert statuses.count("ok") == 5 and statuses.count("failed") == 2
+    ids = [dialog.report_table.item(r, 3).text() for r in range(7)]
+    assert "0.4100, 0.4100 \u2192 0.8300, 0.8300" in ids
+    log = dialog.log_view.toPlainText()
+    assert "FAILED a05.jpg" in log and "FAILED a07.jpg" in log
+    assert dialog.open_report_button.isEnabled() and dialog.start_button.isEnabled()
+
+    calls_before = len(fake.calls)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
+        assert dialog.start()  # re-checks: the 5 finished files are skipped
+    assert blocker.args[0].skipped == 5
+    assert len(fake.calls) - calls_before == 2
+
+
+def test_cancel_leaves_the_dialog_usable(qtbot, make_dialog, folders):  # noqa: F811
+    orig, edit, out = folders
+    gate = threading.Event()
+
+    class SlowProcessor(FakeProcessor):
+        def __call__(self, *args, **kwargs):
+            gate.set()
+            return super().__call__(*args, **kwargs)
+
+    fake = SlowProcessor(steps=200, step_delay=0.01)
+    dialog = make_dialog(fake)
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    assert dialog.start()
+    qtbot.waitUntil(gate.is_set, timeout=5000)
+    dialog.pause_button.click()
+    assert dialog.pause_button.text() == "Resume"
+    dialog.pause_button.click()
+    with qtbot.waitSignal(dialog.batch_finished, timeout=10000) as blocker:
+        dialog.cancel_button.click()
+    report = blocker.args[0]
+    assert report.cancelled and report.ok == 0 and len(fake.calls) == 1
+    qtbot.waitUntil(lambda: not dialog.is_running(), timeout=5000)
+    assert dialog.start_button.isEnabled() and dialog.check_button.isEnabled()
+    assert not dialog.cancel_button.isEnabled()
+    assert "Cancelled" in dialog.summary_label.text()
+    assert not any(is_finished(p) for p in out.iterdir())
+
+    # usable again: a fast run now finishes everything
+    dialog.processor = FakeProcessor(steps=1)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
+        assert dialog.start()
+    assert blocker.args[0].ok == 5
+
+
+def test_diffusion_without_a_model_is_refused_inline(make_dialog, folders):  # noqa: F811
+    orig, edit, out = folders
+    dialog = make_dialog(FakeProcessor(), model=None)
+    dialog.set_mode("diffusion")
+    dialog.set_folders(orig, edit, out)
+    assert not dialog.start()
+    assert "Classic" in dialog.check_status.text() and not dialog.is_running()
+
+
+def test_close_while_running_cancels_first(qtbot, make_dialog, folders):  # noqa: F811
+    orig, edit, out = folders
+    dialog = make_dialog(FakeProcessor(steps=200, step_delay=0.01))
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    assert dialog.start()
+    dialog.close()
+    assert dialog.isVisible()  # still open until the worker has stopped
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10000)
+    assert not dialog.is_running()
+
+
+def test_format_eta():
+    assert format_eta(None).endswith("estimating\u2026")
+    assert format_eta(75) == "ETA: 1:15"
+    assert format_eta(3725) == "ETA: 1:02:05"

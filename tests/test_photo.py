@@ -1,0 +1,159 @@
+"""Whole photos: detection, pairing, batched restore, paste-back, classic mode, sidecar."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.errors import InputError
+from engine.faces import DlibAnalyzer
+from engine.models import load_sd_model
+from engine.params import EditedIDParams
+from engine.photo import analyze_photos, classic_photo, restore_photo, restore_photo_files
+from tests.helpers import sample_photo
+
+FAST = EditedIDParams(nulltext_iters=1, resolution=64)
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return DlibAnalyzer()
+
+
+@pytest.fixture(scope="module")
+def group() -> np.ndarray:
+    return np.asarray(Image.open(sample_photo("t1")).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def group_edited(group) -> np.ndarray:
+    """An 'edit' of the six-person photo: shifted, scaled, recoloured, with drawn glasses."""
+    h, w = group.shape[:2]
+    matrix = np.array([[0.9, 0.0, 30.0], [0.0, 0.9, 20.0]])
+    edited = cv2.warpAffine(group, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+    edited = np.clip(edited.astype(int) + [12, -5, 8], 0, 255).astype(np.uint8)
+    return edited
+
+
+@pytest.fixture(scope="module")
+def group_analysis(group, group_edited, analyzer):
+    return analyze_photos(group, group_edited, analyzer=analyzer, crop_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_sd_dir):
+    return load_sd_model(tiny_sd_dir, device="cpu")
+
+
+def test_analysis_pairs_all_six_faces_and_makes_masks(group_analysis, group_edited):
+    analysis = group_analysis
+    assert len(analysis.faces) == 6 and analysis.backend == "dlib"
+    assert all(f.original_index is not None for f in analysis.faces)
+    assert len({f.original_index for f in analysis.faces}) == 6
+    for face in analysis.faces:
+        assert face.auto_face_mask.shape == group_edited.shape[:2]
+        x0, y0, x1, y1 = face.box.astype(int)
+        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+        assert face.auto_face_mask[cy, cx] > 0  # the mask covers the face centre
+        assert face.auto_face_mask.mean() < 50  # ... and not the whole photo
+        assert face.thumb_edited.shape == (96, 96, 3)
+        assert face.id_before is not None and face.id_before.model == "dlib-resnet-v1"
+
+
+def test_classic_changes_only_face_regions(group_analysis, group_edited):
+    result = classic_photo(group_analysis, faces=[0, 2])
+    assert result.image.shape == group_edited.shape and result.mode == "classic"
+    untouched = result.changed_alpha == 0
+    assert untouched.mean() > 0.9
+    assert np.array_equal(result.image[untouched], group_edited[untouched])
+    assert [f.index for f in result.faces] == [0, 2]
+    assert all(f.id_after is not None for f in result.faces)
+
+
+def test_multi_face_restore_is_one_batched_engine_call(
+    group_analysis, group, group_edited, tiny_model
+):
+    steps = []
+    result = restore_photo(
+        group,
+        group_edited,
+        FAST,
+        faces=[0, 1, 3],
+        model=tiny_model,
+        analysis=group_analysis,
+        on_step=lambda stage, step, total, preview: steps.append((stage, step)),
+    )
+    engine = result.engine_result
+    assert len(engine.faces) == 3
+    # One batch: as many UNet calls as for a single face (3 stages x 6 steps + null-text).
+    single = 6 + 6 * (1 + FAST.nulltext_iters + 1) + 6
+    assert engine.stats.forward_calls == single
+    assert steps.count(("entanglement", 6)) == 1
+    untouched = result.changed_alpha == 0
+    assert np.array_equal(result.image[untouched], group_edited[untouched])
+    assert result.sidecar["params"]["resolution"] == 64
+    assert [f["index"] for f in result.sidecar["faces"]] == [0, 1, 3]
+
+
+def test_restore_photo_files_writes_result_and_sidecar(
+    tmp_path, group, group_edited, analyzer, tiny_model
+):
+    original, edited = tmp_path / "orig.jpg", tmp_path / "edit.png"
+    Image.fromarray(group).save(original)
+    Image.fromarray(group_edited).save(edited)
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (original, edited)}
+    out = tmp_path / "result.png"
+    result = restore_photo_files(
+        original, edited, out, FAST, model=tiny_model, faces=[1], analyzer=analyzer
+    )
+    assert out.exists() and np.asarray(Image.open(out)).shape == group_edited.shape
+    sidecar = json.loads((tmp_path / "result.png.json").read_text())
+    assert sidecar["face_backend"] == "dlib" and sidecar["mode"] == "diffusion"
+    assert sidecar["faces"][0]["original_index"] == result.faces[0].original_index
+    assert sidecar["model"]["fingerprint"] and sidecar["engine"]["plan"]
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (original, edited)} == digests
+    with pytest.raises(InputError, match="already exists"):
+        restore_photo_files(original, edited, out, FAST, mode="classic", analyzer=analyzer)
+    with pytest.raises(InputError, match="input"):
+        restore_photo_files(
+            original, edited, edited, FAST, mode="classic", analyzer=analyzer, overwrite=True
+        )
+
+
+def test_no_face_and_no_partner_messages(group, analyzer):
+    blank = np.full((300, 300, 3), 127, np.uint8)
+    with pytest.raises(InputError, match="No face found in the edited photo"):
+        analyze_photos(group, blank, analyzer=analyzer, crop_size=64)
+    with pytest.raises(InputError, match="No face found in the original photo"):
+        analyze_photos(blank, group, analyzer=analyzer, crop_size=64)
+    # Five faces painted out of the original: only one edited face keeps a partner.
+    original = group.copy()
+    faces = analyzer.detect(group)
+    for face in faces[1:]:
+        x0, y0, x1, y1 = face.box.astype(int)
+        original[max(0, y0 - 10) : y1 + 10, max(0, x0 - 10) : x1 + 10] = 127
+    analysis = analyze_photos(original, group, analyzer=analyzer, crop_size=64)
+    partnered = [f for f in analysis.faces if f.original_index is not None]
+    assert len(partnered) == 1
+    assert np.allclose(partnered[0].box, faces[0].box, atol=2)
+    lost = next(f for f in analysis.faces if f.original_index is None)
+    assert any("no partner" in w for w in lost.warnings)
+    with pytest.raises(InputError, match="no partner"):
+        classic_photo(analysis, faces=[lost.index])
+
+
+def test_small_face_is_flagged(analyzer):
+    photo = np.asarray(Image.open(sample_photo("grace_hopper")).convert("RGB"))
+    small = cv2.resize(
+        photo, (photo.shape[1] // 5, photo.shape[0] // 5), interpolation=cv2.INTER_AREA
+    )
+    canvas = np.full((400, 400, 3), 200, np.uint8)
+    canvas[: small.shape[0], : small.shape[1]] = small
+    analysis = analyze_photos(canvas, canvas, analyzer=analyzer, crop_size=512)
+    assert analysis.faces[0].too_small
+    assert any("small" in w for w in analysis.faces[0].warnings)
