@@ -43,6 +43,10 @@ from engine.batch import BatchPlan, BatchProgress, BatchReport, BatchRow, plan_b
 ERROR_COLOR = QColor(240, 110, 100)
 WARN_COLOR = QColor(230, 180, 80)
 OK_COLOR = QColor(120, 200, 120)
+# Threads and workers of running batches, held here (not by the dialog) so that a dialog
+# deleted mid-run can never destroy a running QThread; released on the UI thread once the
+# thread has finished.
+_LIVE: set = set()
 
 
 def format_eta(seconds: float | None) -> str:
@@ -64,7 +68,12 @@ class BatchWorker(QObject):
     def __init__(self, plan: BatchPlan, params, *, model, mode, backend, processor, overwrite):
         super().__init__()
         self.plan, self.params, self.model = plan, params, model
-        self.mode, self.backend, self.processor, self.overwrite = mode, backend, processor, overwrite
+        self.mode, self.backend, self.processor, self.overwrite = (
+            mode,
+            backend,
+            processor,
+            overwrite,
+        )
         self.pause = threading.Event()
         self.cancel = threading.Event()
 
@@ -114,8 +123,9 @@ class BatchDialog(QDialog):
     window's current settings and model are shared. `processor` replaces
     engine.photo.restore_photo_files (tests)."""
 
-    batch_finished = Signal(object)  # BatchReport
-    batch_failed = Signal(str)
+    batch_progress = Signal(object)  # BatchProgress, re-emitted on the UI thread
+    batch_finished = Signal(object)  # BatchReport; emitted after the thread has stopped
+    batch_failed = Signal(str)  # the batch could not run at all (e.g. read-only output)
 
     COLUMNS = ("File", "Status", "Faces", "ID before \u2192 after", "Seconds")
 
@@ -141,6 +151,7 @@ class BatchDialog(QDialog):
         self._thread: QThread | None = None
         self._worker: BatchWorker | None = None
         self._close_when_done = False
+        self._failure: str | None = None
         self._build(backend)
         self._set_running(False)
 
@@ -282,6 +293,15 @@ class BatchDialog(QDialog):
     def is_running(self) -> bool:
         return self._thread is not None
 
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        """Cancel a running batch and wait for its thread (application exit). True when
+        nothing runs any more."""
+        thread = self._thread
+        if thread is None:
+            return True
+        self.cancel()
+        return thread.wait(timeout_ms)
+
     def _folders(self) -> tuple[str, str, str]:
         return (
             self.original_edit.text().strip(),
@@ -396,6 +416,7 @@ class BatchDialog(QDialog):
                 )
                 return False
         self.report = None
+        self._failure = None
         self.report_table.setRowCount(0)
         self.log_view.clear()
         self.summary_label.clear()
@@ -412,7 +433,8 @@ class BatchDialog(QDialog):
             processor=self.processor,
             overwrite=self.overwrite_check.isChecked(),
         )
-        self._thread = QThread(self)
+        self._thread = QThread()
+        _LIVE.add((self._thread, self._worker))
         self._thread.setObjectName("editedid-batch")
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
@@ -486,6 +508,7 @@ class BatchDialog(QDialog):
             if p.row.warnings:
                 for warning in p.row.warnings:
                     self._log(f"note {Path(p.row.edited).name}: {warning}")
+        self.batch_progress.emit(p)
 
     def _add_row(self, row: BatchRow) -> None:
         r = self.report_table.rowCount()
@@ -520,25 +543,31 @@ class BatchDialog(QDialog):
             report.report_path is not None and Path(report.report_path).exists()
         )
         self.eta_label.setText("ETA: done" if not report.cancelled else "ETA: \u2014")
-        self.batch_finished.emit(report)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         self._log(f"The batch could not run: {message}")
         self.summary_label.setText(f"Not run: {message}")
-        self.batch_failed.emit(message)
+        self._failure = message
 
     @Slot()
     def _on_thread_done(self) -> None:
         thread, worker = self._thread, self._worker
         self._thread = self._worker = None
+        if thread is not None:
+            thread.wait()
+        _LIVE.discard((thread, worker))
         if worker is not None:
             worker.deleteLater()
         if thread is not None:
-            thread.wait()
             thread.deleteLater()
         self.plan = None  # a new Start re-checks, so finished files are skipped
         self._set_running(False)
+        # Emitted only now, when the thread has really stopped.
+        if self.report is not None:
+            self.batch_finished.emit(self.report)
+        elif self._failure is not None:
+            self.batch_failed.emit(self._failure)
         if self._close_when_done:
             self._close_when_done = False
             self.close()

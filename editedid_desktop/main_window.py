@@ -169,14 +169,14 @@ class MainWindow(QMainWindow):
         self.faces_dock = QDockWidget("Faces", self)
         self.faces_dock.setObjectName("facesDock")
         self.faces_dock.setWidget(self.face_list)
-        self.faces_dock.setMinimumWidth(300)
+        self.faces_dock.setMinimumWidth(240)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.faces_dock)
 
         self.params_panel = ParamsPanel(self.session)
         self.params_dock = QDockWidget("Advanced", self)
         self.params_dock.setObjectName("advancedDock")
         self.params_dock.setWidget(self.params_panel)
-        self.params_dock.setMinimumWidth(300)
+        self.params_dock.setMinimumWidth(240)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.params_dock)
 
     def _action(
@@ -378,6 +378,7 @@ class MainWindow(QMainWindow):
             return
         self.mask_toolbar = MaskToolBar(self.canvas, self)
         self.mask_toolbar.setObjectName("maskToolBar")
+        self.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.mask_toolbar)
 
     def _build_status_bar(self) -> None:
@@ -426,7 +427,7 @@ class MainWindow(QMainWindow):
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
-        w.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        w.status.connect(self._on_status)  # bound methods: queued into the UI thread
         w.model_loaded.connect(self._on_model_loaded)
 
     # ================================================================ window state
@@ -837,6 +838,9 @@ class MainWindow(QMainWindow):
         note = f" {' '.join(result.warnings)}" if result.warnings else ""
         self.statusBar().showMessage(f"Restored {len(result.faces)} face(s){took}.{note}", 15000)
         self._update_actions()
+
+    def _on_status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
 
     def _on_cancelled(self) -> None:
         self.canvas.set_preview(None, None)

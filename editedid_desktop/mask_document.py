@@ -178,27 +178,18 @@ class MaskDocument(QObject):
         _check_kind(kind)
         return (face, kind) in self._masks
 
-    def set_auto(self, face: int, kind: str, mask: np.ndarray) -> None:
+    def set_auto(self, face: int, kind: str, mask: np.ndarray | None) -> None:
         """Store the engine's mask; it also becomes the current mask unless edited.
 
-        The first mask fixes the frame size; later masks must have the same size.
+        The first mask fixes the frame size; later masks must have the same size. None
+        means the engine has no mask of this kind (the auto mask is empty).
         """
         _check_kind(kind)
-        mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise ValueError(f"A mask is an HxW array; got shape {mask.shape}.")
-        if mask.dtype == bool:
-            mask = mask.astype(np.uint8) * 255
-        elif mask.dtype != np.uint8:
-            raise ValueError(f"A mask is uint8 (0-255) or bool; got {mask.dtype}.")
-        height, width = mask.shape
+        if mask is None:
+            mask = np.zeros(self._require_size()[::-1], np.uint8)
+        mask = self._validated(face, kind, mask)
         if self._size is None:
-            self._size = (width, height)
-        elif self._size != (width, height):
-            raise ValueError(
-                f"The {kind} mask of face {face} is {width}x{height}, but the edited photo "
-                f"is {self._size[0]}x{self._size[1]}."
-            )
+            self._size = (mask.shape[1], mask.shape[0])
         auto = mask.copy()
         auto.setflags(write=False)
         key = (face, kind)
@@ -211,6 +202,25 @@ class MaskDocument(QObject):
             self.undo_stack.clear()
         self._masks[key] = _MaskState(current=auto.copy(), auto=auto, edited=False)
         self.changed.emit(face, kind, self._full_rect())
+
+    def set_user_mask(
+        self, face: int, kind: str, mask: np.ndarray, text: str = "Load saved mask"
+    ) -> None:
+        """Make `mask` the user's (edited) mask of face/kind as one undo command.
+
+        For masks read back from a project file; stores only the differing rectangle.
+        """
+        _check_kind(kind)
+        self._require_size()
+        mask = self._validated(face, kind, mask)
+        key = (face, kind)
+        state = self._ensure(key)
+        rect = self._nonzero_rect(state.current != mask)
+        before: Patch = self._roi(state.current, rect).copy() if not rect.isEmpty() else 0
+        after: Patch = self._roi(mask, rect).copy() if not rect.isEmpty() else 0
+        self.undo_stack.push(
+            MaskEditCommand(self, key, rect, before, after, state.edited, True, text)
+        )
 
     def mask(self, face: int, kind: str) -> np.ndarray:
         """A copy of the current mask (zeros where there is none yet)."""
@@ -373,6 +383,21 @@ class MaskDocument(QObject):
         )
 
     # ------------------------------------------------------------------ internals
+    def _validated(self, face: int, kind: str, mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"A mask is an HxW array; got shape {mask.shape}.")
+        if mask.dtype == bool:
+            mask = mask.astype(np.uint8) * 255
+        elif mask.dtype != np.uint8:
+            raise ValueError(f"A mask is uint8 (0-255) or bool; got {mask.dtype}.")
+        if self._size is not None and self._size != (mask.shape[1], mask.shape[0]):
+            raise ValueError(
+                f"The {kind} mask of face {face} is {mask.shape[1]}x{mask.shape[0]}, but the "
+                f"edited photo is {self._size[0]}x{self._size[1]}."
+            )
+        return mask
+
     def _require_size(self) -> tuple[int, int]:
         if self._size is None:
             raise RuntimeError("No photo yet: set an auto mask or call reset(size) first.")

@@ -27,6 +27,7 @@ from .classic import classic_restore_crop
 from .errors import InputError
 from .face_types import Face, FaceAnalyzer, FaceCrop, FacePairing
 from .masks import (
+    combine_element_masks,
     element_mask_from_attention,
     element_mask_from_difference,
     face_mask_from_landmarks,
@@ -428,7 +429,7 @@ def restore_photo(
     overrides: dict[int, int | None] | None = None,
 ) -> PhotoResult:
     """EditedID on every selected face of a photo, all faces in one batched engine call."""
-    from .restore import FacePair, restore_faces
+    from .restore import FacePair, element_attention_maps, restore_faces
 
     params = params or EditedIDParams()
     start = time.perf_counter()
@@ -438,6 +439,17 @@ def restore_photo(
         )
     analysis = _ensure_crop_size(analysis, params.resolution)
     chosen = _selected(analysis, faces)
+    # Sharpen the automatic element masks with the element words' cross-attention (one
+    # extra UNet call for all faces); user-painted element masks are left alone.
+    auto = [f for f in chosen if (masks or {}).get(f.index, (None, None))[1] is None]
+    if auto and params.element_words:
+        maps = element_attention_maps(model, [f.edited_crop.image for f in auto], params)
+        for face, amap in zip(auto, maps or [], strict=False):
+            attention = element_mask_from_attention(amap)
+            face.crop_element_mask = combine_element_masks(face.crop_element_mask, attention)
+            face.auto_element_mask = to_photo(
+                face.crop_element_mask, face.edited_crop, analysis.edited.shape[:2]
+            )
     pairs, regions, keeps = [], [], []
     warnings: list[str] = []
     for face in chosen:

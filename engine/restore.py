@@ -516,3 +516,52 @@ def _in_chunks(indices: list[int], max_batch: int | None, fn: Callable[[list[int
             size = max(1, size // 2)
             continue
         start += len(chunk)
+
+
+@torch.no_grad()
+def element_attention_maps(
+    model,
+    edited_crops: list[np.ndarray],
+    params: EditedIDParams | None = None,
+    *,
+    timestep: int = 500,
+) -> list[np.ndarray] | None:
+    """Cross-attention of the element words on each edited crop, before any restore.
+
+    One UNet call for all faces (prompt-to-prompt style mask extraction): the edited
+    latent, noised deterministically to `timestep`, with the edited prompt; the maps of
+    the element tokens are read from the edited branch. Returns crop-sized float maps in
+    [0, 1], or None when there are no element words.
+    """
+    params = params or EditedIDParams()
+    words = tuple(w for w in params.element_words if w.strip())
+    if not words or not edited_crops:
+        return None
+    faces = len(edited_crops)
+    prompts = _prompts(model, params)
+    latents = encode_images(model, edited_crops).float()
+    generator = torch.Generator().manual_seed(params.seed)
+    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    a = float(model.alphas_cumprod[timestep])
+    noisy = (a**0.5) * latents + ((1 - a) ** 0.5) * noise
+    size = tuple(noisy.shape[-2:])
+    empty = torch.zeros(faces, 1, *size, device=noisy.device)
+    config = GateConfig(
+        faces=faces,
+        face_mask=empty,
+        element_mask=empty,
+        self_attention=False,
+        cross_attention=False,
+        capture_tokens=prompts.capture,
+    )
+    cond = torch.cat([prompts.cond_edited.expand(faces, -1, -1)] * 3)
+    uncond = torch.cat([prompts.uncond.expand(faces, -1, -1)] * 3)
+    gate = EntanglementAttention(model.unet, config)
+    with gate:
+        predict_noise(
+            model, torch.cat([noisy] * 3), timestep, cond, uncond, params.guidance, UNetStats()
+        )
+    maps = gate.captured_maps()
+    if maps is None:
+        return None
+    return [_attention_to_crop(maps[f], edited_crops[f].shape[:2]) for f in range(faces)]

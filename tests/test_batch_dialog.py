@@ -52,10 +52,9 @@ def test_run_completes_with_progress_then_resume_skips(qtbot, make_dialog, folde
     timer = QTimer()
     timer.timeout.connect(lambda: heartbeat.__setitem__("n", heartbeat["n"] + 1))
     timer.start(5)
+    dialog.batch_progress.connect(events.append)
     with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
-        dialog._worker_progress_probe = events  # keep a reference for debugging
         assert dialog.start()
-        dialog._worker.progress.connect(events.append)
         assert dialog.is_running() and not dialog.start_button.isEnabled()
     timer.stop()
     report = blocker.args[0]
@@ -141,3 +140,32 @@ def test_format_eta():
     assert format_eta(None).endswith("estimating\u2026")
     assert format_eta(75) == "ETA: 1:15"
     assert format_eta(3725) == "ETA: 1:02:05"
+
+
+def test_shutdown_stops_a_running_batch(qtbot, make_dialog, folders):  # noqa: F811
+    orig, edit, out = folders
+    dialog = make_dialog(FakeProcessor(steps=500, step_delay=0.01))
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    assert dialog.start()
+    assert dialog.shutdown(10000)
+    qtbot.waitUntil(lambda: not dialog.is_running(), timeout=5000)
+
+
+def test_read_only_output_is_reported_not_crashed(qtbot, make_dialog, folders, monkeypatch):  # noqa: F811
+    from engine import batch
+    from engine.export import OutputFolderError
+
+    orig, edit, out = folders
+
+    def refuse(folder, needed=0):
+        raise OutputFolderError(f"{folder}: the output folder is read-only.")
+
+    monkeypatch.setattr(batch, "check_output_folder", refuse)
+    dialog = make_dialog(FakeProcessor())
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    with qtbot.waitSignal(dialog.batch_failed, timeout=10000) as blocker:
+        assert dialog.start()
+    assert "read-only" in blocker.args[0] and "read-only" in dialog.log_view.toPlainText()
+    assert dialog.start_button.isEnabled()

@@ -132,6 +132,20 @@ def test_new_auto_mask_respects_user_edits(doc):
     assert (doc.mask(0, "element") == 255).all()
 
 
+def test_user_mask_from_a_project_and_missing_auto(doc):
+    saved = np.zeros((120, 160), np.uint8)
+    saved[0:10, 0:10] = 255
+    doc.set_user_mask(0, "face", saved)
+    np.testing.assert_array_equal(doc.mask(0, "face"), saved)
+    assert doc.is_edited(0, "face") and doc.undo_stack.undoText() == "Load saved mask"
+    doc.undo_stack.undo()
+    assert not doc.is_edited(0, "face") and doc.mask(0, "face")[60, 80] == 255
+    doc.set_auto(1, "element", None)  # the engine found no element: empty auto mask
+    assert doc.has_mask(1, "element") and not doc.mask(1, "element").any()
+    with pytest.raises(ValueError, match="160x120"):
+        doc.set_user_mask(0, "face", np.zeros((5, 5), np.uint8))
+
+
 def test_reset_drops_everything(doc, qtbot):
     doc.paint(0, "face", [(5, 5)], radius=4)
     with qtbot.waitSignal(doc.changed):

@@ -1,0 +1,95 @@
+"""The .editedid project file: round trip of paths, params, face settings and masks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from editedid_desktop.project import ProjectData, load_project, masks_folder, save_project
+from editedid_desktop.session import FaceSettings
+from engine.errors import InputError
+from engine.params import EditedIDParams
+
+
+def _data(tmp_path):
+    (tmp_path / "photos").mkdir()
+    original = tmp_path / "photos" / "o.png"
+    edited = tmp_path / "photos" / "e.png"
+    original.write_bytes(b"x")
+    edited.write_bytes(b"y")
+    face = np.zeros((40, 30), np.uint8)
+    face[5:20, 5:25] = 255
+    element = np.full((40, 30), 7, np.uint8)
+    return ProjectData(
+        original_path=original,
+        edited_path=edited,
+        params=EditedIDParams(steps=8, dpm_range=(5, 8), element_words=("hat",), seed=3),
+        faces={
+            0: FaceSettings(enabled=False, element_words="hat, scarf", overlap=(0.3, 0.7)),
+            2: FaceSettings(overlap_linked=False, pairing=None),
+            3: FaceSettings(pairing=1),
+        },
+        masks={0: (face, None), 2: (None, element)},
+    )
+
+
+def test_round_trip(tmp_path):
+    data = _data(tmp_path)
+    path = save_project(tmp_path / "job", data)
+    assert path.name == "job.editedid"
+    loaded = load_project(path)
+    assert loaded.original_path == data.original_path.resolve()
+    assert loaded.edited_path == data.edited_path.resolve()
+    assert loaded.params == data.params
+    assert loaded.faces == data.faces
+    assert set(loaded.masks) == {0, 2}
+    np.testing.assert_array_equal(loaded.masks[0][0], data.masks[0][0])
+    assert loaded.masks[0][1] is None and loaded.masks[2][0] is None
+    np.testing.assert_array_equal(loaded.masks[2][1], data.masks[2][1])
+    document = json.loads(path.read_text())
+    assert document["version"] == 1
+    assert document["inputs"]["edited"]["relative"] == "photos/e.png"
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*"))
+
+
+def test_relative_paths_survive_moving_the_folder(tmp_path):
+    data = _data(tmp_path)
+    save_project(tmp_path / "job.editedid", data)
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    loaded = load_project(moved / "job.editedid")
+    assert loaded.edited_path == (moved / "photos" / "e.png").resolve()
+    assert loaded.masks[0][0] is not None
+
+
+def test_resave_removes_stale_masks(tmp_path):
+    data = _data(tmp_path)
+    path = save_project(tmp_path / "job.editedid", data)
+    data.masks = {}
+    save_project(path, data)
+    assert not list(masks_folder(path).glob("*.png"))
+    assert load_project(path).masks == {}
+
+
+def test_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.editedid"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="bad.editedid"):
+        load_project(bad)
+    with pytest.raises(InputError, match="not found"):
+        load_project(tmp_path / "missing.editedid")
+    data = _data(tmp_path)
+    path = save_project(tmp_path / "job.editedid", data)
+    (masks_folder(path) / "face0-face.png").unlink()
+    with pytest.raises(InputError, match="missing"):
+        load_project(path)
+
+
+def test_never_overwrites_an_input(tmp_path):
+    data = _data(tmp_path)
+    target = tmp_path / "photos" / "x.editedid"
+    data.edited_path = target
+    with pytest.raises(InputError, match="input"):
+        save_project(target, data)

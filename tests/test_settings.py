@@ -1,0 +1,80 @@
+"""Settings: typed QSettings values on an isolated INI file, surviving a window restart."""
+
+from __future__ import annotations
+
+from editedid_desktop.settings import MAX_RECENT, Settings
+
+
+def test_defaults_and_round_trip(tmp_path):
+    from engine.models import DEFAULT_SD_MODEL
+
+    ini = tmp_path / "settings.ini"
+    settings = Settings.from_ini(ini)
+    assert settings.model_source == DEFAULT_SD_MODEL
+    assert (settings.device, settings.precision, settings.low_vram) == ("auto", "auto", False)
+    assert settings.face_backend == "auto"
+    assert settings.recent_files == []
+
+    settings.model_source = "/models/my-sd"
+    settings.device = "cpu"
+    settings.precision = "fp16"
+    settings.low_vram = True
+    settings.face_backend = "dlib"
+    settings.models_dir = str(tmp_path / "models")
+    settings.set_last_folder("open", tmp_path)
+    settings.jpeg_quality = 88
+    settings.sync()
+
+    again = Settings.from_ini(ini)
+    assert again.model_source == "/models/my-sd"
+    assert (again.device, again.precision, again.low_vram) == ("cpu", "fp16", True)
+    assert again.face_backend == "dlib"
+    assert again.resolved_models_dir() == tmp_path / "models"
+    assert again.last_folder("open") == str(tmp_path)
+    assert again.jpeg_quality == 88
+    assert again.model_config()["low_vram"] is True
+
+
+def test_bad_values_fall_back_to_defaults(tmp_path):
+    ini = tmp_path / "settings.ini"
+    ini.write_text("[model]\ndevice=tpu\nprecision=fp8\n[faces]\nbackend=magic\n")
+    settings = Settings.from_ini(ini)
+    assert (settings.device, settings.precision, settings.face_backend) == ("auto", "auto", "auto")
+
+
+def test_recent_files_most_recent_first_and_capped(tmp_path):
+    settings = Settings.from_ini(tmp_path / "settings.ini")
+    for i in range(MAX_RECENT + 3):
+        settings.add_recent_file(tmp_path / f"photo{i}.png")
+    settings.add_recent_file(tmp_path / "photo5.png")
+    recent = settings.recent_files
+    assert len(recent) == MAX_RECENT
+    assert recent[0].endswith("photo5.png")
+    assert sum(r.endswith("photo5.png") for r in recent) == 1
+
+
+def test_settings_persist_across_main_window_restart(qtbot, tmp_path):
+    from editedid_desktop.main_window import MainWindow
+
+    ini = tmp_path / "settings.ini"
+    window = MainWindow(settings=Settings.from_ini(ini))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.resize(window.width(), 520)  # offscreen screens are narrow: vary the height
+    qtbot.wait(20)
+    window.faces_dock.hide()
+    window.settings.add_recent_file(tmp_path / "a.png")
+    window.settings.device = "cpu"
+    window.close()
+
+    reopened = MainWindow(settings=Settings.from_ini(ini))
+    qtbot.addWidget(reopened)
+    reopened.show()
+    qtbot.waitExposed(reopened)
+    assert reopened.settings.device == "cpu"
+    assert reopened.height() == 520
+    assert not reopened.faces_dock.isVisible()
+    recent = [a.text() for a in reopened.recent_menu.actions()]
+    assert "a.png" in recent
+    reopened.close()

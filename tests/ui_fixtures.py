@@ -1,0 +1,38 @@
+"""Shared pieces of the desktop tests: a photo pair with one face, fast restore params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.params import EditedIDParams
+from tests.helpers import sample_photo
+
+# Small and quick on the tiny model: 64 px crops, 3 steps, one null-text iteration.
+FAST_PARAMS = EditedIDParams(
+    steps=3, dpm_range=(2, 3), final_align_steps=1, nulltext_iters=1, resolution=64
+)
+
+
+def write_photo_pair(folder: Path) -> tuple[Path, Path]:
+    """grace_hopper as the original and a copy with a dark 'glasses' band as the edit."""
+    image = Image.open(sample_photo("grace_hopper")).convert("RGB")
+    original = folder / "hopper-original.png"
+    edited = folder / "hopper-edited.png"
+    image.save(original)
+    array = np.asarray(image).copy()
+    array[180:205, 160:360] = (25, 25, 30)
+    Image.fromarray(array).save(edited)
+    return original, edited
+
+
+def tiny_model_config(model_dir: Path, models_dir: Path) -> dict:
+    return {
+        "source": str(model_dir),
+        "device": "cpu",
+        "precision": "fp32",
+        "low_vram": False,
+        "models_dir": str(models_dir),
+    }
