@@ -441,8 +441,10 @@ class BatchDialog(QDialog):
         self._worker.progress.connect(self._on_progress)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
-        self._worker.finished.connect(self._thread.quit)
-        self._worker.failed.connect(self._thread.quit)
+        # Direct: quit from the worker thread itself, so shutdown() may block the UI thread.
+        direct = Qt.ConnectionType.DirectConnection
+        self._worker.finished.connect(self._thread.quit, direct)
+        self._worker.failed.connect(self._thread.quit, direct)
         self._thread.finished.connect(self._on_thread_done)
         self._set_running(True)
         self._thread.start()

@@ -518,9 +518,10 @@ def run_batch(
             raise Cancelled("Batch cancelled.")
         emit(str(stage), int(step or 0), int(steps or 0))
 
-    def add_row(row: BatchRow, stage: str) -> None:
+    def add_row(row: BatchRow, stage: str, write: bool = True) -> None:
         report.rows.append(row)
-        _write_reports(report, started)
+        if write:
+            _write_reports(report, started)
         emit(stage, message=row.error, row=row)
 
     emit("start", message=plan.summary())
@@ -528,8 +529,10 @@ def run_batch(
     try:
         for item in plan.skipped_existing:
             state["index"], state["file"] = index, item.edited.name
-            add_row(_skipped_row(item, old_rows, mode), "skipped")
+            add_row(_skipped_row(item, old_rows, mode), "skipped", write=False)
             index += 1
+        if plan.skipped_existing:
+            _write_reports(report, started)
         for item in plan.items:
             state["index"], state["file"] = index, item.edited.name
             state["file_start"], state["paused_s"] = time.monotonic(), 0.0
@@ -843,9 +846,9 @@ def _progress_printer(quiet: bool):
             status = p.row.status if p.row else p.stage
             extra = f": {p.message}" if p.stage == "file failed" else ""
             print(f"[{p.index + 1}/{p.total}] {p.file} {status}{extra}{eta}", file=sys.stderr)
-        elif p.stage in ("start", "stopped", "finished", "cancelled", "paused"):
+        elif p.stage in ("stopped", "cancelled", "paused"):
             print(p.message, file=sys.stderr)
-        elif now - last[0] > 1.0:
+        elif p.steps and now - last[0] > 1.0:
             last[0] = now
             print(f"  {p.file} {p.stage} {p.step}/{p.steps}{eta}", file=sys.stderr, flush=True)
 

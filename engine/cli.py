@@ -369,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_options(photo)
     photo.set_defaults(func=cmd_restore)
 
+    from .batch import add_batch_parser
+
+    add_batch_parser(sub, add_param_options)
+
     models = sub.add_parser("models", help="Download or locate models.")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     download = models_sub.add_parser("download", help="Download a model (needs internet).")

@@ -322,6 +322,14 @@ def save_result(
     reference = Path(reference_path) if reference_path is not None else None
     meta = _reference_metadata(reference)
     notes: list[str] = []
+    if meta["icc"] and meta["icc"][16:20] != b"RGB ":
+        # A CMYK or grey profile does not describe RGB pixels: leave it out (sRGB assumed).
+        space = meta["icc"][16:20].decode("latin-1", "replace").strip()
+        notes.append(f"{out.name}: the input's {space} colour profile was not copied (RGB out).")
+        meta["icc"] = None
+    if fmt == "JPEG" and meta["exif"] and len(meta["exif"]) > 65000:
+        notes.append(f"{out.name}: the input's EXIF is too large for JPEG and was not copied.")
+        meta["exif"] = None
 
     pixels16 = None
     if reference is not None and _reference_bit_depth(reference) == 16:

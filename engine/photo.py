@@ -11,6 +11,7 @@ edited photo.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -512,6 +513,14 @@ def restore_photo(
     )
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def restore_photo_files(
     original_path: str | Path,
     edited_path: str | Path,
@@ -557,8 +566,8 @@ def restore_photo_files(
             original, edited, params, faces, on_step, cancel, model=model, analysis=analysis
         )
     result.sidecar["inputs"] = {
-        "original": str(original_path.resolve()),
-        "edited": str(edited_path.resolve()),
+        name: {"path": str(path.resolve()), "sha256": _sha256(path)}
+        for name, path in (("original", original_path), ("edited", edited_path))
     }
     result.sidecar["output"] = str(out_path.resolve())
     save_result(

@@ -21,7 +21,7 @@ from engine.errors import Cancelled, InputError
 from engine.export import OutputFolderError, save_result
 from engine.imageio import read_rgb
 from engine.params import EditedIDParams
-from tests.helpers import face_crop
+from tests.helpers import face_crop, sample_photo
 
 
 class FakeProcessor:
@@ -382,3 +382,31 @@ def test_memory_stays_flat_over_many_files(tmp_path):
     assert report.ok == 30
     assert all(isinstance(v, str | tuple) for row in report.rows for v in vars(row).values())
     assert sidecar_path(tmp_path / "r" / "p000.png").exists()
+
+
+def test_real_engine_classic_batch_end_to_end(tmp_path):
+    """The default processor (engine.photo.restore_photo_files), classic mode, dlib faces:
+    real photos restore, a broken file is reported, a rerun skips the finished output."""
+    pytest.importorskip("dlib")
+    orig, edit = tmp_path / "o", tmp_path / "e"
+    orig.mkdir()
+    edit.mkdir()
+    photo = np.asarray(Image.open(sample_photo("grace_hopper")).convert("RGB"))
+    edited = np.clip(photo.astype(int) + [14, -6, 10], 0, 255).astype(np.uint8)
+    edited[150:175, 150:380] = (20, 20, 20)  # a drawn 'glasses' band
+    _save(photo, orig / "hopper.jpg")
+    _save(edited, edit / "hopper_edited.png")
+    _save(photo, orig / "broken.png")
+    (edit / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    params = EditedIDParams(resolution=64)
+    report = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",
+                       backend="dlib")  # fmt: skip
+    assert report.ok == 1 and report.failed == 1, report.rows
+    row = next(r for r in report.rows if r.status == "ok")
+    assert row.faces == "1" and row.id_before and row.id_after
+    out = tmp_path / "r" / "hopper_edited.png"
+    assert is_finished(out) and read_rgb(out).shape == edited.shape
+    assert "broken.jpg" in report.failures[0][1]
+    again = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",
+                      backend="dlib")  # fmt: skip
+    assert again.skipped == 1 and again.failed == 1

@@ -220,3 +220,17 @@ def test_no_temp_file_left_after_a_failed_write(tmp_path, monkeypatch, failure):
     if failure == "enospc":
         assert "disk is full" in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cmyk_profile_is_not_attached_to_rgb_output(tmp_path):
+    cmyk_icc = bytearray(_icc())
+    cmyk_icc[16:20] = b"CMYK"
+    ref = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (8, 8), (0, 50, 50, 0)).save(ref, icc_profile=bytes(cmyk_icc))
+    notes: list[str] = []
+    out = save_result(
+        tmp_path / "r.jpg", np.zeros((8, 8, 3), np.uint8), reference_path=ref, warnings=notes
+    )
+    with Image.open(out) as image:
+        assert image.mode == "RGB" and not image.info.get("icc_profile")
+    assert any("CMYK" in n for n in notes)

@@ -116,6 +116,7 @@ def test_restore_photo_files_writes_result_and_sidecar(
     assert sidecar["face_backend"] == "dlib" and sidecar["mode"] == "diffusion"
     assert sidecar["faces"][0]["original_index"] == result.faces[0].original_index
     assert sidecar["model"]["fingerprint"] and sidecar["engine"]["plan"]
+    assert sidecar["inputs"]["edited"]["sha256"] == digests[edited]
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (original, edited)} == digests
     with pytest.raises(InputError, match="already exists"):
         restore_photo_files(original, edited, out, FAST, mode="classic", analyzer=analyzer)

@@ -1,0 +1,186 @@
+"""The engine worker on its QThread, with the tiny SD model: progress, preview, cancel,
+responsiveness, errors and model reuse."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+
+from editedid_desktop.worker import (
+    AnalyzeRequest,
+    ClassicRequest,
+    EngineHost,
+    RestoreRequest,
+    merge_results,
+)
+from engine.imageio import read_rgb
+from tests.ui_fixtures import FAST_PARAMS, tiny_model_config, write_photo_pair
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    original, edited = write_photo_pair(folder)
+    return read_rgb(original), read_rgb(edited)
+
+
+@pytest.fixture(scope="module")
+def analysis(photos):
+    from engine.photo import analyze_photos
+
+    return analyze_photos(*photos, backend="dlib", crop_size=FAST_PARAMS.resolution)
+
+
+@pytest.fixture
+def host(qtbot, tiny_sd_dir, tmp_path):
+    host = EngineHost(tiny_model_config(tiny_sd_dir, tmp_path), {"backend": "dlib"})
+    yield host
+    host.shutdown()
+
+
+def _request(photos, analysis, params=FAST_PARAMS):
+    return RestoreRequest(photos[0], photos[1], analysis, [(params, [0])])
+
+
+def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos):
+    threads = []
+    host.worker.status.connect(lambda _: threads.append(threading.current_thread()))
+    with qtbot.waitSignal(host.worker.analyzed, timeout=60000) as analyzed:
+        host.analyze(AnalyzeRequest(*photos))
+    analysis = analyzed.args[0]
+    assert [f.index for f in analysis.faces] == [0]
+    assert analysis.faces[0].original_index == 0
+    assert threads and all(t is not threading.main_thread() for t in threads)
+
+    with qtbot.waitSignal(host.worker.classic_ready, timeout=30000) as ready:
+        host.classic(ClassicRequest(analysis, faces=[0]))
+    result = ready.args[0]
+    assert result.mode == "classic"
+    assert result.image.shape == photos[1].shape
+    qtbot.waitUntil(lambda: not host.busy)
+
+
+def test_restore_reports_every_step_and_stays_responsive(qtbot, host, photos, analysis):
+    steps, previews, beats = [], [], []
+    host.worker.progress.connect(lambda stage, step, total: steps.append((stage, step, total)))
+    host.worker.preview.connect(lambda image, box: previews.append((image.shape, box)))
+    heartbeat = QTimer()
+    heartbeat.setInterval(20)
+    heartbeat.timeout.connect(lambda: beats.append(1))
+    heartbeat.start()
+    busy = []
+    host.busy_changed.connect(busy.append)
+
+    with qtbot.waitSignal(host.worker.finished, timeout=120000) as done:
+        host.restore(_request(photos, analysis))
+    heartbeat.stop()
+    result = done.args[0]
+    assert result.mode == "diffusion"
+    assert result.image.shape == photos[1].shape
+    diffusion = [s for s in steps if s[2] > 0]
+    for stage in ("inversion", "nulltext", "entanglement"):
+        got = sorted(step for name, step, total in diffusion if name == stage)
+        assert got == list(range(1, FAST_PARAMS.steps + 1)) or got == list(
+            range(FAST_PARAMS.steps)
+        ), (stage, got)
+    assert len(previews) == len(diffusion)
+    assert all(box is not None and len(box) == 4 for _, box in previews)
+    assert len(beats) >= 3, "the UI event loop stalled during the run"
+    qtbot.waitUntil(lambda: busy[-1:] == [False])
+    assert busy[0] is True
+
+
+def test_second_run_reuses_model_and_inversion(qtbot, host, photos, analysis):
+    with qtbot.waitSignal(host.worker.finished, timeout=120000):
+        host.restore(_request(photos, analysis))
+    model = host.worker.model
+    stages = []
+    host.worker.progress.connect(lambda stage, step, total: stages.append(stage))
+    overlaps = {0: (0.2, 0.8)}  # entanglement-only change
+    request = _request(photos, analysis)
+    request.overlaps = overlaps
+    with qtbot.waitSignal(host.worker.finished, timeout=120000) as done:
+        host.restore(request)
+    assert host.worker.model is model
+    assert "inversion" not in stages and "entanglement" in stages
+    assert done.args[0].faces[0].index == 0
+
+
+def test_cancel_mid_run_then_run_again(qtbot, host, photos, analysis):
+    def cancel_on_first_step(stage, step, total):
+        if total > 0:
+            host.cancel()
+
+    host.worker.progress.connect(cancel_on_first_step)
+    finished = []
+    host.worker.finished.connect(finished.append)
+    params = FAST_PARAMS.replace(seed=11)  # not cached by the other tests
+    with qtbot.waitSignal(host.worker.cancelled, timeout=120000):
+        host.restore(_request(photos, analysis, params))
+    host.worker.progress.disconnect(cancel_on_first_step)
+    qtbot.waitUntil(lambda: not host.busy)
+    assert finished == []
+    with qtbot.waitSignal(host.worker.finished, timeout=120000):
+        host.restore(_request(photos, analysis, params))
+
+
+def test_missing_model_fails_with_a_message(qtbot, photos, analysis, tmp_path):
+    host = EngineHost(
+        {"source": "CompVis/stable-diffusion-v1-4", "device": "cpu", "models_dir": str(tmp_path)},
+        {"backend": "dlib"},
+    )
+    try:
+        with qtbot.waitSignal(host.worker.failed, timeout=30000) as failed:
+            host.restore(_request(photos, analysis))
+        title, message = failed.args
+        assert title == "Model problem"
+        assert "not on this machine" in message
+        qtbot.waitUntil(lambda: not host.busy)
+    finally:
+        host.shutdown()
+
+
+def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, analysis):
+    import engine.photo
+    from engine.errors import OutOfMemory
+
+    real = engine.photo.restore_photo
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs["model"].low_memory.attention_slicing)
+        if len(calls) == 1:
+            raise OutOfMemory("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    engine.photo.restore_photo = flaky
+    statuses = []
+    host.worker.status.connect(statuses.append)
+    try:
+        with qtbot.waitSignal(host.worker.finished, timeout=120000):
+            host.restore(_request(photos, analysis))
+    finally:
+        engine.photo.restore_photo = real
+    assert calls == [False, True]
+    assert any("Out of GPU memory" in s for s in statuses)
+    host.worker.model.set_low_memory(type(host.worker.model.low_memory)())
+
+
+def test_merge_results_composes_faces():
+    from engine.photo import PhotoResult
+
+    edited = np.zeros((4, 4, 3), np.uint8)
+    a_alpha = np.zeros((4, 4), np.float32)
+    a_alpha[:2] = 1
+    b_alpha = np.zeros((4, 4), np.float32)
+    b_alpha[2:] = 1
+    a = PhotoResult(np.full_like(edited, 100), ["a"], {"x": 1}, "diffusion", "dlib", a_alpha)
+    b = PhotoResult(np.full_like(edited, 200), ["b"], {"x": 2}, "diffusion", "dlib", b_alpha)
+    merged = merge_results(edited, [a, b])
+    assert merged.faces == ["a", "b"]
+    assert (merged.image[:2] == 100).all() and (merged.image[2:] == 200).all()
+    assert merged.changed_alpha.min() == 1
+    assert len(merged.sidecar["runs"]) == 2
