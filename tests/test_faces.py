@@ -249,7 +249,7 @@ def test_overrides_win(photos, detections, scaled_t1):
     )
     pairs = dict(pairing.pairs)
     assert pairs[0] == wrong
-    assert 1 not in pairs and pairing.unpaired_edited == [1]
+    assert pairing.unpaired_edited == [1] and pairs.get(1) is None
     assert pairing.unpaired_original == [auto[0]]
     for e in range(2, 6):
         assert pairs[e] == auto[e]
