@@ -8,7 +8,11 @@ Pure Python + torch; never imports Qt. Public API:
   face crops.
 """
 
-from .errors import (
+from .privacy import apply_privacy_defaults
+
+apply_privacy_defaults()  # before anything imports huggingface_hub / transformers
+
+from .errors import (  # noqa: E402
     Cancelled,
     DownloadError,
     EditedIDError,
@@ -18,7 +22,7 @@ from .errors import (
     OutOfMemory,
     UnsafeCheckpointError,
 )
-from .params import EditedIDParams
+from .params import EditedIDParams  # noqa: E402
 
 __all__ = [
     "Cancelled",

@@ -120,6 +120,7 @@ def _progress_printer(quiet: bool):
 
 
 def cmd_restore_crop(args: argparse.Namespace) -> int:
+    from .fallback import restore_with_fallback
     from .imageio import read_mask, read_rgb, write_image_atomic, write_text_atomic
     from .models import LowMemory, load_sd_model
     from .restore import FacePair, restore_faces
@@ -166,7 +167,11 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
             f"Model {model.model_id} on {model.device} ({model.dtype}) in {loaded - started:.1f} s",
             file=sys.stderr,
         )
-    result = restore_faces(model, [pair], params, on_step=_progress_printer(args.quiet))
+    result = restore_with_fallback(
+        lambda m: restore_faces(m, [pair], params, on_step=_progress_printer(args.quiet)),
+        model,
+        on_message=lambda text: print(f"warning: {text}", file=sys.stderr),
+    )
     write_image_atomic(out, result.faces[0].restored)
     sidecar = {
         "tool": "editedid-cli restore-crop",
@@ -372,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch import add_batch_parser
 
     add_batch_parser(sub, add_param_options)
+
+    from .eval_cli import add_eval_parser
+
+    add_eval_parser(sub, add_param_options)
 
     models = sub.add_parser("models", help="Download or locate models.")
     models_sub = models.add_subparsers(dest="models_command", required=True)

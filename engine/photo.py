@@ -27,6 +27,7 @@ from .align import align_edited, align_original_to_edited, too_small_message
 from .classic import classic_restore_crop
 from .errors import InputError
 from .face_types import Face, FaceAnalyzer, FaceCrop, FacePairing
+from .fallback import restore_with_fallback
 from .masks import (
     combine_element_masks,
     element_mask_from_attention,
@@ -474,7 +475,11 @@ def restore_photo(
         regions.append(np.maximum(face_mask, element_mask))
         # Element pixels outside the face come straight from the edited photo.
         keeps.append(np.where(face_mask >= 128, 0, element_mask).astype(np.uint8))
-    result = restore_faces(model, pairs, params, on_step=on_step, cancel=cancel)
+    result = restore_with_fallback(
+        lambda m: restore_faces(m, pairs, params, on_step=on_step, cancel=cancel),
+        model,
+        on_message=warnings.append,
+    )
     crops = [f.restored for f in result.faces]
     # The edited branch's cross-attention on the element words, as a photo-sized mask the
     # user can adopt (prompt-to-prompt style local mask).
