@@ -1,20 +1,20 @@
-"""The main window starts offscreen, has its title and a working File > Quit."""
+"""The app starts offscreen: title, dark Fusion theme, a working File > Quit, main()."""
 
 from __future__ import annotations
 
 from PySide6.QtGui import QAction, QKeySequence
 
 
-def test_main_window_title_and_quit(qtbot, qapp):
+def test_main_window_title_and_quit(qtbot, qapp, tmp_path):
     from editedid_desktop.app import APP_NAME, MainWindow, apply_theme
+    from editedid_desktop.settings import Settings
 
     apply_theme(qapp)
-    window = MainWindow()
+    window = MainWindow(settings=Settings.from_ini(tmp_path / "s.ini"))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
     assert window.windowTitle() == "EditedID Desktop" == APP_NAME
-    assert "editedid-cli restore-crop" in window.centralWidget().text()
     assert qapp.style().name().lower() == "fusion"
 
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
@@ -29,14 +29,18 @@ def test_main_window_title_and_quit(qtbot, qapp):
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=2000)
 
 
-def test_main_runs_and_returns(qtbot, qapp, monkeypatch):
+def test_main_runs_and_returns(qtbot, qapp, monkeypatch, tmp_path):
     """main() builds the window on the existing QApplication and returns exec()'s code."""
     from editedid_desktop import app as app_module
+    from editedid_desktop import main_window
+    from editedid_desktop.settings import Settings
 
     shown = []
     monkeypatch.setattr(type(qapp), "exec", lambda self: 0)
+    monkeypatch.setattr(main_window, "Settings", lambda: Settings.from_ini(tmp_path / "s.ini"))
     monkeypatch.setattr(
         app_module.MainWindow, "show", lambda self: shown.append(self) or qtbot.addWidget(self)
     )
     assert app_module.main([]) == 0
     assert shown and shown[0].windowTitle() == "EditedID Desktop"
+    shown[0].close()
