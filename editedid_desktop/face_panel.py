@@ -63,7 +63,7 @@ def score_text(score: Any) -> str:
     return (
         f"<b>{score.similarity:.0%}</b> <span style='color:{colour}'>{mark} {verdict}</span>"
         f"<br><span style='color:{MUTED}'>{score.metric} {score.value:.3f}, "
-        f"threshold {score.threshold:.2f} ({score.model})</span>"
+        f"threshold {score.threshold:.2f}<br>{score.model}</span>"
     )
 
 
@@ -117,6 +117,7 @@ class FacePanel(QFrame):
         for label in (self.id_before, self.id_after):
             label.setTextFormat(Qt.TextFormat.RichText)
             label.setWordWrap(True)
+            label.setMinimumWidth(60)
         self.warnings = QLabel()
         self.warnings.setObjectName("warningLabel")
         self.warnings.setWordWrap(True)
@@ -295,6 +296,7 @@ class FaceListPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self._cards)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

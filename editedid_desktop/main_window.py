@@ -44,7 +44,7 @@ from .params_panel import ParamsPanel
 from .project import PROJECT_SUFFIX, ProjectData, load_project, save_project
 from .session import Session
 from .settings import Settings
-from .theme import app_icon
+from .theme import STYLE_SHEET, app_icon
 from .worker import AnalyzeRequest, ClassicRequest, EngineHost, RestoreRequest
 
 APP_NAME = "EditedID Desktop"
@@ -119,6 +119,8 @@ class MainWindow(QMainWindow):
         )
         self._owns_engine = engine is None
         self._pending_masks: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
+        self._applying_masks = False
+        self._opening_project = False
         self._result_path: Path | None = None
         self._model_state = "not loaded"
         self.error_box: QMessageBox | None = None
@@ -129,6 +131,7 @@ class MainWindow(QMainWindow):
 
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(app_icon())
+        self.setStyleSheet(STYLE_SHEET)
         self.setObjectName("mainWindow")
         self.setDockNestingEnabled(True)
         self.resize(1440, 900)
@@ -169,14 +172,14 @@ class MainWindow(QMainWindow):
         self.faces_dock = QDockWidget("Faces", self)
         self.faces_dock.setObjectName("facesDock")
         self.faces_dock.setWidget(self.face_list)
-        self.faces_dock.setMinimumWidth(240)
+        self.faces_dock.setMinimumWidth(320)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.faces_dock)
 
         self.params_panel = ParamsPanel(self.session)
         self.params_dock = QDockWidget("Advanced", self)
         self.params_dock.setObjectName("advancedDock")
         self.params_dock.setWidget(self.params_panel)
-        self.params_dock.setMinimumWidth(240)
+        self.params_dock.setMinimumWidth(300)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.params_dock)
 
     def _action(
@@ -491,8 +494,9 @@ class MainWindow(QMainWindow):
             self._model_state = "not installed"
         elif self._model_state == "not installed":
             self._model_state = "not loaded"
-        self.banner.setVisible(not ok and not self.settings.model_banner_dismissed)
-        self._banner_row.setVisible(self.banner.isVisibleTo(self))
+        show = not ok and not self.settings.model_banner_dismissed
+        self.banner.setVisible(show)
+        self._banner_row.setVisible(show)
         self.banner.setToolTip(message)
         self._update_status_labels()
         return ok
@@ -662,14 +666,20 @@ class MainWindow(QMainWindow):
         for face in analysis.faces:
             self.masks.set_auto(face.index, "face", face.auto_face_mask)
             self.masks.set_auto(face.index, "element", face.auto_element_mask)
+        from_project = bool(self._pending_masks) or self._opening_project
         pending = self._pending_masks or previous_user
         self._pending_masks = {}
+        self._applying_masks = True
         for index, pair in pending.items():
             if any(f.index == index for f in analysis.faces):
                 for kind, mask in zip(("face", "element"), pair, strict=True):
                     if mask is not None:
                         self._set_user_mask(index, kind, mask)
+        self._applying_masks = False
         self.masks.undo_stack.clear()
+        if from_project:
+            self._opening_project = False
+            self.session.set_dirty(False)
         self._update_face_boxes()
         if analysis.faces:
             first = self.face_list.selected
@@ -732,6 +742,8 @@ class MainWindow(QMainWindow):
         self.schedule_classic()
 
     def _on_mask_changed(self, face: int, kind: str, rect: QRect) -> None:
+        if self._applying_masks:
+            return
         if self.session.analysis is not None and self.masks.is_edited(face, kind):
             self.session.mark_dirty()
             self.schedule_classic()
@@ -1004,6 +1016,7 @@ class MainWindow(QMainWindow):
             return False
         self.session.face_settings = dict(data.faces)
         self._pending_masks = dict(data.masks)
+        self._opening_project = True
         self.session.project_path = Path(path)
         self.session.set_dirty(False)
         self.settings.add_recent_file(path)
@@ -1048,9 +1061,10 @@ class MainWindow(QMainWindow):
             self.show_error("Batch mode unavailable", f"The batch dialog could not load: {exc}")
             return
         dialog = BatchDialog(
-            self,
             params_provider=lambda: self.session.params,
             model_provider=lambda: self.engine.worker.model,
+            parent=self,
+            backend=self.settings.face_backend,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()

@@ -136,7 +136,7 @@ class ModelManagerDialog(QDialog):
 
         self.settings = settings
         self.setWindowTitle("Model Manager")
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(760)
         self._thread: QThread | None = None
         self._job: DownloadJob | None = None
 
@@ -195,6 +195,8 @@ class ModelManagerDialog(QDialog):
         )
         offline.setWordWrap(True)
         offline.setOpenExternalLinks(True)
+        for label in (offline, self.check_label):
+            label.setMinimumHeight(label.fontMetrics().lineSpacing() * 3)
         form.addRow(offline)
 
         # -- faces --
@@ -207,6 +209,7 @@ class ModelManagerDialog(QDialog):
         self.face_dir_button.clicked.connect(self._browse_face_dir)
         self.face_status = QLabel()
         self.face_status.setWordWrap(True)
+        self.face_status.setMinimumHeight(self.face_status.fontMetrics().lineSpacing() * 4)
         self.face_status.setTextFormat(Qt.TextFormat.RichText)
         face_group = QGroupBox("Face models")
         form = QFormLayout(face_group)

@@ -1,5 +1,9 @@
 """Dark Fusion theme: a neutral grey palette (colour judgement stays on the photo) and a
-small style sheet for the app's own widgets (banner, face cards, status bar)."""
+small style sheet for the app's own widgets (banner, face cards, status bar).
+
+The palette and style are set on the application; the style sheet on each top-level
+window (`MainWindow` sets it; child dialogs inherit it), which keeps `app.style()` the
+plain Fusion style."""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ QStatusBar QLabel {{ color: #c8c8c8; padding: 0 6px; }}
 QPushButton#cancelButton {{ background: #6b2b28; }}
 QPushButton#runButton {{ background: {ACCENT.name()}; color: white; font-weight: 600; }}
 QPushButton:disabled {{ color: #777; }}
+QPushButton#runButton:disabled {{ background: #34405a; color: #8a94a6; }}
 QGroupBox {{ border: 1px solid #3a3a3e; border-radius: 6px; margin-top: 10px; padding-top: 6px; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 8px; padding: 0 4px; color: #cfcfcf; }}
 """
@@ -68,5 +73,4 @@ def app_icon() -> QIcon:
 def apply_theme(app: QApplication) -> None:
     app.setStyle("Fusion")
     app.setPalette(dark_palette())
-    app.setStyleSheet(STYLE_SHEET)
     app.setWindowIcon(app_icon())

@@ -1,25 +1,26 @@
-"""The engine worker: one long-lived QObject on its own QThread (krita-ai-diffusion's backend).
+"""The engine worker: one long-lived QObject served by one worker thread (krita's backend).
 
 `EngineWorker` owns the loaded SD model and the face analyzer and reuses them for every
 job; the engine keeps its inversion cache on the model object, so a re-run after a mask
 or overlap change repeats only the entanglement stage. The UI thread never calls it
-directly: `EngineHost` (lives in the UI thread) posts requests through queued signals,
-sets the cancel Event, and relays results. Every job ends with exactly one of
-`analyzed` / `classic_ready` / `finished` / `model_loaded`, `failed` or `cancelled`,
-followed by `job_done(kind)`.
+directly: `EngineHost` (lives in the UI thread) posts jobs to the worker thread's queue
+and sets the cancel Event; results come back as Qt signals, queued into the UI thread.
+Every job ends with exactly one of `analyzed` / `classic_ready` / `finished` /
+`model_loaded`, `failed` or `cancelled`, followed by `job_done(kind)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError, OutOfMemory
 from engine.params import EditedIDParams
@@ -102,7 +103,7 @@ def merge_results(edited: np.ndarray, results: list[Any]) -> Any:
 
 
 class EngineWorker(QObject):
-    """Runs engine jobs in its thread; holds the model between jobs."""
+    """Runs engine jobs (called on the worker thread); holds the model between jobs."""
 
     progress = Signal(str, int, int)  # stage, step, total
     preview = Signal(object, object)  # RGB uint8 array, face box (x0, y0, x1, y1) or None
@@ -344,16 +345,16 @@ def _empty_cuda_cache() -> None:
 
 
 class EngineHost(QObject):
-    """UI-thread side: owns the QThread, posts requests, tracks busy state, cancels."""
+    """UI-thread side: owns the worker thread, posts jobs, tracks busy state, cancels.
+
+    The worker thread is ONE long-lived Python thread fed by a FIFO queue, not a QThread:
+    dlib's face descriptor (used by the analysis and the identity scores) deadlocks when
+    called on a QThread in this PySide6 build, while a plain Python thread is fine. The
+    worker's signals are still Qt signals: emitted from the worker thread, they reach the
+    window's slots queued, in the UI thread.
+    """
 
     busy_changed = Signal(bool)
-
-    _post_configure = Signal(object, object)
-    _post_analyze = Signal(object)
-    _post_classic = Signal(object)
-    _post_restore = Signal(object)
-    _post_load = Signal(int)
-    _post_set_model = Signal(object)
 
     def __init__(
         self,
@@ -362,20 +363,23 @@ class EngineHost(QObject):
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("EditedID engine")
         self.worker = EngineWorker(model_config, face_config)
-        self.worker.moveToThread(self.thread)
-        self._post_configure.connect(self.worker.configure)
-        self._post_analyze.connect(self.worker.analyze)
-        self._post_classic.connect(self.worker.classic)
-        self._post_restore.connect(self.worker.restore)
-        self._post_load.connect(self.worker.load_model)
-        self._post_set_model.connect(self.worker.set_model)
         self.worker.job_done.connect(self._on_job_done)
         self._pending: dict[str, int] = {}
         self._generation = 0
+        self._jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="EditedID engine", daemon=True)
         self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - the jobs report their own errors
+                log.error("Worker job crashed:\n%s", traceback.format_exc())
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -401,25 +405,26 @@ class EngineHost(QObject):
 
     # -- requests -----------------------------------------------------------------------
     def configure(self, model_config: dict | None, face_config: dict | None) -> None:
-        self._post_configure.emit(model_config, face_config)
+        self._jobs.put(lambda: self.worker.configure(model_config, face_config))
 
     def set_model(self, model: Any) -> None:
-        self._post_set_model.emit(model)
+        self._jobs.put(lambda: self.worker.set_model(model))
 
     def analyze(self, request: AnalyzeRequest) -> None:
         request.generation = self._submit("analyze")
-        self._post_analyze.emit(request)
+        self._jobs.put(lambda: self.worker.analyze(request))
 
     def classic(self, request: ClassicRequest) -> None:
         request.generation = self._submit("classic")
-        self._post_classic.emit(request)
+        self._jobs.put(lambda: self.worker.classic(request))
 
     def restore(self, request: RestoreRequest) -> None:
         request.generation = self._submit("restore")
-        self._post_restore.emit(request)
+        self._jobs.put(lambda: self.worker.restore(request))
 
     def load_model(self) -> None:
-        self._post_load.emit(self._submit("load_model"))
+        generation = self._submit("load_model")
+        self._jobs.put(lambda: self.worker.load_model(generation))
 
     def cancel(self) -> None:
         """Stop the running job within one diffusion step (thread-safe Event)."""
@@ -427,7 +432,8 @@ class EngineHost(QObject):
             self.worker.cancelled_upto = self._generation
             self.worker.cancel_event.set()
 
-    def shutdown(self, timeout_ms: int = 10000) -> None:
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        self.worker.cancelled_upto = self._generation
         self.worker.cancel_event.set()
-        self.thread.quit()
-        self.thread.wait(timeout_ms)
+        self._jobs.put(None)
+        self.thread.join(timeout_s)

@@ -45,15 +45,23 @@ def _request(photos, analysis, params=FAST_PARAMS):
     return RestoreRequest(photos[0], photos[1], analysis, [(params, [0])])
 
 
-def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos):
+def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypatch):
+    import engine.photo
+
     threads = []
-    host.worker.status.connect(lambda _: threads.append(threading.current_thread()))
+    real = engine.photo.analyze_photos
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.photo, "analyze_photos", recording)
     with qtbot.waitSignal(host.worker.analyzed, timeout=60000) as analyzed:
         host.analyze(AnalyzeRequest(*photos))
     analysis = analyzed.args[0]
     assert [f.index for f in analysis.faces] == [0]
     assert analysis.faces[0].original_index == 0
-    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert threads == [host.thread] and host.thread is not threading.main_thread()
 
     with qtbot.waitSignal(host.worker.classic_ready, timeout=30000) as ready:
         host.classic(ClassicRequest(analysis, faces=[0]))

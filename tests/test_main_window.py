@@ -1,0 +1,266 @@
+"""The main window with real widgets and the real worker thread on the tiny SD model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QKeySequence
+
+from editedid_desktop.main_window import MainWindow, _guess_roles
+from editedid_desktop.settings import Settings
+from tests.ui_fixtures import FAST_PARAMS, tiny_model_config, write_photo_pair
+
+
+@pytest.fixture(scope="module")
+def photo_pair(tmp_path_factory):
+    return write_photo_pair(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_sd_dir):
+    settings = Settings.from_ini(tmp_path / "settings.ini")
+    config = tiny_model_config(tiny_sd_dir, tmp_path / "models")
+    settings.model_source = config["source"]
+    settings.device = "cpu"
+    settings.precision = "fp32"
+    settings.models_dir = config["models_dir"]
+    settings.face_backend = "dlib"
+    return settings
+
+
+@pytest.fixture
+def window(qtbot, qapp, settings):
+    from editedid_desktop.theme import apply_theme
+
+    apply_theme(qapp)
+    window = MainWindow(settings=settings)
+    window.confirm_discard = lambda: True  # no "save changes?" question at teardown
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    yield window
+    window.close()
+
+
+def _open_and_analyze(qtbot, window, photo_pair):
+    with qtbot.waitSignal(window.engine.worker.classic_ready, timeout=60000):
+        window.open_photos(*photo_pair)
+    qtbot.waitUntil(lambda: window.session.classic_result is not None, timeout=5000)
+
+
+def test_menus_and_standard_shortcuts(window):
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus[:4] == ["File", "Edit", "View", "Run"]
+    expected = {
+        window.open_original_action: "Ctrl+O",
+        window.save_action: "Ctrl+S",
+        window.save_as_action: "Ctrl+Shift+S",
+        window.undo_action: "Ctrl+Z",
+        window.redo_action: "Ctrl+Shift+Z",
+        window.fit_action: "Ctrl+0",
+        window.zoom100_action: "Ctrl+1",
+        window.restore_action: "Ctrl+R",
+        window.cancel_action: "Esc",
+        window.quit_action: "Ctrl+Q",
+    }
+    for action, keys in expected.items():
+        assert action.shortcut() == QKeySequence(keys), action.text()
+    # Nothing to run or save before photos are open.
+    assert not window.restore_action.isEnabled() and not window.save_action.isEnabled()
+
+
+def test_first_run_banner_without_model(qtbot, tmp_path):
+    settings = Settings.from_ini(tmp_path / "s.ini")
+    settings.models_dir = str(tmp_path / "empty-models")
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.banner.isVisible()
+    assert "GB" in window.banner.label.text() and "license" in window.banner.label.text()
+    assert "not installed" in window.model_label.text()
+    window.banner.classic_button.click()
+    assert not window.banner.isVisible()
+    assert settings.model_banner_dismissed
+    window.close()
+
+
+def test_open_two_photos_shows_faces_masks_and_classic_preview(qtbot, window, photo_pair):
+    assert not window.banner.isVisible()  # the tiny model folder is a valid SD 1.x folder
+    _open_and_analyze(qtbot, window, photo_pair)
+    assert list(window.face_list.panels) == [0]
+    panel = window.face_list.panels[0]
+    assert panel.enabled_box.isChecked()
+    assert "same person" in panel.id_before.text()
+    assert window.masks.has_mask(0, "face") and window.masks.has_mask(0, "element")
+    assert window.canvas.has_image("result") and window.canvas.has_image("original")
+    assert window.restore_action.isEnabled() and window.save_action.isEnabled()
+    assert "dlib" in window.face_label.text()
+    recent = [a.text() for a in window.recent_menu.actions()]
+    assert Path(photo_pair[1]).name in recent
+
+
+def test_face_panel_binds_to_session(qtbot, window, photo_pair):
+    _open_and_analyze(qtbot, window, photo_pair)
+    panel = window.face_list.panels[0]
+    panel.lambda_o.setValue(30)  # linked: lambda_e follows
+    assert window.session.settings_for(0).overlap == (0.3, 0.7)
+    panel.link_button.setChecked(False)
+    panel.lambda_e.setValue(40)
+    assert window.session.settings_for(0).overlap == (0.3, 0.4)
+    panel.words_edit.setText("hat,  scarf")
+    panel.words_edit.editingFinished.emit()
+    assert window.session.word_groups() == {("hat", "scarf"): [0]}
+    window.session.update_face(0, enabled=False)  # session -> widget
+    assert not panel.enabled_box.isChecked()
+    assert window.session.enabled_faces() == []
+    assert window.session.dirty
+
+
+def test_params_panel_two_way_and_inline_errors(window):
+    panel = window.params_panel
+    panel.widgets["steps"].setValue(8)
+    assert window.session.params.steps == 8
+    panel.widgets["steps"].setValue(3)  # dpm_range (4, 6) no longer fits
+    assert "dpm_range" in panel.error and panel.error_label.isVisibleTo(panel)
+    assert window.session.params.steps == 8  # the invalid combination never applied
+    panel.widgets["dpm_range"][0].setValue(1)
+    panel.widgets["dpm_range"][1].setValue(3)
+    assert window.session.params.steps == 3 and window.session.params.dpm_range == (1, 3)
+    assert panel.error == ""
+    window.session.set_params(FAST_PARAMS)  # session -> widgets
+    assert panel.widgets["nulltext_iters"].value() == 1
+    assert panel.widgets["resolution"].value() == 64
+    panel.reset_button.click()
+    assert window.session.params.steps == 6
+    assert "Diffusion steps" in panel.widgets["steps"].toolTip()
+
+
+def test_restore_to_completion_shows_result(qtbot, window, photo_pair):
+    _open_and_analyze(qtbot, window, photo_pair)
+    window.session.set_params(FAST_PARAMS)
+    progress, previews, beats = [], [], []
+    window.engine.worker.progress.connect(lambda *a: progress.append(a))
+    window.engine.worker.preview.connect(lambda image, box: previews.append(box))
+    heartbeat = QTimer()
+    heartbeat.setInterval(20)
+    heartbeat.timeout.connect(lambda: beats.append(1))
+    heartbeat.start()
+    with qtbot.waitSignal(window.engine.worker.finished, timeout=180000):
+        window.restore_action.trigger()
+        assert window.cancel_button.isVisible()
+        assert not window.restore_action.isEnabled()
+    heartbeat.stop()
+    qtbot.waitUntil(lambda: not window.cancel_button.isVisible(), timeout=5000)
+    steps = [p for p in progress if p[2] > 0]
+    assert len(steps) == 3 * FAST_PARAMS.steps  # inversion, null-text, entanglement
+    assert len(previews) == len(steps)
+    assert len(beats) >= 3
+    result = window.session.result
+    assert result is not None and result.mode == "diffusion"
+    assert window.canvas.has_image("result") and window.canvas.layer_visible("result")
+    assert "same person" in window.face_list.panels[0].id_after.text() or (
+        "different person" in window.face_list.panels[0].id_after.text()
+    )
+    assert "loaded" in window.model_label.text()
+    assert window.error_box is None
+
+
+def test_cancel_mid_run_leaves_the_app_usable(qtbot, window, photo_pair):
+    _open_and_analyze(qtbot, window, photo_pair)
+    window.session.set_params(FAST_PARAMS.replace(seed=5))
+
+    def press_escape(stage, step, total):
+        if total > 0 and step >= 1:
+            window.cancel_action.trigger()
+
+    window.engine.worker.progress.connect(press_escape)
+    with qtbot.waitSignal(window.engine.worker.cancelled, timeout=180000):
+        window.run_restore()
+    window.engine.worker.progress.disconnect(press_escape)
+    qtbot.waitUntil(lambda: not window.engine.busy, timeout=5000)
+    assert window.session.result is None
+    assert window.restore_action.isEnabled()
+    assert "Cancelled" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.engine.worker.finished, timeout=180000):
+        window.run_restore()
+
+
+def test_save_result_and_project_round_trip(qtbot, window, photo_pair, tmp_path):
+    _open_and_analyze(qtbot, window, photo_pair)
+    window.session.update_face(0, element_words="hat", overlap=(0.25, 0.75))
+    window.session.set_params(FAST_PARAMS)
+    painted = window.masks.mask(0, "face")
+    painted[10:20, 10:20] = 255
+    window._set_user_mask(0, "face", painted)
+    assert window.masks.is_edited(0, "face")
+
+    out = window.write_result(tmp_path / "out.png")
+    assert out is not None and out.is_file() and (tmp_path / "out.png.json").is_file()
+    assert window.write_result(photo_pair[1], overwrite=True) is None  # never an input
+    window.error_box.close()
+
+    project = window.save_project_to(tmp_path / "job.editedid")
+    assert project is not None and not window.session.dirty
+
+    window.session.clear()
+    with qtbot.waitSignal(window.engine.worker.classic_ready, timeout=60000):
+        assert window.open_project(project)
+    s = window.session
+    assert s.params == FAST_PARAMS
+    assert s.settings_for(0).element_words == "hat"
+    assert s.settings_for(0).overlap == (0.25, 0.75)
+    assert window.masks.is_edited(0, "face")
+    np.testing.assert_array_equal(window.masks.mask(0, "face"), painted)
+    assert not window.masks.is_edited(0, "element")
+    assert not s.dirty
+
+
+def test_drop_two_photos_guesses_roles_or_asks(qtbot, window, photo_pair, monkeypatch):
+    original, edited = photo_pair
+    assert _guess_roles([edited, original]) == (original, edited)
+    asked = []
+    monkeypatch.setattr(
+        window, "ask_which_is_original", lambda a, b: asked.append((a, b)) or (b, a)
+    )
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_dropped([str(edited), str(original)])
+    assert asked == []  # the file names said which is which
+    assert window.session.original_path == original
+
+    plain_a = original.with_name("a.png")
+    plain_b = edited.with_name("b.png")
+    plain_a.write_bytes(original.read_bytes())
+    plain_b.write_bytes(edited.read_bytes())
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_dropped([str(plain_a), str(plain_b)])
+    assert asked == [(plain_a, plain_b)]
+    assert window.session.original_path == plain_b
+
+
+def test_bad_photo_shows_a_dialog_not_a_crash(window, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert not window.open_photo("edited", broken)
+    assert window.error_box is not None and "broken.jpg" in window.error_box.text()
+    window.error_box.close()
+
+
+def test_model_manager_checks_without_loading(qtbot, window, tiny_sd_dir, tmp_path):
+    dialog = window.open_model_manager()
+    qtbot.waitExposed(dialog)
+    dialog.source_edit.setText(str(tiny_sd_dir))
+    assert "Stable Diffusion 1.x folder" in dialog.check_label.text()
+    assert not dialog.download_button.isEnabled()
+    dialog.kind_combo.setCurrentIndex(0)
+    dialog.models_dir_edit.setText(str(tmp_path / "none"))
+    dialog.source_edit.setText("CompVis/stable-diffusion-v1-4")
+    assert "not downloaded" in dialog.check_label.text()
+    assert dialog.download_button.isEnabled()
+    dialog.device_combo.setCurrentText("cpu")
+    dialog.low_vram_box.setChecked(True)
+    dialog.accept()
+    assert window.settings.low_vram and window.settings.model_source.startswith("CompVis")
+    assert window.banner.isVisible()  # that model is not installed in this folder
