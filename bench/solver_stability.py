@@ -49,10 +49,13 @@ def main(argv=None) -> int:
     image = np.asarray(Image.open(path).convert("RGB").resize((size, size)))
     latents = encode_images(model, [image])
     cond = encode_text(model, ["a photo of a face"])
-    rows = solver_stability(model, latents, cond, steps=args.steps,
-                            dpm_range=(args.steps - 2, args.steps))
-    print(f"\nmodel={model.model_id} device={model.device} image={path.name} {size}px "
-          f"steps={args.steps}")
+    rows = solver_stability(
+        model, latents, cond, steps=args.steps, dpm_range=(args.steps - 2, args.steps)
+    )
+    print(
+        f"\nmodel={model.model_id} device={model.device} image={path.name} {size}px "
+        f"steps={args.steps}"
+    )
     print(format_table(rows))
     return 0
 

@@ -21,6 +21,9 @@ __all__ = ["APP_NAME", "MainWindow", "apply_theme", "dark_palette", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.privacy import apply_privacy_defaults
+
+    apply_privacy_defaults()  # portraits never leave the machine: no library telemetry
     args = list(sys.argv if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = QApplication.instance() or QApplication(args)

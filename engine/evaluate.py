@@ -40,9 +40,7 @@ import dataclasses
 import io
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -539,17 +537,9 @@ def evaluate_folder(
 
 # --- writing -------------------------------------------------------------------------------
 def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from .imageio import write_bytes_atomic
+
+    return write_bytes_atomic(path, data)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

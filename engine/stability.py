@@ -105,8 +105,9 @@ def solver_stability(
         final_l2 = float((y - latents.float()).pow(2).mean().sqrt())
         decoded = decode_latents(model, y)[0]
         rows.append(
-            StabilityFigures(scheme, plan.timesteps, cumulative, max(jumps), final_l2,
-                             _psnr(decoded, reference))
+            StabilityFigures(
+                scheme, plan.timesteps, cumulative, max(jumps), final_l2, _psnr(decoded, reference)
+            )
         )
     return rows
 

@@ -169,8 +169,7 @@ def test_entry_points_apply_the_privacy_defaults():
     """`import engine` (CLI, batch, app all import it) switches telemetry off."""
     init = (ROOT / "engine" / "__init__.py").read_text(encoding="utf-8")
     app = (ROOT / "editedid_desktop" / "app.py").read_text(encoding="utf-8")
-    if "apply_privacy_defaults" not in init or "apply_privacy_defaults" not in app:
-        pytest.skip("engine.privacy.apply_privacy_defaults is not wired into the entry points yet")
+    assert "apply_privacy_defaults" in init and "apply_privacy_defaults" in app
     clean = {k: v for k, v in os.environ.items() if "TELEMETRY" not in k and k != "DO_NOT_TRACK"}
     code = "import os, engine; print(os.environ.get('HF_HUB_DISABLE_TELEMETRY'))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean,
