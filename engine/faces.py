@@ -196,6 +196,10 @@ def landmarks5_from_68(points: np.ndarray) -> np.ndarray:
     )
 
 
+# Longest side of the copy that dlib's HOG detector searches (see DlibAnalyzer.detect).
+DETECT_MAX_SIDE = 3000
+
+
 class DlibAnalyzer:
     """dlib HOG detector + 68-point landmarks + 128-d ResNet embedding (L2, 0.6)."""
 
@@ -224,12 +228,33 @@ class DlibAnalyzer:
     def detect(self, image: np.ndarray) -> list[Face]:
         rgb = as_rgb_uint8(image)
         models = _dlib_models()
+        # Huge photos: search a copy no larger than DETECT_MAX_SIDE (HOG time and memory
+        # grow with the pixel count), then fit landmarks and identity on the full image.
+        scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
+        search = rgb
+        if scale < 1.0:
+            size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+            search = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         with _DLIB_LOCK:
             rects, scores = [], []
-            for upsample in self._upsample_plan(*rgb.shape[:2]):
-                rects, scores, _ = models["detector"].run(rgb, upsample, 0.0)
+            for upsample in self._upsample_plan(*search.shape[:2]):
+                rects, scores, _ = models["detector"].run(search, upsample, 0.0)
                 if len(rects):
                     break
+            if scale < 1.0 and not len(rects):
+                # Faces too small for the reduced copy: search the full image (slow, sure).
+                rects, scores, _ = models["detector"].run(rgb, 0, 0.0)
+                scale = 1.0
+            if scale < 1.0:
+                rects = [
+                    models["dlib"].rectangle(
+                        round(r.left() / scale),
+                        round(r.top() / scale),
+                        round(r.right() / scale),
+                        round(r.bottom() / scale),
+                    )
+                    for r in rects
+                ]
             faces = []
             for rect, score in zip(rects, scores, strict=True):
                 shape = models["landmarks68"](rgb, rect)

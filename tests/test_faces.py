@@ -128,6 +128,20 @@ def test_small_photo_is_upsampled(photos):
     )
 
 
+def test_huge_photo_is_searched_downscaled_and_fitted_full_size(photos, detections, dlib_analyzer):
+    import cv2
+
+    big = cv2.resize(photos["grace_hopper"], None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)
+    assert max(big.shape[:2]) > faces.DETECT_MAX_SIDE
+    found = dlib_analyzer.detect(big)
+    assert len(found) == 1
+    reference = detections["grace_hopper"][0][0]
+    # HOG boxes are coarse (the search scale differs); the landmarks are fitted full size.
+    np.testing.assert_allclose(found[0].center, reference.center * 6, atol=0.15 * found[0].size)
+    np.testing.assert_allclose(found[0].landmarks5, reference.landmarks5 * 6, atol=0.06 * found[0].size)
+    assert float(np.linalg.norm(found[0].embedding - reference.embedding)) < 0.2
+
+
 def test_landmarks5_order(detections):
     for name in PHOTOS:
         for face in detections[name][0]:
