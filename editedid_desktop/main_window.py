@@ -650,7 +650,11 @@ class MainWindow(QMainWindow):
         self.engine.configure(None, self.settings.face_config())
         self.engine.analyze(
             AnalyzeRequest(
-                self.session.original, self.session.edited, self.session.pairing_overrides()
+                self.session.original,
+                self.session.edited,
+                self.session.pairing_overrides(),
+                original_name=_display_name(self.session.original_path, "the original photo"),
+                edited_name=_display_name(self.session.edited_path, "the edited photo"),
             )
         )
         self._update_actions()
@@ -1106,3 +1110,7 @@ class MainWindow(QMainWindow):
         if self._owns_engine:
             self.engine.shutdown()
         super().closeEvent(event)
+
+
+def _display_name(path, fallback: str) -> str:
+    return str(path) if path else fallback

@@ -39,6 +39,8 @@ class AnalyzeRequest:
     edited: np.ndarray
     overrides: dict[int, int | None] = field(default_factory=dict)
     generation: int = 0
+    original_name: str = "the original photo"  # for messages: the file the user opened
+    edited_name: str = "the edited photo"
 
 
 @dataclass
@@ -173,6 +175,8 @@ class EngineWorker(QObject):
                 backend=self.face_config.get("backend", "auto"),
                 analyzer=analyzer,
                 overrides=request.overrides or None,
+                original_name=request.original_name,
+                edited_name=request.edited_name,
             )
             self.analyzed.emit(analysis)
 

@@ -183,9 +183,8 @@ def test_app_loader_shows_a_message_naming_the_file(corpus, window, qtbot):
     assert window.open_photos(no_face.original, no_face.edited)
     qtbot.waitUntil(lambda: bool(window.shown_boxes), timeout=30000)
     title, text = window.shown_boxes[0]
-    # The worker gets arrays, not paths: the message says which photo ("the edited
-    # photo") rather than the file name.
-    assert "No face found in the edited photo" in text, text
+    # The message names the file the user opened.
+    assert f"No face found in {no_face.edited}" in text, text
     assert sha256_tree(root) == before
 
 
