@@ -181,9 +181,8 @@ def test_entry_script_dispatches_to_the_cli():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds the Linux bundle")
 def test_linux_bundle_builds_and_passes_its_self_test():
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the bundle check builds the Linux bundle")
     out = subprocess.run(
         ["bash", str(PACKAGING / "check_linux_bundle.sh")],
         capture_output=True,
