@@ -574,9 +574,9 @@ def _load_folder(
             str(folder), torch_dtype=dtype, **kwargs("unet")
         )
         vae = AutoencoderKL.from_pretrained(str(folder), torch_dtype=dtype, **kwargs("vae"))
-        text_encoder = CLIPTextModel.from_pretrained(
-            str(folder), dtype=dtype, **kwargs("text_encoder")
-        )
+        # No dtype argument: transformers renamed torch_dtype to dtype in 4.56 and each
+        # name raises TypeError on some allowed version; load_sd_model casts afterwards.
+        text_encoder = CLIPTextModel.from_pretrained(str(folder), **kwargs("text_encoder"))
         tokenizer = CLIPTokenizer.from_pretrained(
             str(folder), subfolder="tokenizer", local_files_only=True
         )
