@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 MODES = ("map", "output")
+CROSS_HALVES = ("cond", "both")
 BLOCKS = ("down", "mid", "up")
 HALVES = 2  # CFG: unconditional, conditional
 BRANCHES = 3  # original, edited, target
@@ -69,6 +70,11 @@ class GateConfig:
     edited_token_columns: list[tuple[int, int]] = field(default_factory=list)
     capture_tokens: list[int] = field(default_factory=list)
     query_chunk: int | None = 1024
+    # CFG halves whose target columns are replaced (eq. 9). "cond": the conditional half
+    # only - in the unconditional half the text is the null-text embedding, whose
+    # positions of "face" / "glasses" are padding, as prompt-to-prompt edits only
+    # attn[h // 2:]. "both" is kept as an ablation.
+    cross_attention_halves: str = "cond"
 
     def validate(self) -> None:
         """Raise ValueError with a clear message for settings that cannot work."""
@@ -88,6 +94,11 @@ class GateConfig:
             )
         if len(self.overlap) != 2:
             raise ValueError(f"overlap must be (lambda_o, lambda_e), got {self.overlap!r}.")
+        if self.cross_attention_halves not in CROSS_HALVES:
+            raise ValueError(
+                f"cross_attention_halves must be one of {CROSS_HALVES}, "
+                f"got {self.cross_attention_halves!r}."
+            )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
         unknown = [b for b in self.gate_blocks if b not in BLOCKS]
@@ -422,8 +433,9 @@ class GatedSelfAttnProcessor(_GatedProcessor):
 
 
 class GatedCrossAttnProcessor(_GatedProcessor):
-    """attn2: eq. 9 column replacement for the target (per CFG half) and capture of the
-    edited branch's conditional maps for `capture_tokens` (auto element masks)."""
+    """attn2: eq. 9 column replacement for the target's conditional half (both halves as
+    an ablation) and capture of the edited branch's conditional maps for
+    `capture_tokens` (auto element masks)."""
 
     def __call__(
         self,
@@ -447,14 +459,17 @@ class GatedCrossAttnProcessor(_GatedProcessor):
                 captured.append(cols.float().mean(dim=1))
             if not replace:
                 return maps6
-            target = replace_cross_attention_columns(
-                maps6[:, TARGET],
-                maps6[:, ORIGINAL],
-                maps6[:, EDITED],
+            halves = slice(COND, COND + 1) if cfg.cross_attention_halves == "cond" else slice(None)
+            replaced = replace_cross_attention_columns(
+                maps6[halves, TARGET],
+                maps6[halves, ORIGINAL],
+                maps6[halves, EDITED],
                 cfg.original_token_columns,
                 cfg.edited_token_columns,
             )
-            return torch.cat([maps6[:, :TARGET], target[:, None]], dim=1)
+            if cfg.cross_attention_halves == "cond":
+                replaced = torch.cat([maps6[UNCOND : UNCOND + 1, TARGET], replaced])
+            return torch.cat([maps6[:, :TARGET], replaced[:, None]], dim=1)
 
         if cfg.capture_tokens and max(cfg.capture_tokens) >= p.key.shape[1]:
             raise ValueError(

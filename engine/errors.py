@@ -33,3 +33,7 @@ class Cancelled(EditedIDError):
 
 class OutOfMemory(EditedIDError, MemoryError):
     """Even the lowest-memory settings did not fit on the device."""
+
+
+class NumericalError(EditedIDError):
+    """The computation produced non-finite (NaN / inf) or black values; nothing is saved."""

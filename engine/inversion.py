@@ -123,8 +123,10 @@ def align_invert(
     traj_o: list[torch.Tensor | None] = [None] * (n + 1)
     traj_e: list[torch.Tensor | None] = [None] * (n + 1)
     traj_o[n], traj_e[n] = z_o.clone(), z_e.clone()
-    weights = torch.zeros(faces, n)
-    w = torch.full((faces,), params.init_mix)
+    # On the latents' device: w meets the latents in eq. 2 at every step (a CPU w crashed
+    # the first CUDA run at the second inversion step).
+    weights = z_o.new_zeros(faces, n)
+    w = z_o.new_full((faces,), params.init_mix)
     context = torch.cat([cond_original, cond_edited])
     pending_eps: torch.Tensor | None = None  # noise already predicted by a look-ahead
     for k in range(n):

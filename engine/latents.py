@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, NumericalError
 
 # Linear map from SD 1.x latents to RGB, good enough for a per-step preview at no cost
 # (the factors used by several SD front-ends for "latent preview").
+# Used on the CPU only: previews are made from .cpu() latents.
 _LATENT_RGB = torch.tensor(
-    [
+    device="cpu",
+    data=[
         [0.298, 0.207, 0.208],
         [0.187, 0.286, 0.173],
         [-0.158, 0.189, 0.264],
@@ -111,23 +113,64 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).cpu().numpy()
 
 
-@torch.no_grad()
-def encode_images(model, images: list[np.ndarray]) -> torch.Tensor:
-    """Images -> latents (VAE posterior mean times the scaling factor)."""
-    batch = torch.cat([image_to_tensor(im) for im in images])
+def _finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+
+
+def _run_vae(model, fn, what: str) -> torch.Tensor:
+    """fn(vae, dtype) in the VAE's dtype; if a half-precision VAE gives NaN / inf (its
+    activations can overflow fp16), run it again in fp32 for this call only. Non-finite
+    in fp32 too raises NumericalError: a NaN decode must never become a black image."""
     with model.use("vae"):
         vae = model.vae
+        dtype = next(vae.parameters()).dtype
+        out = fn(vae, dtype)
+        if _finite(out):
+            return out.float()
+        if dtype != torch.float32:
+            vae.to(torch.float32)
+            try:
+                out = fn(vae, torch.float32)
+            finally:
+                vae.to(dtype)
+            if _finite(out):
+                return out.float()
+    raise NumericalError(
+        f"The VAE {what} gave non-finite values (NaN/inf) even in fp32, so there is no "
+        "image to save. The model weights may be damaged, or the parameters extreme "
+        "(guidance, null-text learning rate): check the model with the self-test."
+    )
+
+
+@torch.no_grad()
+def encode_images(model, images: list[np.ndarray]) -> torch.Tensor:
+    """Images -> latents (VAE posterior mean times the scaling factor), fp32."""
+    batch = torch.cat([image_to_tensor(im) for im in images])
+
+    def encode(vae, dtype):
         device = next(vae.parameters()).device
-        latents = vae.encode(batch.to(device, model.dtype)).latent_dist.mean
+        return vae.encode(batch.to(device, dtype)).latent_dist.mean
+
+    latents = _run_vae(model, encode, "encoding")
     return (latents * model.vae_scaling_factor).to(model.device)
 
 
 @torch.no_grad()
 def decode_latents(model, latents: torch.Tensor) -> list[np.ndarray]:
-    with model.use("vae"):
-        vae = model.vae
+    """Latents -> HxWx3 uint8 images. Raises NumericalError for non-finite latents or
+    a decode that stays non-finite in fp32 (never a silent black image)."""
+    if not _finite(latents):
+        raise NumericalError(
+            "The diffusion result is not finite (NaN/inf), so there is nothing to decode. "
+            "Lower the guidance or the null-text learning rate, or run in fp32."
+        )
+    scaled = latents.float() / model.vae_scaling_factor
+
+    def decode(vae, dtype):
         device = next(vae.parameters()).device
-        images = vae.decode((latents / model.vae_scaling_factor).to(device, model.dtype)).sample
+        return vae.decode(scaled.to(device, dtype)).sample
+
+    images = _run_vae(model, decode, "decoding")
     return [tensor_to_image(images[i : i + 1]) for i in range(images.shape[0])]
 
 
@@ -152,11 +195,13 @@ def predict_noise(
 ) -> torch.Tensor:
     """Classifier-free guided noise prediction, both CFG halves in one UNet batch.
 
-    With guidance 1 (or no unconditional embedding) only the conditional half runs.
-    Gradients flow when the caller enables them (null-text optimisation).
+    Without an unconditional embedding only the conditional half runs. With one, both
+    halves always run, guidance 1 included: the entanglement processors need both halves
+    of the batch whatever the guidance. Gradients flow when the caller enables them
+    (null-text optimisation).
     """
     n = latents.shape[0]
-    if uncond is None or guidance == 1.0:
+    if uncond is None:
         eps = _unet(model, latents, t, cond, stats)
         return eps
     eps = _unet(model, torch.cat([latents, latents]), t, torch.cat([uncond, cond]), stats)

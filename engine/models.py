@@ -120,8 +120,18 @@ _DTYPE_NAMES = {
 }
 
 
-def choose_dtype(device: torch.device, preferred: str | torch.dtype | None = None) -> torch.dtype:
-    """Weights dtype for device: fp16 on CUDA, fp32 on CPU (half precision refused on CPU)."""
+def choose_dtype(
+    device: torch.device,
+    preferred: str | torch.dtype | None = None,
+    *,
+    allow_cpu_half: bool = False,
+) -> torch.dtype:
+    """Weights dtype for device: fp16 on CUDA, fp32 on CPU.
+
+    Half precision on the CPU is refused (slow, and pointless for users) unless
+    allow_cpu_half: the tests and the GPU bench's dry run use it to run the fp16 / bf16
+    code paths on a machine without a GPU.
+    """
     device = torch.device(device)
     if preferred is None or (isinstance(preferred, str) and preferred.lower() == "auto"):
         return torch.float16 if device.type == "cuda" else torch.float32
@@ -136,7 +146,7 @@ def choose_dtype(device: torch.device, preferred: str | torch.dtype | None = Non
             ) from None
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ModelError(f"Unsupported dtype {dtype}: use float32, float16 or bfloat16.")
-    if device.type == "cpu" and dtype != torch.float32:
+    if device.type == "cpu" and dtype != torch.float32 and not allow_cpu_half:
         raise ModelError(
             f"{str(dtype).replace('torch.', '')} is not supported on the CPU (PyTorch's CPU "
             "half-precision kernels are missing or very slow): use fp32 on CPU, or run on an "
@@ -236,11 +246,15 @@ class LowMemory:
     """Memory savers; each costs some speed.
 
     attention_slicing: compute attention in slices (unet.set_attention_slice("auto")).
-        It installs diffusers' sliced processors: code that installs its own attention
-        processors (engine.attention) must do so after set_low_memory and read this flag.
+        It installs diffusers' sliced processors for inversion and null-text; the
+        entanglement stage installs its own processors for its duration and puts these
+        back afterwards. Switching slicing off installs SDPA (AttnProcessor2_0) again.
     vae_tiling: encode/decode large images tile by tile (vae.enable_tiling()).
     cpu_offload: keep the components on the CPU and move each to the device only while
-        it is used (`with model.use("unet"): ...`).
+        it is used (`with model.use("unet"): ...`). What it saves: the VAE and the text
+        encoder (~0.4 GB in fp16) are off the GPU while the UNet works. What it cannot
+        save: the UNet (1.7 GB in fp16) must stay on the GPU through null-text's forward
+        AND backward passes, because autograd keeps its weights for the backward.
     """
 
     attention_slicing: bool = False
@@ -304,7 +318,12 @@ class SDModel:
             if low.attention_slicing:
                 self.unet.set_attention_slice("auto")
             else:
-                self.unet.set_default_attn_processor()
+                # Not set_default_attn_processor(): that installs the classic processor,
+                # which materialises full attention maps and keeps them for null-text's
+                # backward pass. SDPA is what a freshly loaded UNet runs.
+                from diffusers.models.attention_processor import AttnProcessor2_0
+
+                self.unet.set_attn_processor(AttnProcessor2_0())
             self._slicing_applied = low.attention_slicing
         if low.vae_tiling:
             self.vae.enable_tiling()
@@ -342,6 +361,7 @@ def load_sd_model(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     single_file_config: str | Path | None = None,
+    allow_cpu_half: bool = False,
 ) -> SDModel:
     """Load an SD 1.x model from a folder, a hub id or a single .safetensors file.
 
@@ -349,9 +369,10 @@ def load_sd_model(
     allow_download: fetch a hub id that is not in models_dir (progress/cancel apply).
     single_file_config: diffusers config folder for a single-file checkpoint
         (default: the SD 1.x configs shipped in resources/sd15).
+    allow_cpu_half: accept fp16 / bf16 on the CPU (tests and dry runs; see choose_dtype).
     """
     dev = choose_device(device)
-    dt = choose_dtype(dev, dtype)
+    dt = choose_dtype(dev, dtype, allow_cpu_half=allow_cpu_half)
     low = low_memory or LowMemory()
     kind, path = resolve_source(source, models_dir=models_dir)
     model_id = str(source)
@@ -602,11 +623,14 @@ def alphas_cumprod_from_config(path: Path) -> torch.Tensor:
     n = int(c.num_train_timesteps)
     # Same formulas as DDIMScheduler, in float64 (diffusers computes them in float32).
     if c.trained_betas is not None:
-        betas = torch.tensor(c.trained_betas, dtype=torch.float64)
+        betas = torch.tensor(c.trained_betas, dtype=torch.float64, device="cpu")
     elif c.beta_schedule == "linear":
-        betas = torch.linspace(c.beta_start, c.beta_end, n, dtype=torch.float64)
+        betas = torch.linspace(c.beta_start, c.beta_end, n, dtype=torch.float64, device="cpu")
     elif c.beta_schedule == "scaled_linear":
-        betas = torch.linspace(c.beta_start**0.5, c.beta_end**0.5, n, dtype=torch.float64) ** 2
+        betas = (
+            torch.linspace(c.beta_start**0.5, c.beta_end**0.5, n, dtype=torch.float64, device="cpu")
+            ** 2
+        )
     else:
         betas = sched.betas.to(torch.float64)
     return torch.cumprod(1.0 - betas, dim=0)

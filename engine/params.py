@@ -16,6 +16,7 @@ from .errors import InputError
 
 GATE_MODES = ("map", "output")
 GATE_BLOCK_NAMES = ("down", "mid", "up")
+CROSS_ATTENTION_HALVES = ("cond", "both")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class EditedIDParams:
     gate_mode: "map" gates self-attention maps (eq. 7); "output" mixes layer outputs.
     gate_blocks: UNet parts whose self-attention is gated (paper A.5: down + mid).
     cross_attention: replace the target's cross-attention columns (eq. 9).
+    cross_attention_halves: CFG halves where eq. 9 replaces columns: "cond" (the paper's
+        reading and prompt-to-prompt's; the unconditional half's token positions are
+        null-text padding) or "both" (ablation; the behaviour before 2026-11-30).
     blend: outside the union of masks keep the edited latent (Blended Diffusion).
     base_prompt: P_o; P_e = P_t = base_prompt + " with " + element words.
     face_words: token set T_o (words of base_prompt).
@@ -61,6 +65,7 @@ class EditedIDParams:
     gate_mode: str = "map"
     gate_blocks: tuple[str, ...] = ("down", "mid")
     cross_attention: bool = True
+    cross_attention_halves: str = "cond"
     blend: bool = True
     base_prompt: str = "a photo of a face"
     face_words: tuple[str, ...] = ("face",)
@@ -128,6 +133,11 @@ class EditedIDParams:
             raise bad(f"overlap must be two weights in [0, 1], got {self.overlap}.")
         if self.gate_mode not in GATE_MODES:
             raise bad(f"gate_mode must be one of {GATE_MODES}, got {self.gate_mode!r}.")
+        if self.cross_attention_halves not in CROSS_ATTENTION_HALVES:
+            raise bad(
+                f"cross_attention_halves must be one of {CROSS_ATTENTION_HALVES}, "
+                f"got {self.cross_attention_halves!r}."
+            )
         unknown = [b for b in self.gate_blocks if b not in GATE_BLOCK_NAMES]
         if unknown:
             raise bad(f"gate_blocks may only hold {GATE_BLOCK_NAMES}, got {unknown}.")
@@ -203,6 +213,7 @@ PARAM_HELP: dict[str, str] = {
     "gate_mode": "'map' gates self-attention maps (paper); 'output' mixes attention outputs.",
     "gate_blocks": "UNet parts whose self-attention is gated: down, mid, up (paper: down mid).",
     "cross_attention": "Face tokens' cross-attention from the original, elements' from the edit.",
+    "cross_attention_halves": "CFG halves for the token replacement: cond (paper) or both.",
     "blend": "Keep the edited photo exactly outside the face and element masks.",
     "base_prompt": "Prompt describing the crop; element words are appended after 'with'.",
     "face_words": "Words of the base prompt that carry identity (token set T_o).",

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention import EntanglementAttention, GateConfig
-from .errors import Cancelled, InputError, OutOfMemory
+from .errors import Cancelled, InputError, NumericalError, OutOfMemory
 from .inversion import AlignedTrajectories, StepCallback, align_invert
 from .latents import (
     UNetStats,
@@ -68,6 +68,9 @@ class FaceResult:
     nulltext_iterations: list[int]
     cached: bool
     element_attention: np.ndarray | None = None  # HxW in [0, 1], edited branch, T_e tokens
+    # Final latents of the three branches ("original", "edited", "target"), (1, 4, h, w)
+    # on the CPU; only with restore_faces(..., keep_latents=True) (tests, diagnostics).
+    latents: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -298,13 +301,7 @@ def _to_cpu_traj(t: AlignedTrajectories) -> AlignedTrajectories:
 
 
 def _to_cpu_null(n: NullTextResult) -> NullTextResult:
-    return NullTextResult(
-        [u.cpu() for u in n.uncond_original],
-        [u.cpu() for u in n.uncond_edited],
-        n.losses,
-        n.iterations,
-        n.initial_losses,
-    )
+    return n.to("cpu")
 
 
 def _masks_to_latent(masks: list[np.ndarray], size: tuple[int, int], device) -> torch.Tensor:
@@ -324,8 +321,12 @@ def _entangle(
     stats: UNetStats,
     on_step: StepCallback | None,
     check_cancel: Callable[[], None],
-) -> tuple[list[np.ndarray], torch.Tensor | None]:
-    """Three branches (original, edited, target) from z_T with attentional gating."""
+) -> tuple[list[np.ndarray], torch.Tensor | None, torch.Tensor]:
+    """Three branches (original, edited, target) from z_T with attentional gating.
+
+    Returns the decoded target crops, the captured element-token maps and the final
+    latents of all branches, (3F, 4, h, w) in the order original, edited, target.
+    """
     faces = len(entries)
     device = model.device
     traj = AlignedTrajectories.stack([e.trajectories for e in entries])
@@ -352,6 +353,7 @@ def _entangle(
         gate_blocks=params.gate_blocks,
         self_attention=params.gating,
         cross_attention=params.gating and params.cross_attention,
+        cross_attention_halves=params.cross_attention_halves,
         original_token_columns=prompts.original_columns,
         edited_token_columns=prompts.edited_columns,
         capture_tokens=prompts.capture,
@@ -375,7 +377,7 @@ def _entangle(
                     "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
                 )
     crops = decode_latents(model, x[2 * faces :])
-    return crops, gate.captured_maps()
+    return crops, gate.captured_maps(), x
 
 
 # --- public entry point -------------------------------------------------------------
@@ -386,6 +388,7 @@ def restore_faces(
     on_step: StepCallback | None = None,
     cancel: CancelToken = None,
     cache: InversionCache | None = None,
+    keep_latents: bool = False,
 ) -> RestoreResult:
     """Restore the original identity in each aligned face pair (paper 2.2-2.4).
 
@@ -393,6 +396,8 @@ def restore_faces(
     stage ("inversion", "nulltext", "entanglement"); preview is a small RGB uint8 array.
     cancel: a callable returning True, or an object with is_set() (threading.Event);
     checked before every UNet call, so a run stops within one step (raises Cancelled).
+    keep_latents: also return each face's final branch latents (FaceResult.latents).
+    Raises NumericalError instead of returning a non-finite or black crop.
     """
     params = params or EditedIDParams()
     masks = validate_pairs(pairs)
@@ -435,6 +440,7 @@ def restore_faces(
 
     restored: dict[int, np.ndarray] = {}
     attention_maps: dict[int, np.ndarray] = {}
+    final_latents: dict[int, dict[str, torch.Tensor]] = {}
     # Faces with different overlap weights run as separate entanglement batches.
     groups: dict[tuple[float, float], list[int]] = {}
     for i, pair in enumerate(pairs):
@@ -444,7 +450,7 @@ def restore_faces(
 
         def run_entangle(indices: list[int], overlap=overlap) -> None:
             start = time.perf_counter()
-            crops, maps = _entangle(
+            crops, maps, latents = _entangle(
                 model,
                 [entries[i] for i in indices],
                 [masks[i] for i in indices],
@@ -457,8 +463,15 @@ def restore_faces(
                 check_cancel,
             )
             timings["entanglement"] += time.perf_counter() - start
+            n = len(indices)
             for slot, i in enumerate(indices):
+                _check_not_black(crops[slot], pairs[i])
                 restored[i] = crops[slot]
+                if keep_latents:
+                    final_latents[i] = {
+                        name: latents[b * n + slot : b * n + slot + 1].cpu()
+                        for b, name in enumerate(("original", "edited", "target"))
+                    }
                 if maps is not None and maps.shape[1] > 0:
                     attention_maps[i] = _attention_to_crop(maps[slot], pairs[i].original.shape[:2])
 
@@ -476,10 +489,22 @@ def restore_faces(
                 nulltext_iterations=[int(v) for v in entry.nulltext.iterations[0]],
                 cached=cached_flags[i],
                 element_attention=attention_maps.get(i),
+                latents=final_latents.get(i),
             )
         )
     describe = model.describe() if hasattr(model, "describe") else {}
     return RestoreResult(results, plan.describe(), stats, timings, params, describe)
+
+
+def _check_not_black(crop: np.ndarray, pair: FacePair) -> None:
+    """A black crop from a crop that is not black is a numerical failure, not a result."""
+    if int(crop.max()) <= 2 and int(pair.edited.max()) > 16:
+        label = pair.name or "a face"
+        raise NumericalError(
+            f"The restored crop of {label} came out black, so it was not used. This "
+            "happens when half precision overflows: lower the guidance, or run in fp32 "
+            "(editedid-cli --dtype fp32)."
+        )
 
 
 def _attention_to_crop(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -13,8 +13,13 @@ Every step uses the data (x0) prediction x0 = (x - sigma * eps) / alpha (A.2, eq
 DDIM (eq. 11) is first order; DPM-Solver++ 2M (Lu et al. 2022, "midpoint" form as in
 diffusers) adds a second-order term from the x0 of the previous step, whichever solver
 made it. Written here rather than called from diffusers because diffusers' schedulers own
-their timestep list and cannot walk one merged sequence or run backwards; the tests check
-each update against DDIMScheduler and DPMSolverMultistepScheduler on the same inputs.
+their timestep list and cannot walk one merged sequence or run backwards.
+
+There is ONE implementation of each update and of its inverse (`ddim_step`, `dpm_step`,
+`dpm_inverse_step`; DDIM's inverse is `ddim_step` between the swapped levels), and
+`Solver` - the object inversion, null-text and entanglement run - calls exactly these.
+tests/test_schedule.py walks `Solver` against DDIMScheduler and
+DPMSolverMultistepScheduler on the same inputs.
 """
 
 from __future__ import annotations
@@ -55,10 +60,13 @@ def dpm_timesteps(steps: int, alphas_cumprod: torch.Tensor) -> list[int]:
     """
     ac = alphas_cumprod.double()
     lambdas = _lambda_of(ac)  # decreasing in t
-    targets = torch.linspace(float(lambdas[-1]), float(lambdas[0]), steps + 1, dtype=torch.float64)
+    # The plan is host-side maths in float64 (its outputs are Python floats).
+    targets = torch.linspace(
+        float(lambdas[-1]), float(lambdas[0]), steps + 1, dtype=torch.float64, device="cpu"
+    )
     # lambda(t) is monotone: invert it by interpolation on the reversed (increasing) table.
     lam_inc = lambdas.flip(0)
-    t_inc = torch.arange(len(ac) - 1, -1, -1, dtype=torch.float64)
+    t_inc = torch.arange(len(ac) - 1, -1, -1, dtype=torch.float64, device="cpu")
     out = []
     for lam in targets[:steps]:
         idx = int(torch.searchsorted(lam_inc, lam).clamp(1, len(ac) - 1))
@@ -66,6 +74,21 @@ def dpm_timesteps(steps: int, alphas_cumprod: torch.Tensor) -> list[int]:
         frac = float((lam - l0) / (l1 - l0)) if l1 != l0 else 0.0
         t = float(t_inc[idx - 1] + frac * (t_inc[idx] - t_inc[idx - 1]))
         out.append(int(round(t)))
+    return _strictly_decreasing(out)
+
+
+def _strictly_decreasing(grid: list[int]) -> list[int]:
+    """Dedupe integer timesteps that rounding made equal near t = 0.
+
+    Uniform-in-lambda points crowd below t = 1 for large N (e.g. N = 50 rounds several to
+    0 and 1); walking up from the last entry, each timestep is raised to at least one
+    above the next, and the last to at least 1 (t = 0 is the clean level, not a step).
+    A 6-step grid is unchanged.
+    """
+    out = list(grid)
+    for j in reversed(range(len(out))):
+        floor = 1 if j == len(out) - 1 else out[j + 1] + 1
+        out[j] = max(out[j], floor)
     return out
 
 
@@ -190,6 +213,30 @@ def dpm_step(
     return out
 
 
+def dpm_inverse_step(
+    x_next: torch.Tensor,
+    eps: torch.Tensor,
+    eps_above: torch.Tensor,
+    alpha_s: float,
+    sigma_s: float,
+    alpha_t: float,
+    sigma_t: float,
+    exp_neg_h: float,
+    r0: float,
+) -> torch.Tensor:
+    """dpm_step solved for x_s given x_t, with the history x0 taken at level s - 1.
+
+    The history of a 2M step is x0_{s-1} = (x_s - sigma_s eps_above) / alpha_s when the
+    step above is first order, so the update stays affine in x_s:
+    x_t = (sigma_t/sigma_s) x_s + c(1+k)(x_s - sigma_s eps)/alpha_s
+          - c k (x_s - sigma_s eps_above)/alpha_s,   c = -alpha_t (e^{-h} - 1), k = 1/(2 r0).
+    """
+    k = 0.5 / r0
+    c = -alpha_t * (exp_neg_h - 1.0)
+    num = x_next + (c * sigma_s / alpha_s) * ((1.0 + k) * eps - k * eps_above)
+    return num / (sigma_t / sigma_s + c / alpha_s)
+
+
 def reconstruction_step(
     plan: StepPlan,
     i: int,
@@ -208,7 +255,7 @@ def reconstruction_step(
     if plan.solvers[i] == DPM:
         exp_neg_h, r0 = dpm_coefficients(plan.lam(i), plan.lam(i + 1), prev_lam)
         return dpm_step(x, x0, a_t, s_s, s_t, exp_neg_h, r0, prev_x0), x0
-    return a_t * x0 + s_t * eps, x0
+    return ddim_step(x, eps, a_s, s_s, a_t, s_t), x0
 
 
 class Solver:
@@ -266,16 +313,10 @@ class Solver:
         a_s, s_s, a_t, s_t = p.alpha(i), p.sigma(i), p.alpha(i + 1), p.sigma(i + 1)
         if eps_above is not None and self.needs_lookahead(i):
             exp_neg_h, r0 = dpm_coefficients(p.lam(i), p.lam(i + 1), p.lam(i - 1))
-            k = 0.5 / r0
-            c = -a_t * (exp_neg_h - 1.0)
-            # x_{i+1} = (s_t/s_s) x_i + c(1+k)(x_i - s_s eps)/a_s - c k (x_i - s_s eps_above)/a_s
-            num = x_next + (c * s_s / a_s) * ((1.0 + k) * eps - k * eps_above)
-            return num / (s_t / s_s + c / a_s)
-        # First order (DDIM, or DPM-Solver++ without history): x_i = a_s x0 + s_s eps.
-        return a_s * predict_x0(x_next, eps, a_t, s_t) + s_s * eps
+            return dpm_inverse_step(x_next, eps, eps_above, a_s, s_s, a_t, s_t, exp_neg_h, r0)
+        return self.first_order_inverse(i, x_next, eps)
 
     def first_order_inverse(self, i: int, x_next: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """DDIM (or history-free DPM-Solver++) inversion: ddim_step between swapped levels."""
         p = self.plan
-        return (
-            p.alpha(i) * predict_x0(x_next, eps, p.alpha(i + 1), p.sigma(i + 1)) + p.sigma(i) * eps
-        )
+        return ddim_step(x_next, eps, p.alpha(i + 1), p.sigma(i + 1), p.alpha(i), p.sigma(i))

@@ -361,22 +361,42 @@ def test_output_mode_known_answer(unet):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_cross_attention_known_answer(unet):
+@pytest.mark.parametrize("halves", ["cond", "both"])
+def test_cross_attention_known_answer(unet, halves):
+    """eq. 9 replaces the target's token columns in the conditional CFG half only (the
+    unconditional half's token positions are null-text padding); "both" is the ablation."""
     attn = first_attn(unet, "attn2")
     hidden = torch.randn(6 * FACES, H * W, 32)
     text = torch.randn(6 * FACES, TOKENS, 32)
     cols_o, cols_e = [(1, 2)], [(4, 5), (5, 3)]
 
-    def expected_maps(maps):
-        target = replace_cross_attention_columns(maps[:, 2], maps[:, 0], maps[:, 1], cols_o, cols_e)
+    def expected_maps(maps):  # (half, branch, face, head, Q, K)
+        target = maps[:, 2].clone()
+        replaced = replace_cross_attention_columns(
+            maps[:, 2], maps[:, 0], maps[:, 1], cols_o, cols_e
+        )
+        target[1] = replaced[1]
+        if halves == "both":
+            target[0] = replaced[0]
         return torch.cat([maps[:, :2], target[:, None]], dim=1)
 
     with torch.no_grad():
         want = manual_attention(attn, hidden, text, expected_maps)
-        cfg = config(original_token_columns=cols_o, edited_token_columns=cols_e, query_chunk=64)
+        plain = manual_attention(attn, hidden, text, lambda m: m)
+        cfg = config(
+            original_token_columns=cols_o,
+            edited_token_columns=cols_e,
+            query_chunk=64,
+            cross_attention_halves=halves,
+        )
         with EntanglementAttention(unet, cfg):
             got = attn(hidden, encoder_hidden_states=text)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    # which half changed: the conditional target always, the unconditional one only in "both"
+    changed = (split(got) - split(plain)).abs().amax(dim=(-2, -1))  # (half, branch, face)
+    assert bool((changed[1, 2] > 1e-4).all())
+    assert bool((changed[0, 2] > 1e-4).all()) == (halves == "both")
+    assert float(changed[:, :2].max()) < 1e-5
 
 
 def test_both_cfg_halves_gated(unet):
