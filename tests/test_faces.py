@@ -138,7 +138,9 @@ def test_huge_photo_is_searched_downscaled_and_fitted_full_size(photos, detectio
     reference = detections["grace_hopper"][0][0]
     # HOG boxes are coarse (the search scale differs); the landmarks are fitted full size.
     np.testing.assert_allclose(found[0].center, reference.center * 6, atol=0.15 * found[0].size)
-    np.testing.assert_allclose(found[0].landmarks5, reference.landmarks5 * 6, atol=0.06 * found[0].size)
+    np.testing.assert_allclose(
+        found[0].landmarks5, reference.landmarks5 * 6, atol=0.06 * found[0].size
+    )
     assert float(np.linalg.norm(found[0].embedding - reference.embedding)) < 0.2
 
 

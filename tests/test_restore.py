@@ -6,11 +6,15 @@ import threading
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from engine.errors import Cancelled, InputError
+from engine.latents import UNetStats, encode_text, predict_noise
 from engine.models import load_sd_model
 from engine.params import EditedIDParams
-from engine.restore import FacePair, InversionCache, restore_faces
+from engine.restore import FacePair, InversionCache, face_cache_key, restore_faces
+from engine.schedule import Solver, make_plan
 from tests.helpers import face_and_element_masks, face_crop
 
 FAST = EditedIDParams(nulltext_iters=2)
@@ -56,12 +60,115 @@ def test_restore_is_deterministic_for_a_seed(tiny_model):
     assert np.array_equal(a.faces[0].restored, b.faces[0].restored)
 
 
-def test_outside_the_masks_the_result_follows_the_edited_crop(tiny_model):
-    """Blending keeps the edited branch's latent outside the masks; gating changes inside."""
+def _latent_union(pair: FacePair, size: int) -> torch.Tensor:
+    """The blend region at latent resolution, computed as the engine does (area resize)."""
+    masks = [
+        torch.from_numpy(m.astype(np.float32) / 255.0)[None, None]
+        for m in (pair.face_mask, pair.element_mask)
+    ]
+    small = [F.interpolate(m, size=(size, size), mode="area") for m in masks]
+    return torch.maximum(*small)
+
+
+def test_without_gating_the_target_branch_is_the_edited_branch(tiny_model):
+    """Gating and blending off, the target branch gets exactly the edited branch's inputs
+    (z_T, phi_e, P_t = P_e), so its latent equals the edited one. A target that used
+    phi_o or P_o would land elsewhere (the original branch does)."""
+    result = restore_faces(
+        tiny_model,
+        [_pair()],
+        FAST.replace(gating=False, blend=False),
+        cache=InversionCache(),
+        keep_latents=True,
+    )
+    latents = result.faces[0].latents
+    torch.testing.assert_close(latents["target"], latents["edited"], atol=1e-5, rtol=0)
+    assert float((latents["original"] - latents["edited"]).abs().max()) > 1e-2
+
+
+def test_outside_the_masks_the_target_is_the_edited_branch(tiny_model):
+    """Blending (Blended Diffusion): outside the union of the masks the target latent is
+    the EDITED branch's, exactly; inside, gating makes it differ."""
     pair = _pair()
-    gated = restore_faces(tiny_model, [pair], FAST, cache=InversionCache()).faces[0].restored
-    plain = restore_faces(tiny_model, [pair], FAST.replace(gating=False), cache=InversionCache())
-    assert not np.array_equal(gated, plain.faces[0].restored)
+    result = restore_faces(tiny_model, [pair], FAST, cache=InversionCache(), keep_latents=True)
+    latents = result.faces[0].latents
+    union = _latent_union(pair, latents["target"].shape[-1]).expand_as(latents["target"])
+    outside, inside = union == 0, union == 1
+    assert int(outside.sum()) > 0 and int(inside.sum()) > 0
+    assert torch.equal(latents["target"][outside], latents["edited"][outside])
+    assert float((latents["target"] - latents["edited"])[inside].abs().max()) > 1e-3
+
+
+def test_face_gating_pulls_the_target_towards_the_original_branch(tiny_model):
+    """Face mask over (nearly) the whole crop, every block gated: the target's
+    self-attention rows come from the ORIGINAL branch, so the target moves from the
+    edited branch (where it sits ungated) towards the original; an element mask over
+    the crop instead keeps it with the edited branch."""
+    base = _pair()
+    almost_all = np.full((SIZE, SIZE), 255, np.uint8)
+    almost_all[0, 0] = 0
+    corner = np.zeros((SIZE, SIZE), np.uint8)
+    corner[:4, :4] = 255
+    params = FAST.replace(gate_blocks=("down", "mid", "up"), blend=False, cross_attention=False)
+
+    def target_to_original(face_mask, element_mask) -> float:
+        pair = FacePair(base.original, base.edited, face_mask, element_mask)
+        latents = (
+            restore_faces(tiny_model, [pair], params, cache=InversionCache(), keep_latents=True)
+            .faces[0]
+            .latents
+        )
+        return float((latents["target"] - latents["original"]).norm())
+
+    ungated = (
+        restore_faces(
+            tiny_model,
+            [base],
+            params.replace(gating=False),
+            cache=InversionCache(),
+            keep_latents=True,
+        )
+        .faces[0]
+        .latents
+    )
+    edited_to_original = float((ungated["edited"] - ungated["original"]).norm())
+    face_gated = target_to_original(almost_all, corner)
+    element_gated = target_to_original(corner, almost_all)
+    # Random tiny weights make attention maps flat, so the pull is small (~0.5 %) but
+    # clear: face gating moves the target towards the original far more than element
+    # gating does (swapping the sources in eq. 7 reverses this).
+    pull_face = edited_to_original - face_gated
+    pull_element = edited_to_original - element_gated
+    assert pull_face > 1e-2 and pull_face > 10 * abs(pull_element), (pull_face, pull_element)
+
+
+def test_entanglement_replays_the_stored_null_text_chain(tiny_model):
+    """The stored null-text chain is the reconstruction_step chain of the stored
+    embeddings, and the entanglement's original and edited branches follow it to its end
+    (an off-by-one embedding, a swapped prompt or a lost solver history breaks this)."""
+    pair = _pair()
+    cache = InversionCache()
+    result = restore_faces(tiny_model, [pair], FAST, cache=cache, keep_latents=True)
+    entry = cache.get(face_cache_key(tiny_model, pair, FAST))
+    null, traj = entry.nulltext, entry.trajectories
+    plan = make_plan(FAST.steps, FAST.dpm_range, tiny_model.alphas_cumprod)
+    cond_o, cond_e = encode_text(tiny_model, [FAST.original_prompt, FAST.edited_prompt]).split(1)
+    for cond, phis, chain in (
+        (cond_o, null.uncond_original, null.chain_original),
+        (cond_e, null.uncond_edited, null.chain_edited),
+    ):
+        solver, x = Solver(plan), traj.shared_noise.float()
+        torch.testing.assert_close(x, chain[0])
+        with torch.no_grad():
+            for i in range(plan.steps):
+                eps = predict_noise(
+                    tiny_model, x, plan.timesteps[i], cond, phis[i], FAST.guidance, UNetStats()
+                )
+                x = solver.step(i, x, eps.float())
+                torch.testing.assert_close(x, chain[i + 1], atol=1e-4, rtol=1e-4)
+    latents = result.faces[0].latents
+    torch.testing.assert_close(latents["original"], null.chain_original[-1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(latents["edited"], null.chain_edited[-1], atol=1e-3, rtol=0)
 
 
 def test_rerun_with_new_masks_reuses_the_cached_inversion(tiny_model):
@@ -174,3 +281,15 @@ def test_crop_sizes_that_differ_between_faces(tiny_model):
     )
     with pytest.raises(InputError, match="differs from the first face"):
         restore_faces(tiny_model, [small, big], FAST, cache=InversionCache())
+
+
+def test_fifty_steps_restore_end_to_end(tiny_model):
+    """Step counts beyond ~20 used to be refused (duplicate DPM timesteps near t = 0)."""
+    params = FAST.replace(steps=50, dpm_range=(48, 50), final_align_steps=2, nulltext_iters=1)
+    result = restore_faces(tiny_model, [_pair()], params, cache=InversionCache())
+    assert len(result.plan) == 50 and [p["solver"] for p in result.plan][-3:] == [
+        "ddim",
+        "dpm",
+        "dpm",
+    ]
+    assert result.faces[0].restored.max() > 16

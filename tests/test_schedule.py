@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
@@ -12,7 +13,6 @@ from engine.schedule import (
     DPM,
     Solver,
     StepPlan,
-    ddim_step,
     ddim_timesteps,
     dpm_timesteps,
     make_plan,
@@ -46,24 +46,50 @@ def test_dpm_grid_is_uniform_in_log_snr(alphas_cumprod):
     assert max(gaps) - min(gaps) < 0.05 * max(gaps)
 
 
-def test_ddim_step_equals_diffusers(alphas_cumprod):
+def test_solver_ddim_steps_equal_diffusers(alphas_cumprod):
+    """The live path: Solver.step on a DDIM-only merged plan, against DDIMScheduler."""
     sched = _ddim_scheduler(6)
+    plan = make_plan(6, (6, 6), alphas_cumprod)
+    assert list(plan.timesteps) == sched.timesteps.tolist()
+    solver = Solver(plan)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 8, 8, generator=gen)
-    for t in sched.timesteps.tolist()[:-1]:
+    for i, t in enumerate(sched.timesteps.tolist()[:-1]):
         eps = torch.randn(x.shape, generator=gen)
         expected = sched.step(eps, t, x).prev_sample
-        t_prev = t - 1000 // 6
-        got = ddim_step(
-            x,
-            eps,
-            float(alphas_cumprod[t].sqrt()),
-            float((1 - alphas_cumprod[t]).sqrt()),
-            float(alphas_cumprod[t_prev].sqrt()),
-            float((1 - alphas_cumprod[t_prev]).sqrt()),
-        )
+        got = solver.step(i, x, eps)
         torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-5)
         x = expected
+
+
+@pytest.mark.parametrize("steps", range(4, 51))
+def test_every_step_count_from_4_to_50_gives_a_valid_plan(alphas_cumprod, steps):
+    """Uniform-in-lambda points crowd below t = 1 for large N; the grid is deduped so the
+    paper's "DPM-Solver++ for the last two steps" works at any step count."""
+    dpm = dpm_timesteps(steps, alphas_cumprod)
+    assert all(a > b for a, b in zip(dpm, dpm[1:], strict=False)) and dpm[-1] >= 1
+    for dpm_range in ((steps - 2, steps), (steps, steps), (steps - steps // 3, steps)):
+        plan = make_plan(steps, dpm_range, alphas_cumprod)
+        assert plan.steps == steps
+        assert all(a > b for a, b in zip(plan.timesteps, plan.timesteps[1:], strict=False))
+
+
+def test_fifty_step_grid_dedupes_only_the_crowded_end(alphas_cumprod):
+    grid = dpm_timesteps(50, alphas_cumprod)
+    assert grid[:40] == _raw_dpm(50, alphas_cumprod)[:40]  # untouched where not crowded
+    assert grid[-4:] == [4, 3, 2, 1]
+
+
+def _raw_dpm(steps, alphas_cumprod):
+    lam = 0.5 * (torch.log(alphas_cumprod) - torch.log1p(-alphas_cumprod))
+    targets = torch.linspace(float(lam[-1]), float(lam[0]), steps + 1, dtype=torch.float64)
+    t = torch.arange(len(lam), dtype=torch.float64)
+    out = []
+    for target in targets[:steps]:
+        out.append(
+            int(round(float(np.interp(float(target), lam.flip(0).numpy(), t.flip(0).numpy()))))
+        )
+    return out
 
 
 def test_dpm_solver_steps_equal_diffusers(alphas_cumprod):
