@@ -277,18 +277,18 @@ def _invert_faces(
     model, pairs, prompts: _Prompts, plan, params, stats, on_step, check_cancel, timings
 ) -> list[_CacheEntry]:
     faces = len(pairs)
-    start = time.perf_counter()
+    start = _clock(model)
     latents = encode_images(model, [p.original for p in pairs] + [p.edited for p in pairs])
     z_o, z_e = latents[:faces], latents[faces:]
     cond_o = prompts.cond_original.expand(faces, -1, -1)
     cond_e = prompts.cond_edited.expand(faces, -1, -1)
     traj = align_invert(model, z_o, z_e, cond_o, cond_e, plan, params, stats, on_step, check_cancel)
-    middle = time.perf_counter()
+    middle = _clock(model)
     timings["inversion"] += middle - start
     null = optimise_null_text(
         model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel
     )
-    timings["nulltext"] += time.perf_counter() - middle
+    timings["nulltext"] += _clock(model) - middle
     return [
         _CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
     ]
@@ -321,11 +321,11 @@ def _entangle(
     stats: UNetStats,
     on_step: StepCallback | None,
     check_cancel: Callable[[], None],
-) -> tuple[list[np.ndarray], torch.Tensor | None, torch.Tensor]:
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Three branches (original, edited, target) from z_T with attentional gating.
 
-    Returns the decoded target crops, the captured element-token maps and the final
-    latents of all branches, (3F, 4, h, w) in the order original, edited, target.
+    Returns the captured element-token maps and the final latents of all branches,
+    (3F, 4, h, w) in the order original, edited, target.
     """
     faces = len(entries)
     device = model.device
@@ -376,8 +376,7 @@ def _entangle(
                 on_step(
                     "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
                 )
-    crops = decode_latents(model, x[2 * faces :])
-    return crops, gate.captured_maps(), x
+    return gate.captured_maps(), x
 
 
 # --- public entry point -------------------------------------------------------------
@@ -449,8 +448,8 @@ def restore_faces(
     for overlap, members in groups.items():
 
         def run_entangle(indices: list[int], overlap=overlap) -> None:
-            start = time.perf_counter()
-            crops, maps, latents = _entangle(
+            start = _clock(model)
+            maps, latents = _entangle(
                 model,
                 [entries[i] for i in indices],
                 [masks[i] for i in indices],
@@ -462,8 +461,11 @@ def restore_faces(
                 on_step,
                 check_cancel,
             )
-            timings["entanglement"] += time.perf_counter() - start
+            middle = _clock(model)
+            timings["entanglement"] += middle - start
             n = len(indices)
+            crops = decode_latents(model, latents[2 * n :])
+            timings["decode"] += _clock(model) - middle
             for slot, i in enumerate(indices):
                 _check_not_black(crops[slot], pairs[i])
                 restored[i] = crops[slot]
@@ -494,6 +496,15 @@ def restore_faces(
         )
     describe = model.describe() if hasattr(model, "describe") else {}
     return RestoreResult(results, plan.describe(), stats, timings, params, describe)
+
+
+def _clock(model) -> float:
+    """perf_counter after the device has finished its queued work, so stage timings on
+    CUDA (asynchronous) measure the stage, not the launch."""
+    device = torch.device(model.device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _check_not_black(crop: np.ndarray, pair: FacePair) -> None:
