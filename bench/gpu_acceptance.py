@@ -97,8 +97,9 @@ def _tensor_of(output) -> torch.Tensor:
 def check_restore(model: SDModel, faces: int, size: int, params: EditedIDParams) -> dict:
     """One restore of `faces` synthetic pairs at `size` px with the acceptance checks.
 
-    Asserts: one crop per face of shape (size, size, 3) uint8, not black; every UNet and
-    VAE-decoder output finite (forward hooks, no extra synchronisation per call); finite
+    Asserts: one crop per face of shape (size, size, 3) uint8, not black; every UNet
+    output finite (forward hooks, no extra synchronisation per call; non-finite VAE
+    decodes are counted, since the engine retries them in fp32); finite
     null-text losses and mixing weights; UNet, VAE and text encoder still on the model's
     device in the model's dtype after the run. Returns run()'s dict plus "checks".
     """
@@ -144,7 +145,9 @@ def check_restore(model: SDModel, faces: int, size: int, params: EditedIDParams)
     assert bad["calls"] > 0, "the UNet forward hook never ran"
     unet_bad, vae_bad = int(bad["unet"]), int(bad["vae"])
     assert unet_bad == 0, f"{unet_bad} of {bad['calls']} UNet calls gave non-finite output"
-    assert vae_bad == 0, "the VAE decoder gave non-finite output"
+    # A non-finite fp16 VAE decode is retried in fp32 by the engine (latents._run_vae);
+    # the crop checks above judge the result, the count says whether fp16 overflowed.
+    result.vae_nonfinite_decodes = vae_bad
     for name in ("unet", "vae", "text_encoder"):
         module = getattr(model, name)
         places = {(p.device.type, p.dtype) for p in module.parameters()}
@@ -256,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     notes = [
         "Stage seconds are the engine's own timers (RestoreResult.timings, totals over the "
-        "batch, no synchronisation at stage boundaries; decode is inside entangle); total s "
+        "batch; the engine synchronises CUDA at stage boundaries; decode is timed apart and "
+        "shown with entangle); total s "
         "is synchronised wall time. UNet fwd/bwd are samples per face (RestoreResult.stats); "
         "calls are UNet calls of the whole batch. Peak GB: torch.cuda.max_memory_allocated "
         "(reset before each run; includes the weights) on a GPU, process max RSS on the CPU.",
