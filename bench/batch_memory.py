@@ -6,7 +6,7 @@
 
 Writes N synthetic 256x256 pairs into a temp folder (a real face from matplotlib's
 grace_hopper or skimage's astronaut, randomly scaled and shifted on a random background;
-the "edit" is a colour change plus a tinted glasses band), runs engine.batch.run_batch and
+the "edit" is a colour change plus a tinted glasses band), runs engine.batch.run.run_batch and
 samples this process's RSS (VmRSS from /proc/self/status) every 0.5 s in a thread.
 Prints files done vs RSS at 10 %, 20 %, ... 100 %, the total time and files/s.
 Flat: RSS at 100 % within 10 % of RSS at 20 % (after the models are loaded).
@@ -28,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.batch import BatchProgress, plan_batch, run_batch  # noqa: E402
+from engine.batch.run import BatchProgress, plan_batch, run_batch  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
 from tests.helpers import sample_photo  # noqa: E402
 
@@ -96,8 +96,8 @@ def make_pairs(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 def load_tiny_model(folder: Path):
-    from engine.models import load_sd_model
-    from engine.tiny import build_tiny_sd
+    from engine.models.loading import load_sd_model
+    from engine.models.tiny import build_tiny_sd
 
     return load_sd_model(build_tiny_sd(folder / "tiny-sd", seed=0), device="cpu")
 

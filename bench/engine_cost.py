@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.models import SDModel, choose_device, choose_dtype, load_sd_model  # noqa: E402
+from engine.diffusion.restore import FacePair, InversionCache, restore_faces  # noqa: E402
+from engine.models.loading import SDModel, choose_device, choose_dtype, load_sd_model  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
-from engine.restore import FacePair, InversionCache, restore_faces  # noqa: E402
 
 EDITEDID_LABEL = "EditedID (6 steps, hybrid)"
 
@@ -81,8 +81,8 @@ def random_sd14_model(device: torch.device | str, dtype: torch.dtype, seed: int 
 
 
 def tiny_model(device: torch.device | str = "cpu", dtype: str | torch.dtype = "fp32") -> SDModel:
-    """engine.tiny's random SD 1.x model, written to a temp folder and loaded back."""
-    from engine.tiny import build_tiny_sd
+    """engine.models.tiny's random SD 1.x model, written to a temp folder and loaded back."""
+    from engine.models.tiny import build_tiny_sd
 
     folder = build_tiny_sd(Path(tempfile.mkdtemp(prefix="editedid-bench-")) / "tiny-sd")
     return load_sd_model(folder, device=str(device), dtype=dtype, allow_cpu_half=True)

@@ -2,7 +2,7 @@
 
   python bench/gpu_acceptance.py              # CUDA: full SD 1.4 architecture, random
                                               # weights, fp16, 512 px crops
-  python bench/gpu_acceptance.py --dry-run    # CPU: engine.tiny model, fp32, 32 px, few steps
+  python bench/gpu_acceptance.py --dry-run    # CPU: tiny model, fp32, 32 px, few steps
   python bench/gpu_acceptance.py --dry-run --quick   # smaller still (tests/test_gpu_bench.py)
 
 For 1 and 4 faces: one untimed warm-up restore that also runs the acceptance checks of
@@ -43,9 +43,9 @@ from engine_cost import (  # noqa: E402
     tiny_model,
 )
 
-from engine.models import SDModel  # noqa: E402
+from engine.diffusion.restore import InversionCache, restore_faces  # noqa: E402
+from engine.models.loading import SDModel  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
-from engine.restore import InversionCache, restore_faces  # noqa: E402
 
 # Packages the sealed GPU machine lacks or the engine must not need.
 FORBIDDEN = ("dlib", "PySide6", "insightface", "onnxruntime", "matplotlib")
@@ -56,7 +56,8 @@ def forbidden_imported() -> list[str]:
     return sorted({name for name in FORBIDDEN if name in sys.modules})
 
 
-# Imported so far: engine.models, engine.params, engine.restore and what they pull in.
+# Imported so far: engine.models.loading, engine.params, engine.diffusion.restore
+# and what they pull in.
 ENGINE_IMPORTS_FORBIDDEN = forbidden_imported()
 
 
@@ -78,7 +79,7 @@ QUICK = Setup("tiny", "cpu", "fp32", 16, (1, 2), 1, 8)
 
 
 def build_model(setup: Setup) -> SDModel:
-    from engine.models import choose_dtype
+    from engine.models.loading import choose_dtype
 
     if setup.model == "sd14-random":
         device = torch.device(setup.device)
@@ -300,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     if late:
         notes.append(
             f"Imported later in the run (not by the engine import chain): {', '.join(late)}"
-            + (" (diffusers' pipeline import in engine.tiny)" if setup.model == "tiny" else "")
+            + (
+                " (diffusers' pipeline import in engine.models.tiny)"
+                if setup.model == "tiny"
+                else ""
+            )
         )
     notes.append(f"Whole Python run: {time.perf_counter() - start:.0f} s.")
     text = write_results(out, header, rows, notes + ["", "Acceptance checks:"] + checks)

@@ -19,9 +19,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.latents import encode_images, encode_text  # noqa: E402
-from engine.models import load_sd_model  # noqa: E402
-from engine.stability import format_table, solver_stability  # noqa: E402
+from engine.diffusion.latents import encode_images, encode_text  # noqa: E402
+from engine.evaluation.stability import format_table, solver_stability  # noqa: E402
+from engine.models.loading import load_sd_model  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args(argv)
     if args.model == "tiny":
-        from engine.tiny import build_tiny_sd
+        from engine.models.tiny import build_tiny_sd
 
         model = load_sd_model(build_tiny_sd(Path(tempfile.mkdtemp()) / "tiny"), device=args.device)
         size = args.size or 64

@@ -1,6 +1,6 @@
 """Batch folder mode: pair two folders, check, run overnight, read the report.
 
-The dialog never blocks the UI: `engine.batch.run_batch` runs in a `BatchWorker` moved to
+The dialog never blocks the UI: `engine.batch.run.run_batch` runs in a `BatchWorker` moved to
 a QThread; progress arrives through queued signals. Pause holds the batch between files
 and at every diffusion step; Cancel stops within one step; a new run resumes, skipping
 the files that finished.
@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.batch import BatchPlan, BatchProgress, BatchReport, BatchRow, plan_batch, run_batch
+from engine.batch.run import BatchPlan, BatchProgress, BatchReport, BatchRow, plan_batch, run_batch
 
 ERROR_COLOR = QColor(240, 110, 100)
 WARN_COLOR = QColor(230, 180, 80)
@@ -121,7 +121,7 @@ class BatchDialog(QDialog):
     """Folder mode. `params_provider()` gives the EditedIDParams to use, `model_provider()`
     the loaded SD model (or None); both are called when Start is pressed, so the main
     window's current settings and model are shared. `processor` replaces
-    engine.photo.restore_photo_files (tests)."""
+    engine.photo.pipeline.restore_photo_files (tests)."""
 
     batch_progress = Signal(object)  # BatchProgress, re-emitted on the UI thread
     batch_finished = Signal(object)  # BatchReport; emitted after the thread has stopped

@@ -78,7 +78,7 @@ class ModelBanner(QFrame):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from engine.models import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE
+        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE
 
         self.setObjectName("modelBanner")
         self.label = QLabel(
@@ -522,7 +522,7 @@ class MainWindow(QMainWindow):
 
     def open_photo(self, kind: str, path: str | Path, *, analyze: bool = True) -> bool:
         """Load one input photo; starts the analysis when both are there."""
-        from engine.imageio import read_rgb
+        from engine.io.images import read_rgb
 
         path = Path(path)
         try:
@@ -917,8 +917,8 @@ class MainWindow(QMainWindow):
 
     def write_result(self, path: Path, *, overwrite: bool = False) -> Path | None:
         """Save the best result (diffusion, else classic) and its sidecar JSON."""
-        from engine.export import save_result
-        from engine.imageio import write_text_atomic
+        from engine.io.export import save_result
+        from engine.io.images import write_text_atomic
 
         result = self.session.best_result
         if result is None:

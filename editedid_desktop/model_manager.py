@@ -1,8 +1,8 @@
 """Model manager: which SD 1.x model, face backend, device and memory mode to use; downloads.
 
 Checks never load weights: a folder is checked from its JSON configs
-(`engine.models.check_sd1_folder`), a hub id by looking for its local copy, a single file
-by its suffix. Downloads run `engine.models.download_sd_model` on a QThread with a
+(`engine.models.loading.check_sd1_folder`), a hub id by looking for its local copy, a single file
+by its suffix. Downloads run `engine.models.loading.download_sd_model` on a QThread with a
 progress bar and Cancel; an interrupted download resumes where it stopped (the hub client
 keeps partial files in the target folder).
 """
@@ -42,7 +42,7 @@ SOURCE_KINDS = (("hub", "Hub id"), ("folder", "Local diffusers folder"), ("file"
 
 def check_model_source(source: str, models_dir: str | Path | None) -> tuple[bool, str]:
     """(usable, message) for an SD model source; reads only small JSON files."""
-    from engine.models import (
+    from engine.models.loading import (
         DEFAULT_SD_MODEL,
         SAFE_SUFFIXES,
         SD15_DOWNLOAD_SIZE,
@@ -96,7 +96,7 @@ class DownloadJob(QObject):
     @Slot()
     def run(self) -> None:
         from engine.errors import Cancelled
-        from engine.models import download_sd_model
+        from engine.models.loading import download_sd_model
 
         try:
             path = download_sd_model(
@@ -132,7 +132,7 @@ class ModelManagerDialog(QDialog):
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from engine.models import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
+        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
 
         self.settings = settings
         self.setWindowTitle("Model Manager")
@@ -305,7 +305,7 @@ class ModelManagerDialog(QDialog):
 
     def _update_face_status(self) -> None:
         try:
-            from engine.faces import available_backends
+            from engine.faces.detection import available_backends
 
             folder = self.face_dir_edit.text().strip() or self.models_dir()
             status = available_backends(folder)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
-from engine.imageio import read_mask, write_image_atomic, write_text_atomic
+from engine.io.images import read_mask, write_image_atomic, write_text_atomic
 from engine.params import EditedIDParams
 
 from .session import FaceSettings

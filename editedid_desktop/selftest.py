@@ -8,8 +8,8 @@ bundle or a source checkout) is complete and works end to end:
   onnxruntime (execution providers), insightface and dlib;
 - the shipped resources (SD 1.x configs, CLIP tokenizer, icons) are present and load;
 - a tiny random SD 1.x model is written to a temporary folder, loaded through
-  `engine.models.load_sd_model` exactly as a real model is, and a headless
-  `engine.restore.restore_faces` runs on small synthetic crops;
+  `engine.models.loading.load_sd_model` exactly as a real model is, and a headless
+  `engine.diffusion.restore.restore_faces` runs on small synthetic crops;
 - the offline dlib face detector loads its models and runs on a photo.
 
 `run_self_test(report=print)` returns 0 when every check passes, 1 otherwise, and
@@ -172,7 +172,7 @@ def check_libraries(state: dict) -> str:
     )
     parts.append(f"onnxruntime {onnxruntime.__version__} [{providers}]")
     import insightface
-    import insightface.app  # noqa: F401 - the part engine.faces uses
+    import insightface.app  # noqa: F401 - the part engine.faces.detection uses
 
     parts.append(f"insightface {insightface.__version__}")
     import dlib
@@ -209,8 +209,8 @@ def check_resources(state: dict) -> str:
 
 
 def check_tiny_model(state: dict) -> str:
-    from engine.models import load_sd_model
-    from engine.tiny import build_tiny_sd
+    from engine.models.loading import load_sd_model
+    from engine.models.tiny import build_tiny_sd
 
     folder = build_tiny_sd(Path(state["tmp"]) / "tiny-sd", seed=0)
     model = load_sd_model(folder, device=state.get("device", "cpu"))
@@ -222,7 +222,7 @@ def synthetic_pair(size: int = SELF_TEST_SIZE):
     """A face-like original and an 'edited' crop with dark glasses, with their masks."""
     import numpy as np
 
-    from engine.restore import FacePair
+    from engine.diffusion.restore import FacePair
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     skin = np.stack([0.85 - 0.2 * yy, 0.65 - 0.15 * yy, 0.55 - 0.1 * xx], axis=-1)
@@ -242,8 +242,8 @@ def synthetic_pair(size: int = SELF_TEST_SIZE):
 def check_restore(state: dict) -> str:
     import numpy as np
 
+    from engine.diffusion.restore import InversionCache, restore_faces
     from engine.params import EditedIDParams
-    from engine.restore import InversionCache, restore_faces
 
     model = state.get("model")
     if model is None:
@@ -283,7 +283,7 @@ def check_faces(state: dict) -> str:
     import numpy as np
     from PIL import Image
 
-    from engine.faces import DlibAnalyzer, dlib_models_dir
+    from engine.faces.detection import DlibAnalyzer, dlib_models_dir
 
     analyzer = DlibAnalyzer(with_embeddings=True)
     photo = sample_photo()

@@ -69,11 +69,11 @@ class Session(QObject):
         self.edited_path: Path | None = None
         self.original: np.ndarray | None = None
         self.edited: np.ndarray | None = None
-        self.analysis: Any = None  # engine.photo.PhotoAnalysis
+        self.analysis: Any = None  # engine.photo.pipeline.PhotoAnalysis
         self.face_settings: dict[int, FaceSettings] = {}
         self._params = EditedIDParams()
-        self.classic_result: Any = None  # engine.photo.PhotoResult (mode "classic")
-        self.result: Any = None  # engine.photo.PhotoResult (mode "diffusion")
+        self.classic_result: Any = None  # engine.photo.pipeline.PhotoResult (mode "classic")
+        self.result: Any = None  # engine.photo.pipeline.PhotoResult (mode "diffusion")
         self.project_path: Path | None = None
         self._dirty = False
 
@@ -147,7 +147,7 @@ class Session(QObject):
         self.mark_dirty()
 
     def pairing_overrides(self) -> dict[int, int | None]:
-        """The overrides for engine.photo.analyze_photos (faces left on "auto" are absent)."""
+        """Overrides for engine.photo.pipeline.analyze_photos (faces on "auto" are absent)."""
         return {
             index: s.pairing for index, s in self.face_settings.items() if s.pairing != PAIRING_AUTO
         }

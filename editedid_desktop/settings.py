@@ -54,7 +54,7 @@ class Settings:
     # -- model --------------------------------------------------------------------------
     @property
     def model_source(self) -> str:
-        from engine.models import DEFAULT_SD_MODEL
+        from engine.models.loading import DEFAULT_SD_MODEL
 
         return self._str("model/source", DEFAULT_SD_MODEL)
 
@@ -90,7 +90,7 @@ class Settings:
 
     @property
     def models_dir(self) -> str:
-        """Folder of downloaded models; "" = engine.models.default_models_dir()."""
+        """Folder of downloaded models; "" = engine.models.loading.default_models_dir()."""
         return self._str("model/models_dir", "")
 
     @models_dir.setter
@@ -98,7 +98,7 @@ class Settings:
         self._set("model/models_dir", str(value or ""))
 
     def resolved_models_dir(self) -> Path:
-        from engine.models import default_models_dir
+        from engine.models.loading import default_models_dir
 
         return Path(self.models_dir).expanduser() if self.models_dir else default_models_dir()
 

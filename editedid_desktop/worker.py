@@ -109,9 +109,9 @@ class EngineWorker(QObject):
 
     progress = Signal(str, int, int)  # stage, step, total
     preview = Signal(object, object)  # RGB uint8 array, face box (x0, y0, x1, y1) or None
-    analyzed = Signal(object)  # engine.photo.PhotoAnalysis
-    classic_ready = Signal(object)  # engine.photo.PhotoResult (classic)
-    finished = Signal(object)  # engine.photo.PhotoResult (diffusion)
+    analyzed = Signal(object)  # engine.photo.pipeline.PhotoAnalysis
+    classic_ready = Signal(object)  # engine.photo.pipeline.PhotoResult (classic)
+    finished = Signal(object)  # engine.photo.pipeline.PhotoResult (diffusion)
     model_loaded = Signal(dict)  # SDModel.describe()
     failed = Signal(str, str)  # title, message
     cancelled = Signal()
@@ -165,7 +165,7 @@ class EngineWorker(QObject):
     @Slot(object)
     def analyze(self, request: AnalyzeRequest) -> None:
         def job() -> None:
-            from engine.photo import analyze_photos
+            from engine.photo.pipeline import analyze_photos
 
             analyzer = self._ensure_analyzer()
             self.progress.emit("detecting faces", 0, 0)
@@ -185,7 +185,7 @@ class EngineWorker(QObject):
     @Slot(object)
     def classic(self, request: ClassicRequest) -> None:
         def job() -> None:
-            from engine.photo import classic_photo
+            from engine.photo.pipeline import classic_photo
 
             self.progress.emit("classic preview", 0, 0)
             result = classic_photo(request.analysis, faces=request.faces, masks=request.masks)
@@ -239,7 +239,7 @@ class EngineWorker(QObject):
     def _ensure_analyzer(self) -> Any:
         key = dict(self.face_config)
         if self._analyzer is None or key != self._analyzer_key:
-            from engine.faces import get_analyzer
+            from engine.faces.detection import get_analyzer
 
             self.status.emit("Loading face models…")
             self._analyzer = get_analyzer(
@@ -253,7 +253,7 @@ class EngineWorker(QObject):
         key = dict(self.model_config)
         if self._model is not None and (self._model_key == key or not key):
             return self._model
-        from engine.models import LowMemory, load_sd_model
+        from engine.models.loading import LowMemory, load_sd_model
 
         self._model = None  # free the old one before loading the new one
         source = key.get("source") or ""
@@ -282,7 +282,7 @@ class EngineWorker(QObject):
                 model.low_memory.attention_slicing and model.low_memory.vae_tiling
             ):
                 raise
-        from engine.models import LowMemory
+        from engine.models.loading import LowMemory
 
         self.status.emit(LOW_MEMORY_MESSAGE)
         _empty_cuda_cache()
@@ -296,7 +296,7 @@ class EngineWorker(QObject):
         return self._restore_groups(model, request)
 
     def _restore_groups(self, model: Any, request: RestoreRequest) -> Any:
-        from engine.photo import restore_photo
+        from engine.photo.pipeline import restore_photo
 
         boxes = {face.index: tuple(face.box) for face in request.analysis.faces}
         results = []

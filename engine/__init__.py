@@ -8,11 +8,11 @@ Pure Python + torch; never imports Qt. Public API:
   face crops.
 """
 
-from .privacy import apply_privacy_defaults
+from engine.privacy import apply_privacy_defaults
 
 apply_privacy_defaults()  # before anything imports huggingface_hub / transformers
 
-from .errors import (  # noqa: E402
+from engine.errors import (  # noqa: E402
     Cancelled,
     DownloadError,
     EditedIDError,
@@ -22,7 +22,7 @@ from .errors import (  # noqa: E402
     OutOfMemory,
     UnsafeCheckpointError,
 )
-from .params import EditedIDParams  # noqa: E402
+from engine.params import EditedIDParams  # noqa: E402
 
 __all__ = [
     "Cancelled",

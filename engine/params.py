@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from engine.errors import InputError
 
 GATE_MODES = ("map", "output")
 GATE_BLOCK_NAMES = ("down", "mid", "up")

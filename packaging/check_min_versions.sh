@@ -13,8 +13,8 @@
 # numpy and pillow are installed as `name==floor`. Everything else (tokenizers, regex,
 # requests, ...) is what pip resolves for those pins. The project itself is not installed:
 # the repository goes on PYTHONPATH, so its other dependencies (Qt, insightface, ...) are
-# not needed. The smoke builds a tiny random SD 1.x model (engine.tiny), loads it through
-# engine.models.load_sd_model on the CPU and runs engine.restore.restore_faces on one
+# not needed. The smoke builds a tiny random SD 1.x model (engine.models.tiny), loads it through
+# engine.models.loading.load_sd_model on the CPU and runs engine.diffusion.restore.restore_faces on one
 # 64x64 synthetic face pair. The network is used only by pip; the smoke runs offline.
 #
 # Old torch wheels on PyPI for Linux x86-64 are CUDA builds: `import torch` fails without
@@ -138,10 +138,10 @@ print(f"accelerate seen by diffusers: {diffusers_sees_accelerate()}, "
       f"by transformers: {transformers_sees_accelerate()}")
 ok &= bool(diffusers_sees_accelerate()) and bool(transformers_sees_accelerate())
 
-from engine.models import load_sd_model  # noqa: E402
+from engine.models.loading import load_sd_model  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
-from engine.restore import FacePair, restore_faces  # noqa: E402
-from engine.tiny import build_tiny_sd  # noqa: E402
+from engine.diffusion.restore import FacePair, restore_faces  # noqa: E402
+from engine.models.tiny import build_tiny_sd  # noqa: E402
 
 t = time.perf_counter()
 folder = build_tiny_sd(work / "tiny-sd")

@@ -13,13 +13,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 @pytest.fixture(scope="session")
 def tiny_sd_dir(tmp_path_factory):
-    from engine.tiny import build_tiny_sd
+    from engine.models.tiny import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd", seed=0)
 
 
 @pytest.fixture(scope="session")
 def exact_sd_dir(tmp_path_factory):
-    from engine.tiny import build_tiny_sd
+    from engine.models.tiny import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("models") / "exact-sd", exact_inversion=True)

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.align import (
+from engine.errors import InputError
+from engine.faces.types import Face
+from engine.photo.align import (
     MAX_UPSCALE,
     align_edited,
     align_original_to_edited,
@@ -28,8 +30,6 @@ from engine.align import (
     too_small_message,
     transform_points,
 )
-from engine.errors import InputError
-from engine.face_types import Face
 from tests.helpers import sample_photo
 
 # ----------------------------------------------------------------- shared dlib helpers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.attention import (
+from engine.diffusion.attention import (
     EntanglementAttention,
     GateConfig,
     block_of,

@@ -1,4 +1,4 @@
-"""engine.batch: pairing, bad files, resume, kill mid-run, pause/cancel, report, CLI."""
+"""engine.batch.run: pairing, bad files, resume, kill mid-run, pause/cancel, report, CLI."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import batch
-from engine.batch import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
+from engine.batch import run as batch
+from engine.batch.run import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
 from engine.errors import Cancelled, InputError
-from engine.export import OutputFolderError, save_result
-from engine.imageio import read_rgb
+from engine.io.export import OutputFolderError, save_result
+from engine.io.images import read_rgb
 from engine.params import EditedIDParams
 from tests.helpers import face_crop, sample_photo
 
 
 class FakeProcessor:
-    """Stands in for engine.photo.restore_photo_files: real reads, real save_result."""
+    """Stands in for engine.photo.pipeline.restore_photo_files: real reads, real save_result."""
 
     def __init__(self, steps: int = 3, interrupt_on: int | None = None, step_delay: float = 0):
         self.calls: list[str] = []
@@ -335,9 +335,9 @@ def test_full_disk_stops_the_batch_with_a_reason(folders, monkeypatch):
 def test_default_processor_is_engine_photo(folders, monkeypatch):
     orig, edit, out = folders
     fake = FakeProcessor()
-    module = types.ModuleType("engine.photo")
+    module = types.ModuleType("engine.photo.pipeline")
     module.restore_photo_files = fake
-    monkeypatch.setitem(sys.modules, "engine.photo", module)
+    monkeypatch.setitem(sys.modules, "engine.photo.pipeline", module)
     report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), mode="classic")
     assert len(fake.calls) == 7 and report.ok == 5
 
@@ -385,7 +385,7 @@ def test_memory_stays_flat_over_many_files(tmp_path):
 
 
 def test_real_engine_classic_batch_end_to_end(tmp_path):
-    """The default processor (engine.photo.restore_photo_files), classic mode, dlib faces:
+    """The default processor (engine.photo.pipeline.restore_photo_files), classic mode, dlib faces:
     real photos restore, a broken file is reported, a rerun skips the finished output."""
     pytest.importorskip("dlib")
     orig, edit = tmp_path / "o", tmp_path / "e"

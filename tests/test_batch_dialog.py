@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QTimer
 
 from editedid_desktop.batch_dialog import BatchDialog, format_eta
-from engine.batch import is_finished
+from engine.batch.run import is_finished
 from engine.params import EditedIDParams
 from tests.test_batch import FakeProcessor, folders  # noqa: F401 - fixture
 
@@ -153,8 +153,8 @@ def test_shutdown_stops_a_running_batch(qtbot, make_dialog, folders):  # noqa: F
 
 
 def test_read_only_output_is_reported_not_crashed(qtbot, make_dialog, folders, monkeypatch):  # noqa: F811
-    from engine import batch
-    from engine.export import OutputFolderError
+    from engine.batch import run as batch
+    from engine.io.export import OutputFolderError
 
     orig, edit, out = folders
 

@@ -13,16 +13,16 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.align import (
+from engine.errors import InputError
+from engine.photo.align import (
     align_edited,
     align_original_to_edited,
     similarity_transform,
     transform_points,
 )
-from engine.classic import classic_restore_crop
-from engine.errors import InputError
-from engine.masks import dilate, face_mask_from_landmarks, to_crop
-from engine.pasteback import paste_back
+from engine.photo.masks import dilate, face_mask_from_landmarks, to_crop
+from engine.photo.pasteback import paste_back
+from engine.restorers.classic import classic_restore_crop
 from tests.test_align import descriptor, dlib_faces, photo, sample_face
 from tests.test_masks import draw_glasses
 

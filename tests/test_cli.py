@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.cli import EXIT_INPUT, EXIT_MODEL, EXIT_OK, build_parser, main, params_from_args
+from engine.cli.commands import (
+    EXIT_INPUT,
+    EXIT_MODEL,
+    EXIT_OK,
+    build_parser,
+    main,
+    params_from_args,
+)
 from engine.params import EditedIDParams
 from tests.helpers import face_and_element_masks, face_crop
 

@@ -1,4 +1,4 @@
-"""engine.clip_score: CLIP-S with a tiny random CLIP saved like a real one (no network)."""
+"""engine.evaluation.clip_score: CLIP-S with a tiny random CLIP saved like a real one."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.clip_score import (
+from engine.errors import ModelError, ModelNotFoundError
+from engine.evaluation.clip_score import (
     DEFAULT_CLIP_MODEL,
     ClipScorer,
     crop_region,
     element_prompt,
     region_box,
 )
-from engine.errors import ModelError, ModelNotFoundError
 from engine.resources import sd15_config_dir
 from tests.helpers import sample_photo
 
@@ -27,7 +27,7 @@ def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    from engine.clip_score import _image_processor_class
+    from engine.evaluation.clip_score import _image_processor_class
 
     torch.manual_seed(seed)
     config = CLIPConfig(

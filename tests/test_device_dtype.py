@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from engine.diffusion.inversion import AlignedTrajectories
+from engine.diffusion.latents import UNetStats, decode_latents, encode_text, predict_noise
+from engine.diffusion.nulltext import FP16_LOSS_SCALE, LossScaler, optimise_null_text
+from engine.diffusion.restore import FacePair, InversionCache, element_attention_maps, restore_faces
+from engine.diffusion.schedule import Solver, make_plan
 from engine.errors import NumericalError
-from engine.fallback import restore_with_fallback
-from engine.inversion import AlignedTrajectories
-from engine.latents import UNetStats, decode_latents, encode_text, predict_noise
-from engine.models import LowMemory, load_sd_model
-from engine.nulltext import FP16_LOSS_SCALE, LossScaler, optimise_null_text
+from engine.models.fallback import restore_with_fallback
+from engine.models.loading import LowMemory, load_sd_model
 from engine.params import EditedIDParams
-from engine.restore import FacePair, InversionCache, element_attention_maps, restore_faces
-from engine.schedule import Solver, make_plan
 from tests.helpers import face_and_element_masks, face_crop
 from tests.standin_device import DeviceMismatch, move_to_stand_in, on_stand_in, stand_in_device
 

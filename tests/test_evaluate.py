@@ -1,5 +1,6 @@
-"""engine.evaluate / engine.eval_cli: real photos, a real identity model (dlib), classic-mode
-restorations made by engine.photo, plots, and the ablation on the tiny SD model."""
+"""engine.evaluation.evaluate / engine.cli.eval: real photos, a real identity model (dlib),
+classic-mode
+restorations made by engine.photo.pipeline, plots, and the ablation on the tiny SD model."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import eval_cli
-from engine.evaluate import (
+from engine.cli import eval as eval_cli
+from engine.evaluation.evaluate import (
     ABLATION_VARIANTS,
     discover_sets,
     evaluate_folder,
     run_ablation,
     write_report,
 )
-from engine.faces import DlibAnalyzer
-from engine.photo import analyze_photos, classic_photo
+from engine.faces.detection import DlibAnalyzer
+from engine.photo.pipeline import analyze_photos, classic_photo
 from tests.helpers import sample_photo
 from tests.test_clip_score import build_tiny_clip
 
@@ -111,7 +112,7 @@ def test_discover_subfolders(tmp_path, sets_dir):
 
 
 def test_evaluate_folder_and_report(sets_dir, analyzer, clip_dir, tmp_path):
-    from engine.clip_score import ClipScorer
+    from engine.evaluation.clip_score import ClipScorer
 
     inputs = {p.name: p.read_bytes() for p in sets_dir.iterdir()}
     report = evaluate_folder(
@@ -229,8 +230,8 @@ def test_cli_missing_clip_model_is_an_error(sets_dir, tmp_path, capsys):
 
 
 def test_ablation_on_tiny_model(tiny_sd_dir, sets_dir, analyzer, clip_dir, tmp_path):
-    from engine.clip_score import ClipScorer
-    from engine.models import load_sd_model
+    from engine.evaluation.clip_score import ClipScorer
+    from engine.models.loading import load_sd_model
     from engine.params import EditedIDParams
 
     model = load_sd_model(tiny_sd_dir, device="cpu")

@@ -1,4 +1,4 @@
-"""engine.export: formats, metadata (EXIF/ICC), 16-bit, safety, atomic writes."""
+"""engine.io.export: formats, metadata (EXIF/ICC), 16-bit, safety, atomic writes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from engine import export
 from engine.errors import InputError
-from engine.export import (
+from engine.io import export
+from engine.io.export import (
     OutputFolderError,
     apply_orientation,
     check_output_folder,

@@ -1,4 +1,4 @@
-"""engine.faces: dlib detection on real photos, pairing, insightface wiring, model download."""
+"""engine.faces.detection: dlib on real photos, pairing, insightface wiring, model download."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import faces
 from engine.errors import Cancelled, DownloadError, InputError, ModelNotFoundError
-from engine.face_types import Face, FaceAnalyzer
+from engine.faces import detection as faces
+from engine.faces.types import Face, FaceAnalyzer
 from tests.helpers import sample_photo
 
 PHOTOS = ("grace_hopper", "astronaut", "t1")

@@ -1,4 +1,4 @@
-"""engine.fallback: out-of-memory retries with lower memory, then the CPU (simulated).
+"""engine.models.fallback: out-of-memory retries with lower memory, then the CPU (simulated).
 
 This machine has no GPU, so a tiny model loaded on the CPU is dressed up as a CUDA fp16
 model: its modules' `.to()` records every move and drops the CUDA device (dtype changes
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from engine.errors import Cancelled, OutOfMemory
-from engine.fallback import is_out_of_memory, restore_with_fallback
-from engine.models import WEIGHT_COMPONENTS, LowMemory, load_sd_model
+from engine.models.fallback import is_out_of_memory, restore_with_fallback
+from engine.models.loading import WEIGHT_COMPONENTS, LowMemory, load_sd_model
 
 NONE, SAVERS, OFFLOAD = (False, False, False), (True, True, False), (True, True, True)
 CUDA = torch.device("cuda")

@@ -51,7 +51,7 @@ def test_dry_run_writes_the_table(tmp_path):
 def test_engine_import_chain_needs_no_gui_or_face_packages():
     code = (
         "import sys; sys.path.insert(0, 'bench')\n"
-        "import engine_cost, engine.restore, engine.models, engine.params\n"
+        "import engine_cost, engine.diffusion.restore, engine.models.loading, engine.params\n"
         "from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel\n"
         "from transformers import CLIPTextModel, CLIPTokenizer\n"
         "bad = ('dlib', 'PySide6', 'insightface', 'onnxruntime', 'matplotlib')\n"

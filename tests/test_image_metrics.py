@@ -1,4 +1,4 @@
-"""engine.image_metrics: SSIM against scikit-image, masked PSNR, ImageReward's messages."""
+"""engine.evaluation.image_quality: SSIM against scikit-image, masked PSNR, ImageReward."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from engine import image_metrics
 from engine.errors import InputError, ModelNotFoundError
-from engine.image_metrics import image_reward, imagereward_available, masked_psnr, ssim
+from engine.evaluation import image_quality as image_metrics
+from engine.evaluation.image_quality import image_reward, imagereward_available, masked_psnr, ssim
 from tests.helpers import sample_photo
 
 skm = pytest.importorskip("skimage.metrics")

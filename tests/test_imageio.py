@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import InputError
-from engine.imageio import read_mask, read_rgb, write_image_atomic
+from engine.io.images import read_mask, read_rgb, write_image_atomic
 from tests.helpers import sample_photo
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.inversion import align_invert, next_mix_weight
-from engine.latents import UNetStats, encode_images, encode_text, predict_noise
-from engine.models import load_sd_model
+from engine.diffusion.inversion import align_invert, next_mix_weight
+from engine.diffusion.latents import UNetStats, encode_images, encode_text, predict_noise
+from engine.diffusion.schedule import Solver, make_plan
+from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from engine.schedule import Solver, make_plan
 from tests.helpers import face_crop
 
 

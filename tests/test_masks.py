@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.align import align_edited, align_original_to_edited, crop_landmarks
 from engine.errors import InputError
-from engine.face_types import Face
-from engine.masks import (
+from engine.faces.types import Face
+from engine.photo.align import align_edited, align_original_to_edited, crop_landmarks
+from engine.photo.masks import (
     combine_element_masks,
     element_mask_from_attention,
     element_mask_from_difference,

@@ -1,4 +1,4 @@
-"""engine.metrics: identity similarity on real photos (dlib), display score and PSNR."""
+"""engine.faces.identity: identity similarity on real photos (dlib), display score and PSNR."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from engine import faces
 from engine.errors import InputError
-from engine.face_types import Face
-from engine.metrics import IdentityScore, id_similarity, psnr, score_embeddings
+from engine.faces import detection as faces
+from engine.faces.identity import IdentityScore, id_similarity, psnr, score_embeddings
+from engine.faces.types import Face
 from tests.helpers import sample_photo
 
 

@@ -1,4 +1,4 @@
-"""engine.models on tiny SD 1.x models: loading, fingerprints, low-memory, every bad input.
+"""engine.models.loading on tiny SD 1.x models: loading, fingerprints, low-memory, every bad input.
 
 No test touches the network: hub lookups run with HF_HUB_OFFLINE and a socket guard.
 """
@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import models
 from engine.errors import (
     Cancelled,
     DownloadError,
@@ -24,7 +23,8 @@ from engine.errors import (
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
-from engine.models import LowMemory, load_sd_model
+from engine.models import loading as models
+from engine.models.loading import LowMemory, load_sd_model
 from engine.resources import sd15_config_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +257,7 @@ def test_resolve_source(tiny_sd_dir, tmp_path, no_network):
 
 def test_import_touches_no_heavy_library():
     code = (
-        "import sys, engine.models; "
+        "import sys, engine.models.loading; "
         "bad = [m for m in ('diffusers', 'transformers', 'huggingface_hub') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -376,7 +376,7 @@ def test_pickle_only_folder(tiny_sd_dir, tmp_path, caplog):
         load_sd_model(m)
     assert "unet" in str(err.value) and str(m) in str(err.value)
 
-    with caplog.at_level(logging.WARNING, logger="engine.models"):
+    with caplog.at_level(logging.WARNING, logger="engine.models.loading"):
         loaded = load_sd_model(m, allow_pickle=True)
     assert any("pickle" in r.getMessage() for r in caplog.records)
     reference = load_sd_model(tiny_sd_dir)

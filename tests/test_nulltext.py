@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.inversion import AlignedTrajectories
-from engine.latents import UNetStats, encode_images, encode_text, predict_noise
-from engine.models import load_sd_model
-from engine.nulltext import optimise_null_text
+from engine.diffusion.inversion import AlignedTrajectories
+from engine.diffusion.latents import UNetStats, encode_images, encode_text, predict_noise
+from engine.diffusion.nulltext import optimise_null_text
+from engine.diffusion.schedule import Solver, make_plan
+from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from engine.schedule import Solver, make_plan
 from tests.helpers import face_crop
 
 

@@ -60,7 +60,13 @@ def test_spec_is_a_one_folder_build_of_the_entry_script():
     entry = PACKAGING / "editedid_entry.py"
     assert entry.is_file()
     entry_text = entry.read_text(encoding="utf-8")
-    for flag in ("--self-test", "--cli", "run_self_test", "engine.cli", "editedid_desktop.app"):
+    for flag in (
+        "--self-test",
+        "--cli",
+        "run_self_test",
+        "engine.cli.commands",
+        "editedid_desktop.app",
+    ):
         assert flag in entry_text
 
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.align import align_edited
 from engine.errors import InputError
-from engine.masks import face_mask_from_landmarks, to_photo
-from engine.pasteback import PasteItem, crop_alpha, paste_back, paste_many
+from engine.photo.align import align_edited
+from engine.photo.masks import face_mask_from_landmarks, to_photo
+from engine.photo.pasteback import PasteItem, crop_alpha, paste_back, paste_many
 from tests.test_align import dlib_faces, moved_face, photo, psnr, sample_face
 
 

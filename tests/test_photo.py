@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from engine.errors import InputError
-from engine.faces import DlibAnalyzer
-from engine.models import load_sd_model
+from engine.faces.detection import DlibAnalyzer
+from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from engine.photo import analyze_photos, classic_photo, restore_photo, restore_photo_files
+from engine.photo.pipeline import analyze_photos, classic_photo, restore_photo, restore_photo_files
 from tests.helpers import sample_photo
 
 FAST = EditedIDParams(nulltext_iters=1, resolution=64)
@@ -89,7 +89,7 @@ def test_multi_face_restore_is_one_batched_engine_call(
         on_step=lambda stage, step, total, preview: steps.append((stage, step)),
     )
     engine = result.engine_result
-    assert len(engine.faces) == 2
+    assert len(engine.faces.detection) == 2
     # One batch: as many UNet calls as for a single face (3 stages x 6 steps + null-text).
     single = 6 + 6 * (1 + FAST.nulltext_iters + 1) + 6
     assert engine.stats.forward_calls == single

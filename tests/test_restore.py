@@ -1,4 +1,4 @@
-"""End to end on a tiny SD model loaded from a folder through engine.models."""
+"""End to end on a tiny SD model loaded from a folder through engine.models.loading."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.diffusion.latents import UNetStats, encode_text, predict_noise
+from engine.diffusion.restore import FacePair, InversionCache, face_cache_key, restore_faces
+from engine.diffusion.schedule import Solver, make_plan
 from engine.errors import Cancelled, InputError
-from engine.latents import UNetStats, encode_text, predict_noise
-from engine.models import load_sd_model
+from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from engine.restore import FacePair, InversionCache, face_cache_key, restore_faces
-from engine.schedule import Solver, make_plan
 from tests.helpers import face_and_element_masks, face_crop
 
 FAST = EditedIDParams(nulltext_iters=2)

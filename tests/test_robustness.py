@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import EXIT_INPUT, EXIT_OK, main
-from engine.imageio import read_rgb
+from engine.cli.commands import EXIT_INPUT, EXIT_OK, main
+from engine.io.images import read_rgb
 from engine.params import EditedIDParams
 from tests.bad_inputs import HUGE_SIZE, Case, build_corpus, sha256_tree
 
@@ -79,7 +79,7 @@ def test_cli_restore_every_corpus_file(corpus, tmp_path, capsys):
 
 
 def test_batch_goes_on_and_reports_each_problem_by_name(corpus, tmp_path):
-    from engine.batch import is_finished, plan_batch, run_batch
+    from engine.batch.run import is_finished, plan_batch, run_batch
 
     root, cases = corpus
     before = sha256_tree(root)

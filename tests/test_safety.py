@@ -94,7 +94,7 @@ def test_classic_restore_of_a_real_photo_needs_no_network(tmp_path, monkeypatch,
     import numpy as np
     from PIL import Image
 
-    from engine.cli import EXIT_OK, main
+    from engine.cli.commands import EXIT_OK, main
     from tests.helpers import sample_photo
 
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):

@@ -7,8 +7,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-from engine.errors import InputError
-from engine.schedule import (
+from engine.diffusion.schedule import (
     DDIM,
     DPM,
     Solver,
@@ -17,6 +16,7 @@ from engine.schedule import (
     dpm_timesteps,
     make_plan,
 )
+from engine.errors import InputError
 
 SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 

@@ -35,5 +35,5 @@ def test_a_failing_check_makes_the_result_fail(monkeypatch):
 
 def test_module_list_covers_both_packages():
     names = selftest.all_module_names()
-    assert "engine.restore" in names and "engine.cli" in names
+    assert "engine.diffusion.restore" in names and "engine.cli.commands" in names
     assert "editedid_desktop.app" in names and "editedid_desktop.selftest" in names

@@ -6,7 +6,7 @@ from editedid_desktop.settings import MAX_RECENT, Settings
 
 
 def test_defaults_and_round_trip(tmp_path):
-    from engine.models import DEFAULT_SD_MODEL
+    from engine.models.loading import DEFAULT_SD_MODEL
 
     ini = tmp_path / "settings.ini"
     settings = Settings.from_ini(ini)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.latents import encode_images, encode_text
-from engine.models import load_sd_model
-from engine.stability import scheme_plan, solver_stability
+from engine.diffusion.latents import encode_images, encode_text
+from engine.evaluation.stability import scheme_plan, solver_stability
+from engine.models.loading import load_sd_model
 from tests.helpers import face_crop
 
 
@@ -35,7 +35,7 @@ def test_fragmented_schedule_jumps_at_the_switch(tiny_sd_dir):
 def test_scheme_plans(tiny_sd_dir):
     import torch
 
-    from engine.schedule import ddim_timesteps
+    from engine.diffusion.schedule import ddim_timesteps
 
     ac = torch.linspace(0.9991, 0.0047, 1000, dtype=torch.float64)
     fragmented = scheme_plan("hybrid-fragmented", 6, (4, 6), ac)

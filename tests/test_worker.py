@@ -16,7 +16,7 @@ from editedid_desktop.worker import (
     RestoreRequest,
     merge_results,
 )
-from engine.imageio import read_rgb
+from engine.io.images import read_rgb
 from tests.ui_fixtures import FAST_PARAMS, tiny_model_config, write_photo_pair
 
 
@@ -29,7 +29,7 @@ def photos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def analysis(photos):
-    from engine.photo import analyze_photos
+    from engine.photo.pipeline import analyze_photos
 
     return analyze_photos(*photos, backend="dlib", crop_size=FAST_PARAMS.resolution)
 
@@ -46,16 +46,16 @@ def _request(photos, analysis, params=FAST_PARAMS):
 
 
 def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypatch):
-    import engine.photo
+    import engine.photo.pipeline
 
     threads = []
-    real = engine.photo.analyze_photos
+    real = engine.photo.pipeline.analyze_photos
 
     def recording(*args, **kwargs):
         threads.append(threading.current_thread())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine.photo, "analyze_photos", recording)
+    monkeypatch.setattr(engine.photo.pipeline, "analyze_photos", recording)
     with qtbot.waitSignal(host.worker.analyzed, timeout=60000) as analyzed:
         host.analyze(AnalyzeRequest(*photos))
     analysis = analyzed.args[0]
@@ -152,10 +152,10 @@ def test_missing_model_fails_with_a_message(qtbot, photos, analysis, tmp_path):
 
 
 def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, analysis):
-    import engine.photo
+    import engine.photo.pipeline
     from engine.errors import OutOfMemory
 
-    real = engine.photo.restore_photo
+    real = engine.photo.pipeline.restore_photo
     calls = []
 
     def flaky(*args, **kwargs):
@@ -164,21 +164,21 @@ def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, anal
             raise OutOfMemory("CUDA out of memory")
         return real(*args, **kwargs)
 
-    engine.photo.restore_photo = flaky
+    engine.photo.pipeline.restore_photo = flaky
     statuses = []
     host.worker.status.connect(statuses.append)
     try:
         with qtbot.waitSignal(host.worker.finished, timeout=120000):
             host.restore(_request(photos, analysis))
     finally:
-        engine.photo.restore_photo = real
+        engine.photo.pipeline.restore_photo = real
     assert calls == [False, True]
     assert any("Out of GPU memory" in s for s in statuses)
     host.worker.model.set_low_memory(type(host.worker.model.low_memory)())
 
 
 def test_merge_results_composes_faces():
-    from engine.photo import PhotoResult
+    from engine.photo.pipeline import PhotoResult
 
     edited = np.zeros((4, 4, 3), np.uint8)
     a_alpha = np.zeros((4, 4), np.float32)

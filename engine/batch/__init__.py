@@ -1,0 +1,1 @@
+"""Folder mode: pair files of two folders, restore each pair, resume, report."""

@@ -1,0 +1,934 @@
+"""Folder mode: pair originals with edited photos by file name and restore them all.
+
+    plan = plan_batch("originals/", "edited/", "restored/")
+    print(plan.rule_text, plan.unpaired_originals, plan.unpaired_edited)
+    report = run_batch(plan, EditedIDParams(), mode="classic")
+
+Built for overnight runs over a studio's folders: a bad file is logged with its error and
+the batch goes on; every output and the report are written atomically; a stopped or
+killed batch resumes, skipping every output whose sidecar JSON says it finished; no image
+is kept from one file to the next. Pause and cancel are honoured between files and
+inside a file at every diffusion step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import inspect
+import io
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Cancelled, EditedIDError, InputError, ModelError
+from engine.io.export import FORMATS, OutputFolderError, check_output_folder, estimate_output_bytes
+from engine.io.images import write_text_atomic
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+RULES = ("stem", "exact")
+EDIT_MARKERS = ("edited", "edit", "ai", "retouched", "result", "final")
+_SEP = r"[ _.\-]+"
+_SUFFIX_RE = re.compile(rf"^(?P<name>.+?){_SEP}(?:{'|'.join(EDIT_MARKERS)})$", re.IGNORECASE)
+_PREFIX_RE = re.compile(rf"^(?:{'|'.join(EDIT_MARKERS)}){_SEP}(?P<name>.+)$", re.IGNORECASE)
+REPORT_NAME = "editedid-batch-report.csv"
+REPORT_COLUMNS = (
+    "original",
+    "edited",
+    "output",
+    "status",
+    "error",
+    "faces",
+    "id_before",
+    "id_after",
+    "seconds",
+    "mode",
+)
+CancelToken = Callable[[], bool] | threading.Event | None
+
+
+def rule_text(rule: str = "stem") -> str:
+    """The pairing rule in words, as shown to the user before a batch starts."""
+    exts = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+    common = (
+        "Pairs are made by file name: an edited photo belongs to the original with the same "
+        "name, ignoring the extension and upper/lower case (portrait01.jpg \u2194 "
+        "PORTRAIT01.png). "
+    )
+    if rule == "stem":
+        common += (
+            "An edited name may also carry an editing marker before or after the name, "
+            "joined by _ - . or a space: "
+            + ", ".join(EDIT_MARKERS)
+            + " (portrait01_edited.png, portrait01-edit.jpg, edited_portrait01.png). "
+            "An exact name match wins over a marked one. "
+        )
+    return common + (
+        f"Image files: {exts}; other files and hidden files are ignored; sub-folders are "
+        "not searched. Each result is saved in the output folder under the edited file's "
+        "name (PNG, JPEG and TIFF keep their format, others become PNG) with a .json "
+        "sidecar; a result whose sidecar says it finished is skipped, so a stopped batch "
+        "resumes where it left off."
+    )
+
+
+# --- plan ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchItem:
+    original: Path
+    edited: Path
+    output: Path
+
+
+@dataclass
+class BatchPlan:
+    original_dir: Path
+    edited_dir: Path
+    output_dir: Path
+    rule: str
+    rule_text: str
+    items: list[BatchItem]  # to process (includes `conflicts`)
+    unpaired_originals: list[Path] = field(default_factory=list)
+    unpaired_edited: list[Path] = field(default_factory=list)
+    skipped_existing: list[BatchItem] = field(default_factory=list)  # finished earlier
+    ambiguous: list[str] = field(default_factory=list)  # one message per unresolved name
+    conflicts: list[BatchItem] = field(default_factory=list)  # output exists, not finished
+    ignored: list[Path] = field(default_factory=list)  # non-image files in the input folders
+
+    @property
+    def total(self) -> int:
+        return len(self.items) + len(self.skipped_existing)
+
+    def problems(self) -> list[str]:
+        """Everything the user should see before starting, one line each."""
+        lines = [f"No edited photo for original: {p.name}" for p in self.unpaired_originals]
+        lines += [f"No original for edited photo: {p.name}" for p in self.unpaired_edited]
+        lines += [f"Ambiguous: {m}" for m in self.ambiguous]
+        lines += [
+            f"Output exists but is not marked finished (replaced only when overwriting is "
+            f"allowed): {c.output.name}"
+            for c in self.conflicts
+        ]
+        return lines
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.items)} pairs to process, {len(self.skipped_existing)} already "
+            f"finished, {len(self.unpaired_originals)} originals and "
+            f"{len(self.unpaired_edited)} edited photos without a partner"
+            + (f", {len(self.ambiguous)} ambiguous names" if self.ambiguous else "")
+            + "."
+        )
+
+
+def _image_files(folder: Path, ignored: list[Path]) -> list[Path]:
+    files = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name.casefold()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            files.append(path)
+        else:
+            ignored.append(path)
+    return files
+
+
+def _edited_keys(stem: str, rule: str) -> list[tuple[str, int]]:
+    """(key, priority) candidates: 0 = exact name, 1 = name with an editing marker."""
+    keys = [(stem.casefold(), 0)]
+    if rule == "stem":
+        for pattern in (_SUFFIX_RE, _PREFIX_RE):
+            match = pattern.match(stem)
+            if match:
+                keys.append((match.group("name").casefold(), 1))
+    return keys
+
+
+def output_name(edited: Path) -> str:
+    """The result's file name: the edited file's, with PNG for formats we cannot write."""
+    suffix = edited.suffix if edited.suffix.lower() in FORMATS else ".png"
+    return edited.stem + suffix
+
+
+def sidecar_path(output: Path) -> Path:
+    """Where the engine writes the sidecar JSON of an output (`result.png.json`)."""
+    return output.with_name(output.name + ".json")
+
+
+def is_finished(output: Path) -> bool:
+    """True when `output` exists and its sidecar says it finished (resume skips it)."""
+    output = Path(output)
+    side = sidecar_path(output)
+    if not output.is_file() or not side.is_file() or output.stat().st_size == 0:
+        return False
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    status = str(data.get("status", "ok")).lower()
+    return status in ("ok", "finished", "done", "success")
+
+
+def _check_dirs(original_dir: Path, edited_dir: Path, output_dir: Path) -> None:
+    for name, folder in (("original", original_dir), ("edited", edited_dir)):
+        if not folder.is_dir():
+            raise InputError(f"{folder}: the {name} folder does not exist or is not a folder.")
+    out = output_dir.resolve()
+    for name, folder in (("original", original_dir), ("edited", edited_dir)):
+        if out == folder.resolve():
+            raise InputError(
+                f"{output_dir}: the output folder must differ from the {name} folder, so no "
+                "input can ever be overwritten. Choose or create a separate folder."
+            )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"{output_dir}: is a file; choose a folder for the results.")
+
+
+def plan_batch(
+    original_dir: str | Path,
+    edited_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    rule: str = "stem",
+) -> BatchPlan:
+    """Pair the two folders by file name (see `rule_text`) and look at what is done.
+
+    Reads only directory listings and sidecars; opens no image. The output folder may not
+    exist yet (`run_batch` creates it).
+    """
+    if rule not in RULES:
+        raise InputError(f"Unknown pairing rule {rule!r}; use one of {', '.join(RULES)}.")
+    original_dir, edited_dir, output_dir = Path(original_dir), Path(edited_dir), Path(output_dir)
+    _check_dirs(original_dir, edited_dir, output_dir)
+    ignored: list[Path] = []
+    originals = _image_files(original_dir, ignored)
+    edited_files = _image_files(edited_dir, ignored)
+
+    by_key: dict[str, list[Path]] = {}
+    for path in originals:
+        by_key.setdefault(path.stem.casefold(), []).append(path)
+    ambiguous: list[str] = []
+    blocked: set[str] = set()
+    for key, paths in by_key.items():
+        if len(paths) > 1:
+            names = ", ".join(p.name for p in paths)
+            ambiguous.append(f"several originals share the name {key!r}: {names}")
+            blocked.add(key)
+
+    # Each edited file goes to its best-priority key that has an original.
+    claims: dict[str, list[tuple[int, Path]]] = {}
+    unpaired_edited: list[Path] = []
+    for path in edited_files:
+        for key, priority in _edited_keys(path.stem, rule):
+            if key in by_key:
+                claims.setdefault(key, []).append((priority, path))
+                break
+        else:
+            unpaired_edited.append(path)
+
+    items: list[BatchItem] = []
+    unpaired_originals: list[Path] = []
+    used_outputs: dict[str, Path] = {}
+    for key, paths in by_key.items():
+        candidates = sorted(claims.get(key, []), key=lambda c: c[0])
+        if key in blocked:
+            unpaired_edited.extend(p for _, p in candidates)
+            continue
+        if not candidates:
+            unpaired_originals.extend(paths)
+            continue
+        best = [p for prio, p in candidates if prio == candidates[0][0]]
+        if len(best) > 1:
+            names = ", ".join(p.name for p in best)
+            ambiguous.append(f"several edited photos match {paths[0].name}: {names}")
+            unpaired_edited.extend(p for _, p in candidates)
+            continue
+        edited = best[0]
+        unpaired_edited.extend(p for _, p in candidates if p != edited)
+        output = output_dir / output_name(edited)
+        clash = used_outputs.get(output.name.casefold())
+        if clash is not None:
+            ambiguous.append(f"{edited.name} and {clash.name} would both be saved as {output.name}")
+            unpaired_edited.append(edited)
+            continue
+        used_outputs[output.name.casefold()] = edited
+        items.append(BatchItem(paths[0], edited, output))
+
+    todo, done, conflicts = [], [], []
+    for item in sorted(items, key=lambda i: i.edited.name.casefold()):
+        if is_finished(item.output):
+            done.append(item)
+        else:
+            todo.append(item)
+            if item.output.exists() or sidecar_path(item.output).exists():
+                conflicts.append(item)
+    return BatchPlan(
+        original_dir=original_dir,
+        edited_dir=edited_dir,
+        output_dir=output_dir,
+        rule=rule,
+        rule_text=rule_text(rule),
+        items=todo,
+        unpaired_originals=sorted(unpaired_originals, key=lambda p: p.name.casefold()),
+        unpaired_edited=sorted(unpaired_edited, key=lambda p: p.name.casefold()),
+        skipped_existing=done,
+        ambiguous=ambiguous,
+        conflicts=conflicts,
+        ignored=ignored,
+    )
+
+
+# --- run -------------------------------------------------------------------------------
+@dataclass
+class BatchRow:
+    original: str
+    edited: str
+    output: str
+    status: str  # ok | failed | skipped | cancelled
+    error: str = ""
+    faces: str = ""
+    id_before: str = ""
+    id_after: str = ""
+    seconds: str = ""
+    mode: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def csv_row(self) -> dict[str, str]:
+        return {c: getattr(self, c) for c in REPORT_COLUMNS}
+
+
+@dataclass
+class BatchProgress:
+    """One progress event. index is 0-based; done/failed/skipped count files so far.
+
+    stage: "start", "file", a diffusion stage name from the engine ("inversion", ...),
+    "paused", "file done", "file failed", "skipped", "stopped", "finished", "cancelled".
+    step/steps: the engine's step within the current stage. eta_s: seconds left for the
+    whole batch (None until one file has finished). row: set on per-file end events.
+    """
+
+    index: int
+    total: int
+    file: str
+    stage: str
+    step: int = 0
+    steps: int = 0
+    eta_s: float | None = None
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elapsed_s: float = 0.0
+    message: str = ""
+    row: BatchRow | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Overall progress in [0, 1] (finished files plus the current file's step)."""
+        if self.total <= 0:
+            return 1.0
+        finished = self.done + self.failed + self.skipped
+        within = self.step / self.steps if self.steps else 0.0
+        if self.stage in ("file done", "file failed", "skipped", "finished"):
+            within = 0.0
+        return min(1.0, (finished + within) / self.total)
+
+
+@dataclass
+class BatchReport:
+    plan: BatchPlan
+    rows: list[BatchRow]
+    mode: str
+    seconds: float = 0.0
+    cancelled: bool = False
+    stopped_reason: str = ""  # set when the batch stopped early (disk full, ...)
+    report_path: Path | None = None
+    summary_md_path: Path | None = None
+    summary_json_path: Path | None = None
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.rows if r.status == status)
+
+    @property
+    def ok(self) -> int:
+        return self.count("ok")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def skipped(self) -> int:
+        return self.count("skipped")
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        return [(r.edited, r.error) for r in self.rows if r.status == "failed"]
+
+    @property
+    def succeeded(self) -> bool:
+        """Something usable came out: a file restored now or finished in an earlier run."""
+        return self.ok + self.skipped > 0
+
+
+def _cancel_fn(cancel: CancelToken) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    probe = cancel.is_set if hasattr(cancel, "is_set") else cancel
+    return lambda: bool(probe())
+
+
+def _fmt_scores(scores) -> str:
+    values = []
+    for score in scores:
+        value = getattr(score, "value", score)
+        values.append("" if value is None else f"{float(value):.4f}")
+    return ";".join(values)
+
+
+def _accepts(function, name: str) -> bool:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _default_processor():
+    from engine.photo.pipeline import restore_photo_files
+
+    return restore_photo_files
+
+
+def _read_old_rows(report_path: Path) -> dict[str, dict[str, str]]:
+    """Rows of an earlier report keyed by output path (resume keeps their figures)."""
+    try:
+        with open(report_path, encoding="utf-8", newline="") as handle:
+            return {r.get("output", ""): r for r in csv.DictReader(handle) if r.get("output")}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def run_batch(
+    plan: BatchPlan,
+    params,
+    *,
+    processor: Callable[..., Any] | None = None,
+    model=None,
+    mode: str = "diffusion",
+    backend: str = "auto",
+    on_progress: Callable[[BatchProgress], None] | None = None,
+    pause: threading.Event | None = None,
+    cancel: CancelToken = None,
+    report_path: str | Path | None = None,
+    overwrite: bool = False,
+) -> BatchReport:
+    """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
+
+    processor: defaults to engine.photo.pipeline.restore_photo_files; any callable with its
+        signature (tests inject fakes). It writes the output and its sidecar.
+    pause: while set, the batch waits (between files and at every diffusion step).
+    cancel: callable returning True or a threading.Event; stops within one step. The
+        file in progress is reported "cancelled"; finished outputs are untouched.
+    report_path: CSV path; default <output_dir>/editedid-batch-report.csv. The CSV is
+        rewritten atomically after every file, so a killed batch still has its report;
+        summary .md and .json are written next to it.
+    overwrite: replace outputs that exist but are not marked finished (`plan.conflicts`).
+    A bad file is logged in the report and the batch goes on. A full or read-only output
+    folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
+    after the report is written.
+    """
+    if mode not in ("diffusion", "classic"):
+        raise InputError(f"Unknown mode {mode!r}; use classic or diffusion.")
+    processor = processor or _default_processor()
+    is_cancelled = _cancel_fn(cancel)
+    out_dir = plan.output_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputFolderError(
+            f"{out_dir}: cannot create the output folder ({error.strerror or error})."
+        ) from error
+    first_need = estimate_output_bytes(plan.items[0].edited) if plan.items else 0
+    check_output_folder(out_dir, first_need)
+    report_csv = Path(report_path) if report_path else out_dir / REPORT_NAME
+    old_rows = _read_old_rows(report_csv) if report_csv.exists() else {}
+    report = BatchReport(plan=plan, rows=[], mode=mode, report_path=report_csv)
+    pass_overwrite = _accepts(processor, "overwrite")
+
+    total = plan.total
+    started = time.monotonic()
+    work_seconds = 0.0  # time spent processing (pauses excluded), for the ETA
+    worked_files = 0
+    state = {"index": 0, "file": "", "file_start": started, "paused_s": 0.0}
+
+    def counts() -> dict:
+        return {"done": report.ok, "failed": report.failed, "skipped": report.skipped}
+
+    def eta(remaining_files: int) -> float | None:
+        if worked_files == 0:
+            return None
+        per_file = work_seconds / worked_files
+        in_file = time.monotonic() - state["file_start"] - state["paused_s"]
+        return max(0.0, per_file * remaining_files - max(0.0, in_file))
+
+    def emit(stage: str, step: int = 0, steps: int = 0, message: str = "", row=None) -> None:
+        if on_progress is None:
+            return
+        remaining = total - (report.ok + report.failed + report.skipped)
+        on_progress(
+            BatchProgress(
+                index=state["index"],
+                total=total,
+                file=state["file"],
+                stage=stage,
+                step=step,
+                steps=steps,
+                eta_s=eta(remaining),
+                elapsed_s=time.monotonic() - started,
+                message=message,
+                row=row,
+                **counts(),
+            )
+        )
+
+    def wait_while_paused() -> None:
+        if pause is None or not pause.is_set():
+            return
+        t0 = time.monotonic()
+        emit("paused", message="Paused")
+        while pause.is_set() and not is_cancelled():
+            time.sleep(0.05)
+        state["paused_s"] += time.monotonic() - t0
+        if is_cancelled():
+            raise Cancelled("Batch cancelled.")
+
+    def on_step(stage="processing", step=0, steps=0, *rest, **kwargs) -> None:
+        wait_while_paused()
+        if is_cancelled():
+            raise Cancelled("Batch cancelled.")
+        emit(str(stage), int(step or 0), int(steps or 0))
+
+    def add_row(row: BatchRow, stage: str, write: bool = True) -> None:
+        report.rows.append(row)
+        if write:
+            _write_reports(report, started)
+        emit(stage, message=row.error, row=row)
+
+    emit("start", message=plan.summary())
+    index = 0
+    try:
+        for item in plan.skipped_existing:
+            state["index"], state["file"] = index, item.edited.name
+            add_row(_skipped_row(item, old_rows, mode), "skipped", write=False)
+            index += 1
+        if plan.skipped_existing:
+            _write_reports(report, started)
+        for item in plan.items:
+            state["index"], state["file"] = index, item.edited.name
+            state["file_start"], state["paused_s"] = time.monotonic(), 0.0
+            index += 1
+            wait_while_paused()
+            if is_cancelled():
+                raise Cancelled("Batch cancelled.")
+            if is_finished(item.output):  # finished by an earlier (or parallel) run
+                add_row(_skipped_row(item, old_rows, mode), "skipped")
+                continue
+            emit("file", message=f"{item.original.name} + {item.edited.name}")
+            try:
+                check_output_folder(out_dir, estimate_output_bytes(item.edited))
+                stale = item.output.exists() or sidecar_path(item.output).exists()
+                if stale and not overwrite:
+                    raise InputError(
+                        f"{item.output}: already exists but is not marked finished (no "
+                        "finished sidecar). Remove it, or allow overwriting, and run again."
+                    )
+                kwargs = dict(
+                    model=model, mode=mode, backend=backend, on_step=on_step, cancel=is_cancelled
+                )
+                if stale and pass_overwrite:
+                    kwargs["overwrite"] = True
+                elif stale:
+                    item.output.unlink(missing_ok=True)  # stale, unfinished: allowed to go
+                    sidecar_path(item.output).unlink(missing_ok=True)
+                result = processor(item.original, item.edited, item.output, params, **kwargs)
+                row = _ok_row(item, result, mode, out_dir)
+                del result  # nothing of the image survives the file
+                seconds = time.monotonic() - state["file_start"] - state["paused_s"]
+                row.seconds = f"{seconds:.2f}"
+                work_seconds += seconds
+                worked_files += 1
+                add_row(row, "file done")
+            except Cancelled:
+                raise
+            except OutputFolderError as error:
+                report.stopped_reason = str(error)
+                add_row(_failed_row(item, error, mode, state), "file failed")
+                emit("stopped", message=str(error))
+                break
+            except Exception as error:  # noqa: BLE001 - one bad file never stops a batch
+                seconds = time.monotonic() - state["file_start"] - state["paused_s"]
+                work_seconds += seconds
+                worked_files += 1
+                add_row(_failed_row(item, error, mode, state), "file failed")
+                gc.collect()
+    except Cancelled:
+        report.cancelled = True
+        current = _current_item(plan, state["file"])
+        if current is not None and not any(r.edited == str(current.edited) for r in report.rows):
+            row = BatchRow(
+                str(current.original), str(current.edited), str(current.output), "cancelled",
+                error="cancelled by the user", mode=mode,
+            )  # fmt: skip
+            report.rows.append(row)
+        report.seconds = time.monotonic() - started
+        _write_reports(report, started)
+        emit("cancelled", message="Cancelled")
+        return report
+    except BaseException:  # KeyboardInterrupt, SystemExit: keep the report, then go
+        report.seconds = time.monotonic() - started
+        _write_reports(report, started)
+        raise
+    report.seconds = time.monotonic() - started
+    _write_reports(report, started)
+    emit("finished", message=_final_message(report))
+    return report
+
+
+def _current_item(plan: BatchPlan, file_name: str) -> BatchItem | None:
+    for item in plan.items:
+        if item.edited.name == file_name:
+            return item
+    return None
+
+
+def _final_message(report: BatchReport) -> str:
+    text = f"{report.ok} restored, {report.failed} failed, {report.skipped} skipped"
+    if report.stopped_reason:
+        text += f"; stopped: {report.stopped_reason}"
+    return text + "."
+
+
+def _skipped_row(item: BatchItem, old_rows: dict, mode: str) -> BatchRow:
+    old = old_rows.get(str(item.output), {})
+    return BatchRow(
+        str(item.original),
+        str(item.edited),
+        str(item.output),
+        "skipped",
+        error="finished in an earlier run",
+        faces=old.get("faces", ""),
+        id_before=old.get("id_before", ""),
+        id_after=old.get("id_after", ""),
+        seconds=old.get("seconds", ""),
+        mode=old.get("mode", "") or mode,
+    )
+
+
+def _failed_row(item: BatchItem, error: BaseException, mode: str, state: dict) -> BatchRow:
+    message = str(error) or type(error).__name__
+    if not isinstance(error, EditedIDError):
+        message = f"{type(error).__name__}: {message}"
+    seconds = time.monotonic() - state["file_start"] - state["paused_s"]
+    return BatchRow(
+        str(item.original), str(item.edited), str(item.output), "failed",
+        error=message, seconds=f"{seconds:.2f}", mode=mode,
+    )  # fmt: skip
+
+
+def _ok_row(item: BatchItem, result, mode: str, out_dir: Path) -> BatchRow:
+    if not item.output.is_file():
+        raise InputError(f"{item.output}: the restore finished but wrote no file.")
+    side = sidecar_path(item.output)
+    if not side.exists():  # processors that do not write one: the batch marks the finish
+        sidecar = dict(getattr(result, "sidecar", None) or {})
+        sidecar.setdefault("status", "ok")
+        sidecar.setdefault("output", str(item.output))
+        write_text_atomic(side, json.dumps(sidecar, indent=2, default=str))
+    faces = list(getattr(result, "faces", None) or [])
+    return BatchRow(
+        str(item.original),
+        str(item.edited),
+        str(item.output),
+        "ok",
+        faces=str(len(faces)),
+        id_before=_fmt_scores(getattr(f, "id_before", None) for f in faces),
+        id_after=_fmt_scores(getattr(f, "id_after", None) for f in faces),
+        mode=str(getattr(result, "mode", None) or mode),
+        warnings=tuple(str(w) for w in (getattr(result, "warnings", None) or ())),
+    )
+
+
+# --- reports ---------------------------------------------------------------------------
+def _write_reports(report: BatchReport, started: float) -> None:
+    csv_path = report.report_path
+    if csv_path is None:
+        return
+    report.seconds = time.monotonic() - started
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        writer.writerow(row.csv_row())
+    try:
+        write_text_atomic(csv_path, buffer.getvalue())
+        md_path = csv_path.with_suffix(".md")
+        json_path = csv_path.with_suffix(".json")
+        write_text_atomic(md_path, _summary_markdown(report))
+        write_text_atomic(json_path, json.dumps(_summary_dict(report), indent=2))
+        report.summary_md_path, report.summary_json_path = md_path, json_path
+    except OSError:
+        pass  # the report must never be the reason a batch dies; results are on disk
+
+
+def _mean_scores(rows: list[BatchRow], column: str) -> float | None:
+    values = []
+    for row in rows:
+        for part in getattr(row, column).split(";"):
+            try:
+                values.append(float(part))
+            except ValueError:
+                continue
+    return sum(values) / len(values) if values else None
+
+
+def _summary_dict(report: BatchReport) -> dict:
+    plan = report.plan
+    ok_rows = [r for r in report.rows if r.status in ("ok", "skipped")]
+    return {
+        "tool": "editedid batch",
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "original_dir": str(plan.original_dir),
+        "edited_dir": str(plan.edited_dir),
+        "output_dir": str(plan.output_dir),
+        "mode": report.mode,
+        "rule": plan.rule_text,
+        "counts": {
+            "pairs": plan.total,
+            "ok": report.ok,
+            "failed": report.failed,
+            "skipped": report.skipped,
+            "cancelled": report.count("cancelled"),
+            "not_started": max(0, plan.total - len(report.rows)),
+        },
+        "cancelled": report.cancelled,
+        "stopped_reason": report.stopped_reason,
+        "seconds": round(report.seconds, 2),
+        "mean_id_before": _mean_scores(ok_rows, "id_before"),
+        "mean_id_after": _mean_scores(ok_rows, "id_after"),
+        "failures": [{"file": f, "error": e} for f, e in report.failures],
+        "warnings": {r.edited: list(r.warnings) for r in report.rows if r.warnings},
+        "unpaired_originals": [str(p) for p in plan.unpaired_originals],
+        "unpaired_edited": [str(p) for p in plan.unpaired_edited],
+        "ambiguous": list(plan.ambiguous),
+    }
+
+
+def _summary_markdown(report: BatchReport) -> str:
+    data = _summary_dict(report)
+    counts = data["counts"]
+
+    def score(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = [
+        "# EditedID batch report",
+        "",
+        f"- Original folder: `{data['original_dir']}`",
+        f"- Edited folder: `{data['edited_dir']}`",
+        f"- Output folder: `{data['output_dir']}`",
+        f"- Mode: {data['mode']}; time: {data['seconds']:.1f} s",
+        f"- {counts['ok']} restored, {counts['failed']} failed, {counts['skipped']} skipped "
+        f"(finished earlier), {counts['not_started']} not started, of {counts['pairs']} pairs",
+        f"- Mean identity score before -> after: {score(data['mean_id_before'])} -> "
+        f"{score(data['mean_id_after'])}",
+    ]
+    if report.cancelled:
+        lines.append("- **Cancelled** by the user; run the batch again to resume.")
+    if report.stopped_reason:
+        lines.append(f"- **Stopped**: {report.stopped_reason}")
+    if data["failures"]:
+        lines += ["", "## Failures", "", "| File | Error |", "|---|---|"]
+        for failure in data["failures"]:
+            error = failure["error"].replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {Path(failure['file']).name} | {error} |")
+    unpaired = data["unpaired_originals"] + data["unpaired_edited"]
+    if unpaired or data["ambiguous"]:
+        lines += ["", "## Not paired", ""]
+        lines += [f"- {Path(p).name}" for p in unpaired]
+        lines += [f"- {m}" for m in data["ambiguous"]]
+    lines += ["", "## Files", "", "| File | Status | Faces | ID before | ID after | s |"]
+    lines.append("|---|---|---|---|---|---|")
+    for row in report.rows:
+        lines.append(
+            f"| {Path(row.edited).name} | {row.status} | {row.faces} | {row.id_before} | "
+            f"{row.id_after} | {row.seconds} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- command line ----------------------------------------------------------------------
+def add_batch_parser(subparsers, add_param_options: Callable | None = None):
+    """Add `batch` to an argparse subparsers object; returns the new parser.
+
+    add_param_options(parser) adds the EditedID parameter options; by default
+    engine.cli.commands.add_param_options (imported here, lazily, to avoid a circular import).
+    The parser's func is `cmd_batch`.
+    """
+    if add_param_options is None:
+        from engine.cli.commands import add_param_options
+    parser = subparsers.add_parser(
+        "batch",
+        help="Restore every pair of an original folder and an edited folder.",
+        description="Folder mode. " + rule_text("stem"),
+    )
+    _add_batch_options(parser)
+    add_param_options(parser)
+    parser.set_defaults(func=cmd_batch)
+    return parser
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--original-dir", required=True, type=Path, help="Original photos.")
+    parser.add_argument("--edited-dir", required=True, type=Path, help="Edited photos.")
+    parser.add_argument(
+        "--out-dir", required=True, type=Path, help="Results (created; not an input folder)."
+    )
+    parser.add_argument("--mode", choices=("diffusion", "classic"), default="diffusion")
+    parser.add_argument(
+        "--model", default=None, help="SD 1.x folder, .safetensors or hub id (diffusion mode)."
+    )
+    parser.add_argument(
+        "--face-backend", choices=("auto", "dlib", "insightface"), default="auto", dest="backend"
+    )
+    parser.add_argument("--report", type=Path, default=None, help=f"CSV (default {REPORT_NAME}).")
+    parser.add_argument("--rule", choices=RULES, default="stem", help="Pairing rule.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace outputs that exist but are not marked finished.",
+    )
+    parser.add_argument("--check", action="store_true", help="Only show the pairing; run nothing.")
+    parser.add_argument("--device", default=None, help="cuda, cuda:N or cpu.")
+    parser.add_argument("--dtype", default=None, help="fp16, bf16 or fp32.")
+    parser.add_argument("--low-vram", action="store_true", help="Attention slicing, VAE tiling.")
+    parser.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
+    parser.add_argument("--allow-pickle", action="store_true", help="Allow .ckpt/.bin files.")
+    parser.add_argument("--allow-download", action="store_true", help="Download a missing model.")
+    parser.add_argument("--quiet", action="store_true", help="No progress output.")
+
+
+def _print_plan(plan: BatchPlan, stream) -> None:
+    print(plan.rule_text, file=stream)
+    print(plan.summary(), file=stream)
+    for line in plan.problems():
+        print(f"  ! {line}", file=stream)
+
+
+def _progress_printer(quiet: bool):
+    last = [0.0]
+
+    def show(p: BatchProgress) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        eta = f" ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
+        if p.stage in ("file done", "file failed", "skipped"):
+            status = p.row.status if p.row else p.stage
+            extra = f": {p.message}" if p.stage == "file failed" else ""
+            print(f"[{p.index + 1}/{p.total}] {p.file} {status}{extra}{eta}", file=sys.stderr)
+        elif p.stage in ("stopped", "cancelled", "paused"):
+            print(p.message, file=sys.stderr)
+        elif p.steps and now - last[0] > 1.0:
+            last[0] = now
+            print(f"  {p.file} {p.stage} {p.step}/{p.steps}{eta}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_batch(args: argparse.Namespace, processor=None) -> int:
+    """Exit 0 when at least one pair is restored or already finished; 1 when nothing
+    succeeded; 2 for bad arguments or folders; 3 when the model cannot load; 130 when
+    cancelled. Failures are listed at the end."""
+    from engine.cli.commands import params_from_args
+
+    try:
+        params = params_from_args(args)
+        plan = plan_batch(args.original_dir, args.edited_dir, args.out_dir, rule=args.rule)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    _print_plan(plan, sys.stderr)
+    if args.check:
+        return 0
+    if not plan.total:
+        print("error: no pairs found; nothing to do.", file=sys.stderr)
+        return 2
+    model = None
+    if args.mode == "diffusion" and plan.items and processor is None:
+        try:
+            model = _load_model(args)
+        except ModelError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3
+    try:
+        report = run_batch(
+            plan,
+            params,
+            processor=processor,
+            model=model,
+            mode=args.mode,
+            backend=args.backend,
+            on_progress=_progress_printer(args.quiet),
+            report_path=args.report,
+            overwrite=args.overwrite,
+        )
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(_final_message(report), file=sys.stderr)
+    if report.failures:
+        print("Failures:", file=sys.stderr)
+        for name, error in report.failures:
+            print(f"  {Path(name).name}: {error}", file=sys.stderr)
+    print(f"Report: {report.report_path}")
+    if report.cancelled:
+        return 130
+    return 0 if report.succeeded else 1
+
+
+def _load_model(args: argparse.Namespace):
+    from engine.models.loading import DEFAULT_SD_MODEL, LowMemory, load_sd_model
+
+    low = LowMemory(
+        attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload
+    )
+    return load_sd_model(
+        args.model or DEFAULT_SD_MODEL,
+        device=args.device,
+        dtype=args.dtype,
+        allow_pickle=args.allow_pickle,
+        allow_download=args.allow_download,
+        low_memory=low,
+    )
+
+
+def batch_cli(argv: Sequence[str] | None = None, *, processor=None) -> int:
+    """`editedid-cli batch ...` on its own: parse argv (without the word 'batch') and run."""
+    parser = argparse.ArgumentParser(prog="editedid-cli batch", description=rule_text("stem"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_batch_parser(sub)
+    args = parser.parse_args(["batch", *(argv if argv is not None else sys.argv[1:])])
+    return cmd_batch(args, processor=processor)

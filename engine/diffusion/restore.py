@@ -1,0 +1,603 @@
+"""EditedID on aligned face crops: Alignment -> Disentanglement -> Entanglement.
+
+`restore_faces(model, pairs, params)` takes aligned 512x512 crops (the original face
+warped into the edited face's frame), a face mask and an element mask per face, and
+returns restored crops. Faces run together in one UNet batch (split when memory is
+short). Inversion and null-text results are cached per face, so a re-run with new masks
+or overlap weights only repeats the entanglement stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.diffusion.attention import EntanglementAttention, GateConfig
+from engine.diffusion.inversion import AlignedTrajectories, StepCallback, align_invert
+from engine.diffusion.latents import (
+    UNetStats,
+    decode_latents,
+    encode_images,
+    encode_text,
+    latent_preview,
+    predict_noise,
+    word_columns,
+)
+from engine.diffusion.nulltext import NullTextResult, optimise_null_text
+from engine.diffusion.schedule import Solver, StepPlan, make_plan
+from engine.errors import Cancelled, InputError, NumericalError, OutOfMemory
+from engine.params import EditedIDParams
+
+CancelToken = Callable[[], bool] | object | None
+
+STAGES = ("inversion", "nulltext", "entanglement")
+
+
+@dataclass
+class FacePair:
+    """One aligned face pair in the edited face's crop frame.
+
+    original / edited: HxWx3 uint8 RGB crops of the same size.
+    face_mask / element_mask: HxW, uint8 0..255, bool or float 0..1 (soft edges welcome).
+    overlap: this face's (lambda_o, lambda_e); None = params.overlap.
+    """
+
+    original: np.ndarray
+    edited: np.ndarray
+    face_mask: np.ndarray
+    element_mask: np.ndarray
+    overlap: tuple[float, float] | None = None
+    name: str = ""
+    require_element: bool = True  # False: an empty element mask means "identity only"
+
+
+@dataclass
+class FaceResult:
+    restored: np.ndarray
+    mix_weights: list[float]
+    nulltext_losses: list[float]
+    nulltext_initial_losses: list[float]
+    nulltext_iterations: list[int]
+    cached: bool
+    element_attention: np.ndarray | None = None  # HxW in [0, 1], edited branch, T_e tokens
+    # Final latents of the three branches ("original", "edited", "target"), (1, 4, h, w)
+    # on the CPU; only with restore_faces(..., keep_latents=True) (tests, diagnostics).
+    latents: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class RestoreResult:
+    faces: list[FaceResult]
+    plan: list[dict]
+    stats: UNetStats
+    timings: dict[str, float]
+    params: EditedIDParams
+    model: dict = field(default_factory=dict)
+
+    def diagnostics(self) -> dict:
+        """Everything a sidecar or a report needs, JSON-serialisable."""
+        return {
+            "params": self.params.to_dict(),
+            "model": self.model,
+            "plan": self.plan,
+            "unet": self.stats.as_dict(),
+            "timings_s": self.timings,
+            "faces": [
+                {
+                    "mix_weights": f.mix_weights,
+                    "nulltext_losses": f.nulltext_losses,
+                    "nulltext_initial_losses": f.nulltext_initial_losses,
+                    "nulltext_iterations": f.nulltext_iterations,
+                    "cached_inversion": f.cached,
+                }
+                for f in self.faces
+            ],
+        }
+
+
+# --- cache ------------------------------------------------------------------------
+@dataclass
+class _CacheEntry:
+    trajectories: AlignedTrajectories
+    nulltext: NullTextResult
+
+
+class InversionCache:
+    """LRU cache of per-face inversion + null-text results, kept on the CPU."""
+
+    def __init__(self, max_faces: int = 32) -> None:
+        self.max_faces = max_faces
+        self._items: OrderedDict[str, _CacheEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> _CacheEntry | None:
+        entry = self._items.get(key)
+        if entry is not None:
+            self._items.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: _CacheEntry) -> None:
+        self._items[key] = entry
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_faces:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def default_cache(model) -> InversionCache:
+    cache = getattr(model, "_editedid_cache", None)
+    if cache is None:
+        cache = InversionCache()
+        model._editedid_cache = cache
+    return cache
+
+
+def face_cache_key(model, pair: FacePair, params: EditedIDParams) -> str:
+    digest = hashlib.sha256()
+    for image in (pair.original, pair.edited):
+        digest.update(str(image.shape).encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    digest.update(str(getattr(model, "fingerprint", id(model))).encode())
+    digest.update(str(model.dtype).encode())
+    digest.update(json.dumps(params.inversion_key(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+# --- input checks -------------------------------------------------------------------
+def _mask_to_float(mask: np.ndarray, what: str, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise InputError(f"The {what} must be a single-channel image, got shape {mask.shape}.")
+    if mask.shape != shape:
+        raise InputError(
+            f"The {what} is {mask.shape[1]}x{mask.shape[0]} but the face crop is "
+            f"{shape[1]}x{shape[0]}: masks must match the crop size."
+        )
+    if mask.dtype == np.bool_:
+        out = mask.astype(np.float32)
+    elif np.issubdtype(mask.dtype, np.integer):
+        out = mask.astype(np.float32) / 255.0
+    else:
+        out = mask.astype(np.float32)
+    return np.clip(out, 0.0, 1.0)
+
+
+def validate_pairs(pairs: list[FacePair]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Check crops and masks; return float masks (face, element) per pair."""
+    if not pairs:
+        raise InputError("No faces to restore: select at least one face.")
+    masks = []
+    first_shape = None
+    for index, pair in enumerate(pairs):
+        label = pair.name or f"face {index + 1}"
+        for what, image in (("original crop", pair.original), ("edited crop", pair.edited)):
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise InputError(
+                    f"{label}: the {what} must be an RGB uint8 image, got shape "
+                    f"{image.shape} and type {image.dtype}."
+                )
+        if pair.original.shape != pair.edited.shape:
+            raise InputError(
+                f"{label}: the original crop is {pair.original.shape[1]}x{pair.original.shape[0]} "
+                f"but the edited crop is {pair.edited.shape[1]}x{pair.edited.shape[0]}; align the "
+                "original face into the edited face's crop frame first (same size)."
+            )
+        h, w = pair.original.shape[:2]
+        if h % 8 or w % 8:
+            raise InputError(
+                f"{label}: crop size {w}x{h} must be a multiple of 8 (512x512 is best)."
+            )
+        if first_shape is None:
+            first_shape = pair.original.shape
+        elif pair.original.shape != first_shape:
+            raise InputError(
+                f"{label}: crop size {w}x{h} differs from the first face's "
+                f"{first_shape[1]}x{first_shape[0]}; all faces of one run share one crop size."
+            )
+        face = _mask_to_float(pair.face_mask, f"face mask of {label}", (h, w))
+        element = _mask_to_float(pair.element_mask, f"element mask of {label}", (h, w))
+        for what, mask in (("face mask", face), ("element mask", element)):
+            if what == "element mask" and not pair.require_element and mask.max() < 0.5:
+                continue
+            if mask.max() < 0.5:
+                raise InputError(
+                    f"{label}: the {what} is empty. Paint the region with the brush or reset "
+                    "it to the automatic mask."
+                )
+            if mask.min() > 0.5:
+                raise InputError(
+                    f"{label}: the {what} covers the whole crop, so nothing would be taken from "
+                    "the other photo. Erase the parts that do not belong to it."
+                )
+        if pair.overlap is not None and (
+            len(pair.overlap) != 2 or any(not 0.0 <= v <= 1.0 for v in pair.overlap)
+        ):
+            raise InputError(f"{label}: overlap weights must be two numbers in [0, 1].")
+        masks.append((face, element))
+    return masks
+
+
+def _cancel_checker(cancel: CancelToken) -> Callable[[], None]:
+    if cancel is None:
+        return lambda: None
+    probe = cancel.is_set if hasattr(cancel, "is_set") else cancel
+
+    def check() -> None:
+        if probe():
+            raise Cancelled("Restore cancelled.")
+
+    return check
+
+
+# --- the three stages -------------------------------------------------------------
+@dataclass
+class _Prompts:
+    cond_original: torch.Tensor  # (1, 77, D)
+    cond_edited: torch.Tensor
+    uncond: torch.Tensor
+    original_columns: list[tuple[int, int]]
+    edited_columns: list[tuple[int, int]]
+    capture: list[int]
+
+
+def _prompts(model, params: EditedIDParams) -> _Prompts:
+    tok = model.tokenizer
+    p_o, p_e = params.original_prompt, params.edited_prompt
+    face_in_o = word_columns(tok, p_o, params.face_words)
+    face_in_t = word_columns(tok, p_e, params.face_words)
+    words = tuple(w for w in params.element_words if w.strip())
+    element_cols = word_columns(tok, p_e, words) if words else []
+    cond_o, cond_e, uncond = encode_text(model, [p_o, p_e, ""]).split(1)
+    return _Prompts(
+        cond_o,
+        cond_e,
+        uncond,
+        list(zip(face_in_t, face_in_o, strict=True)),
+        [(c, c) for c in element_cols],  # P_t = P_e: same columns
+        element_cols,
+    )
+
+
+def _invert_faces(
+    model, pairs, prompts: _Prompts, plan, params, stats, on_step, check_cancel, timings
+) -> list[_CacheEntry]:
+    faces = len(pairs)
+    start = _clock(model)
+    latents = encode_images(model, [p.original for p in pairs] + [p.edited for p in pairs])
+    z_o, z_e = latents[:faces], latents[faces:]
+    cond_o = prompts.cond_original.expand(faces, -1, -1)
+    cond_e = prompts.cond_edited.expand(faces, -1, -1)
+    traj = align_invert(model, z_o, z_e, cond_o, cond_e, plan, params, stats, on_step, check_cancel)
+    middle = _clock(model)
+    timings["inversion"] += middle - start
+    null = optimise_null_text(
+        model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel
+    )
+    timings["nulltext"] += _clock(model) - middle
+    return [
+        _CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
+    ]
+
+
+def _to_cpu_traj(t: AlignedTrajectories) -> AlignedTrajectories:
+    return AlignedTrajectories(
+        [z.cpu() for z in t.original], [z.cpu() for z in t.edited], t.mix_weights.cpu()
+    )
+
+
+def _to_cpu_null(n: NullTextResult) -> NullTextResult:
+    return n.to("cpu")
+
+
+def _masks_to_latent(masks: list[np.ndarray], size: tuple[int, int], device) -> torch.Tensor:
+    stacked = torch.from_numpy(np.stack(masks))[:, None].float()
+    return F.interpolate(stacked, size=size, mode="area").to(device)
+
+
+@torch.no_grad()
+def _entangle(
+    model,
+    entries: list[_CacheEntry],
+    masks: list[tuple[np.ndarray, np.ndarray]],
+    overlap: tuple[float, float],
+    prompts: _Prompts,
+    plan: StepPlan,
+    params: EditedIDParams,
+    stats: UNetStats,
+    on_step: StepCallback | None,
+    check_cancel: Callable[[], None],
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Three branches (original, edited, target) from z_T with attentional gating.
+
+    Returns the captured element-token maps and the final latents of all branches,
+    (3F, 4, h, w) in the order original, edited, target.
+    """
+    faces = len(entries)
+    device = model.device
+    traj = AlignedTrajectories.stack([e.trajectories for e in entries])
+    null = NullTextResult.stack([e.nulltext for e in entries])
+    z_t = traj.shared_noise.to(device).float()
+    latent_size = tuple(z_t.shape[-2:])
+    face_mask = _masks_to_latent([m[0] for m in masks], latent_size, device)
+    element_mask = _masks_to_latent([m[1] for m in masks], latent_size, device)
+    union = torch.maximum(face_mask, element_mask)
+    cond = torch.cat(
+        [
+            prompts.cond_original.expand(faces, -1, -1),
+            prompts.cond_edited.expand(faces, -1, -1),
+            prompts.cond_edited.expand(faces, -1, -1),  # P_t = P_e
+        ]
+    )
+    x = torch.cat([z_t, z_t, z_t])
+    config = GateConfig(
+        faces=faces,
+        face_mask=face_mask,
+        element_mask=element_mask,
+        overlap=overlap,
+        mode=params.gate_mode,
+        gate_blocks=params.gate_blocks,
+        self_attention=params.gating,
+        cross_attention=params.gating and params.cross_attention,
+        cross_attention_halves=params.cross_attention_halves,
+        original_token_columns=prompts.original_columns,
+        edited_token_columns=prompts.edited_columns,
+        capture_tokens=prompts.capture,
+    )
+    solver = Solver(plan)
+    gate = EntanglementAttention(model.unet, config)
+    with gate:
+        for i in range(plan.steps):
+            check_cancel()
+            phi_o = null.uncond_original[i].to(device)
+            phi_e = null.uncond_edited[i].to(device)
+            uncond = torch.cat([phi_o, phi_e, phi_e]).to(cond.dtype)
+            eps = predict_noise(model, x, plan.timesteps[i], cond, uncond, params.guidance, stats)
+            x = solver.step(i, x, eps.float())
+            if params.blend:
+                # Blended Diffusion: outside the masks the target follows the edited branch.
+                edited, target = x[faces : 2 * faces], x[2 * faces :]
+                x[2 * faces :] = union * target + (1.0 - union) * edited
+            if on_step is not None:
+                on_step(
+                    "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
+                )
+    return gate.captured_maps(), x
+
+
+# --- public entry point -------------------------------------------------------------
+def restore_faces(
+    model,
+    pairs: list[FacePair],
+    params: EditedIDParams | None = None,
+    on_step: StepCallback | None = None,
+    cancel: CancelToken = None,
+    cache: InversionCache | None = None,
+    keep_latents: bool = False,
+) -> RestoreResult:
+    """Restore the original identity in each aligned face pair (paper 2.2-2.4).
+
+    on_step(stage, step, total, preview): called after every diffusion step of every
+    stage ("inversion", "nulltext", "entanglement"); preview is a small RGB uint8 array.
+    cancel: a callable returning True, or an object with is_set() (threading.Event);
+    checked before every UNet call, so a run stops within one step (raises Cancelled).
+    keep_latents: also return each face's final branch latents (FaceResult.latents).
+    Raises NumericalError instead of returning a non-finite or black crop.
+    """
+    params = params or EditedIDParams()
+    masks = validate_pairs(pairs)
+    check_cancel = _cancel_checker(cancel)
+    cache = cache if cache is not None else default_cache(model)
+    torch.manual_seed(params.seed)
+    plan = make_plan(params.steps, params.effective_dpm_range, model.alphas_cumprod)
+    stats = UNetStats()
+    timings = {stage: 0.0 for stage in STAGES}
+    timings["decode"] = 0.0
+    prompts = _prompts(model, params)
+
+    keys = [face_cache_key(model, p, params) for p in pairs]
+    entries: dict[int, _CacheEntry] = {}
+    cached_flags = []
+    for index, key in enumerate(keys):
+        hit = cache.get(key)
+        cached_flags.append(hit is not None)
+        if hit is not None:
+            entries[index] = hit
+    missing = [i for i in range(len(pairs)) if i not in entries]
+
+    def run_inversion(indices: list[int]) -> None:
+        new = _invert_faces(
+            model,
+            [pairs[i] for i in indices],
+            prompts,
+            plan,
+            params,
+            stats,
+            on_step,
+            check_cancel,
+            timings,
+        )
+        for i, entry in zip(indices, new, strict=True):
+            entries[i] = entry
+            cache.put(keys[i], entry)
+
+    _in_chunks(missing, params.max_batch_faces, run_inversion)
+
+    restored: dict[int, np.ndarray] = {}
+    attention_maps: dict[int, np.ndarray] = {}
+    final_latents: dict[int, dict[str, torch.Tensor]] = {}
+    # Faces with different overlap weights run as separate entanglement batches.
+    groups: dict[tuple[float, float], list[int]] = {}
+    for i, pair in enumerate(pairs):
+        groups.setdefault(tuple(pair.overlap or params.overlap), []).append(i)
+
+    for overlap, members in groups.items():
+
+        def run_entangle(indices: list[int], overlap=overlap) -> None:
+            start = _clock(model)
+            maps, latents = _entangle(
+                model,
+                [entries[i] for i in indices],
+                [masks[i] for i in indices],
+                overlap,
+                prompts,
+                plan,
+                params,
+                stats,
+                on_step,
+                check_cancel,
+            )
+            middle = _clock(model)
+            timings["entanglement"] += middle - start
+            n = len(indices)
+            crops = decode_latents(model, latents[2 * n :])
+            timings["decode"] += _clock(model) - middle
+            for slot, i in enumerate(indices):
+                _check_not_black(crops[slot], pairs[i])
+                restored[i] = crops[slot]
+                if keep_latents:
+                    final_latents[i] = {
+                        name: latents[b * n + slot : b * n + slot + 1].cpu()
+                        for b, name in enumerate(("original", "edited", "target"))
+                    }
+                if maps is not None and maps.shape[1] > 0:
+                    attention_maps[i] = _attention_to_crop(maps[slot], pairs[i].original.shape[:2])
+
+        _in_chunks(members, params.max_batch_faces, run_entangle)
+
+    results = []
+    for i in range(len(pairs)):
+        entry = entries[i]
+        results.append(
+            FaceResult(
+                restored=restored[i],
+                mix_weights=[round(float(w), 6) for w in entry.trajectories.mix_weights[0]],
+                nulltext_losses=[float(v) for v in entry.nulltext.losses[0]],
+                nulltext_initial_losses=[float(v) for v in entry.nulltext.initial_losses[0]],
+                nulltext_iterations=[int(v) for v in entry.nulltext.iterations[0]],
+                cached=cached_flags[i],
+                element_attention=attention_maps.get(i),
+                latents=final_latents.get(i),
+            )
+        )
+    describe = model.describe() if hasattr(model, "describe") else {}
+    return RestoreResult(results, plan.describe(), stats, timings, params, describe)
+
+
+def _clock(model) -> float:
+    """perf_counter after the device has finished its queued work, so stage timings on
+    CUDA (asynchronous) measure the stage, not the launch."""
+    device = torch.device(model.device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _check_not_black(crop: np.ndarray, pair: FacePair) -> None:
+    """A black crop from a crop that is not black is a numerical failure, not a result."""
+    if int(crop.max()) <= 2 and int(pair.edited.max()) > 16:
+        label = pair.name or "a face"
+        raise NumericalError(
+            f"The restored crop of {label} came out black, so it was not used. This "
+            "happens when half precision overflows: lower the guidance, or run in fp32 "
+            "(editedid-cli --dtype fp32)."
+        )
+
+
+def _attention_to_crop(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    merged = maps.float().amax(0, keepdim=True)[None]
+    up = F.interpolate(merged, size=size, mode="bilinear", align_corners=False)[0, 0]
+    up = up / up.max().clamp_min(1e-8)
+    return up.clamp(0, 1).cpu().numpy()
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def _in_chunks(indices: list[int], max_batch: int | None, fn: Callable[[list[int]], None]) -> None:
+    """Run fn over batches of indices; halve the batch on out-of-memory and retry."""
+    if not indices:
+        return
+    size = max_batch or len(indices)
+    start = 0
+    while start < len(indices):
+        chunk = indices[start : start + size]
+        try:
+            fn(chunk)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not _is_oom(error):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if size == 1:
+                raise OutOfMemory(
+                    "Out of GPU memory even for a single face. Turn on low-VRAM mode in "
+                    "Settings (attention slicing, VAE tiling, CPU offload) or run on the CPU."
+                ) from error
+            size = max(1, size // 2)
+            continue
+        start += len(chunk)
+
+
+@torch.no_grad()
+def element_attention_maps(
+    model,
+    edited_crops: list[np.ndarray],
+    params: EditedIDParams | None = None,
+    *,
+    timestep: int = 500,
+) -> list[np.ndarray] | None:
+    """Cross-attention of the element words on each edited crop, before any restore.
+
+    One UNet call for all faces (prompt-to-prompt style mask extraction): the edited
+    latent, noised deterministically to `timestep`, with the edited prompt; the maps of
+    the element tokens are read from the edited branch. Returns crop-sized float maps in
+    [0, 1], or None when there are no element words.
+    """
+    params = params or EditedIDParams()
+    words = tuple(w for w in params.element_words if w.strip())
+    if not words or not edited_crops:
+        return None
+    faces = len(edited_crops)
+    prompts = _prompts(model, params)
+    latents = encode_images(model, edited_crops).float()
+    generator = torch.Generator().manual_seed(params.seed)
+    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    a = float(model.alphas_cumprod[timestep])
+    noisy = (a**0.5) * latents + ((1 - a) ** 0.5) * noise
+    size = tuple(noisy.shape[-2:])
+    empty = torch.zeros(faces, 1, *size, device=noisy.device)
+    config = GateConfig(
+        faces=faces,
+        face_mask=empty,
+        element_mask=empty,
+        self_attention=False,
+        cross_attention=False,
+        capture_tokens=prompts.capture,
+    )
+    cond = torch.cat([prompts.cond_edited.expand(faces, -1, -1)] * 3)
+    uncond = torch.cat([prompts.uncond.expand(faces, -1, -1)] * 3)
+    gate = EntanglementAttention(model.unet, config)
+    with gate:
+        predict_noise(
+            model, torch.cat([noisy] * 3), timestep, cond, uncond, params.guidance, UNetStats()
+        )
+    maps = gate.captured_maps()
+    if maps is None:
+        return None
+    return [_attention_to_crop(maps[f], edited_crops[f].shape[:2]) for f in range(faces)]

@@ -1,0 +1,590 @@
+"""Whole photos: detect and pair faces, align crops, masks, restore in one batch, paste back.
+
+    analysis = analyze_photos(original, edited)          # faces, pairs, crops, auto masks
+    result = restore_photo(original, edited, params, model=model, analysis=analysis)
+    result = classic_photo(analysis)                      # instant, no diffusion model
+
+The edited photo defines the layout of the result; the original supplies identity
+(DESIGN.md §3). Every pixel outside the pasted face regions stays identical to the
+edited photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine import __version__
+from engine.errors import InputError
+from engine.faces.identity import IdentityScore, identity_from_embeddings
+from engine.faces.types import Face, FaceAnalyzer, FaceCrop, FacePairing
+from engine.models.fallback import restore_with_fallback
+from engine.params import EditedIDParams
+from engine.photo.align import align_edited, align_original_to_edited, too_small_message
+from engine.photo.masks import (
+    combine_element_masks,
+    element_mask_from_attention,
+    element_mask_from_difference,
+    face_mask_from_landmarks,
+    to_crop,
+    to_photo,
+)
+from engine.photo.pasteback import PasteItem, paste_many
+from engine.restorers.classic import classic_restore_crop
+
+THUMB_SIZE = 96
+MaskPair = tuple[np.ndarray | None, np.ndarray | None]
+
+
+@dataclass
+class PhotoFace:
+    """One edited face, its original partner (if any), crops and automatic masks."""
+
+    index: int
+    original_index: int | None
+    box: np.ndarray  # edited-photo coordinates
+    edited_face: Face
+    original_face: Face | None
+    edited_crop: FaceCrop
+    original_crop: FaceCrop | None
+    auto_face_mask: np.ndarray  # edited-photo coordinates, uint8
+    auto_element_mask: np.ndarray
+    crop_face_mask: np.ndarray  # crop coordinates, uint8
+    crop_element_mask: np.ndarray
+    too_small: bool = False
+    warnings: list[str] = field(default_factory=list)
+    thumb_edited: np.ndarray | None = None
+    thumb_original: np.ndarray | None = None
+    id_before: IdentityScore | None = None
+
+    @property
+    def restorable(self) -> bool:
+        return self.original_crop is not None
+
+
+@dataclass
+class PhotoAnalysis:
+    original: np.ndarray
+    edited: np.ndarray
+    backend: str
+    original_faces: list[Face]
+    edited_faces: list[Face]
+    pairing: FacePairing
+    faces: list[PhotoFace]
+    crop_size: int
+    analyzer: FaceAnalyzer | None = None
+
+    def face(self, index: int) -> PhotoFace:
+        for face in self.faces:
+            if face.index == index:
+                return face
+        raise InputError(f"There is no face {index} in the edited photo ({len(self.faces)} found).")
+
+
+@dataclass
+class FaceOutcome:
+    index: int
+    original_index: int | None
+    box: list[float]
+    id_before: IdentityScore | None
+    id_after: IdentityScore | None
+
+
+@dataclass
+class PhotoResult:
+    image: np.ndarray
+    faces: list[FaceOutcome]
+    sidecar: dict
+    mode: str
+    backend: str
+    changed_alpha: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    engine_result: object | None = None
+    attention_element_masks: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+# --- analysis -----------------------------------------------------------------------
+def _thumb(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _identity(
+    analyzer: FaceAnalyzer | None, a: Face | None, b: Face | None
+) -> IdentityScore | None:
+    if analyzer is None or a is None or b is None or a.embedding is None or b.embedding is None:
+        return None
+    return identity_from_embeddings(a.embedding, b.embedding, analyzer)
+
+
+def _build_face(
+    index: int,
+    edited: np.ndarray,
+    original: np.ndarray,
+    edited_face: Face,
+    original_face: Face | None,
+    original_index: int | None,
+    crop_size: int,
+    analyzer: FaceAnalyzer | None,
+) -> PhotoFace:
+    crop_e = align_edited(edited, edited_face, size=crop_size)
+    crop_o = None
+    face_crop_mask = face_mask_from_landmarks(crop_e, edited_face)
+    element_crop_mask = np.zeros_like(face_crop_mask)
+    warnings: list[str] = []
+    if original_face is not None:
+        crop_o = align_original_to_edited(original, original_face, crop_e, edited_face)
+        # Restore wherever either face is: the original's outline may be wider or taller.
+        face_crop_mask = np.maximum(face_crop_mask, face_mask_from_landmarks(crop_o, original_face))
+        element_crop_mask = element_mask_from_difference(crop_o.image, crop_e.image, face_crop_mask)
+    else:
+        warnings.append(
+            f"Face {index + 1} has no partner in the original photo: choose one in its panel "
+            "or leave it as edited."
+        )
+    small = bool(crop_e.too_small or (crop_o is not None and crop_o.too_small))
+    if small:
+        message = too_small_message(crop_e if crop_e.too_small else crop_o, f"Face {index + 1}")
+        warnings.append(message or f"Face {index + 1} is small; the result may be soft.")
+    return PhotoFace(
+        index=index,
+        original_index=original_index,
+        box=np.asarray(edited_face.box, dtype=float),
+        edited_face=edited_face,
+        original_face=original_face,
+        edited_crop=crop_e,
+        original_crop=crop_o,
+        auto_face_mask=to_photo(face_crop_mask, crop_e, edited.shape[:2]),
+        auto_element_mask=to_photo(element_crop_mask, crop_e, edited.shape[:2]),
+        crop_face_mask=face_crop_mask,
+        crop_element_mask=element_crop_mask,
+        too_small=small,
+        warnings=warnings,
+        thumb_edited=_thumb(crop_e.image),
+        thumb_original=_thumb(crop_o.image) if crop_o is not None else None,
+        id_before=_identity(analyzer, original_face, edited_face),
+    )
+
+
+def analyze_photos(
+    original: np.ndarray,
+    edited: np.ndarray,
+    *,
+    backend: str = "auto",
+    analyzer: FaceAnalyzer | None = None,
+    overrides: dict[int, int | None] | None = None,
+    crop_size: int = 512,
+    original_name: str = "the original photo",
+    edited_name: str = "the edited photo",
+) -> PhotoAnalysis:
+    """Detect, pair and align every face; automatic masks in edited-photo coordinates."""
+    from engine.faces.detection import get_analyzer, pair_faces
+
+    analyzer = analyzer or get_analyzer(backend)
+    edited_faces = analyzer.detect(edited)
+    if not edited_faces:
+        raise InputError(
+            f"No face found in {edited_name}. EditedID restores faces: use a photo where the "
+            "face is visible and at least about 64 pixels wide."
+        )
+    original_faces = analyzer.detect(original)
+    if not original_faces:
+        raise InputError(
+            f"No face found in {original_name}, so there is no identity to restore. Check that "
+            "the original photo shows the same person's face."
+        )
+    pairing = pair_faces(edited_faces, original_faces, edited, original, overrides=overrides)
+    partner = dict(pairing.pairs)
+    faces = []
+    for j, face in enumerate(edited_faces):
+        i = partner.get(j)
+        faces.append(
+            _build_face(
+                j,
+                edited,
+                original,
+                face,
+                original_faces[i] if i is not None else None,
+                i,
+                crop_size,
+                analyzer,
+            )
+        )
+    return PhotoAnalysis(
+        original,
+        edited,
+        analyzer.name,
+        original_faces,
+        edited_faces,
+        pairing,
+        faces,
+        crop_size,
+        analyzer,
+    )
+
+
+def _ensure_crop_size(analysis: PhotoAnalysis, size: int) -> PhotoAnalysis:
+    """Re-align crops when the run's resolution differs from the analysis' (cheap)."""
+    if analysis.crop_size == size:
+        return analysis
+    faces = [
+        _build_face(
+            f.index,
+            analysis.edited,
+            analysis.original,
+            f.edited_face,
+            f.original_face,
+            f.original_index,
+            size,
+            analysis.analyzer,
+        )
+        for f in analysis.faces
+    ]
+    return PhotoAnalysis(
+        analysis.original,
+        analysis.edited,
+        analysis.backend,
+        analysis.original_faces,
+        analysis.edited_faces,
+        analysis.pairing,
+        faces,
+        size,
+        analysis.analyzer,
+    )
+
+
+def _selected(analysis: PhotoAnalysis, faces: Sequence[int] | None) -> list[PhotoFace]:
+    if faces is None:
+        chosen = [f for f in analysis.faces if f.restorable]
+    else:
+        chosen = []
+        for index in faces:
+            face = analysis.face(index)
+            if not face.restorable:
+                raise InputError(
+                    f"Face {index + 1} has no partner in the original photo; pair it by hand "
+                    "or leave it out."
+                )
+            chosen.append(face)
+    if not chosen:
+        raise InputError(
+            "No face of the edited photo could be paired with a face of the original photo. "
+            "Check that both photos show the same people, or pair the faces by hand."
+        )
+    return chosen
+
+
+def _crop_masks(
+    face: PhotoFace, masks: dict[int, MaskPair] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """User masks (edited-photo coordinates) always win over the automatic ones."""
+    user_face, user_element = (masks or {}).get(face.index, (None, None))
+    face_mask = (
+        to_crop(user_face, face.edited_crop) if user_face is not None else face.crop_face_mask
+    )
+    element = (
+        to_crop(user_element, face.edited_crop)
+        if user_element is not None
+        else face.crop_element_mask
+    )
+    return face_mask, element
+
+
+# --- restore ------------------------------------------------------------------------
+def _compose(
+    analysis: PhotoAnalysis,
+    chosen: list[PhotoFace],
+    crops: list[np.ndarray],
+    region_masks: list[np.ndarray],
+    keep_masks: list[np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste all faces in one composition (no face re-blends another's pixels)."""
+    items = [
+        PasteItem(crop, face.edited_crop, region, keep)
+        for face, crop, region, keep in zip(chosen, crops, region_masks, keep_masks, strict=True)
+    ]
+    return paste_many(analysis.edited, items, return_alpha=True)
+
+
+def _outcomes(
+    analysis: PhotoAnalysis, chosen: list[PhotoFace], image: np.ndarray
+) -> list[FaceOutcome]:
+    analyzer = analysis.analyzer
+    outcomes = []
+    for face in chosen:
+        after = None
+        if (
+            analyzer is not None
+            and face.original_face is not None
+            and face.original_face.embedding is not None
+        ):
+            restored = Face(
+                face.edited_face.box,
+                face.edited_face.landmarks5,
+                face.edited_face.score,
+                face.edited_face.landmarks,
+                None,
+                analyzer.name,
+            )
+            restored.embedding = analyzer.embed(image, restored)
+            after = identity_from_embeddings(
+                face.original_face.embedding, restored.embedding, analyzer
+            )
+        outcomes.append(
+            FaceOutcome(
+                face.index, face.original_index, [float(v) for v in face.box], face.id_before, after
+            )
+        )
+    return outcomes
+
+
+def _sidecar(analysis, chosen, outcomes, mode, params, extra) -> dict:
+    return {
+        "tool": "EditedID Desktop",
+        "version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": mode,
+        "face_backend": analysis.backend,
+        "params": params.to_dict() if params is not None else None,
+        "faces": [
+            {
+                "index": o.index,
+                "original_index": o.original_index,
+                "box": o.box,
+                "original_box": (
+                    [float(v) for v in f.original_face.box] if f.original_face is not None else None
+                ),
+                "too_small": f.too_small,
+                "id_before": _score_dict(o.id_before),
+                "id_after": _score_dict(o.id_after),
+            }
+            for f, o in zip(chosen, outcomes, strict=True)
+        ],
+        "unpaired_edited_faces": list(analysis.pairing.unpaired_edited),
+        **extra,
+    }
+
+
+def _score_dict(score: IdentityScore | None) -> dict | None:
+    if score is None:
+        return None
+    return {
+        "value": round(float(score.value), 4),
+        "metric": score.metric,
+        "model": score.model,
+        "threshold": score.threshold,
+        "same_person": bool(score.same_person),
+    }
+
+
+def classic_photo(
+    analysis: PhotoAnalysis,
+    *,
+    faces: Sequence[int] | None = None,
+    masks: dict[int, MaskPair] | None = None,
+) -> PhotoResult:
+    """Classic mode: the aligned original face blended into the edited photo (instant, CPU)."""
+    start = time.perf_counter()
+    chosen = _selected(analysis, faces)
+    crops, regions, keeps = [], [], []
+    for face in chosen:
+        face_mask, element_mask = _crop_masks(face, masks)
+        crops.append(
+            classic_restore_crop(face.original_crop, face.edited_crop, face_mask, element_mask)
+        )
+        regions.append(face_mask)
+        keeps.append(element_mask)  # the edited element's pixels stay exactly as edited
+    image, alpha = _compose(analysis, chosen, crops, regions, keeps)
+    outcomes = _outcomes(analysis, chosen, image)
+    sidecar = _sidecar(
+        analysis,
+        chosen,
+        outcomes,
+        "classic",
+        None,
+        {"seconds": round(time.perf_counter() - start, 3)},
+    )
+    warnings = [w for f in chosen for w in f.warnings]
+    return PhotoResult(image, outcomes, sidecar, "classic", analysis.backend, alpha, warnings)
+
+
+def restore_photo(
+    original: np.ndarray,
+    edited: np.ndarray,
+    params: EditedIDParams | None = None,
+    faces: Sequence[int] | None = None,
+    on_step: Callable | None = None,
+    cancel=None,
+    *,
+    model,
+    analysis: PhotoAnalysis | None = None,
+    masks: dict[int, MaskPair] | None = None,
+    overlaps: dict[int, tuple[float, float]] | None = None,
+    backend: str = "auto",
+    overrides: dict[int, int | None] | None = None,
+) -> PhotoResult:
+    """EditedID on every selected face of a photo, all faces in one batched engine call."""
+    from engine.diffusion.restore import FacePair, element_attention_maps, restore_faces
+
+    params = params or EditedIDParams()
+    start = time.perf_counter()
+    if analysis is None:
+        analysis = analyze_photos(
+            original, edited, backend=backend, overrides=overrides, crop_size=params.resolution
+        )
+    analysis = _ensure_crop_size(analysis, params.resolution)
+    chosen = _selected(analysis, faces)
+    # Sharpen the automatic element masks with the element words' cross-attention (one
+    # extra UNet call for all faces); user-painted element masks are left alone.
+    auto = [f for f in chosen if (masks or {}).get(f.index, (None, None))[1] is None]
+    if auto and params.element_words:
+        maps = element_attention_maps(model, [f.edited_crop.image for f in auto], params)
+        for face, amap in zip(auto, maps or [], strict=False):
+            attention = element_mask_from_attention(amap)
+            face.crop_element_mask = combine_element_masks(face.crop_element_mask, attention)
+            face.auto_element_mask = to_photo(
+                face.crop_element_mask, face.edited_crop, analysis.edited.shape[:2]
+            )
+    pairs, regions, keeps = [], [], []
+    warnings: list[str] = []
+    for face in chosen:
+        face_mask, element_mask = _crop_masks(face, masks)
+        if element_mask.max() < 128:
+            warnings.append(
+                f"Face {face.index + 1}: no edited element was found, so only the identity is "
+                "restored. Paint the element mask to keep glasses, a hat or other edits."
+            )
+        pairs.append(
+            FacePair(
+                face.original_crop.image,
+                face.edited_crop.image,
+                face_mask,
+                element_mask,
+                overlap=(overlaps or {}).get(face.index),
+                name=f"face {face.index + 1}",
+                require_element=False,
+            )
+        )
+        regions.append(np.maximum(face_mask, element_mask))
+        # Element pixels outside the face come straight from the edited photo.
+        keeps.append(np.where(face_mask >= 128, 0, element_mask).astype(np.uint8))
+    result = restore_with_fallback(
+        lambda m: restore_faces(m, pairs, params, on_step=on_step, cancel=cancel),
+        model,
+        on_message=warnings.append,
+    )
+    crops = [f.restored for f in result.faces]
+    # The edited branch's cross-attention on the element words, as a photo-sized mask the
+    # user can adopt (prompt-to-prompt style local mask).
+    attention_masks = {}
+    for slot, face in enumerate(chosen):
+        attention = result.faces[slot].element_attention
+        if attention is not None:
+            attention_masks[face.index] = to_photo(
+                element_mask_from_attention(attention), face.edited_crop, analysis.edited.shape[:2]
+            )
+    image, alpha = _compose(analysis, chosen, crops, regions, keeps)
+    outcomes = _outcomes(analysis, chosen, image)
+    sidecar = _sidecar(
+        analysis,
+        chosen,
+        outcomes,
+        "diffusion",
+        params,
+        {
+            "model": result.model,
+            "engine": result.diagnostics(),
+            "seconds": round(time.perf_counter() - start, 3),
+        },
+    )
+    warnings = [w for f in chosen for w in f.warnings] + warnings
+    return PhotoResult(
+        image,
+        outcomes,
+        sidecar,
+        "diffusion",
+        analysis.backend,
+        alpha,
+        warnings,
+        engine_result=result,
+        attention_element_masks=attention_masks,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def restore_photo_files(
+    original_path: str | Path,
+    edited_path: str | Path,
+    out_path: str | Path,
+    params: EditedIDParams | None = None,
+    *,
+    model=None,
+    mode: str = "diffusion",
+    backend: str = "auto",
+    faces: Sequence[int] | None = None,
+    on_step: Callable | None = None,
+    cancel=None,
+    overwrite: bool = False,
+    analyzer: FaceAnalyzer | None = None,
+) -> PhotoResult:
+    """Read two files, restore, write the result and its sidecar JSON (atomically)."""
+    from engine.io.export import save_result
+    from engine.io.images import read_rgb, write_text_atomic
+
+    params = params or EditedIDParams()
+    if mode not in ("diffusion", "classic"):
+        raise InputError(f"Unknown mode {mode!r}: use 'diffusion' or 'classic'.")
+    if mode == "diffusion" and model is None:
+        raise InputError(
+            "Diffusion mode needs a Stable Diffusion model; use classic mode or load one."
+        )
+    original_path, edited_path, out_path = Path(original_path), Path(edited_path), Path(out_path)
+    original = read_rgb(original_path)
+    edited = read_rgb(edited_path)
+    analysis = analyze_photos(
+        original,
+        edited,
+        backend=backend,
+        analyzer=analyzer,
+        crop_size=params.resolution,
+        original_name=str(original_path),
+        edited_name=str(edited_path),
+    )
+    if mode == "classic":
+        result = classic_photo(analysis, faces=faces)
+    else:
+        result = restore_photo(
+            original, edited, params, faces, on_step, cancel, model=model, analysis=analysis
+        )
+    result.sidecar["inputs"] = {
+        name: {"path": str(path.resolve()), "sha256": _sha256(path)}
+        for name, path in (("original", original_path), ("edited", edited_path))
+    }
+    result.sidecar["output"] = str(out_path.resolve())
+    save_result(
+        out_path,
+        result.image,
+        reference_path=edited_path,
+        changed_alpha=result.changed_alpha,
+        overwrite=overwrite,
+        protected_paths=(original_path, edited_path),
+    )
+    write_text_atomic(
+        out_path.with_name(out_path.name + ".json"),
+        json.dumps(result.sidecar, indent=2, default=str),
+    )
+    return result
