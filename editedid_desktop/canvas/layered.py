@@ -39,14 +39,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .imaging import (
+from ..imaging import (
     MASK_KINDS,
     mask_color,
     mask_overlay,
     numpy_to_qimage,
     rgba_premultiplied_to_qimage,
 )
-from .mask_document import MaskDocument
+from ..mask_document import MaskDocument
 
 LAYERS: tuple[str, ...] = ("original", "edited", "result", "preview", "masks")
 IMAGE_LAYERS: tuple[str, ...] = ("original", "edited", "result")
