@@ -398,104 +398,159 @@ def restore_faces(
     keep_latents: also return each face's final branch latents (FaceResult.latents).
     Raises NumericalError instead of returning a non-finite or black crop.
     """
-    params = params or EditedIDParams()
+    # 1. Prepare: the inputs checked, the merged step plan (eq. 6), the prompts.
+    run = _prepare(model, pairs, params or EditedIDParams(), on_step, cancel, cache)
+    # 2. Alignment (sec. 2.2, eq. 1-3) and Disentanglement (sec. 2.3, eq. 4-5), per face:
+    #    from the cache, or computed for all missing faces in one batch.
+    entries, cached = _align_and_disentangle(run)
+    # 3. Entanglement (sec. 2.4, eq. 7-9): the gated three-branch reconstruction, one
+    #    batch per overlap setting, and the decoded target branch.
+    outputs = _entangle_all(run, entries, keep_latents)
+    # 4. What each face got, with what a sidecar records.
+    return _result(run, entries, cached, outputs)
+
+
+@dataclass
+class _Run:
+    """What every stage of one restore_faces call reads."""
+
+    model: object
+    pairs: list[FacePair]
+    params: EditedIDParams
+    masks: list[tuple[np.ndarray, np.ndarray]]
+    plan: StepPlan
+    prompts: _Prompts
+    cache: InversionCache
+    on_step: StepCallback | None
+    check_cancel: Callable[[], None]
+    stats: UNetStats = field(default_factory=UNetStats)
+    timings: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys((*STAGES, "decode"), 0.0)
+    )
+
+
+@dataclass
+class _FaceOutput:
+    restored: np.ndarray
+    element_attention: np.ndarray | None
+    latents: dict[str, torch.Tensor] | None
+
+
+def _prepare(model, pairs, params, on_step, cancel, cache) -> _Run:
     masks = validate_pairs(pairs)
-    check_cancel = _cancel_checker(cancel)
-    cache = cache if cache is not None else default_cache(model)
     torch.manual_seed(params.seed)
-    plan = make_plan(params.steps, params.effective_dpm_range, model.alphas_cumprod)
-    stats = UNetStats()
-    timings = {stage: 0.0 for stage in STAGES}
-    timings["decode"] = 0.0
-    prompts = _prompts(model, params)
+    return _Run(
+        model=model,
+        pairs=pairs,
+        params=params,
+        masks=masks,
+        plan=make_plan(params.steps, params.effective_dpm_range, model.alphas_cumprod),
+        prompts=_prompts(model, params),
+        cache=cache if cache is not None else default_cache(model),
+        on_step=on_step,
+        check_cancel=_cancel_checker(cancel),
+    )
 
-    keys = [face_cache_key(model, p, params) for p in pairs]
-    entries: dict[int, _CacheEntry] = {}
-    cached_flags = []
-    for index, key in enumerate(keys):
-        hit = cache.get(key)
-        cached_flags.append(hit is not None)
-        if hit is not None:
-            entries[index] = hit
-    missing = [i for i in range(len(pairs)) if i not in entries]
 
-    def run_inversion(indices: list[int]) -> None:
+def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool]]:
+    """Stages 1-2 for the faces the cache does not hold (re-runs with new masks or
+    overlap weights skip them); returns every face's entry and whether it was cached."""
+    keys = [face_cache_key(run.model, p, run.params) for p in run.pairs]
+    entries = {i: hit for i, key in enumerate(keys) if (hit := run.cache.get(key)) is not None}
+    cached = [i in entries for i in range(len(run.pairs))]
+    missing = [i for i in range(len(run.pairs)) if i not in entries]
+
+    def invert(indices: list[int]) -> None:
         new = _invert_faces(
-            model,
-            [pairs[i] for i in indices],
-            prompts,
-            plan,
-            params,
-            stats,
-            on_step,
-            check_cancel,
-            timings,
+            run.model,
+            [run.pairs[i] for i in indices],
+            run.prompts,
+            run.plan,
+            run.params,
+            run.stats,
+            run.on_step,
+            run.check_cancel,
+            run.timings,
         )
         for i, entry in zip(indices, new, strict=True):
             entries[i] = entry
-            cache.put(keys[i], entry)
+            run.cache.put(keys[i], entry)
 
-    _in_chunks(missing, params.max_batch_faces, run_inversion)
+    _in_chunks(missing, run.params.max_batch_faces, invert)
+    return entries, cached
 
-    restored: dict[int, np.ndarray] = {}
-    attention_maps: dict[int, np.ndarray] = {}
-    final_latents: dict[int, dict[str, torch.Tensor]] = {}
-    # Faces with different overlap weights run as separate entanglement batches.
+
+def _entangle_all(
+    run: _Run, entries: dict[int, _CacheEntry], keep_latents: bool
+) -> dict[int, _FaceOutput]:
+    """Stage 3, one batch per overlap setting (faces with other weights run apart)."""
     groups: dict[tuple[float, float], list[int]] = {}
-    for i, pair in enumerate(pairs):
-        groups.setdefault(tuple(pair.overlap or params.overlap), []).append(i)
-
+    for i, pair in enumerate(run.pairs):
+        groups.setdefault(tuple(pair.overlap or run.params.overlap), []).append(i)
+    outputs: dict[int, _FaceOutput] = {}
     for overlap, members in groups.items():
 
-        def run_entangle(indices: list[int], overlap=overlap) -> None:
-            start = _clock(model)
-            maps, latents = _entangle(
-                model,
-                [entries[i] for i in indices],
-                [masks[i] for i in indices],
-                overlap,
-                prompts,
-                plan,
-                params,
-                stats,
-                on_step,
-                check_cancel,
-            )
-            middle = _clock(model)
-            timings["entanglement"] += middle - start
-            n = len(indices)
-            crops = decode_latents(model, latents[2 * n :])
-            timings["decode"] += _clock(model) - middle
-            for slot, i in enumerate(indices):
-                _check_not_black(crops[slot], pairs[i])
-                restored[i] = crops[slot]
-                if keep_latents:
-                    final_latents[i] = {
-                        name: latents[b * n + slot : b * n + slot + 1].cpu()
-                        for b, name in enumerate(("original", "edited", "target"))
-                    }
-                if maps is not None and maps.shape[1] > 0:
-                    attention_maps[i] = _attention_to_crop(maps[slot], pairs[i].original.shape[:2])
+        def entangle(indices: list[int], overlap=overlap) -> None:
+            outputs.update(_entangle_batch(run, entries, indices, overlap, keep_latents))
 
-        _in_chunks(members, params.max_batch_faces, run_entangle)
+        _in_chunks(members, run.params.max_batch_faces, entangle)
+    return outputs
 
-    results = []
-    for i in range(len(pairs)):
-        entry = entries[i]
-        results.append(
+
+def _entangle_batch(run: _Run, entries, indices, overlap, keep_latents) -> dict[int, _FaceOutput]:
+    start = _clock(run.model)
+    maps, latents = _entangle(
+        run.model,
+        [entries[i] for i in indices],
+        [run.masks[i] for i in indices],
+        overlap,
+        run.prompts,
+        run.plan,
+        run.params,
+        run.stats,
+        run.on_step,
+        run.check_cancel,
+    )
+    middle = _clock(run.model)
+    run.timings["entanglement"] += middle - start
+    n = len(indices)
+    crops = decode_latents(run.model, latents[2 * n :])  # the target branch
+    run.timings["decode"] += _clock(run.model) - middle
+    out = {}
+    for slot, i in enumerate(indices):
+        pair = run.pairs[i]
+        _check_not_black(crops[slot], pair)
+        kept = None
+        if keep_latents:
+            kept = {
+                name: latents[b * n + slot : b * n + slot + 1].cpu()
+                for b, name in enumerate(("original", "edited", "target"))
+            }
+        attention = None
+        if maps is not None and maps.shape[1] > 0:
+            attention = _attention_to_crop(maps[slot], pair.original.shape[:2])
+        out[i] = _FaceOutput(crops[slot], attention, kept)
+    return out
+
+
+def _result(run: _Run, entries, cached: list[bool], outputs) -> RestoreResult:
+    faces = []
+    for i in range(len(run.pairs)):
+        entry, output = entries[i], outputs[i]
+        faces.append(
             FaceResult(
-                restored=restored[i],
+                restored=output.restored,
                 mix_weights=[round(float(w), 6) for w in entry.trajectories.mix_weights[0]],
                 nulltext_losses=[float(v) for v in entry.nulltext.losses[0]],
                 nulltext_initial_losses=[float(v) for v in entry.nulltext.initial_losses[0]],
                 nulltext_iterations=[int(v) for v in entry.nulltext.iterations[0]],
-                cached=cached_flags[i],
-                element_attention=attention_maps.get(i),
-                latents=final_latents.get(i),
+                cached=cached[i],
+                element_attention=output.element_attention,
+                latents=output.latents,
             )
         )
-    describe = model.describe() if hasattr(model, "describe") else {}
-    return RestoreResult(results, plan.describe(), stats, timings, params, describe)
+    describe = run.model.describe() if hasattr(run.model, "describe") else {}
+    return RestoreResult(faces, run.plan.describe(), run.stats, run.timings, run.params, describe)
 
 
 def _clock(model) -> float:

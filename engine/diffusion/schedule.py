@@ -277,9 +277,6 @@ class Solver:
     def history(self) -> tuple[torch.Tensor | None, float | None]:
         return self._prev_x0, self._prev_lam
 
-    def set_history(self, x0: torch.Tensor | None, lam: float | None) -> None:
-        self._prev_x0, self._prev_lam = x0, lam
-
     # reconstruction ---------------------------------------------------------------
     def step(self, i: int, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Reconstruction step i: level i -> level i + 1 (eq. 5); records the x0 history."""

@@ -1,8 +1,12 @@
 """Tiny random Stable Diffusion 1.x models, written as a standard diffusers folder.
 
-Used by the test suite and by the packaged app's --self-test: the same loading code
-(`engine.models.loading`) reads them as it reads a real SD 1.4 folder. The tokenizer is the real
-CLIP one shipped in resources/, so token positions of words such as "glasses" are real.
+Why this test fixture ships inside the engine: the packaged app's `--self-test` (the
+report users send when something is wrong) runs a small end-to-end restore without the
+network and before any real model is downloaded, so the installed bundle needs the
+builder too. The test suite uses the same builder, and the same loading code
+(`engine.models.loading`) reads these folders as it reads a real SD 1.4 folder. The
+tokenizer is the real CLIP one shipped in resources/, so token positions of words such
+as "glasses" are real.
 """
 
 from __future__ import annotations
