@@ -107,7 +107,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(InputError, match="could not write"):
+    with pytest.raises(InputError, match="disk is full"):
         write_image_atomic(target, np.ones((4, 4, 3), np.uint8))
     assert _digest(target) == before  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]

@@ -31,7 +31,7 @@ from typing import Any
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.io.export import FORMATS, OutputFolderError, check_output_folder, estimate_output_bytes
-from engine.io.images import write_text_atomic
+from engine.io.files import atomic_write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 RULES = ("stem", "exact")
@@ -653,7 +653,7 @@ def _ok_row(item: BatchItem, result, mode: str, out_dir: Path) -> BatchRow:
         sidecar = dict(getattr(result, "sidecar", None) or {})
         sidecar.setdefault("status", "ok")
         sidecar.setdefault("output", str(item.output))
-        write_text_atomic(side, json.dumps(sidecar, indent=2, default=str))
+        atomic_write_text(side, json.dumps(sidecar, indent=2, default=str))
     faces = list(getattr(result, "faces", None) or [])
     return BatchRow(
         str(item.original),
@@ -680,13 +680,13 @@ def _write_reports(report: BatchReport, started: float) -> None:
     for row in report.rows:
         writer.writerow(row.csv_row())
     try:
-        write_text_atomic(csv_path, buffer.getvalue())
+        atomic_write_text(csv_path, buffer.getvalue())
         md_path = csv_path.with_suffix(".md")
         json_path = csv_path.with_suffix(".json")
-        write_text_atomic(md_path, _summary_markdown(report))
-        write_text_atomic(json_path, json.dumps(_summary_dict(report), indent=2))
+        atomic_write_text(md_path, _summary_markdown(report))
+        atomic_write_text(json_path, json.dumps(_summary_dict(report), indent=2))
         report.summary_md_path, report.summary_json_path = md_path, json_path
-    except OSError:
+    except (OSError, EditedIDError):
         pass  # the report must never be the reason a batch dies; results are on disk
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 import time
@@ -103,14 +102,6 @@ def params_from_args(args: argparse.Namespace) -> EditedIDParams:
 
 
 # --- commands -------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _progress_printer(quiet: bool):
     def on_step(stage: str, step: int, total: int, preview) -> None:
         if not quiet:
@@ -121,7 +112,8 @@ def _progress_printer(quiet: bool):
 
 def cmd_restore_crop(args: argparse.Namespace) -> int:
     from engine.diffusion.restore import FacePair, restore_faces
-    from engine.io.images import read_mask, read_rgb, write_image_atomic, write_text_atomic
+    from engine.io.files import atomic_write_text, sha256_file
+    from engine.io.images import read_mask, read_rgb, write_image_atomic
     from engine.models.fallback import restore_with_fallback
     from engine.models.loading import LowMemory, load_sd_model
 
@@ -178,7 +170,7 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
         "version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "inputs": {
-            name: {"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))}
+            name: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
             for name, p in inputs.items()
         },
         "output": str(out.resolve()),
@@ -186,7 +178,7 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
         "diagnostics": result.diagnostics(),
     }
     sidecar_path = out.with_name(out.name + ".json")
-    write_text_atomic(sidecar_path, json.dumps(sidecar, indent=2))
+    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2))
     print(out)
     return EXIT_OK
 

@@ -52,6 +52,7 @@ import numpy as np
 from engine.errors import Cancelled, EditedIDError, InputError
 from engine.faces.identity import IdentityScore, identity_from_embeddings
 from engine.faces.types import Face, FaceAnalyzer
+from engine.io.files import atomic_write_bytes, atomic_write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 PSNR_CAP_DB = 100.0
@@ -536,12 +537,6 @@ def evaluate_folder(
 
 
 # --- writing -------------------------------------------------------------------------------
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    from engine.io.images import write_bytes_atomic
-
-    return write_bytes_atomic(path, data)
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return ""
@@ -778,7 +773,7 @@ def _figure(width: float, height: float):
 def _save_figure(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return _write_bytes_atomic(path, buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_id_before_after(report: EvalReport, path: Path) -> Path:
@@ -874,12 +869,10 @@ def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path | No
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"{out}: cannot create the report folder ({error}).") from error
-    from engine.io.images import write_text_atomic
-
     written: dict[str, Path | None] = {}
     rows = [_image_row(im) for im in report.images]
     rows += [_mean_row(v, m) for v, m in report.means().items()]
-    written["csv"] = write_text_atomic(out / "eval.csv", _csv_text(IMAGE_COLUMNS, rows))
+    written["csv"] = atomic_write_text(out / "eval.csv", _csv_text(IMAGE_COLUMNS, rows))
     face_rows = [
         {
             "name": f.name,
@@ -896,7 +889,7 @@ def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path | No
         }
         for f in report.faces()
     ]
-    written["faces_csv"] = write_text_atomic(
+    written["faces_csv"] = atomic_write_text(
         out / "eval_faces.csv", _csv_text(FACE_COLUMNS, face_rows)
     )
     plots: dict[str, Path | None] = {"id_before_after": None, "faces_scatter": None}
@@ -910,7 +903,7 @@ def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path | No
         plots["id_before_after"] = plot_id_before_after(report, out / "id_before_after.png")
         plots["faces_scatter"] = plot_faces_scatter(report, out / "faces_scatter.png")
     written.update(plots)
-    written["md"] = write_text_atomic(out / "eval.md", _markdown(report, plots))
+    written["md"] = atomic_write_text(out / "eval.md", _markdown(report, plots))
     return written
 
 
@@ -996,7 +989,7 @@ def run_ablation(
     """
     from engine.evaluation.clip_score import element_prompt
     from engine.faces.detection import get_analyzer
-    from engine.io.images import write_image_atomic, write_text_atomic
+    from engine.io.images import write_image_atomic
     from engine.params import EditedIDParams
     from engine.photo.pipeline import analyze_photos, classic_photo, restore_photo
 
@@ -1110,7 +1103,7 @@ def run_ablation(
                 "error": row.error,
             }
         )
-    report.files["csv"] = write_text_atomic(out / "ablation.csv", _csv_text(columns, table))
+    report.files["csv"] = atomic_write_text(out / "ablation.csv", _csv_text(columns, table))
     md = [
         "# EditedID ablation (paper Table 7)",
         "",
@@ -1126,5 +1119,5 @@ def run_ablation(
     if errors:
         md += ["", "## Errors", ""] + [f"- {r.variant}: {r.error}" for r in errors]
     md += ["", "![side by side](ablation_sheet.png)", ""]
-    report.files["md"] = write_text_atomic(out / "ablation.md", "\n".join(md))
+    report.files["md"] = atomic_write_text(out / "ablation.md", "\n".join(md))
     return report

@@ -1,3 +1,3 @@
-"""Files in and out: reading hostile image files safely (images) and writing results with
-their metadata atomically (export).
+"""Files in and out: reading hostile image files safely (images), atomic writes and file
+hashes (files), and writing results with their metadata (export).
 """

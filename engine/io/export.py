@@ -4,8 +4,8 @@
 because the pixels handed to it are already upright, and its ICC profile. A 16-bit
 reference (PNG or TIFF) gives a 16-bit result where the output format allows it: outside
 `changed_alpha` the reference's own 16-bit pixels are kept bit-exact, inside they are
-blended with the 8-bit result scaled to 16 bit. Every write goes through a temp file in
-the target folder (fsync + os.replace), never replaces an input, and never replaces an
+blended with the 8-bit result scaled to 16 bit. Every write is atomic
+(`engine.io.files.atomic_write`), never replaces an input, and never replaces an
 existing file unless asked. `check_output_folder` tells a read-only or full output folder
 before any heavy work starts.
 """
@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import InputError
+from engine.io.files import OutputFolderError, atomic_write
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 ORIENTATION_TAG = 0x0112
@@ -39,10 +40,6 @@ _STRUCTURAL_TAGS = frozenset(
 # Descriptive IFD0 tags carried into a 16-bit TIFF written by tifffile (ASCII only).
 _TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
 FREE_SPACE_MARGIN = 16 * 1024 * 1024  # keep this much free beyond the estimate
-
-
-class OutputFolderError(InputError):
-    """The output folder cannot take the result (missing, read-only, full)."""
 
 
 # --- folder checks -------------------------------------------------------------------
@@ -234,43 +231,6 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.normcase(str(a.resolve())) == os.path.normcase(str(b.resolve()))
 
 
-def _atomic_write(path: Path, writer) -> None:
-    """writer(binary file handle); temp file in the same folder, fsync, os.replace."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputFolderError(
-                f"{path}: the disk is full; nothing was written. Free some space and run again."
-            ) from error
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise OutputFolderError(
-                f"{path}: the output folder is read-only; nothing was written."
-            ) from error
-        raise InputError(
-            f"{path}: could not write the file ({error.strerror or error})."
-        ) from error
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
 def save_result(
     out_path: str | Path,
     image_rgb8: np.ndarray,
@@ -295,6 +255,38 @@ def save_result(
     """
     out = Path(out_path)
     image = np.asarray(image_rgb8)
+    # 1. refuse what must never be written: wrong array, unknown format, an input file
+    fmt = _check_target(out, image, reference_path, protected_paths, overwrite)
+    # 2. the reference's metadata, less what the output format cannot carry
+    reference = Path(reference_path) if reference_path is not None else None
+    meta = _reference_metadata(reference)
+    notes = _drop_unfit_metadata(out, fmt, meta)
+    # 3. a 16-bit reference gives 16-bit pixels where the format allows it
+    pixels16 = None
+    if reference is not None and _reference_bit_depth(reference) == 16:
+        pixels16 = _pixels_16bit(out, fmt, reference, meta, image, changed_alpha, notes)
+    # 4. space for it, then the write itself
+    check_output_folder(out.parent, image.size * (2 if pixels16 is not None else 1))
+    if pixels16 is not None and fmt == "PNG":
+        _write_png16(out, pixels16, meta)
+    elif pixels16 is not None and fmt == "TIFF" and _tifffile() is not None:
+        atomic_write(out, lambda handle: _write_tiff16(handle, pixels16, meta))
+        if meta["exif"]:
+            notes.append(
+                f"{out.name}: 16-bit TIFF keeps the ICC profile and the main text tags "
+                "(artist, date, camera, copyright); other EXIF fields are not copied."
+            )
+    else:
+        if pixels16 is not None:
+            notes.append(f"{out.name}: saved as 8-bit (tifffile is not installed).")
+        _write_8bit(out, fmt, image, meta, quality)
+    if warnings is not None:
+        warnings.extend(notes)
+    return out
+
+
+def _check_target(out: Path, image: np.ndarray, reference_path, protected_paths, overwrite) -> str:
+    """The PIL format name for `out`; InputError for anything that must not be written."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise InputError(
             f"{out}: the result must be an HxWx3 8-bit RGB image, got {image.dtype} {image.shape}."
@@ -319,8 +311,11 @@ def save_result(
         )
     if out.exists() and out.is_dir():
         raise InputError(f"{out}: is a folder; choose a file name.")
-    reference = Path(reference_path) if reference_path is not None else None
-    meta = _reference_metadata(reference)
+    return fmt
+
+
+def _drop_unfit_metadata(out: Path, fmt: str, meta: dict) -> list[str]:
+    """Remove from `meta` what the output cannot carry; one note per removal."""
     notes: list[str] = []
     if meta["icc"] and meta["icc"][16:20] != b"RGB ":
         # A CMYK or grey profile does not describe RGB pixels: leave it out (sRGB assumed).
@@ -330,65 +325,58 @@ def save_result(
     if fmt == "JPEG" and meta["exif"] and len(meta["exif"]) > 65000:
         notes.append(f"{out.name}: the input's EXIF is too large for JPEG and was not copied.")
         meta["exif"] = None
+    return notes
 
-    pixels16 = None
-    if reference is not None and _reference_bit_depth(reference) == 16:
-        if fmt == "JPEG":
-            notes.append(f"{out.name}: the 16-bit input was saved as 8-bit (JPEG is 8-bit).")
-        else:
-            reference16 = _read_16bit_upright(reference, meta["orientation"])
-            if reference16 is None or reference16.shape != image.shape:
-                notes.append(
-                    f"{out.name}: saved as 8-bit (the 16-bit input could not be matched "
-                    "to the result)."
-                )
-            else:
-                alpha = changed_alpha
-                if alpha is not None and np.asarray(alpha).shape != image.shape[:2]:
-                    raise InputError(
-                        f"{out}: changed_alpha has shape {np.asarray(alpha).shape}, "
-                        f"the image {image.shape[:2]}."
-                    )
-                pixels16 = _blend_16bit(reference16, image, alpha)
-    check_output_folder(out.parent, image.size * (2 if pixels16 is not None else 1))
 
-    if pixels16 is not None and fmt == "PNG":
-        import cv2
+def _pixels_16bit(
+    out: Path, fmt: str, reference: Path, meta: dict, image, changed_alpha, notes: list[str]
+) -> np.ndarray | None:
+    """The 16-bit result for a 16-bit reference, or None (8-bit, with a note why)."""
+    if fmt == "JPEG":
+        notes.append(f"{out.name}: the 16-bit input was saved as 8-bit (JPEG is 8-bit).")
+        return None
+    reference16 = _read_16bit_upright(reference, meta["orientation"])
+    if reference16 is None or reference16.shape != image.shape:
+        notes.append(
+            f"{out.name}: saved as 8-bit (the 16-bit input could not be matched to the result)."
+        )
+        return None
+    if changed_alpha is not None and np.asarray(changed_alpha).shape != image.shape[:2]:
+        raise InputError(
+            f"{out}: changed_alpha has shape {np.asarray(changed_alpha).shape}, "
+            f"the image {image.shape[:2]}."
+        )
+    return _blend_16bit(reference16, image, changed_alpha)
 
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(pixels16, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise InputError(f"{out}: could not encode the 16-bit PNG.")
-        data = _png_add_chunks(encoded.tobytes(), meta["icc"], meta["exif"], meta["dpi"])
-        _atomic_write(out, lambda handle: handle.write(data))
-    elif pixels16 is not None and fmt == "TIFF" and _tifffile() is not None:
-        _atomic_write(out, lambda handle: _write_tiff16(handle, pixels16, meta))
-        if meta["exif"]:
-            notes.append(
-                f"{out.name}: 16-bit TIFF keeps the ICC profile and the main text tags "
-                "(artist, date, camera, copyright); other EXIF fields are not copied."
-            )
-    else:
-        if pixels16 is not None:
-            notes.append(f"{out.name}: saved as 8-bit (tifffile is not installed).")
-        pil = Image.fromarray(image, "RGB")
-        kwargs: dict = {}
-        if meta["exif"]:
-            kwargs["exif"] = meta["exif"]
-        if meta["icc"]:
-            kwargs["icc_profile"] = meta["icc"]
-        if meta["dpi"]:
-            kwargs["dpi"] = meta["dpi"]
-        if fmt == "JPEG":
-            kwargs.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
-            kwargs["optimize"] = True
-        elif fmt == "TIFF":
-            kwargs["compression"] = "tiff_deflate"
-        elif fmt == "PNG":
-            kwargs["compress_level"] = 6
-        _atomic_write(out, lambda handle: pil.save(handle, format=fmt, **kwargs))
-    if warnings is not None:
-        warnings.extend(notes)
-    return out
+
+def _write_png16(out: Path, pixels16: np.ndarray, meta: dict) -> None:
+    """cv2 encodes the 16-bit pixels; the metadata chunks are added by hand."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(pixels16, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"{out}: could not encode the 16-bit PNG.")
+    data = _png_add_chunks(encoded.tobytes(), meta["icc"], meta["exif"], meta["dpi"])
+    atomic_write(out, lambda handle: handle.write(data))
+
+
+def _write_8bit(out: Path, fmt: str, image: np.ndarray, meta: dict, quality: int) -> None:
+    pil = Image.fromarray(image, "RGB")
+    kwargs: dict = {}
+    if meta["exif"]:
+        kwargs["exif"] = meta["exif"]
+    if meta["icc"]:
+        kwargs["icc_profile"] = meta["icc"]
+    if meta["dpi"]:
+        kwargs["dpi"] = meta["dpi"]
+    if fmt == "JPEG":
+        kwargs.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
+        kwargs["optimize"] = True
+    elif fmt == "TIFF":
+        kwargs["compression"] = "tiff_deflate"
+    elif fmt == "PNG":
+        kwargs["compress_level"] = 6
+    atomic_write(out, lambda handle: pil.save(handle, format=fmt, **kwargs))
 
 
 def _tifffile():

@@ -1,15 +1,14 @@
-"""Reading and writing images safely: clear messages naming the file, atomic writes."""
+"""Reading images safely (clear messages naming the file) and writing them atomically."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import InputError
+from engine.io.files import atomic_write, atomic_write_bytes, atomic_write_text
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # ~14000x14000; larger is refused, not decoded blindly
 
@@ -61,7 +60,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def write_image_atomic(path: str | Path, image: np.ndarray | Image.Image, **save_kwargs) -> Path:
-    """Write through a temp file in the same folder and rename: never a half-written file."""
+    """Encode by the file's extension and write atomically: never a half-written file."""
     path = Path(path)
     if not path.parent.exists():
         raise InputError(f"{path.parent}: the output folder does not exist.")
@@ -70,39 +69,9 @@ def write_image_atomic(path: str | Path, image: np.ndarray | Image.Image, **save
     fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unknown image type {suffix!r}; use .png, .jpg or .tif.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pil.save(handle, format=fmt, **save_kwargs)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(
-            f"{path}: could not write the file ({error.strerror or error})."
-        ) from error
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: pil.save(handle, format=fmt, **save_kwargs))
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write bytes through a temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+# The app (project files, saved sidecars) imports the text writer by these names.
+write_bytes_atomic = atomic_write_bytes
+write_text_atomic = atomic_write_text

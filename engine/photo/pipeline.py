@@ -11,7 +11,6 @@ edited photo.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -518,14 +517,6 @@ def restore_photo(
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def restore_photo_files(
     original_path: str | Path,
     edited_path: str | Path,
@@ -543,7 +534,8 @@ def restore_photo_files(
 ) -> PhotoResult:
     """Read two files, restore, write the result and its sidecar JSON (atomically)."""
     from engine.io.export import save_result
-    from engine.io.images import read_rgb, write_text_atomic
+    from engine.io.files import atomic_write_text, sha256_file
+    from engine.io.images import read_rgb
 
     params = params or EditedIDParams()
     if mode not in ("diffusion", "classic"):
@@ -571,7 +563,7 @@ def restore_photo_files(
             original, edited, params, faces, on_step, cancel, model=model, analysis=analysis
         )
     result.sidecar["inputs"] = {
-        name: {"path": str(path.resolve()), "sha256": _sha256(path)}
+        name: {"path": str(path.resolve()), "sha256": sha256_file(path)}
         for name, path in (("original", original_path), ("edited", edited_path))
     }
     result.sidecar["output"] = str(out_path.resolve())
@@ -583,7 +575,7 @@ def restore_photo_files(
         overwrite=overwrite,
         protected_paths=(original_path, edited_path),
     )
-    write_text_atomic(
+    atomic_write_text(
         out_path.with_name(out_path.name + ".json"),
         json.dumps(result.sidecar, indent=2, default=str),
     )
