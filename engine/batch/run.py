@@ -19,7 +19,6 @@ import gc
 import inspect
 import io
 import json
-import re
 import sys
 import threading
 import time
@@ -32,13 +31,15 @@ from typing import Any
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.io.export import FORMATS, OutputFolderError, check_output_folder, estimate_output_bytes
 from engine.io.files import atomic_write_text
+from engine.io.folders import (
+    EDIT_MARKERS,
+    IMAGE_EXTENSIONS,
+    RULES,
+    NamePairing,
+    image_files,
+    pair_by_name,
+)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
-RULES = ("stem", "exact")
-EDIT_MARKERS = ("edited", "edit", "ai", "retouched", "result", "final")
-_SEP = r"[ _.\-]+"
-_SUFFIX_RE = re.compile(rf"^(?P<name>.+?){_SEP}(?:{'|'.join(EDIT_MARKERS)})$", re.IGNORECASE)
-_PREFIX_RE = re.compile(rf"^(?:{'|'.join(EDIT_MARKERS)}){_SEP}(?P<name>.+)$", re.IGNORECASE)
 REPORT_NAME = "editedid-batch-report.csv"
 REPORT_COLUMNS = (
     "original",
@@ -129,29 +130,6 @@ class BatchPlan:
         )
 
 
-def _image_files(folder: Path, ignored: list[Path]) -> list[Path]:
-    files = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name.casefold()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            files.append(path)
-        else:
-            ignored.append(path)
-    return files
-
-
-def _edited_keys(stem: str, rule: str) -> list[tuple[str, int]]:
-    """(key, priority) candidates: 0 = exact name, 1 = name with an editing marker."""
-    keys = [(stem.casefold(), 0)]
-    if rule == "stem":
-        for pattern in (_SUFFIX_RE, _PREFIX_RE):
-            match = pattern.match(stem)
-            if match:
-                keys.append((match.group("name").casefold(), 1))
-    return keys
-
-
 def output_name(edited: Path) -> str:
     """The result's file name: the edited file's, with PNG for formats we cannot write."""
     suffix = edited.suffix if edited.suffix.lower() in FORMATS else ".png"
@@ -211,59 +189,10 @@ def plan_batch(
     original_dir, edited_dir, output_dir = Path(original_dir), Path(edited_dir), Path(output_dir)
     _check_dirs(original_dir, edited_dir, output_dir)
     ignored: list[Path] = []
-    originals = _image_files(original_dir, ignored)
-    edited_files = _image_files(edited_dir, ignored)
-
-    by_key: dict[str, list[Path]] = {}
-    for path in originals:
-        by_key.setdefault(path.stem.casefold(), []).append(path)
-    ambiguous: list[str] = []
-    blocked: set[str] = set()
-    for key, paths in by_key.items():
-        if len(paths) > 1:
-            names = ", ".join(p.name for p in paths)
-            ambiguous.append(f"several originals share the name {key!r}: {names}")
-            blocked.add(key)
-
-    # Each edited file goes to its best-priority key that has an original.
-    claims: dict[str, list[tuple[int, Path]]] = {}
-    unpaired_edited: list[Path] = []
-    for path in edited_files:
-        for key, priority in _edited_keys(path.stem, rule):
-            if key in by_key:
-                claims.setdefault(key, []).append((priority, path))
-                break
-        else:
-            unpaired_edited.append(path)
-
-    items: list[BatchItem] = []
-    unpaired_originals: list[Path] = []
-    used_outputs: dict[str, Path] = {}
-    for key, paths in by_key.items():
-        candidates = sorted(claims.get(key, []), key=lambda c: c[0])
-        if key in blocked:
-            unpaired_edited.extend(p for _, p in candidates)
-            continue
-        if not candidates:
-            unpaired_originals.extend(paths)
-            continue
-        best = [p for prio, p in candidates if prio == candidates[0][0]]
-        if len(best) > 1:
-            names = ", ".join(p.name for p in best)
-            ambiguous.append(f"several edited photos match {paths[0].name}: {names}")
-            unpaired_edited.extend(p for _, p in candidates)
-            continue
-        edited = best[0]
-        unpaired_edited.extend(p for _, p in candidates if p != edited)
-        output = output_dir / output_name(edited)
-        clash = used_outputs.get(output.name.casefold())
-        if clash is not None:
-            ambiguous.append(f"{edited.name} and {clash.name} would both be saved as {output.name}")
-            unpaired_edited.append(edited)
-            continue
-        used_outputs[output.name.casefold()] = edited
-        items.append(BatchItem(paths[0], edited, output))
-
+    pairing = pair_by_name(
+        image_files(original_dir, ignored), image_files(edited_dir, ignored), rule
+    )
+    items = _unclashing_items(pairing, output_dir)
     todo, done, conflicts = [], [], []
     for item in sorted(items, key=lambda i: i.edited.name.casefold()):
         if is_finished(item.output):
@@ -279,13 +208,32 @@ def plan_batch(
         rule=rule,
         rule_text=rule_text(rule),
         items=todo,
-        unpaired_originals=sorted(unpaired_originals, key=lambda p: p.name.casefold()),
-        unpaired_edited=sorted(unpaired_edited, key=lambda p: p.name.casefold()),
+        unpaired_originals=sorted(pairing.unpaired_originals, key=lambda p: p.name.casefold()),
+        unpaired_edited=sorted(pairing.unpaired_edited, key=lambda p: p.name.casefold()),
         skipped_existing=done,
-        ambiguous=ambiguous,
+        ambiguous=pairing.ambiguous,
         conflicts=conflicts,
         ignored=ignored,
     )
+
+
+def _unclashing_items(pairing: NamePairing, output_dir: Path) -> list[BatchItem]:
+    """One item per pair; two edited files that would be saved under one output name
+    are both ambiguous (moved to `pairing.unpaired_edited`, message in `ambiguous`)."""
+    items: list[BatchItem] = []
+    used_outputs: dict[str, Path] = {}
+    for original, edited in pairing.pairs:
+        output = output_dir / output_name(edited)
+        clash = used_outputs.get(output.name.casefold())
+        if clash is not None:
+            pairing.ambiguous.append(
+                f"{edited.name} and {clash.name} would both be saved as {output.name}"
+            )
+            pairing.unpaired_edited.append(edited)
+            continue
+        used_outputs[output.name.casefold()] = edited
+        items.append(BatchItem(original, edited, output))
+    return items
 
 
 # --- run -------------------------------------------------------------------------------

@@ -53,17 +53,16 @@ from engine.errors import Cancelled, EditedIDError, InputError
 from engine.faces.identity import IdentityScore, identity_from_embeddings
 from engine.faces.types import Face, FaceAnalyzer
 from engine.io.files import atomic_write_bytes, atomic_write_text
+from engine.io.folders import NAME_SEPARATOR, image_files, pair_by_name
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 PSNR_CAP_DB = 100.0
 SSIM_ERODE_PX = 5  # the SSIM window's radius: windows never reach into the face region
-_SEP = r"[ _.\-]+"
-_ORIGINAL_RE = re.compile(rf"^(?P<name>.+){_SEP}original$", re.IGNORECASE)
-_EDITED_RE = re.compile(rf"^(?P<name>.+){_SEP}edited$", re.IGNORECASE)
+_ORIGINAL_RE = re.compile(rf"^(?P<name>.+){NAME_SEPARATOR}original$", re.IGNORECASE)
+_EDITED_RE = re.compile(rf"^(?P<name>.+){NAME_SEPARATOR}edited$", re.IGNORECASE)
 _RESTORED_RE = re.compile(
-    rf"^(?P<name>.+?){_SEP}restored(?:{_SEP}(?P<variant>.+))?$", re.IGNORECASE
+    rf"^(?P<name>.+?){NAME_SEPARATOR}restored(?:{NAME_SEPARATOR}(?P<variant>.+))?$", re.IGNORECASE
 )
-_RESTORED_DIR_RE = re.compile(rf"^restored(?:{_SEP}(?P<variant>.+))?$", re.IGNORECASE)
+_RESTORED_DIR_RE = re.compile(rf"^restored(?:{NAME_SEPARATOR}(?P<variant>.+))?$", re.IGNORECASE)
 
 ABLATION_VARIANTS: tuple[tuple[str, dict[str, Any] | None], ...] = (
     ("full", {}),
@@ -194,17 +193,6 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 # --- discovery ----------------------------------------------------------------------------
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        ),
-        key=lambda p: p.name.casefold(),
-    )
-
-
 def _sub(folder: Path, names: Sequence[str]) -> Path | None:
     for child in sorted(folder.iterdir()):
         if child.is_dir() and child.name.casefold() in names:
@@ -229,7 +217,7 @@ def _discover_flat(folder: Path) -> tuple[list[EvalSet], list[str]]:
     edited: dict[str, list[Path]] = {}
     restored: dict[str, list[tuple[str, Path]]] = {}
     keys: dict[str, str] = {}
-    for path in _images(folder):
+    for path in image_files(folder):
         stem = path.stem
         if m := _RESTORED_RE.match(stem):
             key = m.group("name").casefold()
@@ -283,43 +271,40 @@ def _discover_flat(folder: Path) -> tuple[list[EvalSet], list[str]]:
 def _discover_subfolders(
     folder: Path, original_dir: Path, edited_dir: Path
 ) -> tuple[list[EvalSet], list[str]]:
-    from engine.batch.run import _edited_keys
-
-    problems: list[str] = []
-    originals: dict[str, Path] = {}
-    for path in _images(original_dir):
-        originals.setdefault(path.stem.casefold(), path)
-    pairs: dict[str, tuple[Path, Path]] = {}  # original stem key -> (original, edited)
-    for path in _images(edited_dir):
-        for key, _priority in _edited_keys(path.stem, "stem"):
-            if key in originals:
-                pairs.setdefault(key, (originals[key], path))
-                break
-        else:
-            problems.append(f"No original for edited photo: {path.name}")
+    pairing = pair_by_name(image_files(original_dir), image_files(edited_dir), "stem")
+    problems = [f"No original for edited photo: {p.name}" for p in pairing.unpaired_edited]
+    problems += [f"Ambiguous: {message}" for message in pairing.ambiguous]
     restored_dirs = []
     for child in sorted(folder.iterdir(), key=lambda p: p.name.casefold()):
         if child.is_dir() and (m := _RESTORED_DIR_RE.match(child.name)):
             restored_dirs.append((m.group("variant") or "restored", child))
     if not restored_dirs:
         problems.append(f"{folder}: no restored/ folder next to original/ and edited/.")
+    pairs = sorted(pairing.pairs, key=lambda pair: pair[0].stem.casefold())
     sets = []
     for variant, rdir in restored_dirs:
-        by_stem = {p.stem.casefold(): p for p in _images(rdir)}
-        for key, (original, edited) in sorted(pairs.items()):
-            path = by_stem.get(edited.stem.casefold()) or by_stem.get(key)
-            if path is None:
-                m = None
-                for stem, candidate in by_stem.items():
-                    m = _RESTORED_RE.match(stem)
-                    if m and m.group("name").casefold() == key and not m.group("variant"):
-                        path = candidate
-                        break
+        by_stem = {p.stem.casefold(): p for p in image_files(rdir)}
+        for original, edited in pairs:
+            path = _restored_file(by_stem, edited.stem, original.stem)
             if path is None:
                 problems.append(f"{rdir.name}/: no restored file for {edited.name}")
                 continue
             sets.append(EvalSet(original.stem, original, edited, path, variant))
     return sets, problems
+
+
+def _restored_file(by_stem: dict[str, Path], edited_stem: str, original_stem: str) -> Path | None:
+    """The restored file of a pair: the edited file's name, the original's, or the
+    original's name with the `restored` marker (`anna_restored.png`)."""
+    key = original_stem.casefold()
+    path = by_stem.get(edited_stem.casefold()) or by_stem.get(key)
+    if path is not None:
+        return path
+    for stem, candidate in by_stem.items():
+        m = _RESTORED_RE.match(stem)
+        if m and m.group("name").casefold() == key and not m.group("variant"):
+            return candidate
+    return None
 
 
 # --- scoring -------------------------------------------------------------------------------

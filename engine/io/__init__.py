@@ -1,3 +1,4 @@
 """Files in and out: reading hostile image files safely (images), atomic writes and file
-hashes (files), and writing results with their metadata (export).
+hashes (files), image files of a folder paired by name (folders), and writing results
+with their metadata (export).
 """
