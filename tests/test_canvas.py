@@ -188,6 +188,41 @@ def test_brush_size_shortcuts_and_cursor_outline(painting, qtbot):
     assert canvas.tool() == "eraser"
 
 
+def test_tools_table_escape_shift_line_and_cursors(painting, qtbot):
+    from editedid_desktop.canvas import DRAG_MODES, TOOLS
+
+    canvas, doc = painting
+    assert set(TOOLS) <= set(DRAG_MODES) and {"pan", "split"} <= set(DRAG_MODES)
+    viewport = canvas.viewport()
+    # Escape drops a stroke in progress: no undo command, the release paints nothing.
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(50, 50))
+    qtbot.mouseMove(viewport, canvas.image_to_view(90, 50))
+    qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    assert not canvas.stroke_in_progress()
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(90, 50))
+    assert doc.undo_stack.count() == 0
+    # Shift-click draws a straight line from the end of the last stroke.
+    _stroke(qtbot, canvas, [(100, 100), (110, 100)])
+    qtbot.mouseClick(
+        viewport,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.ShiftModifier,
+        canvas.image_to_view(200, 100),
+    )
+    assert doc.undo_stack.count() == 2 and doc.mask(0, "face")[100, 150] == 255
+    # The cursor comes from the mode under the mouse.
+    qtbot.mouseMove(viewport, canvas.image_to_view(300, 200))
+    assert viewport.cursor().shape() == Qt.CursorShape.BlankCursor
+    qtbot.keyPress(canvas, Qt.Key.Key_Space)
+    assert viewport.cursor().shape() == Qt.CursorShape.OpenHandCursor
+    qtbot.keyRelease(canvas, Qt.Key.Key_Space)
+    canvas.set_image("result", _solid(400, 300, (0, 0, 200)))
+    canvas.set_compare_mode("split")
+    qtbot.mouseMove(viewport, canvas.image_to_view(200, 150))
+    assert viewport.cursor().shape() == Qt.CursorShape.SplitHCursor
+    assert not canvas.brush_outline_visible()
+
+
 def test_6000x4000_paint_is_roi_only(canvas, qtbot):
     canvas.set_image("edited", np.zeros((4000, 6000, 3), np.uint8))
     doc = MaskDocument()
@@ -270,7 +305,7 @@ def test_layers_visibility_opacity_and_scaled_original(canvas):
     canvas.set_image("original", _solid(200, 150, (255, 0, 0)))
     canvas.set_image("edited", _solid(400, 300, (0, 255, 0)))
     assert canvas.frame_size() == (400, 300)
-    original = canvas._pixmap_items["original"]
+    original = canvas._layers.pixmap_items["original"]
     assert original.sceneBoundingRect() == canvas.image_rect()  # drawn scaled to the frame
     assert _pixel(canvas, 200, 150) == (0, 255, 0)
     canvas.set_layer_visible("edited", False)
@@ -291,7 +326,7 @@ def test_preview_is_drawn_over_its_face_box(canvas):
     canvas.set_image("edited", _solid(400, 300, (0, 0, 0)))
     canvas.set_preview(_solid(64, 64, (250, 250, 250)), (100, 50, 228, 178))
     assert canvas.layer_shown("preview")
-    item = canvas._pixmap_items["preview"]
+    item = canvas._layers.pixmap_items["preview"]
     rect = item.sceneBoundingRect()
     assert (rect.x(), rect.y(), rect.width(), rect.height()) == (100, 50, 128, 128)
     assert _pixel(canvas, 160, 110) == (250, 250, 250)
