@@ -12,7 +12,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel, QToolBar, QWidget
 from superqt import QLabeledSlider
 
-from .canvas import LayeredCanvas
+from .canvas import DRAG_MODES, TOOLS, LayeredCanvas
 
 MAX_SLIDER_BRUSH = 1000  # larger sizes stay reachable with ]
 
@@ -28,12 +28,21 @@ class MaskToolBar(QToolBar):
 
         self.tool_group = QActionGroup(self)
         self.tool_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
-        self.brush_action = self._action("Brush", "brushAction", "B", "Paint the mask (B)")
-        self.eraser_action = self._action("Eraser", "eraserAction", "E", "Erase the mask (E)")
-        for action in (self.brush_action, self.eraser_action):
+        # One checkable action per labelled tool of the canvas' tools table (not "none").
+        self.tool_actions: dict[str, QAction] = {}
+        for tool in TOOLS:
+            mode = DRAG_MODES[tool]
+            if not mode.label:
+                continue
+            shortcut = QKeySequence(mode.shortcut).toString() if mode.shortcut else None
+            action = self._action(mode.label, f"{tool}Action", shortcut, mode.tip)
             action.setCheckable(True)
+            action.setData(tool)
             self.tool_group.addAction(action)
             self.addAction(action)
+            self.tool_actions[tool] = action
+        self.brush_action = self.tool_actions["brush"]
+        self.eraser_action = self.tool_actions["eraser"]
         self.tool_group.triggered.connect(self._on_tool_triggered)
         self.addSeparator()
 
@@ -115,10 +124,7 @@ class MaskToolBar(QToolBar):
         return action
 
     def _on_tool_triggered(self, action: QAction) -> None:
-        if not action.isChecked():
-            self.canvas.set_tool("none")
-        else:
-            self.canvas.set_tool("brush" if action is self.brush_action else "eraser")
+        self.canvas.set_tool(action.data() if action.isChecked() else "none")
 
     def _on_target_triggered(self, action: QAction) -> None:
         face, _ = self.canvas.active_mask()
@@ -143,8 +149,8 @@ class MaskToolBar(QToolBar):
         with QSignalBlocker(self.hardness_slider):
             self.hardness_slider.setValue(round(canvas.brush_hardness * 100))
         tool = canvas.tool()
-        self.brush_action.setChecked(tool == "brush")
-        self.eraser_action.setChecked(tool == "eraser")
+        for name, action in self.tool_actions.items():
+            action.setChecked(tool == name)
         face, kind = canvas.active_mask()
         self.face_target_action.setChecked(kind == "face")
         self.element_target_action.setChecked(kind == "element")
