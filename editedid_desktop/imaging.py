@@ -11,14 +11,14 @@ accepted too); masks are ``uint8`` arrays of shape ``(H, W)`` with 0 = outside a
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtGui import QColor, QImage, QPixmap
+from PySide6.QtGui import QColor, QImage
+
+from .model.masks import MASK_KINDS
 
 #: Overlay colours (R, G, B): face mask, element mask, and where both are set.
 FACE_COLOR: tuple[int, int, int] = (0, 200, 255)  # cyan
 ELEMENT_COLOR: tuple[int, int, int] = (255, 0, 200)  # magenta
 OVERLAP_COLOR: tuple[int, int, int] = (255, 210, 0)  # amber
-
-MASK_KINDS: tuple[str, str] = ("face", "element")
 
 
 def mask_color(kind: str) -> QColor:
@@ -57,19 +57,6 @@ def rgba_premultiplied_to_qimage(rgba: np.ndarray) -> QImage:
     return _qimage_from_buffer(rgba, QImage.Format.Format_RGBA8888_Premultiplied)
 
 
-def numpy_to_qpixmap(image: np.ndarray) -> QPixmap:
-    """A QPixmap of an RGB/RGBA/grey ``uint8`` array (needs a QGuiApplication)."""
-    return QPixmap.fromImage(numpy_to_qimage(image))
-
-
-def mask_to_qimage(mask: np.ndarray) -> QImage:
-    """A Grayscale8 QImage copy of an HxW ``uint8`` mask."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"Expected an HxW mask, got shape {mask.shape}.")
-    return numpy_to_qimage(mask)
-
-
 def _array_from_qimage(image: QImage, channels: int) -> np.ndarray:
     height, width = image.height(), image.width()
     row = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes())
@@ -83,13 +70,6 @@ def qimage_to_numpy(image: QImage) -> np.ndarray:
     if image.isNull():
         raise ValueError("The image is empty.")
     return _array_from_qimage(image.convertToFormat(QImage.Format.Format_RGB888), 3)
-
-
-def qimage_to_rgba(image: QImage) -> np.ndarray:
-    """An RGBA ``uint8`` (HxWx4, straight alpha) copy of any QImage."""
-    if image.isNull():
-        raise ValueError("The image is empty.")
-    return _array_from_qimage(image.convertToFormat(QImage.Format.Format_RGBA8888), 4)
 
 
 def qimage_to_mask(image: QImage) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""MaskDocument: auto masks, user edits as ROI-only undo commands, one command per stroke."""
+"""MaskDocument and its Qt-free MaskModel: auto masks, user edits as ROI-only undo steps,
+one step per stroke."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QRect
 
-from editedid_desktop.mask_document import MaskDocument, brush_kernel, stroke_dab_centres
+from editedid_desktop.mask_document import MaskDocument
+from editedid_desktop.model.masks import MaskModel, Rect, brush_kernel, stroke_dab_centres
 
 
 @pytest.fixture
@@ -174,3 +176,25 @@ def test_paint_on_a_6000x4000_mask_stays_roi_only(qapp):
 def test_painting_off_the_frame_does_nothing(doc):
     assert doc.paint(0, "face", [(-500, -500), (-400, -450)], radius=5) is None
     assert doc.undo_stack.count() == 0
+
+
+def test_model_edits_replay_without_qt():
+    """The plain model: each edit is a value that undo/redo replays; no Qt involved."""
+    model = MaskModel()
+    model.reset((50, 40))
+    changes = []
+    model.changed.connect(lambda face, kind, rect: changes.append((face, kind, rect)))
+    stroke = model.paint(0, "face", [(10, 10), (30, 10)], radius=3)
+    assert stroke is not None and stroke.text == "Paint face mask"
+    assert len(stroke.atoms) == 1 and stroke.keys == {(0, "face")}
+    assert changes == [(0, "face", stroke.rect)]
+    painted = model.mask(0, "face")
+    invert = model.invert(0, "face")
+    assert invert.byte_size() == 0 and changes[-1][2] == Rect(0, 0, 50, 40)
+    model.undo(invert)
+    model.undo(stroke)
+    assert not model.mask(0, "face").any() and not model.is_edited(0, "face")
+    model.redo(stroke)
+    np.testing.assert_array_equal(model.mask(0, "face"), painted)
+    assert model.is_edited(0, "face")
+    assert model.reset_to_auto(0, "element") is None  # nothing to reset: no step
