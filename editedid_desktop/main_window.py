@@ -38,7 +38,7 @@ from engine.errors import EditedIDError, InputError
 from . import __version__
 from .canvas import IMAGE_SUFFIXES, LayeredCanvas
 from .face_panel import FaceListPanel
-from .mask_document import MaskDocument, MaskEditCommand
+from .mask_document import MaskDocument
 from .model_manager import LICENSE_URL, ModelManagerDialog, check_model_source
 from .params_panel import ParamsPanel
 from .project import PROJECT_SUFFIX, ProjectData, load_project, save_project
@@ -713,19 +713,7 @@ class MainWindow(QMainWindow):
                 8000,
             )
             return
-        rect = QRect(0, 0, size[0], size[1])
-        self.masks.undo_stack.push(
-            MaskEditCommand(
-                self.masks,
-                (face, kind),
-                rect,
-                self.masks.mask(face, kind),
-                mask.copy(),
-                self.masks.is_edited(face, kind),
-                True,
-                "Load saved mask",
-            )
-        )
+        self.masks.set_user_mask(face, kind, mask.copy())
 
     def _update_face_boxes(self) -> None:
         boxes = []
