@@ -65,15 +65,10 @@ class BatchWorker(QObject):
     finished = Signal(object)  # BatchReport
     failed = Signal(str)
 
-    def __init__(self, plan: BatchPlan, params, *, model, mode, backend, processor, overwrite):
+    def __init__(self, plan: BatchPlan, params, *, restorer, backend, processor, overwrite):
         super().__init__()
-        self.plan, self.params, self.model = plan, params, model
-        self.mode, self.backend, self.processor, self.overwrite = (
-            mode,
-            backend,
-            processor,
-            overwrite,
-        )
+        self.plan, self.params, self.restorer = plan, params, restorer
+        self.backend, self.processor, self.overwrite = backend, processor, overwrite
         self.pause = threading.Event()
         self.cancel = threading.Event()
 
@@ -84,8 +79,7 @@ class BatchWorker(QObject):
                 self.plan,
                 self.params,
                 processor=self.processor,
-                model=self.model,
-                mode=self.mode,
+                restorer=self.restorer,
                 backend=self.backend,
                 on_progress=self.progress.emit,
                 pause=self.pause,
@@ -401,20 +395,9 @@ class BatchDialog(QDialog):
         except Exception as error:  # noqa: BLE001
             self._status(f"The parameters are not valid: {error}", ERROR_COLOR)
             return False
-        model = None
-        if self.mode == "diffusion" and plan.items:
-            try:
-                model = self.model_provider()
-            except Exception as error:  # noqa: BLE001
-                self._status(f"The SD model could not be loaded: {error}", ERROR_COLOR)
-                return False
-            if model is None:
-                self._status(
-                    "Diffusion mode needs a Stable Diffusion model: load one in the model "
-                    "manager, or choose Classic mode.",
-                    ERROR_COLOR,
-                )
-                return False
+        restorer = self._restorer(needed=bool(plan.items))
+        if restorer is None:
+            return False
         self.report = None
         self._failure = None
         self.report_table.setRowCount(0)
@@ -427,8 +410,7 @@ class BatchDialog(QDialog):
         self._worker = BatchWorker(
             plan,
             params,
-            model=model,
-            mode=self.mode,
+            restorer=restorer,
             backend=self.backend_combo.currentData(),
             processor=self.processor,
             overwrite=self.overwrite_check.isChecked(),
@@ -449,6 +431,27 @@ class BatchDialog(QDialog):
         self._set_running(True)
         self._thread.start()
         return True
+
+    def _restorer(self, needed: bool):
+        """The chosen mode's restorer, with the shared SD model when it needs one and
+        there is something to restore; None (and a message) when it cannot run."""
+        from engine.restorers import get_restorer, restorer_class
+
+        model = None
+        if restorer_class(self.mode).needs_model and needed:
+            try:
+                model = self.model_provider()
+            except Exception as error:  # noqa: BLE001
+                self._status(f"The SD model could not be loaded: {error}", ERROR_COLOR)
+                return None
+            if model is None:
+                self._status(
+                    "Diffusion mode needs a Stable Diffusion model: load one in the model "
+                    "manager, or choose Classic mode.",
+                    ERROR_COLOR,
+                )
+                return None
+        return get_restorer(self.mode, model=model)
 
     @Slot()
     def toggle_pause(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from engine.errors import Cancelled, EditedIDError, InputError, ModelError, OutOfMemory
+from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.params import EditedIDParams
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,10 @@ class RestoreRequest:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, OutOfMemory):
-        return True
-    try:
-        import torch
+    """The engine's test (torch OOM, our OutOfMemory, "out of memory" RuntimeErrors)."""
+    from engine.models.fallback import is_out_of_memory as engine_is_out_of_memory
 
-        if isinstance(error, torch.OutOfMemoryError):
-            return True
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    return engine_is_out_of_memory(error)
 
 
 def merge_results(edited: np.ndarray, results: list[Any]) -> Any:
@@ -185,10 +179,16 @@ class EngineWorker(QObject):
     @Slot(object)
     def classic(self, request: ClassicRequest) -> None:
         def job() -> None:
-            from engine.photo.pipeline import classic_photo
+            from engine.photo.pipeline import restore_analysis
+            from engine.restorers import get_restorer
 
             self.progress.emit("classic preview", 0, 0)
-            result = classic_photo(request.analysis, faces=request.faces, masks=request.masks)
+            result = restore_analysis(
+                request.analysis,
+                get_restorer("classic"),
+                faces=request.faces,
+                masks=request.masks,
+            )
             self.classic_ready.emit(result)
 
         self._run_job("classic", request.generation, job)
@@ -274,9 +274,12 @@ class EngineWorker(QObject):
         return self._model
 
     def _restore(self, request: RestoreRequest) -> Any:
+        from engine.restorers import get_restorer
+
         model = self._ensure_model()
+        restorer = get_restorer("diffusion", model=model)
         try:
-            return self._restore_groups(model, request)
+            return self._restore_groups(restorer, request)
         except Exception as exc:
             if not is_out_of_memory(exc) or (
                 model.low_memory.attention_slicing and model.low_memory.vae_tiling
@@ -293,9 +296,9 @@ class EngineWorker(QObject):
                 cpu_offload=model.low_memory.cpu_offload,
             )
         )
-        return self._restore_groups(model, request)
+        return self._restore_groups(restorer, request)
 
-    def _restore_groups(self, model: Any, request: RestoreRequest) -> Any:
+    def _restore_groups(self, restorer: Any, request: RestoreRequest) -> Any:
         from engine.photo.pipeline import restore_photo
 
         boxes = {face.index: tuple(face.box) for face in request.analysis.faces}
@@ -317,7 +320,7 @@ class EngineWorker(QObject):
                     faces=faces,
                     on_step=on_step,
                     cancel=self.cancel_event,
-                    model=model,
+                    restorer=restorer,
                     analysis=request.analysis,
                     masks={i: request.masks[i] for i in faces if i in request.masks}
                     if request.masks

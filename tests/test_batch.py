@@ -17,10 +17,12 @@ from PIL import Image
 
 from engine.batch import run as batch
 from engine.batch.run import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
+from engine.cli.batch import batch_cli
 from engine.errors import Cancelled, InputError
 from engine.io.export import OutputFolderError, save_result
 from engine.io.images import read_rgb
 from engine.params import EditedIDParams
+from engine.restorers import get_restorer
 from tests.helpers import face_crop, sample_photo
 
 
@@ -34,8 +36,9 @@ class FakeProcessor:
         self.step_delay = step_delay
         self.lock = threading.Lock()
 
-    def __call__(self, original, edited, out, params, *, model=None, mode="diffusion",
-                 backend="auto", faces=None, on_step=None, cancel=None):  # fmt: skip
+    def __call__(self, original, edited, out, params, *, restorer, backend="auto", faces=None,
+                 on_step=None, cancel=None):  # fmt: skip
+        mode = restorer.name
         with self.lock:
             self.calls.append(Path(edited).name)
             number = len(self.calls)
@@ -204,7 +207,7 @@ def test_bad_files_are_logged_and_the_rest_finish_then_resume(folders):
     plan2 = plan_batch(orig, edit, out)
     assert len(plan2.skipped_existing) == 5 and len(plan2.items) == 2
     fake2 = FakeProcessor()
-    report2 = run_batch(plan2, EditedIDParams(), processor=fake2, mode="classic")
+    report2 = run_batch(plan2, EditedIDParams(), processor=fake2, restorer=get_restorer("classic"))
     assert sorted(fake2.calls) == ["a05.jpg", "a07.jpg"]  # only the failed ones again
     assert report2.skipped == 5 and report2.failed == 2
     rows2 = {Path(r["edited"]).name: r for r in _read_csv(report2.report_path)}
@@ -347,8 +350,8 @@ def test_cli_batch(folders, capsys):
     argv = ["--original-dir", str(orig), "--edited-dir", str(edit), "--out-dir", str(out),
             "--mode", "classic", "--steps", "8", "--quiet"]  # fmt: skip
     fake = FakeProcessor()
-    assert batch.batch_cli([*argv, "--check"], processor=fake) == 0 and not fake.calls
-    assert batch.batch_cli(argv, processor=fake) == 0
+    assert batch_cli([*argv, "--check"], processor=fake) == 0 and not fake.calls
+    assert batch_cli(argv, processor=fake) == 0
     err = capsys.readouterr().err
     assert "Failures:" in err and "a05.jpg" in err and "a07.jpg" in err
     assert "lonely.png" in err  # the plan's mismatches are printed first
@@ -361,10 +364,10 @@ def test_cli_batch(folders, capsys):
     (only_bad / "e" / "x.jpg").write_text("nope")
     bad_argv = ["--original-dir", str(only_bad / "o"), "--edited-dir", str(only_bad / "e"),
                 "--out-dir", str(only_bad / "r"), "--mode", "classic"]  # fmt: skip
-    assert batch.batch_cli(bad_argv, processor=FakeProcessor()) == 1
+    assert batch_cli(bad_argv, processor=FakeProcessor()) == 1
     missing = ["--original-dir", str(orig / "missing"), "--edited-dir", str(edit),
                "--out-dir", str(out)]  # fmt: skip
-    assert batch.batch_cli(missing, processor=fake) == 2
+    assert batch_cli(missing, processor=fake) == 2
 
 
 def test_memory_stays_flat_over_many_files(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.cli.commands import (
+    EXIT_CANCELLED,
     EXIT_INPUT,
     EXIT_MODEL,
     EXIT_OK,
@@ -208,3 +209,22 @@ def test_restore_whole_photo_in_classic_mode(tmp_path, capsys):
         == EXIT_INPUT
     )
     assert "There is no face 3" in capsys.readouterr().err
+
+
+def test_eval_and_restore_map_errors_to_the_same_exit_codes(monkeypatch, tmp_path, capsys):
+    """One error mapping for every command (eval's own copy once let Ctrl+C escape)."""
+    from engine.cli import eval as eval_cli
+    from engine.errors import InputError, ModelError
+
+    for error, code in (
+        (KeyboardInterrupt(), EXIT_CANCELLED),
+        (InputError("bad"), EXIT_INPUT),
+        (ModelError("no model"), EXIT_MODEL),
+    ):
+
+        def fail(args, error=error):
+            raise error
+
+        monkeypatch.setattr(eval_cli, "cmd_eval", fail)
+        assert eval_cli.main([str(tmp_path), "--out", str(tmp_path / "o")]) == code
+        assert main(["eval", str(tmp_path), "--out", str(tmp_path / "o")]) == code

@@ -22,7 +22,8 @@ from engine.evaluation.evaluate import (
     write_report,
 )
 from engine.faces.detection import DlibAnalyzer
-from engine.photo.pipeline import analyze_photos, classic_photo
+from engine.photo.pipeline import analyze_photos, restore_analysis
+from engine.restorers import get_restorer
 from tests.helpers import sample_photo
 from tests.test_clip_score import build_tiny_clip
 
@@ -62,7 +63,8 @@ def sets_dir(tmp_path_factory, analyzer) -> Path:
     for name in ("grace_hopper", "astronaut"):
         original = _photo(name)
         edited = fake_edit(original, analyzer)
-        restored = classic_photo(analyze_photos(original, edited, analyzer=analyzer)).image
+        analysis = analyze_photos(original, edited, analyzer=analyzer)
+        restored = restore_analysis(analysis, get_restorer("classic")).image
         Image.fromarray(original).save(folder / f"{name}_original.png")
         Image.fromarray(edited).save(folder / f"{name}_edited.png")
         Image.fromarray(restored).save(folder / f"{name}_restored.png")
@@ -254,7 +256,7 @@ def test_ablation_on_tiny_model(tiny_sd_dir, sets_dir, analyzer, clip_dir, tmp_p
         analyzer=analyzer,
         clip=ClipScorer.load(clip_dir),
     )
-    names = [v for v, _ in ABLATION_VARIANTS]
+    names = [variant for variant, _, _ in ABLATION_VARIANTS]
     assert [r.variant for r in report.rows] == names
     for row in report.rows:
         assert row.status == "ok", row.error

@@ -14,10 +14,18 @@ from engine.errors import InputError
 from engine.faces.detection import DlibAnalyzer
 from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from engine.photo.pipeline import analyze_photos, classic_photo, restore_photo, restore_photo_files
+from engine.photo.contract import CropRestorer
+from engine.photo.pipeline import (
+    analyze_photos,
+    restore_analysis,
+    restore_photo,
+    restore_photo_files,
+)
+from engine.restorers import get_restorer
 from tests.helpers import sample_photo
 
 FAST = EditedIDParams(nulltext_iters=1, resolution=64)
+CLASSIC = get_restorer("classic")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,8 @@ def test_analysis_pairs_all_six_faces_and_makes_masks(group_analysis, group_edit
 
 
 def test_classic_changes_only_face_regions(group_analysis, group_edited):
-    result = classic_photo(group_analysis, faces=[0, 2])
+    assert isinstance(CLASSIC, CropRestorer)
+    result = restore_analysis(group_analysis, CLASSIC, faces=[0, 2])
     assert result.image.shape == group_edited.shape and result.mode == "classic"
     untouched = result.changed_alpha == 0
     assert untouched.mean() > 0.9
@@ -84,12 +93,12 @@ def test_multi_face_restore_is_one_batched_engine_call(
         group_edited,
         FAST,
         faces=[0, 3],
-        model=tiny_model,
+        restorer=get_restorer("diffusion", model=tiny_model),
         analysis=group_analysis,
         on_step=lambda stage, step, total, preview: steps.append((stage, step)),
     )
     engine = result.engine_result
-    assert len(engine.faces.detection) == 2
+    assert len(engine.faces) == 2
     # One batch: as many UNet calls as for a single face (3 stages x 6 steps + null-text).
     single = 6 + 6 * (1 + FAST.nulltext_iters + 1) + 6
     assert engine.stats.forward_calls == single
@@ -108,8 +117,9 @@ def test_restore_photo_files_writes_result_and_sidecar(
     Image.fromarray(group_edited).save(edited)
     digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (original, edited)}
     out = tmp_path / "result.png"
+    diffusion = get_restorer("diffusion", model=tiny_model)
     result = restore_photo_files(
-        original, edited, out, FAST, model=tiny_model, faces=[1], analyzer=analyzer
+        original, edited, out, FAST, restorer=diffusion, faces=[1], analyzer=analyzer
     )
     assert out.exists() and np.asarray(Image.open(out)).shape == group_edited.shape
     sidecar = json.loads((tmp_path / "result.png.json").read_text())
@@ -119,10 +129,14 @@ def test_restore_photo_files_writes_result_and_sidecar(
     assert sidecar["inputs"]["edited"]["sha256"] == digests[edited]
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (original, edited)} == digests
     with pytest.raises(InputError, match="already exists"):
-        restore_photo_files(original, edited, out, FAST, mode="classic", analyzer=analyzer)
+        restore_photo_files(original, edited, out, FAST, restorer=CLASSIC, analyzer=analyzer)
     with pytest.raises(InputError, match="input"):
         restore_photo_files(
-            original, edited, edited, FAST, mode="classic", analyzer=analyzer, overwrite=True
+            original, edited, edited, FAST, restorer=CLASSIC, analyzer=analyzer, overwrite=True
+        )
+    with pytest.raises(InputError, match="needs a Stable Diffusion model"):
+        restore_photo_files(
+            original, edited, tmp_path / "x.png", restorer=get_restorer("diffusion")
         )
 
 
@@ -145,7 +159,7 @@ def test_no_face_and_no_partner_messages(group, analyzer):
     lost = next(f for f in analysis.faces if f.original_index is None)
     assert any("no partner" in w for w in lost.warnings)
     with pytest.raises(InputError, match="no partner"):
-        classic_photo(analysis, faces=[lost.index])
+        restore_analysis(analysis, CLASSIC, faces=[lost.index])
 
 
 def test_small_face_is_flagged(analyzer):

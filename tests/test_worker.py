@@ -159,7 +159,7 @@ def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, anal
     calls = []
 
     def flaky(*args, **kwargs):
-        calls.append(kwargs["model"].low_memory.attention_slicing)
+        calls.append(kwargs["restorer"].model.low_memory.attention_slicing)
         if len(calls) == 1:
             raise OutOfMemory("CUDA out of memory")
         return real(*args, **kwargs)

@@ -2,7 +2,7 @@
 
     plan = plan_batch("originals/", "edited/", "restored/")
     print(plan.rule_text, plan.unpaired_originals, plan.unpaired_edited)
-    report = run_batch(plan, EditedIDParams(), mode="classic")
+    report = run_batch(plan, EditedIDParams(), restorer=get_restorer("classic"))
 
 Built for overnight runs over a studio's folders: a bad file is logged with its error and
 the batch goes on; every output and the report are written atomically; a stopped or
@@ -13,22 +13,20 @@ inside a file at every diffusion step.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gc
 import inspect
 import io
 import json
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.errors import Cancelled, EditedIDError, InputError, ModelError
+from engine.errors import Cancelled, EditedIDError, InputError
 from engine.io.export import FORMATS, OutputFolderError, check_output_folder, estimate_output_bytes
 from engine.io.files import atomic_write_text
 from engine.io.folders import (
@@ -39,6 +37,7 @@ from engine.io.folders import (
     image_files,
     pair_by_name,
 )
+from engine.restorers import Restorer, get_restorer
 
 REPORT_NAME = "editedid-batch-report.csv"
 REPORT_COLUMNS = (
@@ -327,6 +326,12 @@ class BatchReport:
         """Something usable came out: a file restored now or finished in an earlier run."""
         return self.ok + self.skipped > 0
 
+    def final_message(self) -> str:
+        text = f"{self.ok} restored, {self.failed} failed, {self.skipped} skipped"
+        if self.stopped_reason:
+            text += f"; stopped: {self.stopped_reason}"
+        return text + "."
+
 
 def _cancel_fn(cancel: CancelToken) -> Callable[[], bool]:
     if cancel is None:
@@ -370,6 +375,7 @@ def run_batch(
     plan: BatchPlan,
     params,
     *,
+    restorer: Restorer | None = None,
     processor: Callable[..., Any] | None = None,
     model=None,
     mode: str = "diffusion",
@@ -382,6 +388,8 @@ def run_batch(
 ) -> BatchReport:
     """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
 
+    restorer: the engine.restorers plugin to use; by default the registered restorer
+        named `mode` ("classic" or "diffusion") built around `model`.
     processor: defaults to engine.photo.pipeline.restore_photo_files; any callable with its
         signature (tests inject fakes). It writes the output and its sidecar.
     pause: while set, the batch waits (between files and at every diffusion step).
@@ -395,10 +403,8 @@ def run_batch(
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
     after the report is written.
     """
-    if mode not in ("diffusion", "classic"):
-        raise InputError(f"Unknown mode {mode!r}; use classic or diffusion.")
+    restorer = restorer or get_restorer(mode, model=model)
     processor = processor or _default_processor()
-    is_cancelled = _cancel_fn(cancel)
     out_dir = plan.output_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -406,150 +412,182 @@ def run_batch(
         raise OutputFolderError(
             f"{out_dir}: cannot create the output folder ({error.strerror or error})."
         ) from error
-    first_need = estimate_output_bytes(plan.items[0].edited) if plan.items else 0
-    check_output_folder(out_dir, first_need)
+    check_output_folder(out_dir, estimate_output_bytes(plan.items[0].edited) if plan.items else 0)
     report_csv = Path(report_path) if report_path else out_dir / REPORT_NAME
-    old_rows = _read_old_rows(report_csv) if report_csv.exists() else {}
-    report = BatchReport(plan=plan, rows=[], mode=mode, report_path=report_csv)
-    pass_overwrite = _accepts(processor, "overwrite")
+    report = BatchReport(plan=plan, rows=[], mode=restorer.name, report_path=report_csv)
+    run = _BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
+    return run.run(overwrite, _read_old_rows(report_csv) if report_csv.exists() else {})
 
-    total = plan.total
-    started = time.monotonic()
-    work_seconds = 0.0  # time spent processing (pauses excluded), for the ETA
-    worked_files = 0
-    state = {"index": 0, "file": "", "file_start": started, "paused_s": 0.0}
 
-    def counts() -> dict:
-        return {"done": report.ok, "failed": report.failed, "skipped": report.skipped}
+class _BatchRun:
+    """One batch in progress: its clock, the file in hand, progress events, pause."""
 
-    def eta(remaining_files: int) -> float | None:
-        if worked_files == 0:
-            return None
-        per_file = work_seconds / worked_files
-        in_file = time.monotonic() - state["file_start"] - state["paused_s"]
-        return max(0.0, per_file * remaining_files - max(0.0, in_file))
+    def __init__(self, report, params, restorer, processor, backend, on_progress, pause, cancel):
+        self.report, self.plan, self.params = report, report.plan, params
+        self.restorer, self.processor, self.backend = restorer, processor, backend
+        self.on_progress, self.pause = on_progress, pause
+        self.is_cancelled = _cancel_fn(cancel)
+        self.pass_overwrite = _accepts(processor, "overwrite")
+        self.started = time.monotonic()
+        self.work_seconds = 0.0  # time spent processing (pauses excluded), for the ETA
+        self.worked_files = 0
+        self.index, self.position, self.file = 0, 0, ""
+        self.file_start, self.paused_s = self.started, 0.0
 
-    def emit(stage: str, step: int = 0, steps: int = 0, message: str = "", row=None) -> None:
-        if on_progress is None:
-            return
-        remaining = total - (report.ok + report.failed + report.skipped)
-        on_progress(
-            BatchProgress(
-                index=state["index"],
-                total=total,
-                file=state["file"],
-                stage=stage,
-                step=step,
-                steps=steps,
-                eta_s=eta(remaining),
-                elapsed_s=time.monotonic() - started,
-                message=message,
-                row=row,
-                **counts(),
-            )
-        )
+    # -- the whole batch -------------------------------------------------------------
+    def run(self, overwrite: bool, old_rows: dict) -> BatchReport:
+        report, mode = self.report, self.report.mode
+        self.emit("start", message=self.plan.summary())
+        try:
+            for item in self.plan.skipped_existing:
+                self.begin(item)
+                self.add_row(_skipped_row(item, old_rows, mode), "skipped", write=False)
+            if self.plan.skipped_existing:
+                _write_reports(report, self.started)
+            for item in self.plan.items:
+                self.begin(item)
+                self.check_pause_and_cancel()
+                if is_finished(item.output):  # finished by an earlier (or parallel) run
+                    self.add_row(_skipped_row(item, old_rows, mode), "skipped")
+                    continue
+                if not self.process(item, overwrite):
+                    break
+        except Cancelled:
+            return self.cancelled()
+        except BaseException:  # KeyboardInterrupt, SystemExit: keep the report, then go
+            _write_reports(report, self.started)
+            raise
+        _write_reports(report, self.started)
+        self.emit("finished", message=report.final_message())
+        return report
 
-    def wait_while_paused() -> None:
-        if pause is None or not pause.is_set():
-            return
-        t0 = time.monotonic()
-        emit("paused", message="Paused")
-        while pause.is_set() and not is_cancelled():
-            time.sleep(0.05)
-        state["paused_s"] += time.monotonic() - t0
-        if is_cancelled():
-            raise Cancelled("Batch cancelled.")
+    def begin(self, item: BatchItem) -> None:
+        """`item` becomes the file in hand (0-based position among all the plan's files)."""
+        self.index, self.file = self.position, item.edited.name
+        self.position += 1
+        self.file_start, self.paused_s = time.monotonic(), 0.0
 
-    def on_step(stage="processing", step=0, steps=0, *rest, **kwargs) -> None:
-        wait_while_paused()
-        if is_cancelled():
-            raise Cancelled("Batch cancelled.")
-        emit(str(stage), int(step or 0), int(steps or 0))
-
-    def add_row(row: BatchRow, stage: str, write: bool = True) -> None:
-        report.rows.append(row)
-        if write:
-            _write_reports(report, started)
-        emit(stage, message=row.error, row=row)
-
-    emit("start", message=plan.summary())
-    index = 0
-    try:
-        for item in plan.skipped_existing:
-            state["index"], state["file"] = index, item.edited.name
-            add_row(_skipped_row(item, old_rows, mode), "skipped", write=False)
-            index += 1
-        if plan.skipped_existing:
-            _write_reports(report, started)
-        for item in plan.items:
-            state["index"], state["file"] = index, item.edited.name
-            state["file_start"], state["paused_s"] = time.monotonic(), 0.0
-            index += 1
-            wait_while_paused()
-            if is_cancelled():
-                raise Cancelled("Batch cancelled.")
-            if is_finished(item.output):  # finished by an earlier (or parallel) run
-                add_row(_skipped_row(item, old_rows, mode), "skipped")
-                continue
-            emit("file", message=f"{item.original.name} + {item.edited.name}")
-            try:
-                check_output_folder(out_dir, estimate_output_bytes(item.edited))
-                stale = item.output.exists() or sidecar_path(item.output).exists()
-                if stale and not overwrite:
-                    raise InputError(
-                        f"{item.output}: already exists but is not marked finished (no "
-                        "finished sidecar). Remove it, or allow overwriting, and run again."
-                    )
-                kwargs = dict(
-                    model=model, mode=mode, backend=backend, on_step=on_step, cancel=is_cancelled
-                )
-                if stale and pass_overwrite:
-                    kwargs["overwrite"] = True
-                elif stale:
-                    item.output.unlink(missing_ok=True)  # stale, unfinished: allowed to go
-                    sidecar_path(item.output).unlink(missing_ok=True)
-                result = processor(item.original, item.edited, item.output, params, **kwargs)
-                row = _ok_row(item, result, mode, out_dir)
-                del result  # nothing of the image survives the file
-                seconds = time.monotonic() - state["file_start"] - state["paused_s"]
-                row.seconds = f"{seconds:.2f}"
-                work_seconds += seconds
-                worked_files += 1
-                add_row(row, "file done")
-            except Cancelled:
-                raise
-            except OutputFolderError as error:
-                report.stopped_reason = str(error)
-                add_row(_failed_row(item, error, mode, state), "file failed")
-                emit("stopped", message=str(error))
-                break
-            except Exception as error:  # noqa: BLE001 - one bad file never stops a batch
-                seconds = time.monotonic() - state["file_start"] - state["paused_s"]
-                work_seconds += seconds
-                worked_files += 1
-                add_row(_failed_row(item, error, mode, state), "file failed")
-                gc.collect()
-    except Cancelled:
+    def cancelled(self) -> BatchReport:
+        report = self.report
         report.cancelled = True
-        current = _current_item(plan, state["file"])
+        current = _current_item(self.plan, self.file)
         if current is not None and not any(r.edited == str(current.edited) for r in report.rows):
             row = BatchRow(
                 str(current.original), str(current.edited), str(current.output), "cancelled",
-                error="cancelled by the user", mode=mode,
+                error="cancelled by the user", mode=report.mode,
             )  # fmt: skip
             report.rows.append(row)
-        report.seconds = time.monotonic() - started
-        _write_reports(report, started)
-        emit("cancelled", message="Cancelled")
+        _write_reports(report, self.started)
+        self.emit("cancelled", message="Cancelled")
         return report
-    except BaseException:  # KeyboardInterrupt, SystemExit: keep the report, then go
-        report.seconds = time.monotonic() - started
-        _write_reports(report, started)
-        raise
-    report.seconds = time.monotonic() - started
-    _write_reports(report, started)
-    emit("finished", message=_final_message(report))
-    return report
+
+    # -- one file ----------------------------------------------------------------------
+    def process(self, item: BatchItem, overwrite: bool) -> bool:
+        """Restore one pair and add its row; False when the batch must stop."""
+        self.emit("file", message=f"{item.original.name} + {item.edited.name}")
+        mode = self.report.mode
+        try:
+            check_output_folder(self.plan.output_dir, estimate_output_bytes(item.edited))
+            kwargs = self.processor_options(item, overwrite)
+            result = self.processor(item.original, item.edited, item.output, self.params, **kwargs)
+            row = _ok_row(item, result, mode)
+            del result  # nothing of the image survives the file
+            row.seconds = f"{self.count_work():.2f}"
+            self.add_row(row, "file done")
+        except Cancelled:
+            raise
+        except OutputFolderError as error:
+            self.report.stopped_reason = str(error)
+            self.add_row(_failed_row(item, error, mode, self.file_seconds()), "file failed")
+            self.emit("stopped", message=str(error))
+            return False
+        except Exception as error:  # noqa: BLE001 - one bad file never stops a batch
+            self.count_work()
+            self.add_row(_failed_row(item, error, mode, self.file_seconds()), "file failed")
+            gc.collect()
+        return True
+
+    def processor_options(self, item: BatchItem, overwrite: bool) -> dict[str, Any]:
+        """The processor's keyword arguments; clears a stale, unfinished output."""
+        stale = item.output.exists() or sidecar_path(item.output).exists()
+        if stale and not overwrite:
+            raise InputError(
+                f"{item.output}: already exists but is not marked finished (no "
+                "finished sidecar). Remove it, or allow overwriting, and run again."
+            )
+        kwargs: dict[str, Any] = dict(
+            restorer=self.restorer,
+            backend=self.backend,
+            on_step=self.on_step,
+            cancel=self.is_cancelled,
+        )
+        if stale and self.pass_overwrite:
+            kwargs["overwrite"] = True
+        elif stale:
+            item.output.unlink(missing_ok=True)  # stale, unfinished: allowed to go
+            sidecar_path(item.output).unlink(missing_ok=True)
+        return kwargs
+
+    def file_seconds(self) -> float:
+        return time.monotonic() - self.file_start - self.paused_s
+
+    def count_work(self) -> float:
+        seconds = self.file_seconds()
+        self.work_seconds += seconds
+        self.worked_files += 1
+        return seconds
+
+    # -- progress, pause, cancel -----------------------------------------------------------
+    def add_row(self, row: BatchRow, stage: str, write: bool = True) -> None:
+        self.report.rows.append(row)
+        if write:
+            _write_reports(self.report, self.started)
+        self.emit(stage, message=row.error, row=row)
+
+    def eta(self) -> float | None:
+        if self.worked_files == 0:
+            return None
+        report = self.report
+        remaining = self.plan.total - (report.ok + report.failed + report.skipped)
+        per_file = self.work_seconds / self.worked_files
+        return max(0.0, per_file * remaining - max(0.0, self.file_seconds()))
+
+    def emit(self, stage: str, step: int = 0, steps: int = 0, message: str = "", row=None):
+        if self.on_progress is None:
+            return
+        report = self.report
+        self.on_progress(
+            BatchProgress(
+                index=self.index,
+                total=self.plan.total,
+                file=self.file,
+                stage=stage,
+                step=step,
+                steps=steps,
+                eta_s=self.eta(),
+                done=report.ok,
+                failed=report.failed,
+                skipped=report.skipped,
+                elapsed_s=time.monotonic() - self.started,
+                message=message,
+                row=row,
+            )
+        )
+
+    def check_pause_and_cancel(self) -> None:
+        """Wait while paused (the pause does not count as work); raise when cancelled."""
+        if self.pause is not None and self.pause.is_set():
+            t0 = time.monotonic()
+            self.emit("paused", message="Paused")
+            while self.pause.is_set() and not self.is_cancelled():
+                time.sleep(0.05)
+            self.paused_s += time.monotonic() - t0
+        if self.is_cancelled():
+            raise Cancelled("Batch cancelled.")
+
+    def on_step(self, stage="processing", step=0, steps=0, *rest, **kwargs) -> None:
+        self.check_pause_and_cancel()
+        self.emit(str(stage), int(step or 0), int(steps or 0))
 
 
 def _current_item(plan: BatchPlan, file_name: str) -> BatchItem | None:
@@ -557,13 +595,6 @@ def _current_item(plan: BatchPlan, file_name: str) -> BatchItem | None:
         if item.edited.name == file_name:
             return item
     return None
-
-
-def _final_message(report: BatchReport) -> str:
-    text = f"{report.ok} restored, {report.failed} failed, {report.skipped} skipped"
-    if report.stopped_reason:
-        text += f"; stopped: {report.stopped_reason}"
-    return text + "."
 
 
 def _skipped_row(item: BatchItem, old_rows: dict, mode: str) -> BatchRow:
@@ -582,18 +613,17 @@ def _skipped_row(item: BatchItem, old_rows: dict, mode: str) -> BatchRow:
     )
 
 
-def _failed_row(item: BatchItem, error: BaseException, mode: str, state: dict) -> BatchRow:
+def _failed_row(item: BatchItem, error: BaseException, mode: str, seconds: float) -> BatchRow:
     message = str(error) or type(error).__name__
     if not isinstance(error, EditedIDError):
         message = f"{type(error).__name__}: {message}"
-    seconds = time.monotonic() - state["file_start"] - state["paused_s"]
     return BatchRow(
         str(item.original), str(item.edited), str(item.output), "failed",
         error=message, seconds=f"{seconds:.2f}", mode=mode,
     )  # fmt: skip
 
 
-def _ok_row(item: BatchItem, result, mode: str, out_dir: Path) -> BatchRow:
+def _ok_row(item: BatchItem, result, mode: str) -> BatchRow:
     if not item.output.is_file():
         raise InputError(f"{item.output}: the restore finished but wrote no file.")
     side = sidecar_path(item.output)
@@ -722,161 +752,3 @@ def _summary_markdown(report: BatchReport) -> str:
             f"{row.id_after} | {row.seconds} |"
         )
     return "\n".join(lines) + "\n"
-
-
-# --- command line ----------------------------------------------------------------------
-def add_batch_parser(subparsers, add_param_options: Callable | None = None):
-    """Add `batch` to an argparse subparsers object; returns the new parser.
-
-    add_param_options(parser) adds the EditedID parameter options; by default
-    engine.cli.commands.add_param_options (imported here, lazily, to avoid a circular import).
-    The parser's func is `cmd_batch`.
-    """
-    if add_param_options is None:
-        from engine.cli.commands import add_param_options
-    parser = subparsers.add_parser(
-        "batch",
-        help="Restore every pair of an original folder and an edited folder.",
-        description="Folder mode. " + rule_text("stem"),
-    )
-    _add_batch_options(parser)
-    add_param_options(parser)
-    parser.set_defaults(func=cmd_batch)
-    return parser
-
-
-def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--original-dir", required=True, type=Path, help="Original photos.")
-    parser.add_argument("--edited-dir", required=True, type=Path, help="Edited photos.")
-    parser.add_argument(
-        "--out-dir", required=True, type=Path, help="Results (created; not an input folder)."
-    )
-    parser.add_argument("--mode", choices=("diffusion", "classic"), default="diffusion")
-    parser.add_argument(
-        "--model", default=None, help="SD 1.x folder, .safetensors or hub id (diffusion mode)."
-    )
-    parser.add_argument(
-        "--face-backend", choices=("auto", "dlib", "insightface"), default="auto", dest="backend"
-    )
-    parser.add_argument("--report", type=Path, default=None, help=f"CSV (default {REPORT_NAME}).")
-    parser.add_argument("--rule", choices=RULES, default="stem", help="Pairing rule.")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="Replace outputs that exist but are not marked finished.",
-    )
-    parser.add_argument("--check", action="store_true", help="Only show the pairing; run nothing.")
-    parser.add_argument("--device", default=None, help="cuda, cuda:N or cpu.")
-    parser.add_argument("--dtype", default=None, help="fp16, bf16 or fp32.")
-    parser.add_argument("--low-vram", action="store_true", help="Attention slicing, VAE tiling.")
-    parser.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
-    parser.add_argument("--allow-pickle", action="store_true", help="Allow .ckpt/.bin files.")
-    parser.add_argument("--allow-download", action="store_true", help="Download a missing model.")
-    parser.add_argument("--quiet", action="store_true", help="No progress output.")
-
-
-def _print_plan(plan: BatchPlan, stream) -> None:
-    print(plan.rule_text, file=stream)
-    print(plan.summary(), file=stream)
-    for line in plan.problems():
-        print(f"  ! {line}", file=stream)
-
-
-def _progress_printer(quiet: bool):
-    last = [0.0]
-
-    def show(p: BatchProgress) -> None:
-        if quiet:
-            return
-        now = time.monotonic()
-        eta = f" ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
-        if p.stage in ("file done", "file failed", "skipped"):
-            status = p.row.status if p.row else p.stage
-            extra = f": {p.message}" if p.stage == "file failed" else ""
-            print(f"[{p.index + 1}/{p.total}] {p.file} {status}{extra}{eta}", file=sys.stderr)
-        elif p.stage in ("stopped", "cancelled", "paused"):
-            print(p.message, file=sys.stderr)
-        elif p.steps and now - last[0] > 1.0:
-            last[0] = now
-            print(f"  {p.file} {p.stage} {p.step}/{p.steps}{eta}", file=sys.stderr, flush=True)
-
-    return show
-
-
-def cmd_batch(args: argparse.Namespace, processor=None) -> int:
-    """Exit 0 when at least one pair is restored or already finished; 1 when nothing
-    succeeded; 2 for bad arguments or folders; 3 when the model cannot load; 130 when
-    cancelled. Failures are listed at the end."""
-    from engine.cli.commands import params_from_args
-
-    try:
-        params = params_from_args(args)
-        plan = plan_batch(args.original_dir, args.edited_dir, args.out_dir, rule=args.rule)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    _print_plan(plan, sys.stderr)
-    if args.check:
-        return 0
-    if not plan.total:
-        print("error: no pairs found; nothing to do.", file=sys.stderr)
-        return 2
-    model = None
-    if args.mode == "diffusion" and plan.items and processor is None:
-        try:
-            model = _load_model(args)
-        except ModelError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 3
-    try:
-        report = run_batch(
-            plan,
-            params,
-            processor=processor,
-            model=model,
-            mode=args.mode,
-            backend=args.backend,
-            on_progress=_progress_printer(args.quiet),
-            report_path=args.report,
-            overwrite=args.overwrite,
-        )
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    print(_final_message(report), file=sys.stderr)
-    if report.failures:
-        print("Failures:", file=sys.stderr)
-        for name, error in report.failures:
-            print(f"  {Path(name).name}: {error}", file=sys.stderr)
-    print(f"Report: {report.report_path}")
-    if report.cancelled:
-        return 130
-    return 0 if report.succeeded else 1
-
-
-def _load_model(args: argparse.Namespace):
-    from engine.models.loading import DEFAULT_SD_MODEL, LowMemory, load_sd_model
-
-    low = LowMemory(
-        attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload
-    )
-    return load_sd_model(
-        args.model or DEFAULT_SD_MODEL,
-        device=args.device,
-        dtype=args.dtype,
-        allow_pickle=args.allow_pickle,
-        allow_download=args.allow_download,
-        low_memory=low,
-    )
-
-
-def batch_cli(argv: Sequence[str] | None = None, *, processor=None) -> int:
-    """`editedid-cli batch ...` on its own: parse argv (without the word 'batch') and run."""
-    parser = argparse.ArgumentParser(prog="editedid-cli batch", description=rule_text("stem"))
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_batch_parser(sub)
-    args = parser.parse_args(["batch", *(argv if argv is not None else sys.argv[1:])])
-    return cmd_batch(args, processor=processor)

@@ -1,5 +1,6 @@
-"""The command line (`editedid-cli`): restore, restore-crop, batch, models and eval
-commands (commands) and the evaluation command (eval).
+"""The command line (`editedid-cli`): restore, restore-crop and models (commands), batch
+(batch) and eval (eval), with what they share - exit codes, parameter and restorer
+options, error handling - in options.
 """
 
 from engine.cli.commands import main

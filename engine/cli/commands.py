@@ -1,7 +1,10 @@
 """editedid-cli: the engine on the command line.
 
+  editedid-cli restore --original o.jpg --edited e.png --out r.png [--mode classic]
   editedid-cli restore-crop --original o.png --edited e.png --face-mask f.png \
       --element-mask m.png --element glasses --model PATH --out r.png
+  editedid-cli batch --original-dir O --edited-dir E --out-dir R     (engine.cli.batch)
+  editedid-cli eval FOLDER --out OUT                                 (engine.cli.eval)
   editedid-cli models download sd [--id CompVis/stable-diffusion-v1-4] [--fp16]
   editedid-cli models where
 """
@@ -9,99 +12,44 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
-import typing
 from datetime import UTC, datetime
 from pathlib import Path
 
 from engine import __version__
-from engine.errors import Cancelled, EditedIDError, InputError, ModelError
-from engine.params import PARAM_HELP, EditedIDParams
+from engine.cli.batch import add_batch_parser
+from engine.cli.eval import add_eval_parser
+from engine.cli.options import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_MODEL,
+    EXIT_OK,
+    add_param_options,
+    add_restorer_options,
+    params_from_args,
+    restorer_from_args,
+    run_command,
+)
+from engine.errors import InputError
+from engine.restorers import restorer_class
 
-EXIT_OK, EXIT_INPUT, EXIT_MODEL, EXIT_CANCELLED = 0, 2, 3, 130
-
-
-# --- parameters as options ----------------------------------------------------------
-def add_param_options(parser: argparse.ArgumentParser) -> None:
-    """One option per EditedIDParams field, defaults from the dataclass (the paper's)."""
-    group = parser.add_argument_group("EditedID parameters (defaults are the paper's)")
-    defaults = EditedIDParams()
-    hints = typing.get_type_hints(EditedIDParams)
-    for f in dataclasses.fields(EditedIDParams):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f"{PARAM_HELP.get(f.name, '')} (default: {_show(default)})"
-        hint = hints[f.name]
-        if f.name == "element_words":
-            group.add_argument(
-                "--element",
-                "--element-words",
-                dest="element_words",
-                nargs="+",
-                action="extend",
-                default=None,
-                metavar="WORD",
-                help=help_text,
-            )
-        elif hint is bool:
-            group.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        elif f.name in ("dpm_range", "overlap"):
-            kind = int if f.name == "dpm_range" else float
-            group.add_argument(
-                flag,
-                dest=f.name,
-                nargs=2,
-                type=kind,
-                default=None,
-                metavar=("A", "B"),
-                help=help_text,
-            )
-        elif f.name in ("gate_blocks", "face_words"):
-            group.add_argument(flag, dest=f.name, nargs="+", default=None, help=help_text)
-        elif f.name == "max_batch_faces":
-            group.add_argument(flag, dest=f.name, type=int, default=None, help=help_text)
-        else:
-            kind = type(default)
-            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
-    parser.add_argument(
-        "--params-json",
-        type=Path,
-        help="Read parameters from a JSON file (a sidecar works); options override it.",
-    )
+# The exit codes and the parameter options live in engine.cli.options; these names are
+# kept here for the tests and scripts that import them from the main command module.
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_FAILED",
+    "EXIT_INPUT",
+    "EXIT_MODEL",
+    "EXIT_OK",
+    "build_parser",
+    "main",
+    "params_from_args",
+]
 
 
-def _show(value) -> str:
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
-def params_from_args(args: argparse.Namespace) -> EditedIDParams:
-    base: dict = {}
-    if getattr(args, "params_json", None):
-        path = args.params_json
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{path}: cannot read parameters ({error}).") from error
-        base = data.get("diagnostics", {}).get("params", data.get("params", data))
-    for f in dataclasses.fields(EditedIDParams):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            base[f.name] = value
-    return EditedIDParams.from_dict(base)
-
-
-# --- commands -------------------------------------------------------------------------
 def _progress_printer(quiet: bool):
     def on_step(stage: str, step: int, total: int, preview) -> None:
         if not quiet:
@@ -110,12 +58,15 @@ def _progress_printer(quiet: bool):
     return on_step
 
 
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+# --- restore-crop ---------------------------------------------------------------------
 def cmd_restore_crop(args: argparse.Namespace) -> int:
-    from engine.diffusion.restore import FacePair, restore_faces
     from engine.io.files import atomic_write_text, sha256_file
     from engine.io.images import read_mask, read_rgb, write_image_atomic
-    from engine.models.fallback import restore_with_fallback
-    from engine.models.loading import LowMemory, load_sd_model
+    from engine.photo.contract import CropJob
 
     params = params_from_args(args)
     inputs = {
@@ -124,47 +75,27 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
         "face_mask": args.face_mask,
         "element_mask": args.element_mask,
     }
-    out = Path(args.out)
-    for name, path in inputs.items():
-        if Path(path).exists() and out.resolve() == Path(path).resolve():
-            raise InputError(
-                f"{out}: the output would overwrite the {name} input; choose another name."
-            )
-    if out.exists() and not args.overwrite:
-        raise InputError(
-            f"{out}: already exists. Pass --overwrite to replace it or choose another name."
-        )
-    pair = FacePair(
+    out = _crop_output(Path(args.out), inputs, args.overwrite)
+    job = CropJob(
         read_rgb(args.original),
         read_rgb(args.edited),
         read_mask(args.face_mask),
         read_mask(args.element_mask),
         name=Path(args.edited).name,
     )
-    low = LowMemory(
-        attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload
-    )
     started = time.perf_counter()
-    model = load_sd_model(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        allow_pickle=args.allow_pickle,
-        allow_download=args.allow_download,
-        low_memory=low,
-    )
+    restorer = restorer_from_args(args, "diffusion")
     loaded = time.perf_counter()
     if not args.quiet:
+        model = restorer.model
         print(
             f"Model {model.model_id} on {model.device} ({model.dtype}) in {loaded - started:.1f} s",
             file=sys.stderr,
         )
-    result = restore_with_fallback(
-        lambda m: restore_faces(m, [pair], params, on_step=_progress_printer(args.quiet)),
-        model,
-        on_message=lambda text: print(f"warning: {text}", file=sys.stderr),
+    restored = restorer.restore(
+        [job], params, on_step=_progress_printer(args.quiet), on_message=_warn
     )
-    write_image_atomic(out, result.faces[0].restored)
+    write_image_atomic(out, restored.crops[0])
     sidecar = {
         "tool": "editedid-cli restore-crop",
         "version": __version__,
@@ -175,14 +106,52 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
         },
         "output": str(out.resolve()),
         "seconds": round(time.perf_counter() - loaded, 3),
-        "diagnostics": result.diagnostics(),
+        "diagnostics": restored.sidecar["engine"],
     }
-    sidecar_path = out.with_name(out.name + ".json")
-    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2))
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2))
     print(out)
     return EXIT_OK
 
 
+def _crop_output(out: Path, inputs: dict[str, Path], overwrite: bool) -> Path:
+    """`out`, unless it is an input or exists without --overwrite (InputError)."""
+    for name, path in inputs.items():
+        if Path(path).exists() and out.resolve() == Path(path).resolve():
+            raise InputError(
+                f"{out}: the output would overwrite the {name} input; choose another name."
+            )
+    if out.exists() and not overwrite:
+        raise InputError(
+            f"{out}: already exists. Pass --overwrite to replace it or choose another name."
+        )
+    return out
+
+
+def _add_restore_crop_parser(subparsers) -> None:
+    crop = subparsers.add_parser(
+        "restore-crop",
+        help="Restore one aligned face crop pair (same size, masks given).",
+        description="EditedID on one aligned pair of face crops: the original face already "
+        "warped into the edited face's frame, with a face mask and an element mask.",
+    )
+    crop.add_argument("--original", required=True, type=Path, help="Aligned original face crop.")
+    crop.add_argument("--edited", required=True, type=Path, help="Edited face crop (same size).")
+    crop.add_argument("--face-mask", required=True, type=Path, help="Face mask (white = face).")
+    crop.add_argument(
+        "--element-mask",
+        required=True,
+        type=Path,
+        help="Element mask (white = edited element to keep).",
+    )
+    crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
+    crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    restorer_class("diffusion").register_options(crop)  # the EditedID method on one pair
+    crop.add_argument("--quiet", action="store_true", help="No progress output.")
+    add_param_options(crop)
+    crop.set_defaults(func=cmd_restore_crop)
+
+
+# --- restore (a whole photo) --------------------------------------------------------------
 def _parse_faces(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -198,28 +167,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from engine.photo.pipeline import restore_photo_files
 
     params = params_from_args(args)
-    model = None
-    if args.mode == "diffusion":
-        from engine.models.loading import LowMemory, load_sd_model
-
-        low = LowMemory(
-            attention_slicing=args.low_vram, vae_tiling=args.low_vram, cpu_offload=args.cpu_offload
-        )
-        model = load_sd_model(
-            args.model,
-            device=args.device,
-            dtype=args.dtype,
-            allow_pickle=args.allow_pickle,
-            allow_download=args.allow_download,
-            low_memory=low,
-        )
     result = restore_photo_files(
         args.original,
         args.edited,
         args.out,
         params,
-        model=model,
-        mode=args.mode,
+        restorer=restorer_from_args(args),
         backend=args.face_backend,
         faces=_parse_faces(args.faces),
         on_step=_progress_printer(args.quiet),
@@ -235,36 +188,41 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         for warning in result.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            _warn(warning)
     print(args.out)
     return EXIT_OK
 
 
-def _add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
-    parser.add_argument(
-        "--model",
-        default=default_model,
-        help="SD 1.x diffusers folder, single .safetensors file or hub id "
-        f"(default {default_model}, looked up in the models folder).",
+def _add_restore_parser(subparsers) -> None:
+    photo = subparsers.add_parser(
+        "restore",
+        help="Restore every paired face of a whole photo.",
+        description="Detect and pair the faces of the original and the edited photo, restore "
+        "each selected face's identity (all faces in one batch) and paste them back. Pixels "
+        "outside the faces stay exactly as edited. A sidecar JSON is written next to --out.",
     )
-    parser.add_argument(
-        "--device", default=None, help="cuda, cuda:N or cpu (default: best available)."
+    photo.add_argument("--original", required=True, type=Path, help="The original photo.")
+    photo.add_argument("--edited", required=True, type=Path, help="The AI-edited photo.")
+    photo.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
+    photo.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    photo.add_argument(
+        "--faces",
+        default=None,
+        help="Edited-photo face numbers to restore, e.g. 0,2 (default: all paired).",
     )
-    parser.add_argument("--dtype", default=None, help="fp16, bf16 or fp32 (default: fp16 on CUDA).")
-    parser.add_argument("--low-vram", action="store_true", help="Attention slicing and VAE tiling.")
-    parser.add_argument("--cpu-offload", action="store_true", help="Keep idle model parts in RAM.")
-    parser.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="Allow .ckpt/.bin checkpoints (they can run code; only trusted files).",
+    photo.add_argument(
+        "--face-backend",
+        default="auto",
+        choices=["auto", "dlib", "insightface"],
+        help="Face detector/recogniser (auto: insightface if installed, else dlib).",
     )
-    parser.add_argument(
-        "--allow-download",
-        action="store_true",
-        help="Download a hub model that is not on this machine yet.",
-    )
+    add_restorer_options(photo)
+    photo.add_argument("--quiet", action="store_true", help="No progress output.")
+    add_param_options(photo)
+    photo.set_defaults(func=cmd_restore)
 
 
+# --- models ---------------------------------------------------------------------------------
 def cmd_models_download(args: argparse.Namespace) -> int:
     from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, download_sd_model
 
@@ -299,82 +257,10 @@ def cmd_models_where(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- parser ---------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def _add_models_parser(subparsers) -> None:
     from engine.models.loading import DEFAULT_SD_MODEL
 
-    parser = argparse.ArgumentParser(
-        prog="editedid-cli",
-        description="Restore the original identity of faces changed by AI image editors "
-        "(EditedID on Stable Diffusion 1.x). Runs locally; nothing leaves this machine.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    crop = sub.add_parser(
-        "restore-crop",
-        help="Restore one aligned face crop pair (same size, masks given).",
-        description="EditedID on one aligned pair of face crops: the original face already "
-        "warped into the edited face's frame, with a face mask and an element mask.",
-    )
-    crop.add_argument("--original", required=True, type=Path, help="Aligned original face crop.")
-    crop.add_argument("--edited", required=True, type=Path, help="Edited face crop (same size).")
-    crop.add_argument("--face-mask", required=True, type=Path, help="Face mask (white = face).")
-    crop.add_argument(
-        "--element-mask",
-        required=True,
-        type=Path,
-        help="Element mask (white = edited element to keep).",
-    )
-    crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
-    crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
-    _add_model_options(crop, DEFAULT_SD_MODEL)
-    crop.add_argument("--quiet", action="store_true", help="No progress output.")
-    add_param_options(crop)
-    crop.set_defaults(func=cmd_restore_crop)
-
-    photo = sub.add_parser(
-        "restore",
-        help="Restore every paired face of a whole photo.",
-        description="Detect and pair the faces of the original and the edited photo, restore "
-        "each selected face's identity (all faces in one batch) and paste them back. Pixels "
-        "outside the faces stay exactly as edited. A sidecar JSON is written next to --out.",
-    )
-    photo.add_argument("--original", required=True, type=Path, help="The original photo.")
-    photo.add_argument("--edited", required=True, type=Path, help="The AI-edited photo.")
-    photo.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
-    photo.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
-    photo.add_argument(
-        "--faces",
-        default=None,
-        help="Edited-photo face numbers to restore, e.g. 0,2 (default: all paired).",
-    )
-    photo.add_argument(
-        "--face-backend",
-        default="auto",
-        choices=["auto", "dlib", "insightface"],
-        help="Face detector/recogniser (auto: insightface if installed, else dlib).",
-    )
-    photo.add_argument(
-        "--mode",
-        default="diffusion",
-        choices=["diffusion", "classic"],
-        help="classic: instant blend of the aligned original face, no SD model.",
-    )
-    _add_model_options(photo, DEFAULT_SD_MODEL)
-    photo.add_argument("--quiet", action="store_true", help="No progress output.")
-    add_param_options(photo)
-    photo.set_defaults(func=cmd_restore)
-
-    from engine.batch.run import add_batch_parser
-
-    add_batch_parser(sub, add_param_options)
-
-    from engine.cli.eval import add_eval_parser
-
-    add_eval_parser(sub, add_param_options)
-
-    models = sub.add_parser("models", help="Download or locate models.")
+    models = subparsers.add_parser("models", help="Download or locate models.")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     download = models_sub.add_parser("download", help="Download a model (needs internet).")
     download.add_argument(
@@ -388,26 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=cmd_models_download)
     where = models_sub.add_parser("where", help="Print the models folder.")
     where.set_defaults(func=cmd_models_where)
+
+
+# --- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="editedid-cli",
+        description="Restore the original identity of faces changed by AI image editors "
+        "(EditedID on Stable Diffusion 1.x). Runs locally; nothing leaves this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_restore_crop_parser(sub)
+    _add_restore_parser(sub)
+    add_batch_parser(sub)
+    add_eval_parser(sub)
+    _add_models_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except ModelError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_MODEL
-    except (Cancelled, KeyboardInterrupt):
-        print("cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
-    except EditedIDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -3,25 +3,29 @@
   editedid-cli eval FOLDER --out OUT [--clip-model PATH|HUB_ID] [--element glasses]
   editedid-cli eval --ablation --original o.jpg --edited e.jpg --model PATH --out OUT [params]
 
-engine.cli.commands wires it in with `add_eval_parser(sub, add_param_options)`.
+engine.cli.commands wires it in with `add_eval_parser(sub)`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from engine.cli.options import (
+    EXIT_OK,
+    add_param_options,
+    params_from_args,
+    parse_subcommand,
+    restorer_from_args,
+    run_command,
+)
 from engine.errors import InputError, ModelNotFoundError
+from engine.restorers import restorer_class
 
-EXIT_OK = 0
 
-
-def add_eval_parser(subparsers, add_param_options: Callable | None = None):
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Add `eval` to an argparse subparsers object; returns the new parser (func=cmd_eval)."""
-    if add_param_options is None:
-        from engine.cli.commands import add_param_options
     from engine.evaluation.evaluate import __doc__ as evaluate_doc
 
     rules = (evaluate_doc or "").split("Sets of", 1)[-1].split("Per set", 1)[0].strip()
@@ -68,9 +72,9 @@ def add_eval_parser(subparsers, add_param_options: Callable | None = None):
     ablation.add_argument("--ablation", action="store_true", help="Run the ablation instead.")
     ablation.add_argument("--original", type=Path, help="The original photo (ablation).")
     ablation.add_argument("--edited", type=Path, help="The edited photo (ablation).")
-    ablation.add_argument("--model", default=None, help="SD 1.x folder, .safetensors or hub id.")
-    ablation.add_argument("--device", default=None, help="cuda, cuda:N or cpu.")
-    ablation.add_argument("--dtype", default=None, help="fp16, bf16 or fp32.")
+    # The diffusion restorer's model options (--allow-pickle and --allow-download are the
+    # ones above: they cover the CLIP and the SD model alike).
+    restorer_class("diffusion").register_options(ablation)
     parser.add_argument("--quiet", action="store_true", help="No progress output.")
     add_param_options(parser)
     parser.set_defaults(func=cmd_eval)
@@ -139,22 +143,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablation(args: argparse.Namespace, say, notes: list[str]) -> int:
-    from engine.cli.commands import params_from_args
     from engine.evaluation.evaluate import run_ablation
     from engine.faces.detection import get_analyzer
-    from engine.models.loading import DEFAULT_SD_MODEL, load_sd_model
 
     if args.original is None or args.edited is None:
         raise InputError("--ablation needs --original and --edited photos.")
     params = params_from_args(args)
-    model = load_sd_model(
-        args.model or DEFAULT_SD_MODEL,
-        device=args.device,
-        dtype=args.dtype,
-        allow_pickle=args.allow_pickle,
-        allow_download=args.allow_download,
-        models_dir=args.models_dir,
-    )
+    model = restorer_from_args(args, "diffusion").model
     clip = _load_clip(args, notes)
     for note in notes:
         say(f"warning: {note}")
@@ -180,27 +175,7 @@ def _cmd_ablation(args: argparse.Namespace, say, notes: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (tests, `python -m engine.cli.eval`): errors as the main CLI maps them."""
-    from engine.cli.commands import EXIT_CANCELLED, EXIT_INPUT, EXIT_MODEL
-    from engine.errors import Cancelled, EditedIDError, ModelError
-
-    parser = argparse.ArgumentParser(prog="editedid-cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_parser(sub)
-    args = parser.parse_args(["eval", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.func(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except ModelError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_MODEL
-    except Cancelled:
-        print("cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
-    except EditedIDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_command(parse_subcommand("editedid-cli", add_eval_parser, "eval", argv))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from engine.faces.identity import IdentityScore, identity_from_embeddings
 from engine.faces.types import Face, FaceAnalyzer
 from engine.io.files import atomic_write_bytes, atomic_write_text
 from engine.io.folders import NAME_SEPARATOR, image_files, pair_by_name
+from engine.io.images import read_rgb, write_image_atomic
 
 PSNR_CAP_DB = 100.0
 SSIM_ERODE_PX = 5  # the SSIM window's radius: windows never reach into the face region
@@ -64,12 +65,13 @@ _RESTORED_RE = re.compile(
 )
 _RESTORED_DIR_RE = re.compile(rf"^restored(?:{NAME_SEPARATOR}(?P<variant>.+))?$", re.IGNORECASE)
 
-ABLATION_VARIANTS: tuple[tuple[str, dict[str, Any] | None], ...] = (
-    ("full", {}),
-    ("no-alignment", {"alignment": False}),
-    ("no-hybrid-solver", {"hybrid_solver": False}),
-    ("no-gating", {"gating": False}),
-    ("classic", None),  # classic mode: no diffusion model
+# (variant, restorer, parameter changes)
+ABLATION_VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("full", "diffusion", {}),
+    ("no-alignment", "diffusion", {"alignment": False}),
+    ("no-hybrid-solver", "diffusion", {"hybrid_solver": False}),
+    ("no-gating", "diffusion", {"gating": False}),
+    ("classic", "classic", {}),  # classic mode: no diffusion model
 )
 
 
@@ -422,20 +424,9 @@ def evaluate_sets(
     """Score the given sets (see the module docstring); errors become rows, not failures."""
     from engine.evaluation.clip_score import element_prompt
     from engine.faces.detection import get_analyzer
-    from engine.io.images import read_rgb
-    from engine.photo.pipeline import analyze_photos
 
     analyzer = analyzer or get_analyzer(backend)
-    report = EvalReport(folder=str(folder), images=[], problems=list(problems))
-    report.id_metric = analyzer.embedding_metric
-    report.id_threshold = float(analyzer.same_person_threshold)
-    report.id_model = getattr(analyzer, "model_id", None) or (
-        "arcface-buffalo_l" if analyzer.name == "insightface" else "dlib-resnet-v1"
-    )
-    if clip is not None:
-        report.clip_model = clip.model_id
-    else:
-        report.clip_note = report.clip_note or "CLIP-S left out: no CLIP model was given."
+    report = _new_report(folder, problems, analyzer, clip)
     if image_reward:
         from engine.evaluation.image_quality import imagereward_status
 
@@ -452,20 +443,9 @@ def evaluate_sets(
         words = tuple(element_words) if element_words else _sidecar_words(item.restored)
         text = element_prompt(words) if words else None
         try:
-            key = (item.original, item.edited)
-            if key not in analyses:
-                analyses.clear()  # keep one photo pair in memory, sets come grouped
-                analyses[key] = analyze_photos(
-                    read_rgb(item.original),
-                    read_rgb(item.edited),
-                    analyzer=analyzer,
-                    original_name=str(item.original),
-                    edited_name=str(item.edited),
-                )
-            restored = read_rgb(item.restored)
             row = score_restored(
-                analyses[key],
-                restored,
+                _cached_analysis(analyses, item, analyzer),
+                read_rgb(item.restored),
                 name=item.name,
                 variant=item.variant,
                 clip=clip,
@@ -479,10 +459,8 @@ def evaluate_sets(
             raise
         except (EditedIDError, OSError, ValueError) as error:
             row = ImageEval(name=item.name, variant=item.variant, status="error", error=str(error))
-        row.original, row.edited, row.restored = (
-            str(item.original),
-            str(item.edited),
-            str(item.restored),
+        row.original, row.edited, row.restored = map(
+            str, (item.original, item.edited, item.restored)
         )
         row.seconds = round(time.perf_counter() - start, 3)
         report.images.append(row)
@@ -492,6 +470,37 @@ def evaluate_sets(
         if not distinct:
             report.clip_note = "CLIP-S left out: no element words (give --element WORD)."
     return report
+
+
+def _new_report(folder, problems: Sequence[str], analyzer: FaceAnalyzer, clip) -> EvalReport:
+    """An empty report labelled with the identity model and the CLIP model (or a note)."""
+    report = EvalReport(folder=str(folder), images=[], problems=list(problems))
+    report.id_metric = analyzer.embedding_metric
+    report.id_threshold = float(analyzer.same_person_threshold)
+    report.id_model = _id_model(analyzer)
+    if clip is not None:
+        report.clip_model = clip.model_id
+    else:
+        report.clip_note = "CLIP-S left out: no CLIP model was given."
+    return report
+
+
+def _cached_analysis(analyses: dict, item: EvalSet, analyzer: FaceAnalyzer):
+    """The analysed (original, edited) pair of `item`; only the latest pair is kept in
+    memory (sets come grouped by pair)."""
+    from engine.photo.pipeline import analyze_photos
+
+    key = (item.original, item.edited)
+    if key not in analyses:
+        analyses.clear()
+        analyses[key] = analyze_photos(
+            read_rgb(item.original),
+            read_rgb(item.edited),
+            analyzer=analyzer,
+            original_name=str(item.original),
+            edited_name=str(item.edited),
+        )
+    return analyses[key]
 
 
 def evaluate_folder(
@@ -637,6 +646,19 @@ def _md_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str
 
 
 def _markdown(report: EvalReport, plots: dict[str, Path | None]) -> str:
+    lines = _md_header(report)
+    lines += _md_means(report)
+    lines += _md_per_image(report)
+    lines += _md_per_face(report)
+    if report.problems:
+        lines += ["", "## Problems", ""] + [f"- {p}" for p in report.problems]
+    shown = [(k, p) for k, p in plots.items() if p is not None]
+    if shown:
+        lines += ["", "## Plots", ""] + [f"![{k}]({p.name})" for k, p in shown]
+    return "\n".join(lines) + "\n"
+
+
+def _md_header(report: EvalReport) -> list[str]:
     same = "below" if report.id_metric == "l2" else "at or above"
     lines = [
         "# EditedID evaluation",
@@ -654,7 +676,11 @@ def _markdown(report: EvalReport, plots: dict[str, Path | None]) -> str:
     ]
     if report.reward_note:
         lines.append(f"- ImageReward: {report.reward_note}")
-    lines += ["", "## Means", ""]
+    return lines
+
+
+def _md_means(report: EvalReport) -> list[str]:
+    lines = ["", "## Means", ""]
     means = report.means()
     lines += _md_table(
         (
@@ -689,7 +715,11 @@ def _markdown(report: EvalReport, plots: dict[str, Path | None]) -> str:
             for v, m in means.items()
         ],
     )
-    lines += ["", "## Per image", ""]
+    return lines
+
+
+def _md_per_image(report: EvalReport) -> list[str]:
+    lines = ["", "## Per image", ""]
     lines += _md_table(
         (
             "set",
@@ -721,7 +751,11 @@ def _markdown(report: EvalReport, plots: dict[str, Path | None]) -> str:
             for im in report.images
         ],
     )
-    lines += ["", "## Per face", ""]
+    return lines
+
+
+def _md_per_face(report: EvalReport) -> list[str]:
+    lines = ["", "## Per face", ""]
     lines += _md_table(
         ("set", "variant", "face", "original face", "ID before", "ID after", "same after"),
         [
@@ -737,12 +771,7 @@ def _markdown(report: EvalReport, plots: dict[str, Path | None]) -> str:
             for f in report.faces()
         ],
     )
-    if report.problems:
-        lines += ["", "## Problems", ""] + [f"- {p}" for p in report.problems]
-    shown = [(k, p) for k, p in plots.items() if p is not None]
-    if shown:
-        lines += ["", "## Plots", ""] + [f"![{k}]({p.name})" for k, p in shown]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _figure(width: float, height: float):
@@ -849,11 +878,7 @@ def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path | No
     Plots need matplotlib; without it they are left out with a note in eval.md.
     Returns name -> written path (None for a plot that was left out).
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{out}: cannot create the report folder ({error}).") from error
+    out = _make_folder(out_dir, "report")
     written: dict[str, Path | None] = {}
     rows = [_image_row(im) for im in report.images]
     rows += [_mean_row(v, m) for v, m in report.means().items()]
@@ -913,8 +938,6 @@ class AblationReport:
 
 
 def _as_image(value, what: str) -> tuple[np.ndarray, str]:
-    from engine.io.images import read_rgb
-
     if isinstance(value, str | Path):
         return read_rgb(value), str(value)
     array = np.asarray(value)
@@ -961,7 +984,7 @@ def run_ablation(
     backend: str = "auto",
     clip=None,
     element_words: Sequence[str] | None = None,
-    variants: Sequence[tuple[str, dict[str, Any] | None]] = ABLATION_VARIANTS,
+    variants: Sequence[tuple[str, str, dict[str, Any]]] = ABLATION_VARIANTS,
     on_step: Callable | None = None,
     cancel=None,
 ) -> AblationReport:
@@ -974,135 +997,153 @@ def run_ablation(
     """
     from engine.evaluation.clip_score import element_prompt
     from engine.faces.detection import get_analyzer
-    from engine.io.images import write_image_atomic
     from engine.params import EditedIDParams
-    from engine.photo.pipeline import analyze_photos, classic_photo, restore_photo
+    from engine.photo.pipeline import analyze_photos
+    from engine.restorers import get_restorer
 
+    # 1. parameters, the CLIP text, the output folder, the analysed photo pair
     params = params or EditedIDParams()
     words = tuple(element_words) if element_words else tuple(params.element_words)
     text = element_prompt(words) if words else None
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{out}: cannot create the ablation folder ({error}).") from error
+    out = _make_folder(out_dir, "ablation")
     original_rgb, original_name = _as_image(original, "original")
     edited_rgb, edited_name = _as_image(edited, "edited")
     analyzer = analyzer or get_analyzer(backend)
     analysis = analyze_photos(
-        original_rgb,
-        edited_rgb,
-        analyzer=analyzer,
-        crop_size=params.resolution,
-        original_name=original_name,
-        edited_name=edited_name,
-    )
+        original_rgb, edited_rgb, analyzer=analyzer, crop_size=params.resolution,
+        original_name=original_name, edited_name=edited_name,
+    )  # fmt: skip
+    # 2. every variant restored and scored; a failure is that variant's row
+    restorers = {name: get_restorer(name, model=model) for _, name, _ in variants}
     rows: list[AblationRow] = []
-    images: list[tuple[str, np.ndarray | None]] = [
+    tiles: list[tuple[str, np.ndarray | None]] = [
         ("original", original_rgb),
         ("edited", edited_rgb),
     ]
-    for variant, changes in variants:
-        row = AblationRow(variant)
-        start = time.perf_counter()
-        # restore_photo refines the automatic element masks in place: each variant starts
-        # from its own copy of the analysis, so every variant sees the same masks.
-        copy = dataclasses.replace(analysis, faces=[dataclasses.replace(f) for f in analysis.faces])
-        try:
-            if changes is None:
-                result = classic_photo(copy)
-            else:
-                if model is None:
-                    raise InputError("this variant needs a Stable Diffusion model (--model).")
-                result = restore_photo(
-                    original_rgb,
-                    edited_rgb,
-                    params.replace(**changes),
-                    None,
-                    on_step,
-                    cancel,
-                    model=model,
-                    analysis=copy,
-                )
-            path = write_image_atomic(out / f"ablation_{variant}.png", result.image)
-            row.output = str(path)
-            row.scores = score_restored(
-                analysis,
-                result.image,
-                name="ablation",
-                variant=variant,
-                clip=clip,
-                clip_text=text,
-            )
-            images.append((variant, result.image))
-        except Cancelled:
-            raise
-        except (EditedIDError, OSError, RuntimeError, ValueError) as error:
-            row.status, row.error = "error", str(error)
-            images.append((f"{variant} (failed)", None))
-        row.seconds = round(time.perf_counter() - start, 3)
-        rows.append(row)
-    id_label = EvalReport(
-        folder="",
-        images=[],
-        id_model=getattr(analyzer, "model_id", None)
-        or ("arcface-buffalo_l" if analyzer.name == "insightface" else "dlib-resnet-v1"),
-        id_metric=analyzer.embedding_metric,
-    ).id_label
-    report = AblationReport(rows, id_label, clip.model_id if clip is not None else None, text)
-    report.files["sheet"] = write_image_atomic(out / "ablation_sheet.png", contact_sheet(images))
-    columns = (
-        "variant",
-        "status",
-        "faces",
-        "id_before",
-        "id_after",
-        "same_after",
-        "clip_edited",
-        "clip_restored",
-        "psnr_outside_db",
-        "ssim_outside",
-        "seconds",
-        "output",
-        "error",
-    )
-    table = []
-    for row in rows:
-        s = row.scores
-        table.append(
-            {
-                "variant": row.variant,
-                "status": row.status,
-                "faces": len(s.faces) if s else None,
-                "id_before": s.id_before if s else None,
-                "id_after": s.id_after if s else None,
-                "same_after": sum(1 for f in s.faces if f.id_after and f.id_after.same_person)
-                if s
-                else None,
-                "clip_edited": s.clip_edited if s else None,
-                "clip_restored": s.clip_restored if s else None,
-                "psnr_outside_db": s.psnr_outside if s else None,
-                "ssim_outside": s.ssim_outside if s else None,
-                "seconds": row.seconds,
-                "output": Path(row.output).name if row.output else "",
-                "error": row.error,
-            }
+    for variant, restorer_name, changes in variants:
+        restorer, variant_params = restorers[restorer_name], params.replace(**changes)
+        row, image = _ablation_variant(
+            variant, analysis, restorer, variant_params, out, clip, text, on_step, cancel
         )
-    report.files["csv"] = atomic_write_text(out / "ablation.csv", _csv_text(columns, table))
+        rows.append(row)
+        tiles.append((variant, image) if image is not None else (f"{variant} (failed)", None))
+    # 3. the side-by-side sheet, the table as CSV and Markdown
+    report = AblationReport(
+        rows, _id_label(analyzer), clip.model_id if clip is not None else None, text
+    )
+    report.files["sheet"] = write_image_atomic(out / "ablation_sheet.png", contact_sheet(tiles))
+    table = [_ablation_table_row(row) for row in rows]
+    report.files["csv"] = atomic_write_text(
+        out / "ablation.csv", _csv_text(ABLATION_COLUMNS, table)
+    )
+    markdown = _ablation_markdown(report, table, original_name, edited_name, params, clip)
+    report.files["md"] = atomic_write_text(out / "ablation.md", markdown)
+    return report
+
+
+def _make_folder(out_dir: str | Path, what: str) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{out}: cannot create the {what} folder ({error}).") from error
+    return out
+
+
+def _ablation_variant(
+    variant: str, analysis, restorer, params, out: Path, clip, text, on_step, cancel
+) -> tuple[AblationRow, np.ndarray | None]:
+    """One variant restored, written and scored: its row and image (None if it failed)."""
+    from engine.photo.pipeline import restore_analysis
+
+    row = AblationRow(variant)
+    start = time.perf_counter()
+    # restore_analysis refines the automatic element masks in place: each variant starts
+    # from its own copy of the analysis, so every variant sees the same masks.
+    copy = dataclasses.replace(analysis, faces=[dataclasses.replace(f) for f in analysis.faces])
+    image = None
+    try:
+        result = restore_analysis(copy, restorer, params, on_step=on_step, cancel=cancel)
+        row.output = str(write_image_atomic(out / f"ablation_{variant}.png", result.image))
+        row.scores = score_restored(
+            analysis, result.image, name="ablation", variant=variant, clip=clip, clip_text=text
+        )
+        image = result.image
+    except Cancelled:
+        raise
+    except (EditedIDError, OSError, RuntimeError, ValueError) as error:
+        row.status, row.error = "error", str(error)
+    row.seconds = round(time.perf_counter() - start, 3)
+    return row, image
+
+
+def _id_model(analyzer: FaceAnalyzer) -> str:
+    return getattr(analyzer, "model_id", None) or (
+        "arcface-buffalo_l" if analyzer.name == "insightface" else "dlib-resnet-v1"
+    )
+
+
+def _id_label(analyzer: FaceAnalyzer) -> str:
+    model, metric = _id_model(analyzer), analyzer.embedding_metric
+    return EvalReport(folder="", images=[], id_model=model, id_metric=metric).id_label
+
+
+ABLATION_COLUMNS = (
+    "variant",
+    "status",
+    "faces",
+    "id_before",
+    "id_after",
+    "same_after",
+    "clip_edited",
+    "clip_restored",
+    "psnr_outside_db",
+    "ssim_outside",
+    "seconds",
+    "output",
+    "error",
+)
+
+
+def _ablation_table_row(row: AblationRow) -> dict[str, Any]:
+    s = row.scores
+    return {
+        "variant": row.variant,
+        "status": row.status,
+        "faces": len(s.faces) if s else None,
+        "id_before": s.id_before if s else None,
+        "id_after": s.id_after if s else None,
+        "same_after": sum(1 for f in s.faces if f.id_after and f.id_after.same_person)
+        if s
+        else None,
+        "clip_edited": s.clip_edited if s else None,
+        "clip_restored": s.clip_restored if s else None,
+        "psnr_outside_db": s.psnr_outside if s else None,
+        "ssim_outside": s.ssim_outside if s else None,
+        "seconds": row.seconds,
+        "output": Path(row.output).name if row.output else "",
+        "error": row.error,
+    }
+
+
+def _ablation_markdown(
+    report: AblationReport, table, original_name: str, edited_name: str, params, clip
+) -> str:
+    text = report.clip_text
     md = [
         "# EditedID ablation (paper Table 7)",
         "",
         f"Original: `{original_name}`; edited: `{edited_name}`.",
-        f"Identity: {id_label}. CLIP-S: {report.clip_model or 'not computed'}"
+        f"Identity: {report.id_label}. CLIP-S: {report.clip_model or 'not computed'}"
         + (f', text "{text}"' if text and clip is not None else "")
         + ".",
         f"Parameters: `{json.dumps(params.to_dict(), sort_keys=True)}`",
         "",
     ]
-    md += _md_table(columns[:-2], [[r[c] for c in columns[:-2]] for r in table])
-    errors = [r for r in rows if r.error]
+    shown = ABLATION_COLUMNS[:-2]
+    md += _md_table(shown, [[r[c] for c in shown] for r in table])
+    errors = [r for r in report.rows if r.error]
     if errors:
         md += ["", "## Errors", ""] + [f"- {r.variant}: {r.error}" for r in errors]
     md += ["", "![side by side](ablation_sheet.png)", ""]
-    report.files["md"] = atomic_write_text(out / "ablation.md", "\n".join(md))
-    return report
+    return "\n".join(md)

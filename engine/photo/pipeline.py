@@ -1,8 +1,12 @@
 """Whole photos: detect and pair faces, align crops, masks, restore in one batch, paste back.
 
     analysis = analyze_photos(original, edited)          # faces, pairs, crops, auto masks
-    result = restore_photo(original, edited, params, model=model, analysis=analysis)
-    result = classic_photo(analysis)                      # instant, no diffusion model
+    result = restore_analysis(analysis, restorer, params, faces=[0, 2])
+    result = restore_photo(original, edited, params, restorer=restorer)  # analyses first
+
+The restorer (engine.photo.contract.CropRestorer) turns the aligned face pairs into
+crops: the caller passes one in, e.g. `engine.restorers.get_restorer("classic")` or
+`get_restorer("diffusion", model=model)`; this module never imports engine.restorers.
 
 The edited photo defines the layout of the result; the original supplies identity
 (DESIGN.md §3). Every pixel outside the pasted face regions stays identical to the
@@ -25,9 +29,9 @@ from engine import __version__
 from engine.errors import InputError
 from engine.faces.identity import IdentityScore, identity_from_embeddings
 from engine.faces.types import Face, FaceAnalyzer, FaceCrop, FacePairing
-from engine.models.fallback import restore_with_fallback
 from engine.params import EditedIDParams
 from engine.photo.align import align_edited, align_original_to_edited, too_small_message
+from engine.photo.contract import CropJob, CropRestorer, RestoredCrops
 from engine.photo.masks import (
     combine_element_masks,
     element_mask_from_attention,
@@ -37,7 +41,6 @@ from engine.photo.masks import (
     to_photo,
 )
 from engine.photo.pasteback import PasteItem, paste_many
-from engine.restorers.classic import classic_restore_crop
 
 THUMB_SIZE = 96
 MaskPair = tuple[np.ndarray | None, np.ndarray | None]
@@ -296,18 +299,16 @@ def _crop_masks(
     return face_mask, element
 
 
-# --- restore ------------------------------------------------------------------------
+# --- composition and sidecar ---------------------------------------------------------
 def _compose(
-    analysis: PhotoAnalysis,
-    chosen: list[PhotoFace],
-    crops: list[np.ndarray],
-    region_masks: list[np.ndarray],
-    keep_masks: list[np.ndarray | None],
+    analysis: PhotoAnalysis, chosen: list[PhotoFace], restored: RestoredCrops
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste all faces in one composition (no face re-blends another's pixels)."""
     items = [
         PasteItem(crop, face.edited_crop, region, keep)
-        for face, crop, region, keep in zip(chosen, crops, region_masks, keep_masks, strict=True)
+        for face, crop, region, keep in zip(
+            chosen, restored.crops, restored.regions, restored.keeps, strict=True
+        )
     ]
     return paste_many(analysis.edited, items, return_alpha=True)
 
@@ -383,35 +384,54 @@ def _score_dict(score: IdentityScore | None) -> dict | None:
     }
 
 
-def classic_photo(
+# --- restore ------------------------------------------------------------------------
+def restore_analysis(
     analysis: PhotoAnalysis,
+    restorer: CropRestorer,
+    params: EditedIDParams | None = None,
     *,
     faces: Sequence[int] | None = None,
     masks: dict[int, MaskPair] | None = None,
+    overlaps: dict[int, tuple[float, float]] | None = None,
+    on_step: Callable | None = None,
+    cancel=None,
 ) -> PhotoResult:
-    """Classic mode: the aligned original face blended into the edited photo (instant, CPU)."""
+    """Restore the selected faces of an analysed photo pair with `restorer`, all faces
+    in one restorer call, and paste them into the edited photo in one composition.
+
+    faces: edited-photo face indices (None: every paired face). masks: per face, user
+    (face, element) masks in edited-photo coordinates; None entries fall back to the
+    automatic ones. overlaps: per face (lambda_o, lambda_e) for restorers that use them.
+    """
+    restorer.check()
+    params = params or EditedIDParams()
     start = time.perf_counter()
+    # 1. the crops at the size the restorer works at, the faces to restore
+    size = restorer.crop_size(params)
+    if size is not None:
+        analysis = _ensure_crop_size(analysis, size)
     chosen = _selected(analysis, faces)
-    crops, regions, keeps = [], [], []
-    for face in chosen:
-        face_mask, element_mask = _crop_masks(face, masks)
-        crops.append(
-            classic_restore_crop(face.original_crop, face.edited_crop, face_mask, element_mask)
-        )
-        regions.append(face_mask)
-        keeps.append(element_mask)  # the edited element's pixels stay exactly as edited
-    image, alpha = _compose(analysis, chosen, crops, regions, keeps)
+    # 2. sharpen the automatic element masks with the restorer's maps of the element words
+    _sharpen_element_masks(analysis, chosen, masks, restorer, params)
+    # 3. every chosen face restored in one call
+    jobs = [_crop_job(face, masks, overlaps) for face in chosen]
+    restored = restorer.restore(jobs, params, on_step=on_step, cancel=cancel)
+    # 4. one paste-back composition, identity scores, sidecar
+    image, alpha = _compose(analysis, chosen, restored)
     outcomes = _outcomes(analysis, chosen, image)
-    sidecar = _sidecar(
-        analysis,
-        chosen,
+    extra = {**restored.sidecar, "seconds": round(time.perf_counter() - start, 3)}
+    sidecar = _sidecar(analysis, chosen, outcomes, restorer.name, restored.params, extra)
+    return PhotoResult(
+        image,
         outcomes,
-        "classic",
-        None,
-        {"seconds": round(time.perf_counter() - start, 3)},
+        sidecar,
+        restorer.name,
+        analysis.backend,
+        alpha,
+        [w for f in chosen for w in f.warnings] + restored.warnings,
+        engine_result=restored.engine_result,
+        attention_element_masks=_attention_masks(analysis, chosen, restored),
     )
-    warnings = [w for f in chosen for w in f.warnings]
-    return PhotoResult(image, outcomes, sidecar, "classic", analysis.backend, alpha, warnings)
 
 
 def restore_photo(
@@ -422,109 +442,95 @@ def restore_photo(
     on_step: Callable | None = None,
     cancel=None,
     *,
-    model,
+    restorer: CropRestorer,
     analysis: PhotoAnalysis | None = None,
     masks: dict[int, MaskPair] | None = None,
     overlaps: dict[int, tuple[float, float]] | None = None,
     backend: str = "auto",
     overrides: dict[int, int | None] | None = None,
 ) -> PhotoResult:
-    """EditedID on every selected face of a photo, all faces in one batched engine call."""
-    from engine.diffusion.restore import FacePair, element_attention_maps, restore_faces
-
-    params = params or EditedIDParams()
+    """`restore_analysis` on a photo pair, analysing it first unless `analysis` is given."""
     start = time.perf_counter()
     if analysis is None:
+        size = restorer.crop_size(params or EditedIDParams())
         analysis = analyze_photos(
-            original, edited, backend=backend, overrides=overrides, crop_size=params.resolution
+            original, edited, backend=backend, overrides=overrides, crop_size=size or 512
         )
-    analysis = _ensure_crop_size(analysis, params.resolution)
-    chosen = _selected(analysis, faces)
-    # Sharpen the automatic element masks with the element words' cross-attention (one
-    # extra UNet call for all faces); user-painted element masks are left alone.
-    auto = [f for f in chosen if (masks or {}).get(f.index, (None, None))[1] is None]
-    if auto and params.element_words:
-        maps = element_attention_maps(model, [f.edited_crop.image for f in auto], params)
-        for face, amap in zip(auto, maps or [], strict=False):
-            attention = element_mask_from_attention(amap)
-            face.crop_element_mask = combine_element_masks(face.crop_element_mask, attention)
-            face.auto_element_mask = to_photo(
-                face.crop_element_mask, face.edited_crop, analysis.edited.shape[:2]
-            )
-    pairs, regions, keeps = [], [], []
-    warnings: list[str] = []
-    for face in chosen:
-        face_mask, element_mask = _crop_masks(face, masks)
-        if element_mask.max() < 128:
-            warnings.append(
-                f"Face {face.index + 1}: no edited element was found, so only the identity is "
-                "restored. Paint the element mask to keep glasses, a hat or other edits."
-            )
-        pairs.append(
-            FacePair(
-                face.original_crop.image,
-                face.edited_crop.image,
-                face_mask,
-                element_mask,
-                overlap=(overlaps or {}).get(face.index),
-                name=f"face {face.index + 1}",
-                require_element=False,
-            )
-        )
-        regions.append(np.maximum(face_mask, element_mask))
-        # Element pixels outside the face come straight from the edited photo.
-        keeps.append(np.where(face_mask >= 128, 0, element_mask).astype(np.uint8))
-    result = restore_with_fallback(
-        lambda m: restore_faces(m, pairs, params, on_step=on_step, cancel=cancel),
-        model,
-        on_message=warnings.append,
+    result = restore_analysis(
+        analysis,
+        restorer,
+        params,
+        faces=faces,
+        masks=masks,
+        overlaps=overlaps,
+        on_step=on_step,
+        cancel=cancel,
     )
-    crops = [f.restored for f in result.faces]
-    # The edited branch's cross-attention on the element words, as a photo-sized mask the
-    # user can adopt (prompt-to-prompt style local mask).
-    attention_masks = {}
-    for slot, face in enumerate(chosen):
-        attention = result.faces[slot].element_attention
+    result.sidecar["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _sharpen_element_masks(
+    analysis: PhotoAnalysis,
+    chosen: list[PhotoFace],
+    masks: dict[int, MaskPair] | None,
+    restorer: CropRestorer,
+    params: EditedIDParams,
+) -> None:
+    """Automatic element masks combined with the restorer's element maps (one call for
+    all faces), in place; user-painted element masks are left alone."""
+    auto = [f for f in chosen if (masks or {}).get(f.index, (None, None))[1] is None]
+    if not auto:
+        return
+    maps = restorer.element_maps([f.edited_crop.image for f in auto], params)
+    for face, amap in zip(auto, maps or [], strict=False):
+        attention = element_mask_from_attention(amap)
+        face.crop_element_mask = combine_element_masks(face.crop_element_mask, attention)
+        face.auto_element_mask = to_photo(
+            face.crop_element_mask, face.edited_crop, analysis.edited.shape[:2]
+        )
+
+
+def _crop_job(
+    face: PhotoFace,
+    masks: dict[int, MaskPair] | None,
+    overlaps: dict[int, tuple[float, float]] | None,
+) -> CropJob:
+    face_mask, element_mask = _crop_masks(face, masks)
+    return CropJob(
+        face.original_crop.image,
+        face.edited_crop.image,
+        face_mask,
+        element_mask,
+        original_valid=face.original_crop.valid,
+        overlap=(overlaps or {}).get(face.index),
+        name=f"face {face.index + 1}",
+        require_element=False,  # no element found: restore the identity only
+    )
+
+
+def _attention_masks(
+    analysis: PhotoAnalysis, chosen: list[PhotoFace], restored: RestoredCrops
+) -> dict[int, np.ndarray]:
+    """The restorer's element maps of the edited branch as photo-sized masks the user can
+    adopt (prompt-to-prompt style local masks), by face index."""
+    masks = {}
+    for face, attention in zip(chosen, restored.element_attention, strict=False):
         if attention is not None:
-            attention_masks[face.index] = to_photo(
+            masks[face.index] = to_photo(
                 element_mask_from_attention(attention), face.edited_crop, analysis.edited.shape[:2]
             )
-    image, alpha = _compose(analysis, chosen, crops, regions, keeps)
-    outcomes = _outcomes(analysis, chosen, image)
-    sidecar = _sidecar(
-        analysis,
-        chosen,
-        outcomes,
-        "diffusion",
-        params,
-        {
-            "model": result.model,
-            "engine": result.diagnostics(),
-            "seconds": round(time.perf_counter() - start, 3),
-        },
-    )
-    warnings = [w for f in chosen for w in f.warnings] + warnings
-    return PhotoResult(
-        image,
-        outcomes,
-        sidecar,
-        "diffusion",
-        analysis.backend,
-        alpha,
-        warnings,
-        engine_result=result,
-        attention_element_masks=attention_masks,
-    )
+    return masks
 
 
+# --- files ---------------------------------------------------------------------------
 def restore_photo_files(
     original_path: str | Path,
     edited_path: str | Path,
     out_path: str | Path,
     params: EditedIDParams | None = None,
     *,
-    model=None,
-    mode: str = "diffusion",
+    restorer: CropRestorer,
     backend: str = "auto",
     faces: Sequence[int] | None = None,
     on_step: Callable | None = None,
@@ -533,35 +539,34 @@ def restore_photo_files(
     analyzer: FaceAnalyzer | None = None,
 ) -> PhotoResult:
     """Read two files, restore, write the result and its sidecar JSON (atomically)."""
-    from engine.io.export import save_result
-    from engine.io.files import atomic_write_text, sha256_file
     from engine.io.images import read_rgb
 
+    restorer.check()  # before any file is read
     params = params or EditedIDParams()
-    if mode not in ("diffusion", "classic"):
-        raise InputError(f"Unknown mode {mode!r}: use 'diffusion' or 'classic'.")
-    if mode == "diffusion" and model is None:
-        raise InputError(
-            "Diffusion mode needs a Stable Diffusion model; use classic mode or load one."
-        )
     original_path, edited_path, out_path = Path(original_path), Path(edited_path), Path(out_path)
-    original = read_rgb(original_path)
-    edited = read_rgb(edited_path)
     analysis = analyze_photos(
-        original,
-        edited,
+        read_rgb(original_path),
+        read_rgb(edited_path),
         backend=backend,
         analyzer=analyzer,
         crop_size=params.resolution,
         original_name=str(original_path),
         edited_name=str(edited_path),
     )
-    if mode == "classic":
-        result = classic_photo(analysis, faces=faces)
-    else:
-        result = restore_photo(
-            original, edited, params, faces, on_step, cancel, model=model, analysis=analysis
-        )
+    result = restore_analysis(
+        analysis, restorer, params, faces=faces, on_step=on_step, cancel=cancel
+    )
+    _write_result_files(result, original_path, edited_path, out_path, overwrite)
+    return result
+
+
+def _write_result_files(
+    result: PhotoResult, original_path: Path, edited_path: Path, out_path: Path, overwrite: bool
+) -> None:
+    """The result image with the edited file's metadata, then its sidecar (inputs hashed)."""
+    from engine.io.export import save_result
+    from engine.io.files import atomic_write_text, sha256_file
+
     result.sidecar["inputs"] = {
         name: {"path": str(path.resolve()), "sha256": sha256_file(path)}
         for name, path in (("original", original_path), ("edited", edited_path))
@@ -579,4 +584,3 @@ def restore_photo_files(
         out_path.with_name(out_path.name + ".json"),
         json.dumps(result.sidecar, indent=2, default=str),
     )
-    return result

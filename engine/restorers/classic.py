@@ -1,5 +1,7 @@
 """Classic mode: identity restore without a diffusion model (instant, CPU only).
 
+`ClassicRestorer` is the plugin (engine.restorers.base); `classic_restore_crop` the blend.
+
 The original face, already aligned into the edited face's crop frame, is colour-matched
 to the edited crop and blended into it over the face mask MINUS the element mask, so the
 element's pixels (glasses frames, jewellery, ...) stay exactly the edited crop's. It is
@@ -19,18 +21,22 @@ tone. method="alpha" is a plain feathered alpha blend.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import cv2
 import numpy as np
 
 from engine.errors import InputError
 from engine.faces.types import FaceCrop
+from engine.params import EditedIDParams
+from engine.photo.contract import CropJob, RestoredCrops
 from engine.photo.masks import as_mask_u8, dilate, erode
 from engine.photo.pasteback import color_transfer
+from engine.restorers.base import Restorer, register
 
 CLASSIC_FEATHER_PX = 6.0  # px at 512: Gaussian sigma of the blend weight's edge
 CLASSIC_ERODE_PX = 4.0  # px at 512: face region shrinks this much before feathering
 PYRAMID_LEVELS = 5
-METHODS = ("laplacian", "poisson", "alpha")
 
 
 def _px(value: float, size: int) -> float:
@@ -88,14 +94,16 @@ def classic_restore_crop(
     color_match: bool = True,
     method: str = "laplacian",
     feather: float = CLASSIC_FEATHER_PX,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """The edited crop with the aligned original face blended in (uint8 crop).
 
     The face comes from `original_crop` inside face_mask minus element_mask, with
     feathered edges (`feather`, px of a 512 crop); element pixels are copied from
     `edited_crop` exactly, as is everything outside the blend's reach. Where the original
-    crop was padding (its `valid` mask is 0) the edited crop is kept. color_match: Lab
-    mean/std transfer of the original face towards the edited face over the blend region.
+    crop was padding (`valid` is 0; by default the FaceCrop's own `valid` mask) the
+    edited crop is kept. color_match: Lab mean/std transfer of the original face towards
+    the edited face over the blend region.
     """
     if method not in METHODS:
         raise InputError(f"Unknown classic blend method {method!r}; use one of {METHODS}.")
@@ -106,53 +114,145 @@ def classic_restore_crop(
             f"The original crop {orig.shape[:2]} and edited crop {edit.shape[:2]} differ in "
             "size; align the original into the edited crop first."
         )
-    size = edit.shape[0]
-    face = as_mask_u8(face_mask, "face mask")
-    element = (
-        np.zeros_like(face) if element_mask is None else as_mask_u8(element_mask, "element mask")
-    )
-    if face.shape != edit.shape[:2] or element.shape != edit.shape[:2]:
-        raise InputError("The face and element masks must have the crop's size.")
-    elem = element > 0
-    region = (face > 127) & ~elem
-    if isinstance(original_crop, FaceCrop) and original_crop.valid is not None:
-        region &= original_crop.valid > 127
+    if valid is None and isinstance(original_crop, FaceCrop):
+        valid = original_crop.valid
+    region, element = _blend_region(edit.shape[:2], face_mask, element_mask, valid)
     if region.sum() < 16:
         return edit.copy()
     if color_match:
         orig = color_transfer(orig, edit, region)
+    sigma = _px(feather, edit.shape[0])
+    weight = _blend_weight(region, element, sigma)
+    out = _COMPOSITES[method](orig, edit, region, element, weight, sigma)
+    result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    result[element] = edit[element]
+    return result
 
-    sigma = _px(feather, size)
+
+def _blend_region(
+    shape: tuple[int, int],
+    face_mask: np.ndarray,
+    element_mask: np.ndarray | None,
+    valid: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(region, element) as HxW bool: face minus element, where the original has pixels."""
+    face = as_mask_u8(face_mask, "face mask")
+    element = (
+        np.zeros_like(face) if element_mask is None else as_mask_u8(element_mask, "element mask")
+    )
+    if face.shape != shape or element.shape != shape:
+        raise InputError("The face and element masks must have the crop's size.")
+    elem = element > 0
+    region = (face > 127) & ~elem
+    if valid is not None:
+        region &= valid > 127
+    return region, elem
+
+
+def _blend_weight(region: np.ndarray, element: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 HxW: the region shrunk, then feathered by `sigma`; 0 on the element."""
     region_u8 = region.astype(np.uint8) * 255
+    size = region.shape[0]
     weight = erode(region_u8, _px(CLASSIC_ERODE_PX, size)).astype(np.float32) / 255.0
     if sigma > 0:
         weight = cv2.GaussianBlur(weight, (0, 0), sigma)
-    weight[elem] = 0.0
+    weight[element] = 0.0
+    return weight
 
-    if method == "laplacian":
-        blended = laplacian_blend(
-            orig.astype(np.float32), edit.astype(np.float32), weight, PYRAMID_LEVELS
-        )
-        # the coarse bands spread a little beyond the weight: confine them to a
-        # feathered neighbourhood of the region so the far crop stays the edited one
-        reach = dilate(region_u8, 3.0 * sigma).astype(np.float32) / 255.0
-        reach = cv2.GaussianBlur(reach, (0, 0), max(sigma, 1.0))
-        reach[elem] = 0.0
-        reach = np.maximum(reach, weight)[..., None]
-        out = edit.astype(np.float32) * (1.0 - reach) + blended * reach
-    elif method == "poisson":
-        mask = (weight > 0.5).astype(np.uint8) * 255
+
+def _laplacian_composite(orig, edit, region, element, weight, sigma) -> np.ndarray:
+    blended = laplacian_blend(
+        orig.astype(np.float32), edit.astype(np.float32), weight, PYRAMID_LEVELS
+    )
+    # the coarse bands spread a little beyond the weight: confine them to a
+    # feathered neighbourhood of the region so the far crop stays the edited one
+    reach = dilate(region.astype(np.uint8) * 255, 3.0 * sigma).astype(np.float32) / 255.0
+    reach = cv2.GaussianBlur(reach, (0, 0), max(sigma, 1.0))
+    reach[element] = 0.0
+    reach = np.maximum(reach, weight)[..., None]
+    return edit.astype(np.float32) * (1.0 - reach) + blended * reach
+
+
+def _poisson_composite(orig, edit, region, element, weight, sigma) -> np.ndarray:
+    size = edit.shape[0]
+    mask = (weight > 0.5).astype(np.uint8) * 255
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or x == 0 or y == 0 or x + w >= size or y + h >= size:
+        mask[[0, -1], :] = 0
+        mask[:, [0, -1]] = 0
         x, y, w, h = cv2.boundingRect(mask)
-        if w == 0 or x == 0 or y == 0 or x + w >= size or y + h >= size:
-            mask[[0, -1], :] = 0
-            mask[:, [0, -1]] = 0
-            x, y, w, h = cv2.boundingRect(mask)
-        cloned = cv2.seamlessClone(orig, edit, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
-        a = weight[..., None]
-        out = edit.astype(np.float32) * (1.0 - a) + cloned.astype(np.float32) * a
-    else:
-        a = weight[..., None]
-        out = edit.astype(np.float32) * (1.0 - a) + orig.astype(np.float32) * a
-    result = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    result[elem] = edit[elem]
-    return result
+    cloned = cv2.seamlessClone(orig, edit, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+    a = weight[..., None]
+    return edit.astype(np.float32) * (1.0 - a) + cloned.astype(np.float32) * a
+
+
+def _alpha_composite(orig, edit, region, element, weight, sigma) -> np.ndarray:
+    a = weight[..., None]
+    return edit.astype(np.float32) * (1.0 - a) + orig.astype(np.float32) * a
+
+
+# method -> composite(orig, edit, region, element, weight, sigma) -> float32 HxWx3
+_COMPOSITES = {
+    "laplacian": _laplacian_composite,
+    "poisson": _poisson_composite,
+    "alpha": _alpha_composite,
+}
+METHODS = tuple(_COMPOSITES)
+
+
+@register
+class ClassicRestorer(Restorer):
+    """The classic blend as a restorer plugin: no model, no options, any crop size."""
+
+    name = "classic"
+    summary = "instant blend of the aligned original face, no SD model"
+
+    def __init__(self, *, method: str = "laplacian", color_match: bool = True) -> None:
+        self.method = method
+        self.color_match = color_match
+
+    @classmethod
+    def register_options(cls, parser) -> None:
+        """Classic mode has no options of its own."""
+
+    @classmethod
+    def from_options(cls, args) -> ClassicRestorer:
+        return cls()
+
+    def check(self) -> None:
+        """Nothing to check: classic mode needs no model."""
+
+    def crop_size(self, params: EditedIDParams) -> int | None:
+        return None
+
+    def element_maps(self, edited_crops, params: EditedIDParams) -> None:
+        return None
+
+    def restore(
+        self,
+        jobs: Sequence[CropJob],
+        params: EditedIDParams,
+        *,
+        on_step: Callable | None = None,
+        cancel=None,
+        on_message: Callable[[str], None] | None = None,
+    ) -> RestoredCrops:
+        """The face blended in over face minus element; the element's pixels stay the
+        edited crop's (kept at paste-back too). Instant: on_step and cancel go unused."""
+        crops = [
+            classic_restore_crop(
+                job.original,
+                job.edited,
+                job.face_mask,
+                job.element_mask,
+                color_match=self.color_match,
+                method=self.method,
+                valid=job.original_valid,
+            )
+            for job in jobs
+        ]
+        return RestoredCrops(
+            crops=crops,
+            regions=[job.face_mask for job in jobs],
+            keeps=[job.element_mask for job in jobs],
+        )

@@ -1,0 +1,151 @@
+"""`editedid-cli batch`: folder mode on the command line (engine.batch.run does the work).
+
+editedid-cli batch --original-dir O --edited-dir E --out-dir R [--mode classic] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.batch.run import (
+    REPORT_NAME,
+    RULES,
+    BatchPlan,
+    BatchProgress,
+    plan_batch,
+    rule_text,
+    run_batch,
+)
+from engine.cli.options import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_MODEL,
+    EXIT_OK,
+    add_param_options,
+    add_restorer_options,
+    params_from_args,
+    parse_subcommand,
+    restorer_from_args,
+)
+from engine.errors import InputError, ModelError
+from engine.restorers import get_restorer
+
+
+def add_batch_parser(subparsers) -> argparse.ArgumentParser:
+    """Add `batch` to an argparse subparsers object; its func is `cmd_batch`."""
+    parser = subparsers.add_parser(
+        "batch",
+        help="Restore every pair of an original folder and an edited folder.",
+        description="Folder mode. " + rule_text("stem"),
+    )
+    parser.add_argument("--original-dir", required=True, type=Path, help="Original photos.")
+    parser.add_argument("--edited-dir", required=True, type=Path, help="Edited photos.")
+    parser.add_argument(
+        "--out-dir", required=True, type=Path, help="Results (created; not an input folder)."
+    )
+    parser.add_argument(
+        "--face-backend", choices=("auto", "dlib", "insightface"), default="auto", dest="backend"
+    )
+    parser.add_argument("--report", type=Path, default=None, help=f"CSV (default {REPORT_NAME}).")
+    parser.add_argument("--rule", choices=RULES, default="stem", help="Pairing rule.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace outputs that exist but are not marked finished.",
+    )
+    parser.add_argument("--check", action="store_true", help="Only show the pairing; run nothing.")
+    parser.add_argument("--quiet", action="store_true", help="No progress output.")
+    add_restorer_options(parser)
+    add_param_options(parser)
+    parser.set_defaults(func=cmd_batch)
+    return parser
+
+
+def _print_plan(plan: BatchPlan, stream) -> None:
+    print(plan.rule_text, file=stream)
+    print(plan.summary(), file=stream)
+    for line in plan.problems():
+        print(f"  ! {line}", file=stream)
+
+
+def _progress_printer(quiet: bool):
+    last = [0.0]
+
+    def show(p: BatchProgress) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        eta = f" ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
+        if p.stage in ("file done", "file failed", "skipped"):
+            status = p.row.status if p.row else p.stage
+            extra = f": {p.message}" if p.stage == "file failed" else ""
+            print(f"[{p.index + 1}/{p.total}] {p.file} {status}{extra}{eta}", file=sys.stderr)
+        elif p.stage in ("stopped", "cancelled", "paused"):
+            print(p.message, file=sys.stderr)
+        elif p.steps and now - last[0] > 1.0:
+            last[0] = now
+            print(f"  {p.file} {p.stage} {p.step}/{p.steps}{eta}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_batch(args: argparse.Namespace, processor=None) -> int:
+    """Exit 0 when at least one pair is restored or already finished; 1 when nothing
+    succeeded; 2 for bad arguments or folders; 3 when the model cannot load; 130 when
+    cancelled. Failures are listed at the end."""
+    try:
+        params = params_from_args(args)
+        plan = plan_batch(args.original_dir, args.edited_dir, args.out_dir, rule=args.rule)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    _print_plan(plan, sys.stderr)
+    if args.check:
+        return EXIT_OK
+    if not plan.total:
+        print("error: no pairs found; nothing to do.", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        # Nothing left to restore, or a stand-in processor: no model is loaded.
+        loads = plan.items and processor is None
+        restorer = restorer_from_args(args) if loads else get_restorer(args.mode)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    try:
+        report = run_batch(
+            plan,
+            params,
+            restorer=restorer,
+            processor=processor,
+            backend=args.backend,
+            on_progress=_progress_printer(args.quiet),
+            report_path=args.report,
+            overwrite=args.overwrite,
+        )
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume.", file=sys.stderr)
+        return EXIT_CANCELLED
+    print(report.final_message(), file=sys.stderr)
+    if report.failures:
+        print("Failures:", file=sys.stderr)
+        for name, error in report.failures:
+            print(f"  {Path(name).name}: {error}", file=sys.stderr)
+    print(f"Report: {report.report_path}")
+    if report.cancelled:
+        return EXIT_CANCELLED
+    return EXIT_OK if report.succeeded else EXIT_FAILED
+
+
+def batch_cli(argv: Sequence[str] | None = None, *, processor=None) -> int:
+    """`editedid-cli batch ...` on its own: parse argv (without the word 'batch') and run."""
+    args = parse_subcommand("editedid-cli batch", add_batch_parser, "batch", argv)
+    return cmd_batch(args, processor=processor)

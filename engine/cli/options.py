@@ -1,0 +1,123 @@
+"""What every editedid-cli command shares: exit codes, the EditedID parameters as options,
+the restorer choice (--mode and each restorer's own options), and engine errors as exit
+codes. The commands (commands, batch, eval) import this module and never each other's,
+except that `commands.build_parser` gathers them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import Cancelled, EditedIDError, InputError, ModelError
+from engine.params import PARAM_HELP, EditedIDParams
+from engine.restorers import RESTORERS, Restorer, restorer_class
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # an engine error of no more specific kind; or a batch where nothing succeeded
+EXIT_INPUT = 2  # bad arguments, files or folders
+EXIT_MODEL = 3  # the model cannot be found or loaded
+EXIT_CANCELLED = 130  # Ctrl+C or a cancel, as a shell reports SIGINT
+
+
+# --- parameters as options ----------------------------------------------------------
+def add_param_options(parser: argparse.ArgumentParser) -> None:
+    """One option per EditedIDParams field, defaults from the dataclass (the paper's)."""
+    group = parser.add_argument_group("EditedID parameters (defaults are the paper's)")
+    defaults = EditedIDParams()
+    hints = typing.get_type_hints(EditedIDParams)
+    for f in dataclasses.fields(EditedIDParams):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = f"{PARAM_HELP.get(f.name, '')} (default: {_show(default)})"
+        options: dict[str, typing.Any] = {"dest": f.name, "default": None, "help": help_text}
+        if f.name == "element_words":
+            group.add_argument("--element", "--element-words", nargs="+", action="extend",
+                               metavar="WORD", **options)  # fmt: skip
+        elif hints[f.name] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif f.name in ("dpm_range", "overlap"):
+            kind = int if f.name == "dpm_range" else float
+            group.add_argument(flag, nargs=2, type=kind, metavar=("A", "B"), **options)
+        elif f.name in ("gate_blocks", "face_words"):
+            group.add_argument(flag, nargs="+", **options)
+        elif f.name == "max_batch_faces":
+            group.add_argument(flag, type=int, **options)
+        else:
+            group.add_argument(flag, type=type(default), **options)
+    parser.add_argument(
+        "--params-json",
+        type=Path,
+        help="Read parameters from a JSON file (a sidecar works); options override it.",
+    )
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def params_from_args(args: argparse.Namespace) -> EditedIDParams:
+    """--params-json (a parameters file or a sidecar), then every option given on top."""
+    base: dict = {}
+    if getattr(args, "params_json", None):
+        path = args.params_json
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{path}: cannot read parameters ({error}).") from error
+        base = data.get("diagnostics", {}).get("params", data.get("params", data))
+    for f in dataclasses.fields(EditedIDParams):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            base[f.name] = value
+    return EditedIDParams.from_dict(base)
+
+
+# --- restorers --------------------------------------------------------------------------
+def add_restorer_options(parser: argparse.ArgumentParser, default: str = "diffusion") -> None:
+    """--mode (one choice per registered restorer) and every restorer's own options."""
+    modes = "; ".join(f"{name}: {cls.summary}" for name, cls in RESTORERS.items())
+    parser.add_argument("--mode", choices=tuple(RESTORERS), default=default, help=modes + ".")
+    for cls in RESTORERS.values():
+        cls.register_options(parser)
+
+
+def restorer_from_args(args: argparse.Namespace, name: str | None = None) -> Restorer:
+    """The restorer `name` (default: --mode) built from the parsed options; a restorer
+    with a model loads it here (ModelError when it cannot)."""
+    return restorer_class(name or args.mode).from_options(args)
+
+
+# --- running a command ------------------------------------------------------------------
+def run_command(args: argparse.Namespace) -> int:
+    """args.func(args), with engine errors printed as one line and mapped to exit codes."""
+    try:
+        return args.func(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except EditedIDError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def parse_subcommand(
+    prog: str, add_parser, command: str, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse argv of one sub-command run on its own (`add_parser(subparsers)` adds it)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args([command, *(argv if argv is not None else sys.argv[1:])])
