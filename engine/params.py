@@ -8,7 +8,6 @@ and the engine, unchanged.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,13 +162,6 @@ class EditedIDParams:
         if unknown:
             raise InputError(f"Unknown parameter(s): {', '.join(unknown)}.")
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> EditedIDParams:
-        return cls.from_dict(json.loads(text))
 
     def replace(self, **changes: Any) -> EditedIDParams:
         return dataclasses.replace(self, **changes)

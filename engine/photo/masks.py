@@ -149,12 +149,6 @@ def _crop_image(crop: FaceCrop | np.ndarray, what: str) -> np.ndarray:
     return image
 
 
-def lab_difference(a: np.ndarray, b: np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:
-    """Per-pixel CIE76 delta E between two RGB uint8 images (float32 HxW)."""
-    la, lb = _lab(a, blur_sigma), _lab(b, blur_sigma)
-    return np.sqrt(((la - lb) ** 2).sum(axis=2))
-
-
 def _lab(image: np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:
     lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     if blur_sigma > 0:
