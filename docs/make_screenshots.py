@@ -93,7 +93,7 @@ def main() -> int:
 
         window.open_photos(original, edited)
         settle(app, until=lambda: window.session.classic_result is not None)
-        window._dismiss_banner()
+        window.dismiss_banner()
         window.layer_actions["result"].setChecked(False)
         window.canvas.fit()
         settle(app, 0.5)

@@ -3,7 +3,8 @@
 A card shows both faces' thumbnails, the enabled switch, element words, the overlap
 weights (lambda_o, lambda_e; linked so they sum to 1, or free), the pairing override and
 the identity score before / after with the same-person verdict. Cards only display and
-forward: every edit goes through `Session.update_face`.
+forward: each widget is bound (binder.bind) to one field of a `Draft` of the face's
+settings, whose edits go through `Session.update_face`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -30,7 +31,9 @@ from PySide6.QtWidgets import (
 
 from engine.params import PARAM_HELP
 
-from .session import PAIRING_AUTO, Session, split_words
+from .binder import bind, connect
+from .model.draft import Draft
+from .model.session import PAIRING_AUTO, FaceSettings, Session, split_words
 from .theme import BAD, GOOD, MUTED
 
 THUMB = 84
@@ -67,6 +70,18 @@ def score_text(score: Any) -> str:
     )
 
 
+def linked_overlap(settings: FaceSettings, which: int, percent: int) -> tuple[float, float]:
+    """The overlap after one slider (0 = lambda_o, 1 = lambda_e) moved to `percent`.
+
+    Linked weights sum to 1; free weights move alone. Rounded to the sliders' steps.
+    """
+    weights = list(settings.overlap)
+    weights[which] = percent / 100.0
+    if settings.overlap_linked:
+        weights[1 - which] = 1.0 - weights[which]
+    return (round(weights[0], 2), round(weights[1], 2))
+
+
 class FacePanel(QFrame):
     """One face pair."""
 
@@ -77,11 +92,22 @@ class FacePanel(QFrame):
         super().__init__(parent)
         self.session = session
         self.index = int(face.index)
-        self._updating = False
+        self.draft = Draft(
+            lambda: session.settings_for(self.index),
+            lambda settings: session.update_face(self.index, **vars(settings)),
+            session.face_settings_changed,
+        )
+        self.destroyed.connect(self.draft.close)
         self.setObjectName("faceCard")
         self.setProperty("selected", False)
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        self._make_widgets()
+        self._lay_out()
+        self.set_face(face)
+        self._bind()
+        self.pairing_combo.activated.connect(lambda _: self.pairing_changed.emit(self.index))
 
+    def _make_widgets(self) -> None:
         self.enabled_box = QCheckBox(f"Face {self.index + 1}")
         self.enabled_box.setObjectName("faceTitle")
         self.enabled_box.setToolTip("Restore this face (unchecked faces stay as edited).")
@@ -104,7 +130,6 @@ class FacePanel(QFrame):
         self.lambda_o_value = QLabel()
         self.lambda_e_value = QLabel()
         self.link_button = QToolButton()
-        self.link_button.setText("Linked")
         self.link_button.setCheckable(True)
         self.link_button.setToolTip("Linked: λo + λe = 1. Unlinked: set each weight freely.")
 
@@ -122,6 +147,7 @@ class FacePanel(QFrame):
         self.warnings.setObjectName("warningLabel")
         self.warnings.setWordWrap(True)
 
+    def _lay_out(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.enabled_box)
         top.addStretch(1)
@@ -135,6 +161,7 @@ class FacePanel(QFrame):
 
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
+        top_aligned = Qt.AlignmentFlag.AlignTop
         grid.addWidget(QLabel("Elements"), 0, 0)
         grid.addWidget(self.words_edit, 0, 1, 1, 2)
         grid.addWidget(QLabel("λo (face)"), 1, 0)
@@ -146,9 +173,9 @@ class FacePanel(QFrame):
         grid.addWidget(self.link_button, 3, 1, alignment=Qt.AlignmentFlag.AlignLeft)
         grid.addWidget(QLabel("Original face"), 4, 0)
         grid.addWidget(self.pairing_combo, 4, 1, 1, 2)
-        grid.addWidget(QLabel("ID before"), 5, 0, alignment=Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(QLabel("ID before"), 5, 0, alignment=top_aligned)
         grid.addWidget(self.id_before, 5, 1, 1, 2)
-        grid.addWidget(QLabel("ID after"), 6, 0, alignment=Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(QLabel("ID after"), 6, 0, alignment=top_aligned)
         grid.addWidget(self.id_after, 6, 1, 1, 2)
 
         layout = QVBoxLayout(self)
@@ -158,14 +185,60 @@ class FacePanel(QFrame):
         layout.addLayout(grid)
         layout.addWidget(self.warnings)
 
-        self.set_face(face)
-        self.enabled_box.toggled.connect(self._on_enabled)
-        self.words_edit.editingFinished.connect(self._on_words)
-        self.lambda_o.valueChanged.connect(lambda v: self._on_lambda("o", v))
-        self.lambda_e.valueChanged.connect(lambda v: self._on_lambda("e", v))
-        self.link_button.toggled.connect(self._on_link)
-        self.pairing_combo.activated.connect(self._on_pairing)
-        session.face_changed.connect(self._on_session_face_changed)
+    def _bind(self) -> None:
+        draft = self.draft
+        bind(draft, "enabled", self.enabled_box, "checked")
+        bind(
+            draft,
+            "element_words",
+            self.words_edit,
+            "text",
+            from_widget=lambda text: ", ".join(split_words(text)),
+        )
+        for which, slider, value_label in (
+            (0, self.lambda_o, self.lambda_o_value),
+            (1, self.lambda_e, self.lambda_e_value),
+        ):
+            bind(
+                draft,
+                "overlap",
+                slider,
+                "value",
+                to_widget=lambda overlap, which=which: round(overlap[which] * 100),
+                from_widget=lambda percent, which=which: linked_overlap(
+                    draft.value, which, percent
+                ),
+            )
+            bind(
+                draft,
+                "overlap",
+                value_label,
+                "text",
+                two_way=False,
+                to_widget=lambda overlap, which=which: f"{overlap[which]:.2f}",
+            )
+        bind(draft, "overlap_linked", self.link_button, "checked")
+        bind(
+            draft,
+            "overlap_linked",
+            self.link_button,
+            "text",
+            two_way=False,
+            to_widget=lambda linked: "Linked" if linked else "Free",
+        )
+        self.pairing_binding = bind(
+            draft,
+            "pairing",
+            self.pairing_combo,
+            "currentIndex",
+            to_widget=self._pairing_position,
+            from_widget=self.pairing_combo.itemData,
+        )
+
+    def _pairing_position(self, pairing: int | str | None) -> int:
+        if pairing is None:  # "None (keep as edited)" is the last item
+            return self.pairing_combo.count() - 1
+        return max(self.pairing_combo.findData(pairing), 0)
 
     # -- session -> widgets --------------------------------------------------------------
     def set_face(self, face: Any) -> None:
@@ -181,37 +254,21 @@ class FacePanel(QFrame):
             notes.insert(0, "No matching face in the original photo: choose one below.")
         self.warnings.setText("\n".join(f"⚠ {n}" for n in notes))
         self.warnings.setVisible(bool(notes))
-        self.refresh()
 
     def _fill_pairing_combo(self) -> None:
         analysis = self.session.analysis
         count = len(getattr(analysis, "original_faces", []) or []) if analysis is not None else 0
-        self.pairing_combo.clear()
-        auto = self.face.original_index
-        auto_text = f"Auto (face {auto + 1})" if auto is not None else "Auto (none found)"
-        self.pairing_combo.addItem(auto_text, PAIRING_AUTO)
-        for i in range(count):
-            self.pairing_combo.addItem(f"Original face {i + 1}", i)
-        self.pairing_combo.addItem("None (keep as edited)", None)
-
-    def refresh(self) -> None:
-        settings = self.session.settings_for(self.index)
-        self._updating = True
-        try:
-            self.enabled_box.setChecked(settings.enabled)
-            self.words_edit.setText(settings.element_words)
-            self.lambda_o.setValue(round(settings.overlap[0] * 100))
-            self.lambda_e.setValue(round(settings.overlap[1] * 100))
-            self.lambda_o_value.setText(f"{settings.overlap[0]:.2f}")
-            self.lambda_e_value.setText(f"{settings.overlap[1]:.2f}")
-            self.link_button.setChecked(settings.overlap_linked)
-            self.link_button.setText("Linked" if settings.overlap_linked else "Free")
-            position = self.pairing_combo.findData(settings.pairing)
-            if settings.pairing is None:
-                position = self.pairing_combo.count() - 1
-            self.pairing_combo.setCurrentIndex(max(position, 0))
-        finally:
-            self._updating = False
+        combo = self.pairing_combo
+        with QSignalBlocker(combo):  # refilling is not the user choosing a pairing
+            combo.clear()
+            auto = self.face.original_index
+            auto_text = f"Auto (face {auto + 1})" if auto is not None else "Auto (none found)"
+            combo.addItem(auto_text, PAIRING_AUTO)
+            for i in range(count):
+                combo.addItem(f"Original face {i + 1}", i)
+            combo.addItem("None (keep as edited)", None)
+        if hasattr(self, "pairing_binding"):
+            self.pairing_binding.refresh()
 
     def set_outcome(self, outcome: Any) -> None:
         """The identity score after a restore (FaceOutcome) or None."""
@@ -221,46 +278,6 @@ class FacePanel(QFrame):
         self.setProperty("selected", selected)
         self.style().unpolish(self)
         self.style().polish(self)
-
-    def _on_session_face_changed(self, index: int) -> None:
-        if index == self.index:
-            self.refresh()
-
-    # -- widgets -> session --------------------------------------------------------------
-    def _on_enabled(self, checked: bool) -> None:
-        if not self._updating:
-            self.session.update_face(self.index, enabled=checked)
-
-    def _on_words(self) -> None:
-        if not self._updating:
-            text = ", ".join(split_words(self.words_edit.text()))
-            self.session.update_face(self.index, element_words=text)
-
-    def _on_lambda(self, which: str, value: int) -> None:
-        if self._updating:
-            return
-        settings = self.session.settings_for(self.index)
-        lam_o, lam_e = settings.overlap
-        if which == "o":
-            lam_o = value / 100.0
-            if settings.overlap_linked:
-                lam_e = 1.0 - lam_o
-        else:
-            lam_e = value / 100.0
-            if settings.overlap_linked:
-                lam_o = 1.0 - lam_e
-        self.session.update_face(self.index, overlap=(round(lam_o, 2), round(lam_e, 2)))
-
-    def _on_link(self, linked: bool) -> None:
-        if not self._updating:
-            self.session.update_face(self.index, overlap_linked=linked)
-
-    def _on_pairing(self, position: int) -> None:
-        if self._updating:
-            return
-        choice = self.pairing_combo.itemData(position)
-        self.session.update_face(self.index, pairing=choice)
-        self.pairing_changed.emit(self.index)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         self.clicked.emit(self.index)
@@ -302,10 +319,11 @@ class FaceListPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
 
-        session.analysis_changed.connect(self.rebuild)
-        session.result_changed.connect(self._show_outcomes)
+        connect(session.analysis_changed, self.rebuild, self)
+        connect(session.result_changed, self._show_outcomes, self)
+        connect(session.classic_result_changed, self._show_outcomes, self)
 
-    def rebuild(self) -> None:
+    def rebuild(self, *_: Any) -> None:
         for panel in self.panels.values():
             panel.setParent(None)
             panel.deleteLater()
@@ -336,7 +354,7 @@ class FaceListPanel(QWidget):
         if changed:
             self.face_selected.emit(index)
 
-    def _show_outcomes(self) -> None:
+    def _show_outcomes(self, *_: Any) -> None:
         result = self.session.best_result
         outcomes = {o.index: o for o in getattr(result, "faces", []) or []}
         for index, panel in self.panels.items():

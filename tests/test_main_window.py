@@ -9,7 +9,8 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence
 
-from editedid_desktop.main_window import MainWindow, _guess_roles
+from editedid_desktop.controllers.files import guess_roles
+from editedid_desktop.main_window import MainWindow
 from editedid_desktop.settings import Settings
 from tests.ui_fixtures import FAST_PARAMS, tiny_model_config, write_photo_pair
 
@@ -130,7 +131,7 @@ def test_params_panel_two_way_and_inline_errors(window):
     panel.widgets["dpm_range"][1].setValue(3)
     assert window.session.params.steps == 3 and window.session.params.dpm_range == (1, 3)
     assert panel.error == ""
-    window.session.set_params(FAST_PARAMS)  # session -> widgets
+    window.session.params = FAST_PARAMS  # session -> widgets
     assert panel.widgets["nulltext_iters"].value() == 1
     assert panel.widgets["resolution"].value() == 64
     panel.reset_button.click()
@@ -140,7 +141,7 @@ def test_params_panel_two_way_and_inline_errors(window):
 
 def test_restore_to_completion_shows_result(qtbot, window, photo_pair):
     _open_and_analyze(qtbot, window, photo_pair)
-    window.session.set_params(FAST_PARAMS)
+    window.session.params = FAST_PARAMS
     progress, previews, beats = [], [], []
     window.engine.worker.progress.connect(lambda *a: progress.append(a))
     window.engine.worker.preview.connect(lambda image, box: previews.append(box))
@@ -170,7 +171,7 @@ def test_restore_to_completion_shows_result(qtbot, window, photo_pair):
 
 def test_cancel_mid_run_leaves_the_app_usable(qtbot, window, photo_pair):
     _open_and_analyze(qtbot, window, photo_pair)
-    window.session.set_params(FAST_PARAMS.replace(seed=5))
+    window.session.params = FAST_PARAMS.replace(seed=5)
 
     def press_escape(stage, step, total):
         if total > 0 and step >= 1:
@@ -178,31 +179,31 @@ def test_cancel_mid_run_leaves_the_app_usable(qtbot, window, photo_pair):
 
     window.engine.worker.progress.connect(press_escape)
     with qtbot.waitSignal(window.engine.worker.cancelled, timeout=180000):
-        window.run_restore()
+        window.runner.run_restore()
     window.engine.worker.progress.disconnect(press_escape)
     qtbot.waitUntil(lambda: not window.engine.busy, timeout=5000)
     assert window.session.result is None
     assert window.restore_action.isEnabled()
     assert "Cancelled" in window.statusBar().currentMessage()
     with qtbot.waitSignal(window.engine.worker.finished, timeout=180000):
-        window.run_restore()
+        window.runner.run_restore()
 
 
 def test_save_result_and_project_round_trip(qtbot, window, photo_pair, tmp_path):
     _open_and_analyze(qtbot, window, photo_pair)
     window.session.update_face(0, element_words="hat", overlap=(0.25, 0.75))
-    window.session.set_params(FAST_PARAMS)
+    window.session.params = FAST_PARAMS
     painted = window.masks.mask(0, "face")
     painted[10:20, 10:20] = 255
-    window._set_user_mask(0, "face", painted)
+    window.faces.apply_saved_mask(0, "face", painted)
     assert window.masks.is_edited(0, "face")
 
-    out = window.write_result(tmp_path / "out.png")
+    out = window.exporter.write_result(tmp_path / "out.png")
     assert out is not None and out.is_file() and (tmp_path / "out.png.json").is_file()
-    assert window.write_result(photo_pair[1], overwrite=True) is None  # never an input
+    assert window.exporter.write_result(photo_pair[1], overwrite=True) is None  # never an input
     window.error_box.close()
 
-    project = window.save_project_to(tmp_path / "job.editedid")
+    project = window.projects.save_to(tmp_path / "job.editedid")
     assert project is not None and not window.session.dirty
 
     window.session.clear()
@@ -220,13 +221,13 @@ def test_save_result_and_project_round_trip(qtbot, window, photo_pair, tmp_path)
 
 def test_drop_two_photos_guesses_roles_or_asks(qtbot, window, photo_pair, monkeypatch):
     original, edited = photo_pair
-    assert _guess_roles([edited, original]) == (original, edited)
+    assert guess_roles([edited, original]) == (original, edited)
     asked = []
     monkeypatch.setattr(
-        window, "ask_which_is_original", lambda a, b: asked.append((a, b)) or (b, a)
+        window.files, "ask_which_is_original", lambda a, b: asked.append((a, b)) or (b, a)
     )
     with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
-        window.open_dropped([str(edited), str(original)])
+        window.files.open_dropped([str(edited), str(original)])
     assert asked == []  # the file names said which is which
     assert window.session.original_path == original
 
@@ -235,7 +236,7 @@ def test_drop_two_photos_guesses_roles_or_asks(qtbot, window, photo_pair, monkey
     plain_a.write_bytes(original.read_bytes())
     plain_b.write_bytes(edited.read_bytes())
     with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
-        window.open_dropped([str(plain_a), str(plain_b)])
+        window.files.open_dropped([str(plain_a), str(plain_b)])
     assert asked == [(plain_a, plain_b)]
     assert window.session.original_path == plain_b
 

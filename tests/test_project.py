@@ -7,8 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from editedid_desktop.project import ProjectData, load_project, masks_folder, save_project
-from editedid_desktop.session import FaceSettings
+from editedid_desktop.model.project import (
+    ProjectData,
+    from_json,
+    load_project,
+    masks_folder,
+    save_project,
+    to_json,
+)
+from editedid_desktop.model.session import FaceSettings, Session
 from engine.errors import InputError
 from engine.params import EditedIDParams
 
@@ -26,7 +33,7 @@ def _data(tmp_path):
         original_path=original,
         edited_path=edited,
         params=EditedIDParams(steps=8, dpm_range=(5, 8), element_words=("hat",), seed=3),
-        faces={
+        face_settings={
             0: FaceSettings(enabled=False, element_words="hat, scarf", overlap=(0.3, 0.7)),
             2: FaceSettings(overlap_linked=False, pairing=None),
             3: FaceSettings(pairing=1),
@@ -43,7 +50,7 @@ def test_round_trip(tmp_path):
     assert loaded.original_path == data.original_path.resolve()
     assert loaded.edited_path == data.edited_path.resolve()
     assert loaded.params == data.params
-    assert loaded.faces == data.faces
+    assert loaded.face_settings == data.face_settings
     assert set(loaded.masks) == {0, 2}
     np.testing.assert_array_equal(loaded.masks[0][0], data.masks[0][0])
     assert loaded.masks[0][1] is None and loaded.masks[2][0] is None
@@ -93,3 +100,26 @@ def test_never_overwrites_an_input(tmp_path):
     data.edited_path = target
     with pytest.raises(InputError, match="input"):
         save_project(target, data)
+
+
+def test_generic_codec_follows_the_type_hints(tmp_path):
+    """No field lists: any dataclass value goes through to_json/from_json unchanged."""
+    params = EditedIDParams(overlap=(0.2, 0.8), max_batch_faces=3, gate_blocks=("up",))
+    assert from_json(to_json(params, tmp_path), EditedIDParams, tmp_path) == params
+    faces = {1: FaceSettings(pairing=None), 4: FaceSettings(pairing=2, overlap=(1, 0))}
+    hint = dict[int, FaceSettings]
+    assert from_json(json.loads(json.dumps(to_json(faces, tmp_path))), hint, tmp_path) == faces
+    with pytest.raises(ValueError, match="Unknown FaceSettings field"):
+        from_json({"colour": "red"}, FaceSettings, tmp_path)
+
+
+def test_snapshot_of_a_session_is_its_persisted_properties(tmp_path):
+    session = Session()
+    session.params = EditedIDParams(seed=9)
+    session.update_face(2, element_words="hat")
+    data = ProjectData.of(session, {})
+    assert data.params.seed == 9 and data.face_settings[2].element_words == "hat"
+    path = save_project(tmp_path / "s", data)
+    document = json.loads(path.read_text())
+    assert document["faces"]["2"]["element_words"] == "hat"
+    assert document["inputs"] == {"edited": None, "original": None}

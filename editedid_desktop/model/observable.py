@@ -101,7 +101,9 @@ class Property(Generic[T]):
     ``default`` is shared by every instance (keep it immutable); ``factory`` makes a
     fresh default per instance (``factory=dict``). ``persist`` marks what belongs to the
     saved document or the stored settings; what that means is the owner's business
-    (`Observable._property_set`).
+    (`Observable._property_set`). ``eq=False`` compares by identity only: for photos,
+    analyses and results, where a new object is a change and ``==`` would compare
+    megapixels.
     """
 
     def __init__(
@@ -110,10 +112,12 @@ class Property(Generic[T]):
         *,
         factory: Callable[[], T] | None = None,
         persist: bool = False,
+        eq: bool = True,
     ) -> None:
         self.default = default
         self.factory = factory
         self.persist = persist
+        self.eq = eq
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -131,7 +135,8 @@ class Property(Generic[T]):
         return value
 
     def __set__(self, obj: Observable, value: T) -> None:
-        if same_value(self.__get__(obj), value):
+        old = self.__get__(obj)
+        if old is value or (self.eq and same_value(old, value)):
             return
         obj.__dict__[self.name] = value
         obj._property_set(self, value)

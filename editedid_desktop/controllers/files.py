@@ -1,0 +1,173 @@
+"""Opening photos: File ▸ Open, drops on the canvas, the recent-files menu."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from engine.errors import InputError
+
+from ..canvas import IMAGE_SUFFIXES
+from ..model.project import PROJECT_SUFFIX
+from . import Controller
+
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ")"
+
+
+def guess_roles(paths: list[Path]) -> tuple[Path, Path] | None:
+    """(original, edited) from file names like 'x-original.jpg' / 'x_edited.png', or None."""
+    if len(paths) != 2:
+        return None
+    marks = [
+        ("orig" in p.stem.lower(), any(w in p.stem.lower() for w in ("edit", "gpt", "flux")))
+        for p in paths
+    ]
+    if marks[0][0] and not marks[1][0] or marks[1][1] and not marks[0][1]:
+        return paths[0], paths[1]
+    if marks[1][0] and not marks[0][0] or marks[0][1] and not marks[1][1]:
+        return paths[1], paths[0]
+    return None
+
+
+class FilesController(Controller):
+    """Reads the input photos into the session and shows them."""
+
+    def choose_original(self) -> None:
+        self.choose_photo("original")
+
+    def choose_edited(self) -> None:
+        self.choose_photo("edited")
+
+    def choose_photo(self, kind: str) -> None:
+        title = "Open original photo" if kind == "original" else "Open edited photo"
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, title, self.settings.last_folder("open"), IMAGE_FILTER
+        )
+        if path:
+            self.open_photo(kind, path)
+
+    def open_photo(self, kind: str, path: str | Path, *, analyze: bool = True) -> bool:
+        """Load one input photo; starts the analysis when both are there."""
+        from engine.io.images import read_rgb
+
+        path = Path(path)
+        try:
+            image = read_rgb(path)
+        except InputError as exc:
+            self.window.show_error("Cannot open the photo", str(exc))
+            return False
+        self.session.set_photo(kind, path, image)
+        self.window.exporter.forget_result_path()
+        canvas = self.canvas
+        canvas.set_image(kind, image)
+        canvas.set_image("result", None)
+        canvas.set_face_boxes([])
+        if kind == "edited":
+            self.masks.reset((image.shape[1], image.shape[0]))
+            canvas.fit()
+        elif self.session.edited is None:
+            canvas.fit()
+        self.settings.set_last_folder("open", path.parent)
+        self.settings.add_recent_file(path)
+        self.fill_recent_menu()
+        self.status(f"Opened {kind} photo {path.name}", 5000)
+        self.window.update_actions()
+        if analyze and self.session.has_photos:
+            self.window.faces.start_analysis()
+        return True
+
+    def open_photos(self, original: str | Path, edited: str | Path) -> bool:
+        ok = self.open_photo("original", original, analyze=False)
+        ok = ok and self.open_photo("edited", edited, analyze=False)
+        if ok:
+            self.window.faces.start_analysis()
+        return ok
+
+    # -- drops ------------------------------------------------------------------------
+    def ask_which_is_original(self, a: Path, b: Path) -> tuple[Path, Path] | None:
+        """Ask the user which dropped photo is the original; (original, edited) or None."""
+        box = QMessageBox(self.window)
+        box.setWindowTitle("Which photo is the original?")
+        box.setText("Two photos were dropped. Which one shows the client's real face?")
+        first = box.addButton(f"{a.name} is the original", QMessageBox.ButtonRole.AcceptRole)
+        second = box.addButton(f"{b.name} is the original", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(first)
+        box.exec()
+        if box.clickedButton() is first:
+            return a, b
+        if box.clickedButton() is second:
+            return b, a
+        return None
+
+    def ask_slot_for(self, path: Path) -> str | None:
+        """Ask whether one dropped photo replaces the original or the edited photo."""
+        box = QMessageBox(self.window)
+        box.setWindowTitle("Replace which photo?")
+        box.setText(f"Use {path.name} as the original or as the edited photo?")
+        original = box.addButton("Original", QMessageBox.ButtonRole.AcceptRole)
+        edited = box.addButton("Edited", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is original:
+            return "original"
+        if box.clickedButton() is edited:
+            return "edited"
+        return None
+
+    def _slot_for_one(self, path: Path) -> str | None:
+        """Where one more photo goes: the empty slot, else the user says."""
+        if self.session.original is None:
+            return "original"
+        if self.session.edited is None:
+            return "edited"
+        return self.ask_slot_for(path)
+
+    def open_dropped(self, paths: list[str]) -> None:
+        """Drop: two photos = original + edited (asked when the names do not say)."""
+        files = [Path(p) for p in paths]
+        projects = [p for p in files if p.suffix == PROJECT_SUFFIX]
+        if projects:
+            self.window.projects.open(projects[0])
+            return
+        files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        if len(files) >= 2:
+            if len(files) > 2:
+                self.status("Only the first two dropped photos are used.", 6000)
+            roles = guess_roles(files[:2]) or self.ask_which_is_original(files[0], files[1])
+            if roles is not None:
+                self.open_photos(*roles)
+        elif len(files) == 1:
+            slot = self._slot_for_one(files[0])
+            if slot:
+                self.open_photo(slot, files[0])
+
+    # -- recent files -------------------------------------------------------------------
+    def fill_recent_menu(self) -> None:
+        menu = self.window.recent_menu
+        menu.clear()
+        recent = self.settings.recent_files
+        for path in recent:
+            action = menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
+        if recent:
+            menu.addSeparator()
+            clear = menu.addAction("Clear Recent Files")
+            clear.triggered.connect(self.clear_recent)
+        menu.setEnabled(bool(recent))
+
+    def clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+        self.fill_recent_menu()
+
+    def open_recent(self, path: str) -> None:
+        p = Path(path)
+        if p.suffix == PROJECT_SUFFIX:
+            self.window.projects.open(p)
+            return
+        slot = self._slot_for_one(p)
+        if slot:
+            self.open_photo(slot, p)

@@ -1,0 +1,164 @@
+"""Runs on the worker: the classic preview (debounced) and the diffusion restore, with
+progress, live preview, cancel and the worker's messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QTimer
+
+from ..worker import ClassicRequest, RestoreRequest
+from . import Controller
+
+RERUN_DELAY_MS = 350  # classic preview re-runs this long after the last mask/setting change
+
+
+class RunController(Controller):
+    """Starts runs from the session and shows what the worker reports."""
+
+    def __init__(self, window: Any) -> None:
+        super().__init__(window)
+        self.rerun_timer = QTimer(self)
+        self.rerun_timer.setSingleShot(True)
+        self.rerun_timer.setInterval(RERUN_DELAY_MS)
+        self.rerun_timer.timeout.connect(self.run_classic)
+
+    def connect_worker(self) -> None:
+        """Worker signals to this controller (bound methods: queued into the UI thread)."""
+        worker = self.engine.worker
+        self.engine.busy_changed.connect(self.on_busy_changed)
+        worker.progress.connect(self.on_progress)
+        worker.preview.connect(self.on_preview)
+        worker.analyzed.connect(self.window.faces.on_analyzed)
+        worker.classic_ready.connect(self.on_classic)
+        worker.finished.connect(self.on_finished)
+        worker.failed.connect(self.on_failed)
+        worker.cancelled.connect(self.on_cancelled)
+        worker.status.connect(self.on_status)
+        worker.model_loaded.connect(self.on_model_loaded)
+
+    # -- classic ----------------------------------------------------------------------
+    def schedule_classic(self) -> None:
+        """Re-run the classic preview shortly after the last change (debounced)."""
+        if self.session.analysis is not None:
+            self.rerun_timer.start()
+
+    def run_classic(self) -> None:
+        session = self.session
+        if session.analysis is None:
+            return
+        faces = session.enabled_faces()
+        if not faces:
+            session.classic_result = None
+            if session.result is None:
+                self.canvas.set_image("result", None)
+            self.window.update_actions()
+            return
+        self.engine.classic(
+            ClassicRequest(session.analysis, faces=faces, masks=self.masks.user_masks())
+        )
+
+    def on_classic(self, result: Any) -> None:
+        self.session.classic_result = result
+        if self.session.result is None:
+            self.canvas.set_image("result", result.image)
+        self.window.update_actions()
+
+    # -- diffusion --------------------------------------------------------------------
+    def restore_request(self) -> RestoreRequest | None:
+        """The diffusion job for the current session, or None (with a message) if none."""
+        s = self.session
+        if s.analysis is None:
+            self.status("Open both photos first.", 5000)
+            return None
+        groups = [
+            (s.params.replace(element_words=words), faces)
+            for words, faces in s.word_groups().items()
+        ]
+        if not groups:
+            self.window.show_error(
+                "Nothing to restore",
+                "No face is enabled and paired with a face of the original photo. Tick a face "
+                "in the Faces panel, or choose its original face.",
+            )
+            return None
+        return RestoreRequest(
+            s.original,
+            s.edited,
+            s.analysis,
+            groups,
+            masks=self.masks.user_masks(),
+            overlaps=s.overlaps(),
+        )
+
+    def run_restore(self) -> None:
+        if self.engine.pending("restore"):
+            return
+        request = self.restore_request()
+        if request is None:
+            return
+        self.engine.configure(self.settings.model_config(), self.settings.face_config())
+        self.engine.restore(request)
+        self.window.stage_label.setText("Starting…")
+        self.window.update_actions()
+
+    def cancel(self) -> None:
+        if self.engine.busy:
+            self.engine.cancel()
+            self.window.stage_label.setText("Cancelling…")
+
+    # -- what the worker reports ----------------------------------------------------------
+    def on_busy_changed(self, busy: bool) -> None:
+        w = self.window
+        for widget in (w.stage_label, w.progress_bar, w.cancel_button):
+            widget.setVisible(busy)
+        if busy:
+            w.progress_bar.setRange(0, 0)
+        else:
+            self.canvas.set_preview(None, None)
+        w.update_actions()
+
+    def on_progress(self, stage: str, step: int, total: int) -> None:
+        bar, label = self.window.progress_bar, self.window.stage_label
+        if total > 0:
+            bar.setRange(0, total)
+            bar.setValue(step)
+            bar.setFormat(f"{step}/{total}")
+            label.setText(f"{stage.capitalize()} {step}/{total}")
+        else:
+            bar.setRange(0, 0)
+            label.setText(stage.capitalize() + "…")
+
+    def on_preview(self, image: np.ndarray, box: Any) -> None:
+        if box is not None:
+            self.canvas.set_preview(image, box)
+
+    def on_finished(self, result: Any) -> None:
+        self.canvas.set_preview(None, None)
+        self.session.set_result(result)
+        self.canvas.set_image("result", result.image)
+        self.canvas.set_layer_visible("result", True)
+        self.window.layer_actions["result"].setChecked(True)
+        seconds = result.sidecar.get("seconds") if isinstance(result.sidecar, dict) else None
+        took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+        note = f" {' '.join(result.warnings)}" if result.warnings else ""
+        self.status(f"Restored {len(result.faces)} face(s){took}.{note}", 15000)
+        self.window.update_actions()
+
+    def on_status(self, text: str) -> None:
+        self.status(text, 8000)
+
+    def on_cancelled(self) -> None:
+        self.canvas.set_preview(None, None)
+        self.status("Cancelled. Nothing was changed.", 8000)
+
+    def on_failed(self, title: str, message: str) -> None:
+        self.canvas.set_preview(None, None)
+        if "not on this machine" in message or "not downloaded" in message:
+            self.window.set_model_state("not installed")
+        self.window.show_error(title, message)
+
+    def on_model_loaded(self, info: dict) -> None:
+        state = f"loaded, {info.get('device', '?')} {info.get('dtype', '')}".strip()
+        self.window.set_model_state(state)

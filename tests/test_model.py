@@ -1,0 +1,109 @@
+"""The Qt-free document model: observable properties, drafts, the session, settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from editedid_desktop.model.draft import Draft
+from editedid_desktop.model.observable import Event, Observable, Property
+from editedid_desktop.model.session import FaceSettings, Session
+from editedid_desktop.model.settings import MemoryStore, SettingsModel
+from engine.params import EditedIDParams
+
+
+class Thing(Observable):
+    size = Property(1)
+    tags = Property(factory=list)
+    image = Property(None, eq=False)
+    poked = Event()
+
+
+def test_properties_notify_only_on_change():
+    thing, seen = Thing(), []
+    thing.size_changed.connect(lambda v: seen.append(("size", v)))
+    thing.changed.connect(lambda name, v: seen.append(("any", name)))
+    thing.size = 1  # the default: no change
+    thing.size = 2
+    thing.size = 2
+    assert seen == [("size", 2), ("any", "size")]
+    assert Thing().tags is not Thing().tags  # factory: one list per instance
+    array = np.zeros(3)
+    thing.image = array
+    thing.image = array  # same object: no change
+    thing.image = array.copy()  # eq=False: a new array is a change, not compared
+    assert [s for s in seen if s[0] == "any"].count(("any", "image")) == 2
+    with pytest.raises(TypeError):
+        Thing(colour="red")
+
+
+def test_batch_holds_notifications_until_the_end():
+    thing, seen = Thing(), []
+    thing.size_changed.connect(lambda v: seen.append((v, thing.tags)))
+    with thing.batch():
+        thing.size = 5
+        thing.size = 6
+        thing.tags = ["a"]
+        assert seen == []
+    assert seen == [(6, ["a"])]  # once, latest value, the whole model already updated
+
+
+def test_events_and_disconnect():
+    thing, seen = Thing(), []
+    thing.poked.connect(seen.append)
+    thing.poked.emit(1)
+    thing.poked.disconnect(seen.append)
+    thing.poked.emit(2)
+    thing.poked.disconnect(seen.append)  # not connected: no error
+    assert seen == [1] and Thing().poked is not thing.poked
+
+
+def test_draft_keeps_invalid_fields_until_they_validate():
+    session = Session()
+    draft = Draft(
+        lambda: session.params,
+        lambda params: setattr(session, "params", params),
+        session.params_changed,
+    )
+    shown = []
+    draft.property_changed("steps").connect(shown.append)
+    draft.set("steps", 3)  # dpm_range (4, 6) no longer fits
+    assert "dpm_range" in draft.error and session.params.steps == 6
+    assert draft.get("steps") == 3
+    draft.set("dpm_range", (1, 3))
+    assert draft.error == "" and session.params.steps == 3
+    assert session.params.dpm_range == (1, 3)
+    session.params = EditedIDParams()  # outside change: shown again
+    assert shown == [6] and draft.get("steps") == 6
+    draft.close()
+
+
+def test_session_dirty_flag_and_clear():
+    session = Session()
+    titles = []
+    session.dirty_changed.connect(titles.append)
+    session.update_face(0, element_words="hat")
+    assert session.dirty and titles == [True]
+    assert session.settings_for(0) == FaceSettings(element_words="hat")
+    session.classic_result = object()  # a preview is not unsaved work
+    session.dirty = False
+    session.classic_result = object()
+    assert not session.dirty
+    session.params = EditedIDParams(seed=2)  # persisted: dirty
+    assert session.dirty
+    session.clear()
+    assert not session.dirty and session.face_settings == {}
+    assert session.params.seed == 2  # the parameters stay
+
+
+def test_settings_model_reads_writes_and_falls_back():
+    store = MemoryStore()
+    store.setValue("model/device", "tpu")
+    store.setValue("save/jpeg_quality", "12")
+    store.setValue("paths/recent", "/a.png")
+    settings = SettingsModel(store)
+    assert settings.device == "auto" and settings.jpeg_quality == 50
+    assert settings.recent_files == ["/a.png"]
+    settings.precision = "fp16"
+    assert store.value("model/precision") == "fp16"
+    assert SettingsModel(store).precision == "fp16"
