@@ -128,7 +128,7 @@ def main() -> int:
             save(dialog, "batch-dialog.png")
             dialog.close()
 
-        window.session.set_dirty(False)
+        window.session.dirty = False
         window.close()
         settle(app, 0.2)
     return 0

@@ -103,11 +103,6 @@ class MaskDocument(QObject):
     def user_masks(self) -> MaskPairs:
         return self.model.user_masks()
 
-    @staticmethod
-    def _nonzero_rect(array: np.ndarray) -> QRect:
-        """The QRect around the non-zero pixels of an array (the canvas's overlay)."""
-        return to_qrect(Rect.around_nonzero(array))
-
     # -- changes --------------------------------------------------------------------------
     def reset(self, size: tuple[int, int] | None = None) -> None:
         """Drop every mask and the undo history (new photos); optionally fix the size."""

@@ -12,8 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,7 +32,8 @@ from PySide6.QtWidgets import (
 
 from engine.errors import EditedIDError
 
-from .settings import DEVICES, FACE_BACKENDS, PRECISIONS, Settings
+from .model.settings import DEVICES, FACE_BACKENDS, PRECISIONS
+from .settings import Settings
 from .theme import BAD, GOOD, MUTED
 
 LICENSE_URL = "https://huggingface.co/spaces/CompVis/stable-diffusion-license"
@@ -132,15 +132,36 @@ class ModelManagerDialog(QDialog):
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
-
         self.settings = settings
         self.setWindowTitle("Model Manager")
         self.setMinimumWidth(760)
         self._thread: QThread | None = None
         self._job: DownloadJob | None = None
 
-        # -- SD model --
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_sd_group())
+        layout.addWidget(self._build_face_group())
+        layout.addWidget(self._build_device_group())
+        layout.addWidget(buttons)
+
+        self.kind_combo.setCurrentIndex(self._guess_kind(settings.model_source))
+        self.kind_combo.currentIndexChanged.connect(self._update_check)
+        self.source_edit.textChanged.connect(self._update_check)
+        self.models_dir_edit.textChanged.connect(self._update_check)
+        self.face_dir_edit.textChanged.connect(self._update_face_status)
+        self._update_check()
+        self._update_face_status()
+        self._update_device_info()
+
+    def _build_sd_group(self) -> QGroupBox:
+        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
+
+        settings = self.settings
         self.kind_combo = QComboBox()
         for key, text in SOURCE_KINDS:
             self.kind_combo.addItem(text, key)
@@ -198,8 +219,10 @@ class ModelManagerDialog(QDialog):
         for label in (offline, self.check_label):
             label.setMinimumHeight(label.fontMetrics().lineSpacing() * 3)
         form.addRow(offline)
+        return sd_group
 
-        # -- faces --
+    def _build_face_group(self) -> QGroupBox:
+        settings = self.settings
         self.face_backend_combo = QComboBox()
         self.face_backend_combo.addItems(list(FACE_BACKENDS))
         self.face_backend_combo.setCurrentText(settings.face_backend)
@@ -216,8 +239,10 @@ class ModelManagerDialog(QDialog):
         form.addRow("Backend", self.face_backend_combo)
         form.addRow("insightface folder", _browse_row(self.face_dir_edit, self.face_dir_button))
         form.addRow(self.face_status)
+        return face_group
 
-        # -- device --
+    def _build_device_group(self) -> QGroupBox:
+        settings = self.settings
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICES))
         self.device_combo.setCurrentText(settings.device)
@@ -234,27 +259,7 @@ class ModelManagerDialog(QDialog):
         form.addRow("Precision", self.precision_combo)
         form.addRow(self.low_vram_box)
         form.addRow(self.device_info)
-
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(sd_group)
-        layout.addWidget(face_group)
-        layout.addWidget(device_group)
-        layout.addWidget(buttons)
-
-        self.kind_combo.setCurrentIndex(self._guess_kind(settings.model_source))
-        self.kind_combo.currentIndexChanged.connect(self._update_check)
-        self.source_edit.textChanged.connect(self._update_check)
-        self.models_dir_edit.textChanged.connect(self._update_check)
-        self.face_dir_edit.textChanged.connect(self._update_face_status)
-        self._update_check()
-        self._update_face_status()
-        self._update_device_info()
+        return device_group
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod
@@ -408,7 +413,3 @@ class ModelManagerDialog(QDialog):
                 self._thread.quit()
                 self._thread.wait(5000)
         super().done(result)
-
-    @staticmethod
-    def open_license() -> None:
-        QDesktopServices.openUrl(QUrl(LICENSE_URL))

@@ -176,7 +176,5 @@ class Session(Observable):
         return self.result if self.result is not None else self.classic_result
 
     def set_dirty(self, dirty: bool) -> None:
+        """``session.dirty = dirty`` as a call (for callbacks and older callers)."""
         self.dirty = dirty
-
-    def mark_dirty(self) -> None:
-        self.dirty = True
