@@ -151,7 +151,7 @@ def _add_restore_crop_parser(subparsers) -> None:
     crop.set_defaults(func=cmd_restore_crop)
 
 
-# --- restore (a whole photo) --------------------------------------------------------------
+# --- restore (a whole photo) ----------------------------------------------------------
 def _parse_faces(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -222,7 +222,7 @@ def _add_restore_parser(subparsers) -> None:
     photo.set_defaults(func=cmd_restore)
 
 
-# --- models ---------------------------------------------------------------------------------
+# --- models ---------------------------------------------------------------------------
 def cmd_models_download(args: argparse.Namespace) -> int:
     from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, download_sd_model
 

@@ -25,7 +25,7 @@ EXIT_MODEL = 3  # the model cannot be found or loaded
 EXIT_CANCELLED = 130  # Ctrl+C or a cancel, as a shell reports SIGINT
 
 
-# --- parameters as options ----------------------------------------------------------
+# --- parameters as options ------------------------------------------------------------
 def add_param_options(parser: argparse.ArgumentParser) -> None:
     """One option per EditedIDParams field, defaults from the dataclass (the paper's)."""
     group = parser.add_argument_group("EditedID parameters (defaults are the paper's)")
@@ -80,7 +80,7 @@ def params_from_args(args: argparse.Namespace) -> EditedIDParams:
     return EditedIDParams.from_dict(base)
 
 
-# --- restorers --------------------------------------------------------------------------
+# --- restorers ------------------------------------------------------------------------
 def add_restorer_options(parser: argparse.ArgumentParser, default: str = "diffusion") -> None:
     """--mode (one choice per registered restorer) and every restorer's own options."""
     modes = "; ".join(f"{name}: {cls.summary}" for name, cls in RESTORERS.items())
@@ -95,7 +95,7 @@ def restorer_from_args(args: argparse.Namespace, name: str | None = None) -> Res
     return restorer_class(name or args.mode).from_options(args)
 
 
-# --- running a command ------------------------------------------------------------------
+# --- running a command ----------------------------------------------------------------
 def run_command(args: argparse.Namespace) -> int:
     """args.func(args), with engine errors printed as one line and mapped to exit codes."""
     try:

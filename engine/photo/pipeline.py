@@ -113,7 +113,7 @@ class PhotoResult:
     attention_element_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-# --- analysis -----------------------------------------------------------------------
+# --- analysis -------------------------------------------------------------------------
 def _thumb(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
 
@@ -299,7 +299,7 @@ def _crop_masks(
     return face_mask, element
 
 
-# --- composition and sidecar ---------------------------------------------------------
+# --- composition and sidecar ----------------------------------------------------------
 def _compose(
     analysis: PhotoAnalysis, chosen: list[PhotoFace], restored: RestoredCrops
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -384,7 +384,7 @@ def _score_dict(score: IdentityScore | None) -> dict | None:
     }
 
 
-# --- restore ------------------------------------------------------------------------
+# --- restore --------------------------------------------------------------------------
 def restore_analysis(
     analysis: PhotoAnalysis,
     restorer: CropRestorer,
@@ -523,7 +523,7 @@ def _attention_masks(
     return masks
 
 
-# --- files ---------------------------------------------------------------------------
+# --- files ----------------------------------------------------------------------------
 def restore_photo_files(
     original_path: str | Path,
     edited_path: str | Path,

@@ -36,8 +36,9 @@ class Restorer(ABC):
 
     @classmethod
     @abstractmethod
-    def register_options(cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup):
-        """Add this restorer's command-line options to `parser` (may add none)."""
+    def register_options(cls, parser: argparse.ArgumentParser) -> None:
+        """Add this restorer's command-line options to `parser` (a parser or an argument
+        group; it may add none)."""
 
     @classmethod
     @abstractmethod
@@ -85,8 +86,8 @@ def register(cls: type[Restorer]) -> type[Restorer]:
     for attribute in ("name", "summary"):
         value = inspect.getattr_static(cls, attribute, None)
         if not isinstance(value, str) or not value:
-            raise TypeError(f"Restorer {cls.__name__} needs a non-empty class attribute "
-                            f"{attribute!r}.")  # fmt: skip
+            message = f"Restorer {cls.__name__} needs a non-empty class attribute {attribute!r}."
+            raise TypeError(message)
     if cls.name in RESTORERS and RESTORERS[cls.name] is not cls:
         raise TypeError(f"Two restorers are named {cls.name!r}.")
     RESTORERS[cls.name] = cls
