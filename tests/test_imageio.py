@@ -111,3 +111,14 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         write_image_atomic(target, np.ones((4, 4, 3), np.uint8))
     assert _digest(target) == before  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_atomic_text_and_sha256(tmp_path):
+    import hashlib
+
+    from engine.io.files import atomic_write_text, sha256_file
+
+    path = atomic_write_text(tmp_path / "notes.json", '{"a": 1}\n')
+    assert path.read_text(encoding="utf-8") == '{"a": 1}\n'
+    assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.json"]  # no temp file left
