@@ -1,7 +1,7 @@
 """One generic binding between a model property and a widget property.
 
-    bind(session, "dirty", save_button, "enabled", two_way=False)
-    bind(params_draft, "steps", steps_spin, "value")            # two ways
+    bind(params_draft, "steps", steps_spin, "value")             # two ways
+    bind(params_draft, "error", error_label, "text", two_way=False)
 
 The model side is anything with `get_property`, `set_property` and `property_changed`
 (`model.observable.Observable` and `model.draft.Draft`); the widget side is a row of
@@ -33,10 +33,6 @@ Reader = Callable[[Any], Any]
 Writer = Callable[[Any, Any], None]
 
 
-def _set_combo_data(combo: QComboBox, value: Any) -> None:
-    combo.setCurrentIndex(max(combo.findData(value), 0))
-
-
 # (widget class, property) -> read, write, the signal that reports a user change (None:
 # the model writes the widget only). The first row whose class matches wins.
 _WIDGET_PROPERTIES: list[tuple[type, str, Reader, Writer, str | None]] = [
@@ -59,11 +55,8 @@ _WIDGET_PROPERTIES: list[tuple[type, str, Reader, Writer, str | None]] = [
         lambda w, v: w.setCurrentIndex(v),
         "currentIndexChanged",
     ),
-    (QComboBox, "currentData", lambda w: w.currentData(), _set_combo_data, "currentIndexChanged"),
     (QLabel, "text", lambda w: w.text(), lambda w, v: w.setText(v), None),
     (QWidget, "visible", lambda w: not w.isHidden(), lambda w, v: w.setVisible(v), None),
-    (QWidget, "enabled", lambda w: w.isEnabled(), lambda w, v: w.setEnabled(v), None),
-    (QWidget, "toolTip", lambda w: w.toolTip(), lambda w, v: w.setToolTip(v), None),
 ]
 
 
@@ -98,6 +91,7 @@ class Binding:
         self._to_widget = to_widget or _identity
         self._from_widget = from_widget or _identity
         self._updating = False
+        self._two_way = two_way
         self._model_changed: Emitter = model.property_changed(prop)
         self._model_changed.connect(self.refresh)
         if two_way:
@@ -108,9 +102,9 @@ class Binding:
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
-        """Model -> widget (skipped when the widget already shows the value)."""
+        """Model -> widget (a two-way widget that shows the value already is left alone)."""
         value = self._to_widget(self.model.get_property(self.prop))
-        if self._read(self.widget) == value:
+        if self._two_way and self._read(self.widget) == value:
             return
         self._updating = True
         try:

@@ -115,6 +115,7 @@ class ParamsPanel(QWidget):
         self.error_label = QLabel()
         self.error_label.setObjectName("errorLabel")
         self.error_label.setWordWrap(True)
+        self.error_label.hide()
         body.addWidget(self.error_label)
 
         self.reset_button = QPushButton("Reset to defaults")
