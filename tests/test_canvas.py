@@ -153,13 +153,13 @@ def test_overlay_shows_mask_colour(painting, qtbot):
     canvas, doc = painting
     canvas.set_layer_opacity("masks", 1.0)
     _stroke(qtbot, canvas, [(100, 100), (160, 100)])
-    qtbot.wait(10)
+    # The overlay repaints on the event loop: wait for the state, not for a time.
+    qtbot.waitUntil(lambda: _pixel(canvas, 130, 100) != (120, 110, 100), timeout=2000)
     r, g, b = _pixel(canvas, 130, 100)
     assert b > 200 and r < 60  # cyan face mask
     assert _pixel(canvas, 130, 200) == (120, 110, 100)
     doc.undo_stack.undo()
-    qtbot.wait(10)
-    assert _pixel(canvas, 130, 100) == (120, 110, 100)
+    qtbot.waitUntil(lambda: _pixel(canvas, 130, 100) == (120, 110, 100), timeout=2000)
 
 
 def test_brush_size_shortcuts_and_cursor_outline(painting, qtbot):
@@ -459,7 +459,6 @@ def test_screenshot_smoke(canvas, qtbot, tmp_path):
     canvas.fit()
     qtbot.mouseMove(canvas.viewport(), canvas.image_to_view(420, 420))
     canvas._cursor.setVisible(True)
-    qtbot.wait(20)
     path = tmp_path / "canvas.png"
     assert canvas.grab().save(str(path))
     image = QImage(str(path))

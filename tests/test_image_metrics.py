@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.metrics as skm  # scikit-image is a [dev] dependency
 from PIL import Image, ImageFilter
 
 from engine.errors import InputError, ModelNotFoundError
 from engine.evaluation import image_quality as image_metrics
 from engine.evaluation.image_quality import image_reward, imagereward_available, masked_psnr, ssim
 from tests.helpers import sample_photo
-
-skm = pytest.importorskip("skimage.metrics")
 
 
 def _photo(name: str = "grace_hopper") -> np.ndarray:

@@ -14,14 +14,13 @@ import csv
 import json
 from pathlib import Path
 
+import dlib  # noqa: F401 - a hard dependency: missing dlib must fail, not skip
 import pytest
 
 from engine.cli.commands import EXIT_INPUT, EXIT_OK, main
 from engine.io.images import read_rgb
 from engine.params import EditedIDParams
 from tests.bad_inputs import HUGE_SIZE, Case, build_corpus, sha256_tree
-
-pytest.importorskip("dlib")
 
 FAST = EditedIDParams(resolution=128)  # classic mode: smaller crops, same code path
 

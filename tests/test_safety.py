@@ -19,8 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "editedid_desktop")
 TELEMETRY = ("sentry_sdk", "posthog", "mixpanel", "segment", "analytics", "amplitude",
@@ -90,7 +88,6 @@ def test_importing_every_module_opens_no_connection():
 
 
 def test_classic_restore_of_a_real_photo_needs_no_network(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("dlib")
     import numpy as np
     from PIL import Image
 
