@@ -64,7 +64,7 @@ def test_spec_is_a_one_folder_build_of_the_entry_script():
         "--self-test",
         "--cli",
         "run_self_test",
-        "engine.cli.commands",
+        "from engine.cli import main",
         "editedid_desktop.app",
     ):
         assert flag in entry_text
