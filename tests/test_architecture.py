@@ -8,6 +8,7 @@ desktop app's document model (editedid_desktop.model) without Qt.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,12 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_contracts_hold(capsys):
     from importlinter.cli import lint_imports
 
+    # lint_imports calls logging.config.dictConfig, which disables every logger that
+    # exists already (the engine's too): switch them back on for the tests that follow.
+    enabled = [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.disabled
+    ]
     cwd = os.getcwd()
     os.chdir(ROOT)  # import-linter finds the packages from the working directory
     try:
         code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
     finally:
         os.chdir(cwd)
+        for logger in enabled:
+            logger.disabled = False
     report = capsys.readouterr().out
     assert code == 0, report
     assert "BROKEN" not in report and report.count("KEPT") == 4
