@@ -23,3 +23,12 @@ def exact_sd_dir(tmp_path_factory):
     from engine.models.tiny import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("models") / "exact-sd", exact_inversion=True)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """Batch folders: 5 good pairs with assorted naming, a truncated JPEG, a text file
+    named .jpg, an unpaired original, an unpaired edited file and a non-image file."""
+    from tests.fixtures.batch import make_folders
+
+    return make_folders(tmp_path)

@@ -6,15 +6,11 @@ The dlib helpers at the top are shared with test_masks / test_pasteback / test_c
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine.errors import InputError
 from engine.faces.types import Face
@@ -30,96 +26,17 @@ from engine.photo.align import (
     too_small_message,
     transform_points,
 )
-from tests.helpers import sample_photo
+from tests.fixtures.faces import (
+    dlib_faces,
+    eye_angle_deg,
+    moved_face,
+    photo,
+    psnr,
+    sample_face,
+    warp_photo,
+)
 
 # ----------------------------------------------------------------- shared dlib helpers
-
-DLIB_MODELS = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-
-
-@functools.lru_cache(maxsize=1)
-def dlib_models():
-    import dlib
-
-    return (
-        dlib.get_frontal_face_detector(),
-        dlib.shape_predictor(str(DLIB_MODELS / "shape_predictor_68_face_landmarks.dat")),
-        dlib.face_recognition_model_v1(
-            str(DLIB_MODELS / "dlib_face_recognition_resnet_model_v1.dat")
-        ),
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _photo(name: str) -> np.ndarray:
-    image = np.asarray(Image.open(sample_photo(name)).convert("RGB"))
-    image.setflags(write=False)
-    return image
-
-
-def photo(name: str) -> np.ndarray:
-    """A sample photo (a fresh writable copy)."""
-    return _photo(name).copy()
-
-
-def face_from_shape(shape, rect) -> Face:
-    pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
-    l5 = np.array([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
-    box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float64)
-    return Face(box=box, landmarks5=l5, landmarks=pts, backend="dlib")
-
-
-def dlib_faces(image: np.ndarray, upsample: int = 1) -> list[Face]:
-    """All faces (dlib HOG + 68 landmarks), largest first."""
-    detector, predictor, _ = dlib_models()
-    image = np.ascontiguousarray(image)
-    faces = [face_from_shape(predictor(image, r), r) for r in detector(image, upsample)]
-    return sorted(faces, key=lambda f: -f.size)
-
-
-@functools.lru_cache(maxsize=8)
-def sample_face(name: str) -> Face:
-    return dlib_faces(_photo(name))[0]
-
-
-def descriptor(image: np.ndarray, face: Face | None = None) -> np.ndarray:
-    """dlib's 128-d identity descriptor of `face` (default: the largest face found)."""
-    import dlib
-
-    _, predictor, recogniser = dlib_models()
-    image = np.ascontiguousarray(image)
-    if face is None:
-        faces = dlib_faces(image)
-        assert faces, "no face found"
-        face = faces[0]
-    x0, y0, x1, y1 = (int(v) for v in face.box)
-    shape = predictor(image, dlib.rectangle(x0, y0, x1, y1))
-    return np.array(recogniser.compute_face_descriptor(image, shape))
-
-
-def eye_angle_deg(points5: np.ndarray) -> float:
-    d = points5[1] - points5[0]
-    return math.degrees(math.atan2(d[1], d[0]))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
-def warp_photo(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return cv2.warpAffine(
-        image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-    )
-
-
-def moved_face(face: Face, matrix: np.ndarray) -> Face:
-    return Face(
-        box=face.box.copy(),
-        landmarks5=transform_points(matrix, face.landmarks5),
-        landmarks=None if face.landmarks is None else transform_points(matrix, face.landmarks),
-    )
-
 
 # ------------------------------------------------------------------------- template
 

@@ -18,90 +18,13 @@ from PIL import Image
 from engine.batch import run as batch
 from engine.batch.run import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
 from engine.cli.batch import batch_cli
-from engine.errors import Cancelled, InputError
-from engine.io.export import OutputFolderError, save_result
+from engine.errors import InputError
+from engine.io.export import OutputFolderError
 from engine.io.images import read_rgb
 from engine.params import EditedIDParams
 from engine.restorers import get_restorer
+from tests.fixtures.batch import FakeProcessor, save_image
 from tests.helpers import face_crop, sample_photo
-
-
-class FakeProcessor:
-    """Stands in for engine.photo.pipeline.restore_photo_files: real reads, real save_result."""
-
-    def __init__(self, steps: int = 3, interrupt_on: int | None = None, step_delay: float = 0):
-        self.calls: list[str] = []
-        self.steps = steps
-        self.interrupt_on = interrupt_on
-        self.step_delay = step_delay
-        self.lock = threading.Lock()
-
-    def __call__(self, original, edited, out, params, *, restorer, backend="auto", faces=None,
-                 on_step=None, cancel=None):  # fmt: skip
-        mode = restorer.name
-        with self.lock:
-            self.calls.append(Path(edited).name)
-            number = len(self.calls)
-        if self.interrupt_on is not None and number == self.interrupt_on:
-            raise KeyboardInterrupt  # the process being killed mid-file
-        read_rgb(original)
-        image = read_rgb(edited)
-        for step in range(self.steps):
-            if cancel is not None and cancel():
-                raise Cancelled("cancelled")
-            time.sleep(self.step_delay)
-            if on_step is not None:
-                on_step("reconstruction", step + 1, self.steps, None)
-        result = (255 - image).astype(np.uint8)
-        save_result(out, result, reference_path=edited, protected_paths=(original, edited))
-        sidecar = {"status": "ok", "mode": mode, "params": params.to_dict()}
-        Path(str(out) + ".json").write_text(json.dumps(sidecar))
-        score = types.SimpleNamespace
-        face = types.SimpleNamespace(
-            index=0, id_before=score(value=0.41), id_after=score(value=0.83)
-        )
-        return types.SimpleNamespace(
-            image=result, faces=[face, face], sidecar=sidecar, mode=mode, warnings=[]
-        )
-
-
-def _save(array, path: Path) -> Path:
-    Image.fromarray(array).save(path)
-    return path
-
-
-@pytest.fixture
-def folders(tmp_path):
-    """5 good pairs with assorted naming, a truncated JPEG, a text file named .jpg,
-    an unpaired original, an unpaired edited file and a non-image file."""
-    orig, edit, out = tmp_path / "orig", tmp_path / "edit", tmp_path / "out"
-    orig.mkdir()
-    edit.mkdir()
-    gh, astro = face_crop("grace_hopper", 64), face_crop("astronaut", 64)
-    pairs = {
-        "a01": ("a01.jpg", "a01.png"),
-        "a02": ("a02.png", "a02_edited.png"),
-        "a03": ("A03.jpg", "a03-edit.jpg"),
-        "a04": ("a04.png", "edited_a04.png"),
-        "a06": ("a06.png", "A06.TIF"),
-    }
-    for i, (o_name, e_name) in enumerate(pairs.values()):
-        _save(gh if i % 2 else astro, orig / o_name)
-        _save(np.ascontiguousarray((astro if i % 2 else gh)[:, ::-1]), edit / e_name)
-    # a05: broken edited file (truncated JPEG)
-    _save(gh, orig / "a05.png")
-    full = edit / "tmp_full.jpg"
-    _save(astro, full)
-    (edit / "a05.jpg").write_bytes(full.read_bytes()[:300])
-    full.unlink()
-    # a07: a text file named .jpg
-    _save(gh, orig / "a07.png")
-    (edit / "a07.jpg").write_text("this is not a photo\n")
-    # unpaired on both sides, and a file that is not an image
-    _save(gh, orig / "lonely.png")
-    _save(astro, edit / "stray_result_x.png")
-    (edit / "notes.txt").write_text("client notes")
-    return orig, edit, out
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -144,9 +67,9 @@ def test_plan_exact_rule_and_ambiguity(tmp_path):
     edit.mkdir()
     img = face_crop("grace_hopper", 16)
     for name in ("x.jpg", "x.png", "y.png", "z.png"):
-        _save(img, orig / name)
+        save_image(img, orig / name)
     for name in ("x.png", "y_edited.png", "y-edit.png", "z_edited.png", "z.png"):
-        _save(img, edit / name)
+        save_image(img, edit / name)
     plan = plan_batch(orig, edit, tmp_path / "r")
     assert [(i.original.name, i.edited.name) for i in plan.items] == [("z.png", "z.png")]
     assert any("x.jpg" in m and "x.png" in m for m in plan.ambiguous)
@@ -360,7 +283,7 @@ def test_cli_batch(folders, capsys):
     only_bad = orig.parent / "bad"
     (only_bad / "o").mkdir(parents=True)
     (only_bad / "e").mkdir()
-    _save(face_crop("grace_hopper", 16), only_bad / "o" / "x.png")
+    save_image(face_crop("grace_hopper", 16), only_bad / "o" / "x.png")
     (only_bad / "e" / "x.jpg").write_text("nope")
     bad_argv = ["--original-dir", str(only_bad / "o"), "--edited-dir", str(only_bad / "e"),
                 "--out-dir", str(only_bad / "r"), "--mode", "classic"]  # fmt: skip
@@ -377,8 +300,8 @@ def test_memory_stays_flat_over_many_files(tmp_path):
     edit.mkdir()
     img = face_crop("astronaut", 32)
     for i in range(30):
-        _save(img, orig / f"p{i:03}.png")
-        _save(img, edit / f"p{i:03}.png")
+        save_image(img, orig / f"p{i:03}.png")
+        save_image(img, edit / f"p{i:03}.png")
     report = run_batch(
         plan_batch(orig, edit, tmp_path / "r"), EditedIDParams(), processor=FakeProcessor(1)
     )
@@ -397,9 +320,9 @@ def test_real_engine_classic_batch_end_to_end(tmp_path):
     photo = np.asarray(Image.open(sample_photo("grace_hopper")).convert("RGB"))
     edited = np.clip(photo.astype(int) + [14, -6, 10], 0, 255).astype(np.uint8)
     edited[150:175, 150:380] = (20, 20, 20)  # a drawn 'glasses' band
-    _save(photo, orig / "hopper.jpg")
-    _save(edited, edit / "hopper_edited.png")
-    _save(photo, orig / "broken.png")
+    save_image(photo, orig / "hopper.jpg")
+    save_image(edited, edit / "hopper_edited.png")
+    save_image(photo, orig / "broken.png")
     (edit / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     params = EditedIDParams(resolution=64)
     report = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",

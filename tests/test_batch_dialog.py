@@ -10,7 +10,7 @@ from PySide6.QtCore import QTimer
 from editedid_desktop.batch_dialog import BatchDialog, format_eta
 from engine.batch.run import is_finished
 from engine.params import EditedIDParams
-from tests.test_batch import FakeProcessor, folders  # noqa: F401 - fixture
+from tests.fixtures.batch import FakeProcessor
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ different people ~0.6-0.9 on these photos; the usual threshold is 0.6).
 
 from __future__ import annotations
 
-import functools
 import time
 
 import cv2
@@ -17,44 +16,11 @@ from engine.errors import InputError
 from engine.photo.align import (
     align_edited,
     align_original_to_edited,
-    similarity_transform,
-    transform_points,
 )
 from engine.photo.masks import dilate, face_mask_from_landmarks, to_crop
 from engine.photo.pasteback import paste_back
 from engine.restorers.classic import classic_restore_crop
-from tests.test_align import descriptor, dlib_faces, photo, sample_face
-from tests.test_masks import draw_glasses
-
-
-def swap_face(dst: np.ndarray, dst_face, src: np.ndarray, src_face) -> np.ndarray:
-    """src's face warped onto dst's face (similarity on 5 points, feathered hull)."""
-    m = similarity_transform(src_face.landmarks5, dst_face.landmarks5)
-    h, w = dst.shape[:2]
-    warped = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    hull = cv2.convexHull(transform_points(m, src_face.landmarks).astype(np.float32))
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [np.round(hull.reshape(-1, 2)).astype(np.int32)], 255)
-    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 3)[..., None]
-    return np.clip(dst * (1 - alpha) + warped * alpha + 0.5, 0, 255).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=1)
-def _synthetic_edit():
-    original = photo("grace_hopper")
-    o_face = sample_face("grace_hopper")
-    swapped = swap_face(original, o_face, photo("astronaut"), sample_face("astronaut"))
-    edited, frames = draw_glasses(swapped, o_face)
-    found = dlib_faces(edited)
-    assert found, "dlib should find the synthetic edited face"
-    for a in (original, edited, frames):
-        a.setflags(write=False)
-    return original, o_face, edited, found[0], frames
-
-
-def synthetic_edit():
-    """(original, original face, edited, edited face, glasses mask in the edited photo)."""
-    return _synthetic_edit()
+from tests.fixtures.faces import descriptor, synthetic_edit
 
 
 def _classic_pipeline(method: str = "laplacian"):

@@ -17,52 +17,8 @@ from engine.evaluation.clip_score import (
     element_prompt,
     region_box,
 )
-from engine.resources import sd15_config_dir
+from tests.fixtures.clip import build_tiny_clip
 from tests.helpers import sample_photo
-
-
-def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
-    """A random CLIPModel (tiny towers, real 49408-token vocabulary), the real CLIP
-    tokenizer files and a CLIP image processor config, as save_pretrained writes them."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
-
-    from engine.evaluation.clip_score import _image_processor_class
-
-    torch.manual_seed(seed)
-    config = CLIPConfig(
-        text_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_attention_heads": 4,
-            "num_hidden_layers": 2,
-            "vocab_size": 49408,
-            "max_position_embeddings": 77,
-            "bos_token_id": 49406,
-            "eos_token_id": 49407,
-            "pad_token_id": 49407,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_attention_heads": 4,
-            "num_hidden_layers": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=16,
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
-    for p in (sd15_config_dir() / "tokenizer").iterdir():
-        shutil.copy(p, folder / p.name)
-    _image_processor_class()(
-        size={"shortest_edge": 32},
-        crop_size={"height": 32, "width": 32},
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-    ).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

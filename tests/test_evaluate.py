@@ -24,8 +24,8 @@ from engine.evaluation.evaluate import (
 from engine.faces.detection import DlibAnalyzer
 from engine.photo.pipeline import analyze_photos, restore_analysis
 from engine.restorers import get_restorer
+from tests.fixtures.clip import build_tiny_clip
 from tests.helpers import sample_photo
-from tests.test_clip_score import build_tiny_clip
 
 
 @pytest.fixture(scope="module")

@@ -19,29 +19,12 @@ from engine.photo.masks import (
     to_crop,
     to_photo,
 )
-from tests.test_align import dlib_faces, photo, sample_face
+from tests.fixtures.faces import dlib_faces, draw_glasses, moved_face, photo, sample_face
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 127, b > 127
     return float((a & b).sum() / max(1, (a | b).sum()))
-
-
-def draw_glasses(image: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray]:
-    """Black-framed glasses drawn over the eyes: (new image, uint8 mask of the frames)."""
-    out = image.copy()
-    mask = np.zeros(image.shape[:2], np.uint8)
-    le, re = face.landmarks5[0], face.landmarks5[1]
-    d = float(np.linalg.norm(re - le))
-    thick = max(3, round(0.08 * d))
-    axes = (int(0.38 * d), int(0.28 * d))
-    for target, colour in ((out, (12, 10, 14)), (mask, 255)):
-        for c in (le, re):
-            cv2.ellipse(target, (int(c[0]), int(c[1])), axes, 0, 0, 360, colour, thick)
-        a = (int(le[0] + axes[0]), int(le[1]))
-        b = (int(re[0] - axes[0]), int(re[1]))
-        cv2.line(target, a, b, colour, thick)
-    return out, mask
 
 
 def _grace_crop():
@@ -91,7 +74,6 @@ def test_face_mask_follows_a_rotated_crop():
     h, w = image.shape[:2]
     rot = cv2.getRotationMatrix2D((w / 2, h / 2), -25, 1.0)
     rotated = cv2.warpAffine(image, rot, (w, h), borderMode=cv2.BORDER_REFLECT)
-    from tests.test_align import moved_face
 
     r_face = moved_face(face, rot)
     r_crop = align_edited(rotated, r_face)
@@ -121,7 +103,7 @@ def test_difference_finds_drawn_glasses():
 def test_identity_change_is_separated_from_glasses_with_attention():
     """Another person's face + glasses: the difference alone also marks hair, mouth and jaw
     of the new face; the attention map for "glasses" picks the right blobs."""
-    from tests.test_classic import synthetic_edit
+    from tests.fixtures.faces import synthetic_edit
 
     original, o_face, edited, e_face, frames = synthetic_edit()
     e_crop = align_edited(edited, e_face)
@@ -208,7 +190,6 @@ def test_to_photo_of_a_face_in_a_big_photo_only_touches_its_box():
     big = np.zeros((2400, 3000, 3), np.uint8)
     big[1500:2100, 2000:2512] = image
     shift = np.array([[1.0, 0, 2000], [0, 1.0, 1500]])
-    from tests.test_align import moved_face
 
     b_face = moved_face(face, shift)
     crop = align_edited(big, b_face)

@@ -13,7 +13,7 @@ from engine.errors import InputError
 from engine.photo.align import align_edited
 from engine.photo.masks import face_mask_from_landmarks, to_photo
 from engine.photo.pasteback import PasteItem, crop_alpha, paste_back, paste_many
-from tests.test_align import dlib_faces, moved_face, photo, psnr, sample_face
+from tests.fixtures.faces import dlib_faces, moved_face, photo, psnr, sample_face
 
 
 def _setup():
