@@ -89,18 +89,3 @@ def test_classic_crop_contract():
         classic_restore_crop(o_crop, e_crop, face_mask[:100], None)
     with pytest.raises(InputError):
         classic_restore_crop(o_crop.image[:256, :256], e_crop, face_mask, None)
-
-
-def test_classic_speed_report():
-    """Not a timed assert: prints the per-face time at 512 (median of 5)."""
-    original, o_face, edited, e_face, frames = synthetic_edit()
-    e_crop = align_edited(edited, e_face)
-    o_crop = align_original_to_edited(original, o_face, e_crop, e_face)
-    face_mask = face_mask_from_landmarks(o_crop, o_face)
-    element = to_crop(frames, e_crop)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        classic_restore_crop(o_crop, e_crop, face_mask, element)
-        times.append(time.perf_counter() - t0)
-    print(f"\nclassic_restore_crop at 512: median {np.median(times) * 1000:.1f} ms")
