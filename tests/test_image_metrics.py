@@ -87,9 +87,21 @@ def test_masked_psnr():
         masked_psnr(photo.astype(np.float32), changed)
 
 
-def test_imagereward_absent_gives_a_clear_message(tmp_path):
+def test_imagereward_absent_gives_a_clear_message(tmp_path, monkeypatch):
     assert not imagereward_available(tmp_path)
+    # the package missing (as in the test environment): say how to install it
+    real_find_spec = image_metrics.importlib.util.find_spec
+
+    def only_imagereward(found):
+        module = image_metrics.IMAGEREWARD_MODULE
+        return lambda name, *a: found if name == module else real_find_spec(name, *a)
+
+    monkeypatch.setattr(image_metrics.importlib.util, "find_spec", only_imagereward(None))
     status = image_metrics.imagereward_status(tmp_path)
-    assert "ImageReward" in status and ("pip install" in status or str(tmp_path) in status)
+    assert "ImageReward is not installed" in status and "pip install" in status
+    # the package present but not its checkpoint: name the folder to put it in
+    monkeypatch.setattr(image_metrics.importlib.util, "find_spec", only_imagereward(object()))
+    status = image_metrics.imagereward_status(tmp_path)
+    assert "not on this machine" in status and str(tmp_path) in status
     with pytest.raises(ModelNotFoundError, match="ImageReward"):
         image_reward(_photo(), "a photo of a face", models_dir=tmp_path)
