@@ -3,7 +3,8 @@
 The dialog never blocks the UI: `engine.batch.run.run_batch` runs in a `BatchWorker` moved to
 a QThread; progress arrives through queued signals. Pause holds the batch between files
 and at every diffusion step; Cancel stops within one step; a new run resumes, skipping
-the files that finished.
+the files that finished. The dialog's sections (folders, check list, run controls, log and
+results) are built in `batch_widgets`; this module holds the state and the wiring.
 """
 
 from __future__ import annotations
@@ -13,49 +14,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFont
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
+from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtWidgets import QDialog, QVBoxLayout, QWidget
+
+from engine.batch.run import BatchPlan, BatchProgress, BatchReport, plan_batch, run_batch
+
+from .batch_widgets import (
+    ERROR_COLOR,
+    OK_COLOR,
+    RESULT_COLUMNS,
+    WARN_COLOR,
+    CheckSection,
+    FoldersBox,
+    ResultsSplitter,
+    RunSection,
+    format_eta,
+    summary_bar,
 )
 
-from engine.batch.run import BatchPlan, BatchProgress, BatchReport, BatchRow, plan_batch, run_batch
+__all__ = ["BatchDialog", "BatchWorker", "format_eta"]
 
-ERROR_COLOR = QColor(240, 110, 100)
-WARN_COLOR = QColor(230, 180, 80)
-OK_COLOR = QColor(120, 200, 120)
 # Threads and workers of running batches, held here (not by the dialog) so that a dialog
 # deleted mid-run can never destroy a running QThread; released on the UI thread once the
 # thread has finished.
 _LIVE: set = set()
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "ETA: estimating\u2026"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"ETA: {hours}:{minutes:02}:{secs:02}" if hours else f"ETA: {minutes}:{secs:02}"
 
 
 class BatchWorker(QObject):
@@ -92,25 +74,6 @@ class BatchWorker(QObject):
         self.finished.emit(report)
 
 
-class _FolderRow(QWidget):
-    def __init__(self, title: str, parent=None):
-        super().__init__(parent)
-        self.title = title
-        self.edit = QLineEdit()
-        self.edit.setPlaceholderText(f"{title}\u2026")
-        self.button = QPushButton("Browse\u2026")
-        self.button.clicked.connect(self._browse)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.edit, 1)
-        layout.addWidget(self.button)
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, self.title, self.edit.text())
-        if folder:
-            self.edit.setText(folder)
-
-
 class BatchDialog(QDialog):
     """Folder mode. `params_provider()` gives the EditedIDParams to use, `model_provider()`
     the loaded SD model (or None); both are called when Start is pressed, so the main
@@ -121,7 +84,7 @@ class BatchDialog(QDialog):
     batch_finished = Signal(object)  # BatchReport; emitted after the thread has stopped
     batch_failed = Signal(str)  # the batch could not run at all (e.g. read-only output)
 
-    COLUMNS = ("File", "Status", "Faces", "ID before \u2192 after", "Seconds")
+    COLUMNS = RESULT_COLUMNS
 
     def __init__(
         self,
@@ -151,121 +114,42 @@ class BatchDialog(QDialog):
 
     # -- layout --------------------------------------------------------------------
     def _build(self, backend: str) -> None:
-        folders = QGroupBox("Folders")
-        form = QFormLayout(folders)
-        self.original_row = _FolderRow("Original photos folder")
-        self.edited_row = _FolderRow("Edited photos folder")
-        self.output_row = _FolderRow("Output folder")
-        self.original_edit = self.original_row.edit
-        self.edited_edit = self.edited_row.edit
-        self.output_edit = self.output_row.edit
-        form.addRow("Originals:", self.original_row)
-        form.addRow("Edited:", self.edited_row)
-        form.addRow("Output:", self.output_row)
-        options = QHBoxLayout()
-        self.mode_combo = QComboBox()
-        self.mode_combo.addItem("Classic (fast, no SD model)", "classic")
-        self.mode_combo.addItem("Diffusion (EditedID)", "diffusion")
-        self.mode_combo.setToolTip("Classic needs no SD model; diffusion is the full method.")
-        self.backend_combo = QComboBox()
-        for name in ("auto", "dlib", "insightface"):
-            self.backend_combo.addItem(name, name)
-        self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(backend)))
-        self.backend_combo.setToolTip("Face detector and identity model.")
-        self.overwrite_check = QCheckBox("Replace unfinished outputs")
-        self.overwrite_check.setToolTip(
-            "Outputs that exist without a finished sidecar are replaced (otherwise they are "
-            "reported and left alone). Finished outputs are always skipped."
-        )
-        options.addWidget(QLabel("Mode:"))
-        options.addWidget(self.mode_combo)
-        options.addSpacing(12)
-        options.addWidget(QLabel("Faces:"))
-        options.addWidget(self.backend_combo)
-        options.addSpacing(12)
-        options.addWidget(self.overwrite_check)
-        options.addStretch(1)
-        form.addRow(options)
-        for edit in (self.original_edit, self.edited_edit, self.output_edit):
+        self.folders_box = FoldersBox(backend)
+        self.check_section = CheckSection()
+        self.run_section = RunSection()
+        self.results = ResultsSplitter()
+        bottom, self.summary_label, self.open_report_button, self.close_button = summary_bar()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.folders_box)
+        layout.addWidget(self.check_section, 2)
+        layout.addWidget(self.run_section)
+        layout.addWidget(self.results, 3)
+        layout.addLayout(bottom)
+        self._alias_widgets()
+        for edit in self.folders_box.edits:
             edit.textChanged.connect(self._invalidate_check)
-
-        check_box = QGroupBox("Check")
-        check_layout = QVBoxLayout(check_box)
-        check_bar = QHBoxLayout()
-        self.check_button = QPushButton("Check pairs")
-        self.check_button.setToolTip("Pair the folders and list every mismatch before starting.")
         self.check_button.clicked.connect(self.run_check)
-        self.check_status = QLabel("Choose the three folders, then Check.")
-        self.check_status.setWordWrap(True)
-        check_bar.addWidget(self.check_button)
-        check_bar.addWidget(self.check_status, 1)
-        self.rule_label = QLabel("")
-        self.rule_label.setWordWrap(True)
-        self.rule_label.setStyleSheet("color: #9aa0a6;")
-        self.check_tree = QTreeWidget()
-        self.check_tree.setHeaderHidden(True)
-        self.check_tree.setMinimumHeight(120)
-        check_layout.addLayout(check_bar)
-        check_layout.addWidget(self.rule_label)
-        check_layout.addWidget(self.check_tree, 1)
-
-        run_box = QGroupBox("Run")
-        run_layout = QVBoxLayout(run_box)
-        buttons = QHBoxLayout()
-        self.start_button = QPushButton("Start")
-        self.start_button.setDefault(True)
-        self.pause_button = QPushButton("Pause")
-        self.cancel_button = QPushButton("Cancel")
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.cancel_button.clicked.connect(self.cancel)
-        for button in (self.start_button, self.pause_button, self.cancel_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        self.eta_label = QLabel(format_eta(None))
-        buttons.addWidget(self.eta_label)
-        self.file_label = QLabel("")
-        self.file_bar = QProgressBar()
-        self.file_bar.setFormat("%p% of this file")
-        self.overall_bar = QProgressBar()
-        self.overall_bar.setRange(0, 1000)
-        self.overall_bar.setFormat("No batch running")
-        run_layout.addLayout(buttons)
-        run_layout.addWidget(self.file_label)
-        run_layout.addWidget(self.file_bar)
-        run_layout.addWidget(self.overall_bar)
-
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setPlaceholderText("Failures and events are listed here.")
-        self.report_table = QTableWidget(0, len(self.COLUMNS))
-        self.report_table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.report_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.report_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.report_table.verticalHeader().setVisible(False)
-        header = self.report_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.log_view)
-        splitter.addWidget(self.report_table)
-
-        bottom = QHBoxLayout()
-        self.summary_label = QLabel("")
-        self.open_report_button = QPushButton("Open report (CSV)")
-        self.open_report_button.setEnabled(False)
         self.open_report_button.clicked.connect(self.open_report)
-        self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.close)
-        bottom.addWidget(self.summary_label, 1)
-        bottom.addWidget(self.open_report_button)
-        bottom.addWidget(self.close_button)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(folders)
-        layout.addWidget(check_box, 2)
-        layout.addWidget(run_box)
-        layout.addWidget(splitter, 3)
-        layout.addLayout(bottom)
+    def _alias_widgets(self) -> None:
+        """The sections' widgets under the dialog's own names (tests and callers use them)."""
+        folders, check, run = self.folders_box, self.check_section, self.run_section
+        self.original_row, self.edited_row = folders.original_row, folders.edited_row
+        self.output_row = folders.output_row
+        self.original_edit, self.edited_edit, self.output_edit = folders.edits
+        self.mode_combo, self.backend_combo = folders.mode_combo, folders.backend_combo
+        self.overwrite_check = folders.overwrite_check
+        self.check_button, self.check_status = check.check_button, check.check_status
+        self.rule_label, self.check_tree = check.rule_label, check.check_tree
+        self.start_button, self.pause_button = run.start_button, run.pause_button
+        self.cancel_button, self.eta_label = run.cancel_button, run.eta_label
+        self.file_label, self.file_bar = run.file_label, run.file_bar
+        self.overall_bar = run.overall_bar
+        self.log_view, self.report_table = self.results.log_view, self.results.report_table
 
     # -- public API ----------------------------------------------------------------
     def set_folders(self, original=None, edited=None, output=None) -> None:
@@ -297,11 +181,7 @@ class BatchDialog(QDialog):
         return thread.wait(timeout_ms)
 
     def _folders(self) -> tuple[str, str, str]:
-        return (
-            self.original_edit.text().strip(),
-            self.edited_edit.text().strip(),
-            self.output_edit.text().strip(),
-        )
+        return self.folders_box.folders()
 
     @Slot()
     def run_check(self) -> bool:
@@ -319,8 +199,7 @@ class BatchDialog(QDialog):
             return False
         self.plan = plan
         self._checked_for = self._folders()
-        self.rule_label.setText(plan.rule_text)
-        self._fill_check_tree(plan)
+        self.check_section.show_plan(plan)
         problems = plan.problems()
         if not plan.items and not plan.skipped_existing:
             self._status("No pairs found. " + plan.summary(), ERROR_COLOR)
@@ -331,54 +210,9 @@ class BatchDialog(QDialog):
         self._set_running(False)
         return True
 
-    def _fill_check_tree(self, plan: BatchPlan) -> None:
-        def group(title: str, lines: list[str], color: QColor | None, expanded: bool) -> None:
-            if not lines:
-                return
-            top = QTreeWidgetItem([f"{title} ({len(lines)})"])
-            font = QFont(top.font(0))
-            font.setBold(True)
-            top.setFont(0, font)
-            if color is not None:
-                top.setForeground(0, QBrush(color))
-            for line in lines:
-                top.addChild(QTreeWidgetItem([line]))
-            self.check_tree.addTopLevelItem(top)
-            top.setExpanded(expanded)
-
-        group("No edited photo for these originals", [p.name for p in plan.unpaired_originals],
-              ERROR_COLOR, True)  # fmt: skip
-        group("No original for these edited photos", [p.name for p in plan.unpaired_edited],
-              ERROR_COLOR, True)  # fmt: skip
-        group("Ambiguous names", plan.ambiguous, ERROR_COLOR, True)
-        group(
-            "Outputs that exist but are not finished",
-            [c.output.name for c in plan.conflicts],
-            WARN_COLOR,
-            True,
-        )
-        group(
-            "Already finished \u2014 will be skipped",
-            [i.output.name for i in plan.skipped_existing],
-            None,
-            False,
-        )
-        group(
-            "Pairs to process",
-            [f"{i.original.name}  \u2194  {i.edited.name}" for i in plan.items],
-            None,
-            len(plan.items) <= 50,
-        )
-        group("Ignored (not images)", [p.name for p in plan.ignored], None, False)
-
     def check_lines(self) -> list[str]:
         """Every line of the check list (groups and their entries), for tests and logs."""
-        lines = []
-        for i in range(self.check_tree.topLevelItemCount()):
-            top = self.check_tree.topLevelItem(i)
-            lines.append(top.text(0))
-            lines += [f"  {top.child(j).text(0)}" for j in range(top.childCount())]
-        return lines
+        return self.check_section.lines()
 
     @Slot()
     def start(self) -> bool:
@@ -400,12 +234,10 @@ class BatchDialog(QDialog):
             return False
         self.report = None
         self._failure = None
-        self.report_table.setRowCount(0)
-        self.log_view.clear()
+        self.results.clear_results()
         self.summary_label.clear()
         self.open_report_button.setEnabled(False)
-        self.file_bar.setValue(0)
-        self.overall_bar.setValue(0)
+        self.run_section.reset_bars()
         self._log(f"Started: {plan.summary()} Mode: {self.mode}.")
         self._worker = BatchWorker(
             plan,
@@ -486,49 +318,19 @@ class BatchDialog(QDialog):
     # -- worker signals ------------------------------------------------------------
     @Slot(object)
     def _on_progress(self, p: BatchProgress) -> None:
-        self.overall_bar.setValue(int(round(p.fraction * 1000)))
-        finished = p.done + p.failed + p.skipped
-        self.overall_bar.setFormat(
-            f"{finished} of {p.total} files \u2014 {p.done} restored, {p.failed} failed, "
-            f"{p.skipped} skipped"
-        )
-        self.eta_label.setText(format_eta(p.eta_s) if finished < p.total else "ETA: done")
-        if p.steps:
-            self.file_bar.setRange(0, p.steps)
-            self.file_bar.setValue(min(p.step, p.steps))
-            self.file_label.setText(f"{p.file} \u2014 {p.stage} {p.step}/{p.steps}")
-        elif p.stage == "file":
-            self.file_bar.setRange(0, 1)
-            self.file_bar.setValue(0)
-            self.file_label.setText(f"{p.file} \u2014 starting")
-        elif p.stage == "paused":
-            self.file_label.setText(f"{p.file} \u2014 paused")
+        self.run_section.show_progress(p)
+        if p.stage == "paused" and not p.steps:
             self._log("Paused.")
-        elif p.stage == "stopped":
+        elif p.stage == "stopped" and not p.steps:
             self._log(f"STOPPED: {p.message}")
         if p.row is not None:
-            self._add_row(p.row)
+            self.results.add_row(p.row)
             if p.row.status == "failed":
                 self._log(f"FAILED {Path(p.row.edited).name}: {p.row.error}")
             if p.row.warnings:
                 for warning in p.row.warnings:
                     self._log(f"note {Path(p.row.edited).name}: {warning}")
         self.batch_progress.emit(p)
-
-    def _add_row(self, row: BatchRow) -> None:
-        r = self.report_table.rowCount()
-        self.report_table.insertRow(r)
-        before = row.id_before.replace(";", ", ")
-        after = row.id_after.replace(";", ", ")
-        ids = f"{before} \u2192 {after}" if (before or after) else ""
-        values = (Path(row.edited).name, row.status, row.faces, ids, row.seconds)
-        for c, value in enumerate(values):
-            item = QTableWidgetItem(value)
-            if row.status == "failed":
-                item.setForeground(QBrush(ERROR_COLOR))
-                item.setToolTip(row.error)
-            self.report_table.setItem(r, c, item)
-        self.report_table.scrollToBottom()
 
     @Slot(object)
     def _on_finished(self, report: BatchReport) -> None:
@@ -579,37 +381,22 @@ class BatchDialog(QDialog):
 
     # -- state -----------------------------------------------------------------------
     def _set_running(self, running: bool) -> None:
-        for widget in (
-            self.original_row,
-            self.edited_row,
-            self.output_row,
-            self.mode_combo,
-            self.backend_combo,
-            self.overwrite_check,
-            self.check_button,
-        ):
-            widget.setEnabled(not running)
-        self.start_button.setEnabled(not running)
-        self.pause_button.setEnabled(running)
-        self.cancel_button.setEnabled(running)
-        self.pause_button.setText("Pause")
-        if not running:
-            self.file_label.setText("")
+        self.folders_box.set_editable(not running)
+        self.check_button.setEnabled(not running)
+        self.run_section.set_running(running)
 
     @Slot()
     def _invalidate_check(self) -> None:
         if self.plan is not None and self._checked_for != self._folders():
             self.plan = None
-            self.check_tree.clear()
-            self.rule_label.clear()
+            self.check_section.clear_plan()
             self._status("Folders changed: Check again.", None)
 
     def _status(self, text: str, color: QColor | None) -> None:
-        self.check_status.setText(text)
-        self.check_status.setStyleSheet(f"color: {color.name()};" if color is not None else "")
+        self.check_section.set_status(text, color)
 
     def _log(self, text: str) -> None:
-        self.log_view.appendPlainText(text)
+        self.results.log(text)
 
     # -- closing while running: cancel first, close when the worker has stopped -------
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -16,6 +16,30 @@ from .canvas import DRAG_MODES, TOOLS, LayeredCanvas
 
 MAX_SLIDER_BRUSH = 1000  # larger sizes stay reachable with ]
 
+# The bar's controls, left to right after the tool actions (which come from the canvas'
+# tools table). Sliders: (attribute, label, object name, minimum, maximum, width, tip).
+SLIDERS = (
+    ("size_slider", " Size ", "brushSizeSlider", 1, MAX_SLIDER_BRUSH, 170,
+     "Brush diameter in photo pixels ([ smaller, ] larger)"),
+    ("hardness_slider", " Hardness ", "brushHardnessSlider", 0, 100, 140,
+     "Edge hardness in % (0 soft, 100 hard; Shift+[ / Shift+] by 25 %)"),
+)  # fmt: skip
+# Target masks, exclusive: (attribute, text, object name, mask kind, tip).
+TARGETS = (
+    ("face_target_action", "Face", "faceTargetAction", "face",
+     "Paint the face mask: identity comes from the original"),
+    ("element_target_action", "Element", "elementTargetAction", "element",
+     "Paint the element mask: what the edit added stays as edited"),
+)  # fmt: skip
+# Mask edits: (attribute, text, object name, shortcut, tip, MaskDocument method).
+EDITS = (
+    ("clear_action", "Clear", "clearMaskAction", None, "Empty this mask", "clear"),
+    ("invert_action", "Invert", "invertMaskAction", "Ctrl+Shift+I",
+     "Invert this mask (Ctrl+Shift+I)", "invert"),
+    ("reset_action", "Reset to auto", "resetMaskAction", None,
+     "Back to the engine's automatic mask", "reset_to_auto"),
+)  # fmt: skip
+
 
 class MaskToolBar(QToolBar):
     """Mask tools wired to a canvas (and the canvas' mask document)."""
@@ -25,10 +49,26 @@ class MaskToolBar(QToolBar):
         self.setObjectName("maskToolBar")
         self.canvas = canvas
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for add_group in (self._add_tools, self._add_sliders, self._add_targets):
+            add_group()
+            self.addSeparator()
+        self._add_edits()
 
+        self.size_slider.valueChanged.connect(canvas.set_brush_size)
+        self.hardness_slider.valueChanged.connect(
+            lambda value: canvas.set_brush_hardness(value / 100.0)
+        )
+        canvas.brush_size_changed.connect(self._sync)
+        canvas.brush_hardness_changed.connect(self._sync)
+        canvas.tool_changed.connect(self._sync)
+        canvas.active_mask_changed.connect(self._sync)
+        self._sync()
+
+    def _add_tools(self) -> None:
+        """One checkable action per labelled tool of the canvas' tools table (not "none");
+        clicking the checked tool again drops it."""
         self.tool_group = QActionGroup(self)
         self.tool_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
-        # One checkable action per labelled tool of the canvas' tools table (not "none").
         self.tool_actions: dict[str, QAction] = {}
         for tool in TOOLS:
             mode = DRAG_MODES[tool]
@@ -44,73 +84,41 @@ class MaskToolBar(QToolBar):
         self.brush_action = self.tool_actions["brush"]
         self.eraser_action = self.tool_actions["eraser"]
         self.tool_group.triggered.connect(self._on_tool_triggered)
-        self.addSeparator()
 
-        self.addWidget(QLabel(" Size "))
-        self.size_slider = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.size_slider.setObjectName("brushSizeSlider")
-        self.size_slider.setRange(1, MAX_SLIDER_BRUSH)
-        self.size_slider.setFixedWidth(170)
-        self.size_slider.setToolTip("Brush diameter in photo pixels ([ smaller, ] larger)")
-        self.addWidget(self.size_slider)
-        self.addWidget(QLabel(" Hardness "))
-        self.hardness_slider = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.hardness_slider.setObjectName("brushHardnessSlider")
-        self.hardness_slider.setRange(0, 100)
-        self.hardness_slider.setFixedWidth(140)
-        self.hardness_slider.setToolTip(
-            "Edge hardness in % (0 soft, 100 hard; Shift+[ / Shift+] by 25 %)"
-        )
-        self.addWidget(self.hardness_slider)
-        self.addSeparator()
+    def _add_sliders(self) -> None:
+        for attribute, label, name, low, high, width, tip in SLIDERS:
+            self.addWidget(QLabel(label))
+            slider = QLabeledSlider(Qt.Orientation.Horizontal)
+            slider.setObjectName(name)
+            slider.setRange(low, high)
+            slider.setFixedWidth(width)
+            slider.setToolTip(tip)
+            self.addWidget(slider)
+            setattr(self, attribute, slider)
 
+    def _add_targets(self) -> None:
+        """Face / Element (exclusive), and Swap target (X), which is a shortcut only."""
         self.target_group = QActionGroup(self)
-        self.face_target_action = self._action(
-            "Face",
-            "faceTargetAction",
-            None,
-            "Paint the face mask: identity comes from the original",
-        )
-        self.element_target_action = self._action(
-            "Element",
-            "elementTargetAction",
-            None,
-            "Paint the element mask: what the edit added stays as edited",
-        )
-        for action in (self.face_target_action, self.element_target_action):
+        for attribute, text, name, kind, tip in TARGETS:
+            action = self._action(text, name, None, tip)
             action.setCheckable(True)
+            action.setData(kind)
             self.target_group.addAction(action)
             self.addAction(action)
+            setattr(self, attribute, action)
         self.face_target_action.setChecked(True)
         self.target_group.triggered.connect(self._on_target_triggered)
         self.swap_target_action = self._action(
             "Swap target", "swapTargetAction", "X", "Switch between face and element mask (X)"
         )
         self.swap_target_action.triggered.connect(self._swap_target)
-        self.addSeparator()
 
-        self.clear_action = self._action("Clear", "clearMaskAction", None, "Empty this mask")
-        self.invert_action = self._action(
-            "Invert", "invertMaskAction", "Ctrl+Shift+I", "Invert this mask (Ctrl+Shift+I)"
-        )
-        self.reset_action = self._action(
-            "Reset to auto", "resetMaskAction", None, "Back to the engine's automatic mask"
-        )
-        self.clear_action.triggered.connect(lambda: self._edit("clear"))
-        self.invert_action.triggered.connect(lambda: self._edit("invert"))
-        self.reset_action.triggered.connect(lambda: self._edit("reset_to_auto"))
-        for action in (self.clear_action, self.invert_action, self.reset_action):
+    def _add_edits(self) -> None:
+        for attribute, text, name, shortcut, tip, operation in EDITS:
+            action = self._action(text, name, shortcut, tip)
+            action.triggered.connect(lambda _checked=False, op=operation: self._edit(op))
             self.addAction(action)
-
-        self.size_slider.valueChanged.connect(canvas.set_brush_size)
-        self.hardness_slider.valueChanged.connect(
-            lambda value: canvas.set_brush_hardness(value / 100.0)
-        )
-        canvas.brush_size_changed.connect(self._sync)
-        canvas.brush_hardness_changed.connect(self._sync)
-        canvas.tool_changed.connect(self._sync)
-        canvas.active_mask_changed.connect(self._sync)
-        self._sync()
+            setattr(self, attribute, action)
 
     def _action(self, text: str, name: str, shortcut: str | None, tip: str) -> QAction:
         action = QAction(text, self)
@@ -128,8 +136,7 @@ class MaskToolBar(QToolBar):
 
     def _on_target_triggered(self, action: QAction) -> None:
         face, _ = self.canvas.active_mask()
-        kind = "face" if action is self.face_target_action else "element"
-        self.canvas.set_active_mask(face, kind)
+        self.canvas.set_active_mask(face, action.data())
 
     def _swap_target(self) -> None:
         face, kind = self.canvas.active_mask()
@@ -155,5 +162,5 @@ class MaskToolBar(QToolBar):
         self.face_target_action.setChecked(kind == "face")
         self.element_target_action.setChecked(kind == "element")
         has_face = face is not None
-        for action in (self.clear_action, self.invert_action, self.reset_action):
-            action.setEnabled(has_face)
+        for attribute, *_ in EDITS:
+            getattr(self, attribute).setEnabled(has_face)
