@@ -152,55 +152,28 @@ def optimise_null_text(
     for i in range(n):
         check_cancel()
         t = plan.timesteps[i]
+        # 1. The targets of step i: the stored (mixed) trajectory points at level i + 1.
         target = torch.cat([trajectories.original[i + 1], trajectories.edited[i + 1]]).float()
-        with torch.no_grad():
+        with torch.no_grad():  # the conditional noise does not depend on phi
             eps_cond = predict_noise(model, x, t, cond, None, 1.0, stats).float()
-        lr = params.nulltext_lr * (1.0 - i / 100.0)
-        threshold = params.nulltext_early_stop + i * 2 * params.nulltext_early_stop
-        leaves = [
-            (phi_o[f].requires_grad_(True), phi_e[f].requires_grad_(True)) for f in range(faces)
-        ]
-        optimisers = [torch.optim.Adam(list(pair), lr=lr) for pair in leaves]
-        active = list(range(faces))
-        for it in range(params.nulltext_iters):
-            check_cancel()
-            idx = torch.tensor(active + [faces + f for f in active], device=x.device)
-            uncond = torch.cat([phi_o[f] for f in active] + [phi_e[f] for f in active])
-            eps_u = _unconditional(model, x[idx], t, uncond, stats, grad=True)
-            eps = eps_u + params.guidance * (eps_cond[idx] - eps_u)
-            hist = prev_x0[idx] if prev_x0 is not None else None
-            x_next, _ = reconstruction_step(plan, i, x[idx], eps, hist, prev_lam)
-            face_loss = _face_losses(x_next, target[idx], len(active))
-            for opt in (optimisers[f] for f in active):
-                opt.zero_grad(set_to_none=True)
-            (face_loss.sum() * scaler.scale).backward()
-            stats.backward_calls += 1
-            stats.backward_samples += 2 * len(active)
-            finite = scaler.unscale_and_check([leaf for f in active for leaf in leaves[f]])
-            still_active = []
-            for slot, f in enumerate(active):
-                value = float(face_loss[slot].detach())
-                if it == 0:
-                    initial[f, i] = value
-                if finite:
-                    optimisers[f].step()
-                iterations[f, i] = it + 1
-                if value >= threshold:
-                    still_active.append(f)
-            active = still_active
-            if not active:
-                break
+        step = _Step(i, t, x, eps_cond, target, prev_x0, prev_lam)
+        # 2. Fit phi_o^i, phi_e^i of every face so the guided step lands on them (eq. 4).
+        first, used = _fit_embeddings(model, step, phi_o, phi_e, plan, params, stats, scaler,
+                                      check_cancel)  # fmt: skip
+        for f in range(faces):
+            phi_o[f], phi_e[f] = phi_o[f].detach(), phi_e[f].detach()
+        # 3. Take the step with the fitted embeddings: the chain the next step starts from.
         with torch.no_grad():
-            for f in range(faces):
-                phi_o[f] = phi_o[f].detach()
-                phi_e[f] = phi_e[f].detach()
-            uncond = torch.cat(phi_o + phi_e)
-            eps_u = _unconditional(model, x, t, uncond, stats, grad=False)
+            eps_u = _unconditional(model, x, t, torch.cat(phi_o + phi_e), stats, grad=False)
             eps = eps_u + params.guidance * (eps_cond - eps_u)
             x_next, x0 = reconstruction_step(plan, i, x, eps, prev_x0, prev_lam)
             losses[:, i] = _face_losses(x_next, target, faces)
-            if params.nulltext_iters == 0:
-                initial[:, i] = losses[:, i]
+        initial[:, i] = (
+            losses[:, i]
+            if params.nulltext_iters == 0
+            else torch.tensor(first, device=x.device, dtype=initial.dtype)
+        )
+        iterations[:, i] = torch.tensor(used, device=x.device)
         out_o.append(torch.cat(phi_o).to(cond.dtype))
         out_e.append(torch.cat(phi_e).to(cond.dtype))
         x, prev_x0, prev_lam = x_next, x0, plan.lam(i)
@@ -216,6 +189,63 @@ def optimise_null_text(
         [z[:faces] for z in chain],
         [z[faces:] for z in chain],
     )
+
+
+@dataclass
+class _Step:
+    """What step i's optimisation fits to: the current latents [originals..., edited...],
+    their conditional noise, the stored targets and the solver's x0 history."""
+
+    i: int
+    t: int
+    x: torch.Tensor
+    eps_cond: torch.Tensor
+    target: torch.Tensor
+    prev_x0: torch.Tensor | None
+    prev_lam: float | None
+
+
+def _fit_embeddings(
+    model, step: _Step, phi_o, phi_e, plan, params, stats, scaler, check_cancel
+) -> tuple[list[float], list[int]]:
+    """Adam on each face's (phi_o^i, phi_e^i), in place; a face stops once its loss is
+    below eps + i * 2 eps. Returns each face's first loss and the iterations it used."""
+    faces = len(phi_o)
+    lr = params.nulltext_lr * (1.0 - step.i / 100.0)
+    threshold = params.nulltext_early_stop + step.i * 2 * params.nulltext_early_stop
+    leaves = [(phi_o[f].requires_grad_(True), phi_e[f].requires_grad_(True)) for f in range(faces)]
+    optimisers = [torch.optim.Adam(list(pair), lr=lr) for pair in leaves]
+    first, used = [0.0] * faces, [0] * faces
+    active = list(range(faces))
+    for it in range(params.nulltext_iters):
+        check_cancel()
+        idx = torch.tensor(active + [faces + f for f in active], device=step.x.device)
+        uncond = torch.cat([phi_o[f] for f in active] + [phi_e[f] for f in active])
+        eps_u = _unconditional(model, step.x[idx], step.t, uncond, stats, grad=True)
+        eps = eps_u + params.guidance * (step.eps_cond[idx] - eps_u)
+        hist = step.prev_x0[idx] if step.prev_x0 is not None else None
+        x_next, _ = reconstruction_step(plan, step.i, step.x[idx], eps, hist, step.prev_lam)
+        face_loss = _face_losses(x_next, step.target[idx], len(active))
+        for f in active:
+            optimisers[f].zero_grad(set_to_none=True)
+        (face_loss.sum() * scaler.scale).backward()
+        stats.backward_calls += 1
+        stats.backward_samples += 2 * len(active)
+        finite = scaler.unscale_and_check([leaf for f in active for leaf in leaves[f]])
+        still_active = []
+        for slot, f in enumerate(active):
+            value = float(face_loss[slot].detach())
+            if it == 0:
+                first[f] = value
+            if finite:
+                optimisers[f].step()
+            used[f] = it + 1
+            if value >= threshold:
+                still_active.append(f)
+        active = still_active
+        if not active:
+            break
+    return first, used
 
 
 def _unconditional(model, x, t, uncond, stats: UNetStats, grad: bool) -> torch.Tensor:

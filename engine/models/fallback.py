@@ -89,6 +89,42 @@ def restore_with_fallback(
     previous_device, previous_dtype = model.device, model.dtype
     on_gpu = torch.device(previous_device).type != "cpu"
 
+    rungs = _rungs(model, previous_low, previous_device, on_gpu)
+
+    changed = False
+    try:
+        try:
+            return run(model)
+        except BaseException as error:  # noqa: BLE001 - filtered just below
+            if not is_out_of_memory(error):
+                raise
+            last: BaseException = error
+        for message, apply in rungs:
+            _free_memory()
+            say(message)
+            apply()
+            changed = True
+            try:
+                return run(model)
+            except BaseException as error:  # noqa: BLE001 - filtered just below
+                if not is_out_of_memory(error):
+                    raise
+                last = error
+        raise OutOfMemory(
+            "Out of memory even with every memory saver"
+            + (" and on the CPU" if on_gpu else "")
+            + ". Lower the resolution, restore fewer faces at once (max_batch_faces) or "
+            "close other programs."
+        ) from last
+    finally:
+        if changed and not keep_fallback:
+            _restore(model, previous_low, previous_device, previous_dtype, say)
+        _free_memory()
+
+
+def _rungs(model, previous_low: LowMemory, previous_device, on_gpu: bool):
+    """The ladder for this model: (message, apply) pairs, each only when it changes
+    something (module docstring)."""
     rungs: list[tuple[str, Callable[[], None]]] = []
     if not (previous_low.attention_slicing and previous_low.vae_tiling):
         rungs.append(
@@ -124,35 +160,7 @@ def restore_with_fallback(
             )
         )
 
-    changed = False
-    try:
-        try:
-            return run(model)
-        except BaseException as error:  # noqa: BLE001 - filtered just below
-            if not is_out_of_memory(error):
-                raise
-            last: BaseException = error
-        for message, apply in rungs:
-            _free_memory()
-            say(message)
-            apply()
-            changed = True
-            try:
-                return run(model)
-            except BaseException as error:  # noqa: BLE001 - filtered just below
-                if not is_out_of_memory(error):
-                    raise
-                last = error
-        raise OutOfMemory(
-            "Out of memory even with every memory saver"
-            + (" and on the CPU" if on_gpu else "")
-            + ". Lower the resolution, restore fewer faces at once (max_batch_faces) or "
-            "close other programs."
-        ) from last
-    finally:
-        if changed and not keep_fallback:
-            _restore(model, previous_low, previous_device, previous_dtype, say)
-        _free_memory()
+    return rungs
 
 
 def _restore(model, low: LowMemory, device, dtype, say: Callable[[str], None]) -> None:

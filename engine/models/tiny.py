@@ -32,6 +32,8 @@ def build_tiny_sd(
     prediction does not depend on the latent; DDIM inversion then reconstructs exactly
     (a known-answer fixture). With the default norm_eps a zeroed net is unstable.
     """
+    # Over 60 lines on purpose: it is a flat list of the pipeline's components, each with
+    # its tiny config (TESTING.md's numbers), read top to bottom like a model card.
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
