@@ -62,7 +62,7 @@ def test_settings_persist_across_main_window_restart(qtbot, tmp_path):
     window.show()
     qtbot.waitExposed(window)
     window.resize(window.width(), 520)  # offscreen screens are narrow: vary the height
-    qtbot.wait(20)
+    qtbot.waitUntil(lambda: window.height() == 520, timeout=2000)
     window.faces_dock.hide()
     window.settings.add_recent_file(tmp_path / "a.png")
     window.settings.device = "cpu"
