@@ -8,14 +8,233 @@ and the engine, unchanged.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from engine.errors import InputError
 
 GATE_MODES = ("map", "output")
 GATE_BLOCK_NAMES = ("down", "mid", "up")
 CROSS_ATTENTION_HALVES = ("cond", "both")
+
+# Bounds of every external number (CLI options, params JSON, sidecars, project files).
+MAX_STEPS = 1000  # SD 1.x schedulers have 1000 training timesteps
+MAX_RESOLUTION = 2048  # face crop side; 2048 px is 16x SD 1.x's 512 px area already
+MAX_GUIDANCE = 30.0  # the app's range; beyond it CFG saturates (1e30 gave black images)
+MAX_LEARNING_RATE = 10.0  # mix_lr; nulltext_lr is an Adam rate and stays <= 1
+MAX_NULLTEXT_ITERS = 1000
+MAX_SEED = 2**32 - 1  # what every seeded generator (torch, numpy) accepts
+MAX_BATCH_FACES = 1024
+MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens; longer text is only a hostile file's
+MAX_WORDS = 64
+MAX_WORD_CHARS = 100
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 40, 40, 4, 4
+
+
+# --- the schema: ONE place where every parameter's type and bounds are checked ---------
+def _shown(value: Any) -> str:
+    """A short repr of what a file held (hostile values can be huge or deeply nested)."""
+    return _REPR.repr(value)
+
+
+def _whole_number(value: Any) -> int:
+    """int, or a float/numpy number without a fraction (512.0 from JSON); never a bool."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        number = float(value)
+        if math.isfinite(number) and number.is_integer():
+            return int(number)
+    raise PydanticCustomError(
+        "whole_number", "must be a whole number, got {got}", {"got": _shown(value)}
+    )
+
+
+def _finite_number(value: Any) -> float:
+    """A finite float from any real number (int, float, numpy); never a bool or a string."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise PydanticCustomError(
+        "finite_number", "must be a finite number, got {got}", {"got": _shown(value)}
+    )
+
+
+def _words(value: Any) -> Any:
+    """One word given as a string (CLI, hand-written JSON) is a list of one."""
+    return (value,) if isinstance(value, str) else value
+
+
+def _pair(value: Any) -> Any:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return value
+    raise PydanticCustomError(
+        "pair", "must be two numbers [a, b], got {got}", {"got": _shown(value)}
+    )
+
+
+def _bounded(kind: Any, convert, **bounds: Any) -> Any:
+    return Annotated[kind, BeforeValidator(convert), Field(strict=True, **bounds)]
+
+
+_Whole = _bounded(int, _whole_number)
+_Real = _bounded(float, _finite_number)
+_Unit = _bounded(float, _finite_number, ge=0.0, le=1.0)
+_Word = Annotated[str, Field(strict=True, max_length=MAX_WORD_CHARS)]
+
+
+class ParamsSchema(BaseModel):
+    """Types and bounds of every `EditedIDParams` field (the dataclass holds the defaults).
+
+    Every number is finite and bounded; ints are never bools or strings ("6"), a whole
+    float (512.0) is an int; unknown keys are refused. Cross-field rules come last.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    steps: _bounded(int, _whole_number, ge=1, le=MAX_STEPS)
+    dpm_range: Annotated[tuple[_Whole, _Whole], BeforeValidator(_pair)]
+    init_mix: _bounded(float, _finite_number, ge=0.0, le=0.5)
+    mix_lr: _bounded(float, _finite_number, ge=0.0, le=MAX_LEARNING_RATE)
+    final_align_steps: _bounded(int, _whole_number, ge=1, le=MAX_STEPS)
+    guidance: _bounded(float, _finite_number, ge=1.0, le=MAX_GUIDANCE)
+    nulltext_iters: _bounded(int, _whole_number, ge=0, le=MAX_NULLTEXT_ITERS)
+    nulltext_lr: _Unit
+    nulltext_early_stop: _Unit
+    overlap: Annotated[tuple[_Unit, _Unit], BeforeValidator(_pair)]
+    gate_mode: Literal[GATE_MODES]  # type: ignore[valid-type]
+    gate_blocks: Annotated[
+        tuple[Literal[GATE_BLOCK_NAMES], ...],  # type: ignore[valid-type]
+        BeforeValidator(_words),
+        Field(max_length=len(GATE_BLOCK_NAMES) * 2),
+    ]
+    cross_attention: Annotated[bool, Field(strict=True)]
+    cross_attention_halves: Literal[CROSS_ATTENTION_HALVES]  # type: ignore[valid-type]
+    blend: Annotated[bool, Field(strict=True)]
+    base_prompt: Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)]
+    face_words: Annotated[
+        tuple[_Word, ...], BeforeValidator(_words), Field(min_length=1, max_length=MAX_WORDS)
+    ]
+    element_words: Annotated[
+        tuple[_Word, ...], BeforeValidator(_words), Field(max_length=MAX_WORDS)
+    ]
+    alignment: Annotated[bool, Field(strict=True)]
+    hybrid_solver: Annotated[bool, Field(strict=True)]
+    gating: Annotated[bool, Field(strict=True)]
+    seed: _bounded(int, _whole_number, ge=0, le=MAX_SEED)
+    resolution: _bounded(int, _whole_number, ge=64, le=MAX_RESOLUTION, multiple_of=64)
+    max_batch_faces: _bounded(int, _whole_number, ge=1, le=MAX_BATCH_FACES) | None
+
+    @model_validator(mode="after")
+    def _fit_together(self) -> ParamsSchema:
+        start, end = self.dpm_range
+        if not 0 <= start <= end <= self.steps:
+            raise PydanticCustomError(
+                "cross_field",
+                "{field} [{start}, {end}) must lie within 0..steps ({steps}) with start <= end",
+                {"field": "dpm_range", "start": start, "end": end, "steps": self.steps},
+            )
+        if self.final_align_steps > self.steps:
+            raise PydanticCustomError(
+                "cross_field",
+                "{field} must be at most steps ({steps}), got {got}",
+                {"field": "final_align_steps", "steps": self.steps,
+                 "got": self.final_align_steps},
+            )  # fmt: skip
+        return self
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid parameter: the field, where in it (`overlap[0]`), and what is wrong."""
+
+    field: str
+    where: str
+    detail: str
+
+
+def _explain(error: dict) -> str:
+    ctx, got = error.get("ctx") or {}, _shown(error.get("input"))
+    kind = error["type"]
+    if kind in ("whole_number", "finite_number", "pair", "cross_field"):
+        return error["msg"].removeprefix(f"{ctx.get('field')} ")
+    texts = {
+        "extra_forbidden": "is not a parameter of EditedID",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}, got {got}",
+        "less_than_equal": f"must be at most {ctx.get('le')}, got {got}",
+        "multiple_of": f"must be a multiple of {ctx.get('multiple_of')}, got {got}",
+        "literal_error": f"must be one of {ctx.get('expected')}, got {got}",
+        "string_type": f"must be text, got {got}",
+        "bool_type": f"must be true or false, got {got}",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters long",
+        "too_long": f"may hold at most {ctx.get('max_length')} entries",
+        "too_short": f"must hold at least {ctx.get('min_length')} entry",
+        "tuple_type": f"must be a list, got {got}",
+    }
+    return texts.get(kind, f"{error['msg']}, got {got}")
+
+
+def _problems(error: ValidationError) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = item["loc"]
+        field = str(loc[0]) if loc else str((item.get("ctx") or {}).get("field", "params"))
+        # A union's (max_batch_faces: int | None) branch names are not the user's business.
+        index = "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
+        problems.append(Problem(field, field + index, _explain(item)))
+    unique = {(p.where, p.detail): p for p in problems}  # a union reports once per branch
+    return list(unique.values())
+
+
+class InvalidParams(InputError):
+    """Parameters that do not validate; `problems` names every field at fault.
+
+    `source` names where they all came from (a file); `origins` where each field came
+    from when they were gathered from several places (a file, then command-line options).
+    """
+
+    def __init__(
+        self,
+        problems: list[Problem],
+        source: object | None = None,
+        origins: Mapping[str, object] | None = None,
+    ) -> None:
+        self.problems, self.source = problems, source
+        lines = []
+        for p in problems:
+            origin = (origins or {}).get(p.field)
+            lines.append(f"{origin}: {p.where} {p.detail}" if origin else f"{p.where} {p.detail}")
+        prefix = f"{source}: invalid parameter" if source else "Invalid parameter"
+        plural = "s" if len(lines) > 1 else ""
+        super().__init__(f"{prefix}{plural}: {'; '.join(lines)}.")
+
+    def naming(self, origins: Mapping[str, object]) -> InvalidParams:
+        """The same problems, each named with where its field came from."""
+        return InvalidParams(self.problems, self.source, origins)
+
+
+def validated(values: Mapping[str, Any], source: object | None = None) -> dict[str, Any]:
+    """`values` (every field) checked by `ParamsSchema`, as the field types (tuples, ints,
+    floats); InvalidParams naming each field at fault (and `source`, a file) otherwise."""
+    try:
+        checked = ParamsSchema.model_validate(dict(values))
+    except ValidationError as error:
+        raise InvalidParams(_problems(error), source) from None
+    return {name: getattr(checked, name) for name in ParamsSchema.model_fields}
 
 
 @dataclass(frozen=True)
@@ -77,13 +296,9 @@ class EditedIDParams:
     max_batch_faces: int | None = None
 
     def __post_init__(self) -> None:
-        # Accept lists from JSON / CLI and store tuples so the object stays hashable.
-        for name in ("dpm_range", "overlap", "gate_blocks", "face_words", "element_words"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = (value,)
-            object.__setattr__(self, name, tuple(value))
-        self.validate()
+        # Validated (and normalised: lists -> tuples, 512.0 -> 512) by ParamsSchema.
+        for name, value in validated(dataclasses.asdict(self)).items():
+            object.__setattr__(self, name, value)
 
     # -- prompts -----------------------------------------------------------------
     @property
@@ -102,50 +317,8 @@ class EditedIDParams:
 
     # -- validation --------------------------------------------------------------
     def validate(self) -> None:
-        def bad(msg: str) -> InputError:
-            return InputError(f"Invalid parameter: {msg}")
-
-        if not 1 <= self.steps <= 1000:
-            raise bad(f"steps must be between 1 and 1000, got {self.steps}.")
-        if len(self.dpm_range) != 2:
-            raise bad(f"dpm_range must be two numbers [start, end), got {self.dpm_range}.")
-        start, end = self.dpm_range
-        if not 0 <= start <= end <= self.steps:
-            raise bad(
-                f"dpm_range [{start}, {end}) must lie within 0..steps ({self.steps}) "
-                "with start <= end."
-            )
-        if not 0.0 <= self.init_mix <= 0.5:
-            raise bad(f"init_mix must be in [0, 0.5], got {self.init_mix}.")
-        if self.mix_lr < 0:
-            raise bad(f"mix_lr must be >= 0, got {self.mix_lr}.")
-        if not 1 <= self.final_align_steps <= self.steps:
-            raise bad(
-                f"final_align_steps must be between 1 and steps ({self.steps}), "
-                f"got {self.final_align_steps}."
-            )
-        if self.guidance < 1.0:
-            raise bad(f"guidance must be >= 1, got {self.guidance}.")
-        if self.nulltext_iters < 0:
-            raise bad(f"nulltext_iters must be >= 0, got {self.nulltext_iters}.")
-        if len(self.overlap) != 2 or any(not 0.0 <= v <= 1.0 for v in self.overlap):
-            raise bad(f"overlap must be two weights in [0, 1], got {self.overlap}.")
-        if self.gate_mode not in GATE_MODES:
-            raise bad(f"gate_mode must be one of {GATE_MODES}, got {self.gate_mode!r}.")
-        if self.cross_attention_halves not in CROSS_ATTENTION_HALVES:
-            raise bad(
-                f"cross_attention_halves must be one of {CROSS_ATTENTION_HALVES}, "
-                f"got {self.cross_attention_halves!r}."
-            )
-        unknown = [b for b in self.gate_blocks if b not in GATE_BLOCK_NAMES]
-        if unknown:
-            raise bad(f"gate_blocks may only hold {GATE_BLOCK_NAMES}, got {unknown}.")
-        if not self.face_words:
-            raise bad("face_words must name at least one word of the base prompt.")
-        if self.resolution % 64 != 0 or self.resolution < 64:
-            raise bad(f"resolution must be a multiple of 64, got {self.resolution}.")
-        if self.max_batch_faces is not None and self.max_batch_faces < 1:
-            raise bad(f"max_batch_faces must be >= 1 or None, got {self.max_batch_faces}.")
+        """Check every field again (the constructor already did; InvalidParams if not)."""
+        validated(dataclasses.asdict(self))
 
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -156,12 +329,14 @@ class EditedIDParams:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EditedIDParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"Unknown parameter(s): {', '.join(unknown)}.")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any], source: object | None = None) -> EditedIDParams:
+        """Parameters from a mapping of some fields (the rest default), validated once;
+        InvalidParams names every field at fault and `source` (the file) when given."""
+        if not isinstance(data, Mapping):
+            where = f"{source}: p" if source else "P"
+            raise InputError(f"{where}arameters must be a JSON object, got {_kind(data)}.")
+        defaults = {f.name: getattr(_DEFAULTS, f.name) for f in dataclasses.fields(cls)}
+        return cls(**validated({**defaults, **data}, source))
 
     def replace(self, **changes: Any) -> EditedIDParams:
         return dataclasses.replace(self, **changes)
@@ -188,6 +363,52 @@ class EditedIDParams:
             "resolution": self.resolution,
             "seed": self.seed,
         }
+
+
+_DEFAULTS = EditedIDParams()
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as a user reading the file would call it."""
+    names = {dict: "an object", list: "a list", str: "text", bool: "true/false",
+             int: "a number", float: "a number", type(None): "null"}  # fmt: skip
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def params_in_document(data: Any, source: object | None = None) -> dict[str, Any] | None:
+    """The parameters mapping (not yet validated) in a decoded JSON document: a parameters
+    object itself, or a sidecar's "params" (else its "diagnostics"."params"); None for a
+    classic-mode sidecar, which records none ("params": null). InputError naming `source`
+    (the file) and the field for any other shape."""
+    at = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{at}expected a JSON object of parameters (or a sidecar), got {_kind(data)}."
+        )
+    if "params" not in data and "diagnostics" not in data:
+        return data
+    params = data.get("params")
+    diagnostics = data.get("diagnostics")
+    if diagnostics is not None and not isinstance(diagnostics, dict):
+        raise InputError(f'{at}"diagnostics" must be an object, got {_kind(diagnostics)}.')
+    if params is None and diagnostics is not None and "params" in diagnostics:
+        params = diagnostics["params"]
+        if not isinstance(params, dict | None):
+            raise InputError(f'{at}"diagnostics.params" must be an object, got {_kind(params)}.')
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f'{at}"params" must be an object or null, got {_kind(params)}.')
+    return params
+
+
+def load_params(data: Any, source: object | None = None) -> EditedIDParams | None:
+    """Parameters from a decoded JSON document (see `params_in_document`: a parameters
+    object, some fields and the rest default, or a sidecar), checked by ParamsSchema; None
+    for a classic-mode sidecar. InputError names `source` (the file) and the field.
+
+    The one reader of parameters from files: --params-json, sidecars, project files.
+    """
+    params = params_in_document(data, source)
+    return None if params is None else EditedIDParams.from_dict(params, source)
 
 
 # One line per parameter: the CLI's --help and the app's tooltips.
