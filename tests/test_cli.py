@@ -18,6 +18,7 @@ from engine.cli.commands import (
     main,
     params_from_args,
 )
+from engine.errors import InputError
 from engine.params import EditedIDParams
 from tests.helpers import face_and_element_masks, face_crop
 
@@ -228,3 +229,107 @@ def test_eval_and_restore_map_errors_to_the_same_exit_codes(monkeypatch, tmp_pat
         monkeypatch.setattr(eval_cli, "cmd_eval", fail)
         assert eval_cli.main([str(tmp_path), "--out", str(tmp_path / "o")]) == code
         assert main(["eval", str(tmp_path), "--out", str(tmp_path / "o")]) == code
+
+
+# --- --params-json: every shape a careless or hostile file may take (issue 11) ---------
+def _params_args(path, *extra):
+    argv = ["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c"]
+    argv += ["--element-mask", "d", "--out", "e", "--params-json", str(path), *extra]
+    return build_parser().parse_args(argv)
+
+
+PARAMS_JSON_BAD = [
+    ("list", b"[1, 2, 3]", "JSON object"),
+    ("string_number", b'{"steps": "6"}', "steps"),
+    ("guidance_nan", b'{"guidance": NaN}', "guidance"),
+    ("guidance_huge", b'{"guidance": 1e30}', "guidance"),
+    ("guidance_inf_literal", b'{"guidance": 1e400}', "guidance"),
+    ("nulltext_lr_negative", b'{"nulltext_lr": -0.1}', "nulltext_lr"),
+    ("seed_huge", b'{"seed": 1180591620717411303424}', "seed"),
+    ("resolution_huge", b'{"resolution": 32768}', "resolution"),
+    ("resolution_fraction", b'{"resolution": 512.5}', "resolution"),
+    ("all_faces", b'{"max_batch_faces": "all"}', "max_batch_faces"),
+    ("unknown_key", b'{"colour": "red"}', "colour"),
+    ("latin1", '{"base_prompt": "a photo of Zoë"}'.encode("latin-1"), "UTF-8"),
+    ("deep", b"[" * 100_000 + b"]" * 100_000, "nested"),
+    ("digits", b'{"seed": ' + b"9" * 5000 + b"}", "seed"),
+    ("broken", b'{"steps": 6', "not valid JSON"),
+    ("diagnostics_text", b'{"tool": "x", "diagnostics": "none"}', "diagnostics"),
+    ("diagnostics_list", b'{"tool": "x", "diagnostics": [1]}', "diagnostics"),
+    ("diagnostics_params", b'{"diagnostics": {"params": [6]}}', "diagnostics.params"),
+    ("sidecar_params_list", b'{"tool": "x", "params": [6]}', '"params"'),
+    ("sidecar_bad_value", b'{"tool": "x", "params": {"guidance": -1}}', "guidance"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [case[1:] for case in PARAMS_JSON_BAD],
+    ids=[case[0] for case in PARAMS_JSON_BAD],
+)
+def test_params_json_shapes_exit_2_naming_the_file_and_field(tmp_path, content, field, capsys):
+    path = tmp_path / "params.json"
+    path.write_bytes(content)
+    before = path.read_bytes()
+    code = main(["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c",
+                 "--element-mask", "d", "--out", str(tmp_path / "r.png"),
+                 "--model", str(tmp_path / "no-model"), "--params-json", str(path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT, err
+    assert "Traceback" not in err and str(path) in err and field in err, err
+    assert path.read_bytes() == before
+
+
+def test_params_json_reads_bare_objects_sidecars_and_whole_floats(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"resolution": 512.0, "steps": 8, "dpm_range": [6, 8]}')
+    params = params_from_args(_params_args(path))
+    assert params == EditedIDParams(steps=8, dpm_range=(6, 8)) and type(params.resolution) is int
+    sidecar = {"tool": "EditedID Desktop", "mode": "diffusion", "faces": [],
+               "params": EditedIDParams(seed=4).to_dict()}  # fmt: skip
+    path.write_text(json.dumps(sidecar))
+    assert params_from_args(_params_args(path)) == EditedIDParams(seed=4)
+    crop_sidecar = {"tool": "editedid-cli restore-crop", "diagnostics": sidecar}
+    path.write_text(json.dumps(crop_sidecar))
+    assert params_from_args(_params_args(path, "--seed", "5")) == EditedIDParams(seed=5)
+
+
+def test_params_json_from_a_classic_sidecar_uses_the_defaults_and_says_so(tmp_path, capsys):
+    path = tmp_path / "classic.png.json"
+    path.write_text(json.dumps({"tool": "EditedID Desktop", "mode": "classic", "params": None}))
+    assert params_from_args(_params_args(path, "--steps", "8", "--dpm-range", "6", "8")) == (
+        EditedIDParams(steps=8, dpm_range=(6, 8))
+    )
+    err = capsys.readouterr().err
+    assert "classic.png.json" in err and "defaults" in err
+
+
+def test_params_json_and_options_are_checked_together_naming_each_origin(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"steps": 3}')  # invalid alone (dpm_range 4..6), fixed by the option
+    assert params_from_args(_params_args(path, "--dpm-range", "1", "3")).steps == 3
+    path.write_text('{"guidance": 1e30}')
+    with pytest.raises(InputError) as caught:
+        params_from_args(_params_args(path, "--seed", "-1"))
+    message = str(caught.value)
+    assert "p.json: guidance" in message and "--seed: seed" in message
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--guidance", "nan"], ["--guidance", "inf"], ["--nulltext-lr", "-1"],
+     ["--seed", str(2**70)], ["--resolution", "32768"], ["--init-mix", "nan"]],
+)  # fmt: skip
+def test_bad_numbers_on_the_command_line_exit_2_naming_the_option(tmp_path, option, capsys):
+    code = main(["restore-crop", "--original", "a", "--edited", "b", "--face-mask", "c",
+                 "--element-mask", "d", "--out", str(tmp_path / "r.png"),
+                 "--model", str(tmp_path / "no-model"), *option])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT and option[0] in err and "Traceback" not in err, err
+
+
+def test_params_json_that_is_not_a_regular_file_is_refused(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        params_from_args(_params_args(tmp_path / "missing.json"))
+    with pytest.raises(InputError, match="not a regular file"):
+        params_from_args(_params_args(tmp_path))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
-from engine.params import PARAM_HELP, EditedIDParams
+from engine.params import PARAM_HELP, EditedIDParams, InvalidParams, params_in_document
 from engine.restorers import RESTORERS, Restorer, restorer_class
 
 EXIT_OK = 0
@@ -63,21 +63,73 @@ def _show(value) -> str:
     return str(value)
 
 
+MAX_PARAMS_JSON_BYTES = 16 * 2**20  # a sidecar is a few KB; anything this big is not one
+
+
+def read_params_json(path: str | Path) -> dict[str, typing.Any] | None:
+    """The parameters mapping in a --params-json file (a parameters object or a sidecar;
+    None for a classic-mode sidecar, which records none), not yet validated. The file is
+    only read. Every problem is an InputError naming the file (and the field)."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise InputError(f"{path}: the parameters file does not exist.")
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file; --params-json reads a JSON file.")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_PARAMS_JSON_BYTES + 1)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read parameters ({error.strerror or error}).") from None
+    if len(raw) > MAX_PARAMS_JSON_BYTES:
+        raise InputError(f"{path}: too large for a parameters file or a sidecar.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; save the parameters file as UTF-8.") from None
+    try:
+        data = json.loads(text, parse_int=_json_int)
+    except RecursionError:
+        raise InputError(f"{path}: not a parameters file (JSON nested too deeply).") from None
+    except ValueError as error:
+        raise InputError(f"{path}: not valid JSON ({error}).") from None
+    return params_in_document(data, source=path)
+
+
+def _json_int(digits: str) -> int | float:
+    """An int, or inf past Python's 4300-digit limit (then refused by the field's bounds)."""
+    return int(digits) if len(digits) <= 4000 else float(digits)
+
+
 def params_from_args(args: argparse.Namespace) -> EditedIDParams:
-    """--params-json (a parameters file or a sidecar), then every option given on top."""
-    base: dict = {}
-    if getattr(args, "params_json", None):
-        path = args.params_json
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{path}: cannot read parameters ({error}).") from error
-        base = data.get("diagnostics", {}).get("params", data.get("params", data))
+    """--params-json (a parameters file or a sidecar), then every option given on top,
+    checked together once; a bad value is named with its file or its option."""
+    given: dict[str, typing.Any] = {}
+    origins: dict[str, object] = {}
+    path = getattr(args, "params_json", None)
+    if path:
+        from_file = read_params_json(path)
+        if from_file is None:
+            print(
+                f"note: {path} is a classic-mode sidecar and records no parameters; "
+                "using the defaults and the options given.",
+                file=sys.stderr,
+            )
+        else:
+            given.update(from_file)
+            origins.update(dict.fromkeys(from_file, path))
     for f in dataclasses.fields(EditedIDParams):
         value = getattr(args, f.name, None)
         if value is not None:
-            base[f.name] = value
-    return EditedIDParams.from_dict(base)
+            given[f.name] = value
+            origins[f.name] = _flag(f.name)
+    try:
+        return EditedIDParams.from_dict(given)
+    except InvalidParams as error:
+        raise error.naming(origins) from None
+
+
+def _flag(name: str) -> str:
+    return "--element" if name == "element_words" else "--" + name.replace("_", "-")
 
 
 # --- restorers ------------------------------------------------------------------------
