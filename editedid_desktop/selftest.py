@@ -281,16 +281,16 @@ def sample_photo() -> Path | None:
 
 def check_faces(state: dict) -> str:
     import numpy as np
-    from PIL import Image
 
     from engine.faces.detection import DlibAnalyzer, dlib_models_dir
+    from engine.io.images import read_rgb
 
     analyzer = DlibAnalyzer(with_embeddings=True)
     photo = sample_photo()
     if photo is None:
         faces = analyzer.detect(np.zeros((64, 64, 3), np.uint8))
         return f"models load from {dlib_models_dir()}; no sample photo, ran on a blank image"
-    image = np.asarray(Image.open(photo).convert("RGB"))
+    image = read_rgb(photo)  # our decoders only, like every user file
     faces = analyzer.detect(image)
     if not faces:
         raise RuntimeError(f"no face found in {photo}")

@@ -26,6 +26,7 @@ from PIL import Image
 
 from engine.errors import InputError
 from engine.io.files import OutputFolderError, atomic_write
+from engine.io.images import exif_orientation, open_image
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 ORIENTATION_TAG = 0x0112
@@ -86,7 +87,7 @@ def estimate_output_bytes(reference_path: str | Path | None, size: tuple[int, in
     width, height, depth = 0, 0, 8
     if reference_path is not None:
         try:
-            with Image.open(reference_path) as image:
+            with open_image(reference_path) as image:
                 width, height = image.size
             depth = _reference_bit_depth(Path(reference_path))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -107,7 +108,7 @@ def _reference_metadata(reference_path: Path | None) -> dict:
     if reference_path is None:
         return meta
     try:
-        with Image.open(reference_path) as image:
+        with open_image(reference_path) as image:
             exif = image.getexif()
             meta["icc"] = image.info.get("icc_profile") or None
             dpi = image.info.get("dpi")
@@ -117,7 +118,7 @@ def _reference_metadata(reference_path: Path | None) -> dict:
         raise InputError(
             f"{reference_path}: cannot read its metadata to copy into the result ({error})."
         ) from error
-    meta["orientation"] = int(exif.get(ORIENTATION_TAG, 1) or 1)
+    meta["orientation"] = exif_orientation(exif)  # as reading applied it
     for tag in list(exif.keys()):
         if tag in _STRUCTURAL_TAGS:
             del exif[tag]
@@ -142,7 +143,7 @@ def _reference_bit_depth(path: Path) -> int:
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 return 16 if head[24] == 16 else 8
         elif suffix in (".tif", ".tiff"):
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 bits = image.tag_v2.get(258) if hasattr(image, "tag_v2") else None
             if bits is not None:
                 bits = bits if isinstance(bits, tuple) else (bits,)
@@ -162,8 +163,10 @@ def _read_16bit_upright(path: Path, orientation: int) -> np.ndarray | None:
         return None
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
-    elif array.shape[2] == 4:
-        array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+    elif array.shape[2] == 4:  # composited on white, as read_rgb does for 8-bit
+        alpha = array[:, :, 3:].astype(np.float64) / 65535.0
+        rgb = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB).astype(np.float64)
+        array = np.clip(rgb * alpha + 65535.0 * (1.0 - alpha) + 0.5, 0, 65535).astype(np.uint16)
     elif array.shape[2] == 3:
         array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     else:

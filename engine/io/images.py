@@ -1,7 +1,20 @@
-"""Reading images safely (clear messages naming the file) and writing them atomically."""
+"""Reading images safely (clear messages naming the file) and writing them atomically.
+
+Every image a user or a client hands us is opened here (`open_image`, `read_rgb`,
+`read_mask`), and only with the decoders we support (`SUPPORTED_FORMATS`): a PostScript,
+PDF or any other file named `.jpg` is refused before a decoder (or Ghostscript) sees it.
+Before any pixel is decoded, the size its header declares is checked against
+`MAX_IMAGE_PIXELS` and `MAX_ASPECT_RATIO`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import stat
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,41 +23,169 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from engine.errors import InputError
 from engine.io.files import atomic_write, atomic_write_bytes, atomic_write_text
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # ~14000x14000; larger is refused, not decoded blindly
+# Pillow's decoders we use (a phone's multi-picture JPEG opens through JPEG, as MPO).
+# Nothing else is ever tried: no EPS/PS (it starts Ghostscript), PDF, PSD, ...
+SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
+SUPPORTED_NAMES = "PNG, JPEG, TIFF, WebP and BMP"
+
+# ~14000x14000. Refused by the size the file's header declares, before anything is
+# decoded (Pillow itself only warns below twice its own limit, so we check it ourselves).
+MAX_IMAGE_PIXELS = 200_000_000
+# Longest side / shortest side: panoramas pass, strips (100000x8) are refused by name.
+MAX_ASPECT_RATIO = 50
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow's own bomb check: a second line only
+
+ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(exif) -> int:
+    """The EXIF Orientation (1-8) as Pillow's `exif_transpose` applies it, else 1.
+
+    A value stored with the wrong type (ASCII "6", UNDEFINED b"\\x06") or out of range is
+    ignored, as reading ignores it, so reading and saving always agree.
+    """
+    try:
+        value = exif.get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - malformed EXIF: no orientation
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+        return 1
+    return value
+
+
+def _check_path(path: Path) -> None:
+    """InputError unless `path` is an existing, regular, non-empty file."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(
+                f"{path}: file not found (a symbolic link whose target is missing)."
+            ) from None
+        raise InputError(f"{path}: file not found. Check the path and try again.") from None
+    except PermissionError:
+        raise InputError(
+            f"{path}: cannot be read (permission denied). Check the file's permissions."
+        ) from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError(f"{path}: is a symbolic link loop, not an image file.") from None
+        raise InputError(f"{path}: cannot be read ({error.strerror or error}).") from error
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path}: is a folder, not an image file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(
+            f"{path}: is not a regular file (a pipe, device or socket); give an image file."
+        )
+    if info.st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes). Export the image again.")
+
+
+def _check_size(path: Path, image: Image.Image) -> None:
+    """Refuse by the header's declared size, before any pixel is decoded."""
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InputError(f"{path}: the image declares no pixels ({width}x{height}).")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"{path}: the image is too large to process safely ({width}x{height} = "
+            f"{width * height / 1e6:.0f} megapixels; the limit is {MAX_IMAGE_PIXELS / 1e6:.0f}). "
+            "Reduce it and try again."
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InputError(
+            f"{path}: the image is too narrow ({width}x{height}: an extreme aspect ratio, "
+            f"more than {MAX_ASPECT_RATIO}:1). Crop it to the people and try again."
+        )
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """The image at `path`, opened lazily (header only) with our decoders and size-checked.
+
+    Use it for metadata (EXIF, ICC, size); `read_rgb` / `read_mask` for pixels. Every
+    problem is an InputError naming the file; the file is closed on exit.
+    """
+    path = Path(path)
+    _check_path(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after Pillow is done
+    except PermissionError:
+        raise InputError(
+            f"{path}: cannot be read (permission denied). Check the file's permissions."
+        ) from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error}).") from error
+    with handle:
+        try:
+            with warnings.catch_warnings():
+                # Our own check below refuses these with a message naming the file.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(handle, formats=SUPPORTED_FORMATS)
+        except UnidentifiedImageError as error:
+            raise InputError(
+                f"{path}: not a readable image ({SUPPORTED_NAMES} are supported)."
+            ) from error
+        except Image.DecompressionBombError as error:
+            raise InputError(
+                f"{path}: the image is too large to process safely ({error})."
+            ) from error
+        except PermissionError as error:
+            raise InputError(f"{path}: cannot be read (permission denied).") from error
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise InputError(
+                f"{path}: the image is damaged or truncated ({error}). Export it again."
+            ) from error
+        _check_size(path, image)
+        yield image
 
 
 def _open(path: str | Path) -> Image.Image:
+    """The decoded image at `path` (see `open_image`)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found. Check the path and try again.")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file.")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty (0 bytes). Export the image again.")
+    with open_image(path) as image:
+        try:
+            image.load()
+            return image
+        except PermissionError as error:
+            raise InputError(f"{path}: cannot be read (permission denied).") from error
+        except Image.DecompressionBombError as error:
+            raise InputError(
+                f"{path}: the image is too large to process safely ({error})."
+            ) from error
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise InputError(
+                f"{path}: the image is damaged or truncated ({error}). Export it again."
+            ) from error
+        except MemoryError as error:
+            raise InputError(
+                f"{path}: not enough memory to decode this image. Reduce it and try again."
+            ) from error
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """EXIF orientation applied (a malformed EXIF block is ignored, as at save)."""
     try:
-        image = Image.open(path)
-        image.load()
-    except UnidentifiedImageError as error:
-        raise InputError(
-            f"{path}: not a readable image (PNG, JPEG, TIFF, WebP and BMP are supported)."
-        ) from error
-    except Image.DecompressionBombError as error:
-        raise InputError(f"{path}: the image is too large to process safely ({error}).") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(
-            f"{path}: the image is damaged or truncated ({error}). Export it again."
-        ) from error
-    return image
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: the pixels as stored
+        return image
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB, EXIF orientation applied; alpha composited on white."""
-    image = ImageOps.exif_transpose(_open(path))
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    """HxWx3 uint8 RGB, EXIF orientation applied; alpha composited on white.
+
+    16-bit images are scaled by 1/257 (a dark 16-bit grey stays dark, whatever its values).
+    """
+    image = _upright(_open(path))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
-    elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    elif image.mode.startswith("I;16"):
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(array / 257.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "I":
+        # 32-bit integer pixels: no bit depth to go by; 8-bit or 16-bit by the values.
         array = np.asarray(image, dtype=np.float64)
         scale = 65535.0 if array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8))
@@ -53,7 +194,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """HxW uint8 mask (any image; non-zero = inside), EXIF orientation applied."""
-    image = ImageOps.exif_transpose(_open(path))
+    image = _upright(_open(path))
     if image.mode in ("RGBA", "LA"):
         image = image.getchannel("A") if image.getextrema()[-1][0] < 255 else image.convert("L")
     return np.ascontiguousarray(np.asarray(image.convert("L")))
