@@ -636,3 +636,24 @@ def test_download_cancel_keeps_the_part_file(tmp_path, server):
 def test_download_network_error_is_clear(tmp_path):
     with pytest.raises(DownloadError, match="Could not download"):
         faces.download_face_models(tmp_path, url="http://127.0.0.1:9/buffalo_l.zip", timeout=5)
+
+
+def test_huge_photo_fallback_search_is_bounded(monkeypatch):
+    """Nothing found on the reduced copy: the second search is bounded, never full size."""
+    searched: list[tuple[int, ...]] = []
+
+    class Detector:
+        def run(self, image, upsample, threshold):
+            searched.append(image.shape)
+            return [], [], []
+
+    monkeypatch.setattr(faces, "_dlib_models", lambda: {"detector": Detector()})
+    big = np.zeros((1000, faces.DETECT_FALLBACK_MAX_SIDE + 1000, 3), np.uint8)
+    assert faces.DlibAnalyzer(with_embeddings=False).detect(big) == []
+    assert len(searched) == 2 and max(searched[0][:2]) <= faces.DETECT_MAX_SIDE
+    assert max(max(shape[:2]) for shape in searched) <= faces.DETECT_FALLBACK_MAX_SIDE
+
+
+@pytest.mark.parametrize("shape", [(8, 100000, 3), (100000, 8, 3)])
+def test_extreme_strips_give_no_faces_not_a_cv2_error(dlib_analyzer, shape):
+    assert dlib_analyzer.detect(np.full(shape, 127, np.uint8)) == []

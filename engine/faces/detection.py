@@ -198,6 +198,19 @@ def landmarks5_from_68(points: np.ndarray) -> np.ndarray:
 
 # Longest side of the copy that dlib's HOG detector searches (see DlibAnalyzer.detect).
 DETECT_MAX_SIDE = 3000
+# Longest side of the second search when the first found nothing: never the full size of a
+# huge photo (HOG's time and memory grow with the pixel count: a 19000x19000 photo took
+# 5.2 GB and 3 min). Faces of ~80 px at this scale are found (~190 px in a 14000 px photo).
+DETECT_FALLBACK_MAX_SIDE = 6000
+
+
+def _search_copy(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """`rgb` shrunk to at most max_side (each side at least 1 px), and the scale used."""
+    scale = min(1.0, max_side / max(rgb.shape[:2]))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
 
 
 class DlibAnalyzer:
@@ -230,11 +243,7 @@ class DlibAnalyzer:
         models = _dlib_models()
         # Huge photos: search a copy no larger than DETECT_MAX_SIDE (HOG time and memory
         # grow with the pixel count), then fit landmarks and identity on the full image.
-        scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
-        search = rgb
-        if scale < 1.0:
-            size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-            search = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        search, scale = _search_copy(rgb, DETECT_MAX_SIDE)
         with _DLIB_LOCK:
             rects, scores = [], []
             for upsample in self._upsample_plan(*search.shape[:2]):
@@ -242,9 +251,10 @@ class DlibAnalyzer:
                 if len(rects):
                     break
             if scale < 1.0 and not len(rects):
-                # Faces too small for the reduced copy: search the full image (slow, sure).
-                rects, scores, _ = models["detector"].run(rgb, 0, 0.0)
-                scale = 1.0
+                # Faces too small for the reduced copy: search a larger one, bounded.
+                del search
+                search, scale = _search_copy(rgb, DETECT_FALLBACK_MAX_SIDE)
+                rects, scores, _ = models["detector"].run(search, 0, 0.0)
             if scale < 1.0:
                 rects = [
                     models["dlib"].rectangle(
