@@ -190,3 +190,254 @@ def sha256_tree(root: str | Path) -> dict[str, str]:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digests[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 11: hostile image files (image modes, EXIF types, special files) and hostile
+# model folders (index routes to pickle shards, malformed JSON shapes, symlink loops).
+# ---------------------------------------------------------------------------------------
+EPS_BYTES = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\n"
+    b"newpath 0 0 moveto 64 64 lineto stroke\nshowpage\n%%EOF\n"
+)
+
+
+def exif_orientation_bytes(tiff_type: int, count: int, value: bytes) -> bytes:
+    """A raw EXIF block holding only Orientation, stored with any TIFF type."""
+    import struct
+
+    entry = struct.pack("<HHI", 0x0112, tiff_type, count) + value.ljust(4, b"\0")
+    ifd = struct.pack("<H", 1) + entry + struct.pack("<I", 0)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height but which holds almost no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def jpeg_declaring(width: int, height: int, keep_bytes: int) -> bytes:
+    """A real JPEG whose frame header is rewritten to width x height, then truncated."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray((rng.random((512, 512, 3)) * 255).astype(np.uint8))
+    data = bytearray(_jpeg_bytes(noise))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data[:keep_bytes])
+
+
+def build_hostile_corpus(root: str | Path) -> list[Case]:
+    """Issue 11's hostile and unusual image files, as (original, edited) pairs under root.
+
+    "error" cases must be refused with an InputError naming `bad` (nothing decoded that
+    is not ours, nothing run); "ok" cases must restore. The FIFO case exists only where
+    the platform has FIFOs.
+    """
+    import os
+
+    import cv2
+
+    root = Path(root)
+    original, edited = _base()
+    o_dir, e_dir = root / "original", root / "edited"
+    orig_jpg = _jpeg_bytes(original)
+    cases: list[Case] = []
+
+    def pair(name, edited_file, expect, note, *, bad=None):
+        o_path = _write(o_dir / f"{name}.jpg", orig_jpg)
+        cases.append(Case(name, o_path, edited_file, expect, bad, note))
+
+    # --- not ours to decode, or not decodable safely: refused by name ---------------------
+    e = _write(e_dir / "postscript.jpg", EPS_BYTES)
+    pair("postscript_as_jpg", e, "error", "EPS named .jpg (would start Ghostscript)", bad=e)
+    e = _write(e_dir / "header_bomb.jpg", jpeg_declaring(19000, 19000, 58_000))
+    pair("header_bomb_jpeg", e, "error", "58 KB truncated JPEG declaring 19000x19000", bad=e)
+    e = _write(e_dir / "header_bomb.png", png_declaring(15000, 15000))
+    pair("header_bomb_png", e, "error", "PNG declaring 15000x15000 (Pillow only warns)", bad=e)
+    e = _write(e_dir / "strip_wide.png", Image.new("RGB", (100000, 8), (128, 128, 128)))
+    pair("strip_wide", e, "error", "100000x8 strip", bad=e)
+    e = _write(e_dir / "strip_tall.png", Image.new("RGB", (8, 100000), (128, 128, 128)))
+    pair("strip_tall", e, "error", "8x100000 strip", bad=e)
+    e = e_dir / "loop.jpg"
+    os.symlink(e.name, e)
+    pair("symlink_loop", e, "error", "a symbolic link to itself", bad=e)
+    if hasattr(os, "mkfifo"):
+        e = e_dir / "fifo.jpg"
+        os.mkfifo(e)
+        pair("fifo", e, "error", "a FIFO named .jpg (must not block)", bad=e)
+    gray = np.asarray(edited.convert("L")).astype(np.uint16)
+    e = _write(e_dir / "dark_gray16.png", Image.fromarray(gray))  # values <= 255 of 65535
+    pair("dark_gray16", e, "error", "16-bit grey, all values <= 255: near black, no face",
+         bad=e)  # fmt: skip
+
+    # --- unusual but valid: must restore --------------------------------------------------
+    rgba16 = np.dstack([_sixteen_bit(edited), np.full(edited.size[::-1], 65535, np.uint16)])
+    rgba16[:, :60] = 0  # transparent, black underneath: must come out white
+    e = e_dir / "rgba16.png"
+    e.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(e), rgba16)
+    pair("rgba16_png", e, "ok", "16-bit RGBA PNG, transparent black border")
+    e = _write(e_dir / "la.png", edited.convert("LA"))
+    pair("la_png", e, "ok", "grey + alpha PNG")
+    for name, raw in (
+        ("exif_ascii_orientation", exif_orientation_bytes(2, 2, b"6\0")),
+        ("exif_undefined_orientation", exif_orientation_bytes(7, 1, b"\x06")),
+        ("exif_orientation_600", exif_orientation_bytes(3, 1, (600).to_bytes(2, "little"))),
+    ):
+        e = _write(e_dir / f"{name}.jpg", _jpeg_bytes(edited, exif=raw))
+        pair(name, e, "ok", f"EXIF Orientation of the wrong type ({name})")
+    return cases
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    name: str
+    path: Path
+    error: str  # "unsafe" (UnsafeCheckpointError) or "model" (ModelError)
+    match: str  # regex the message must match
+    names: Path  # the file or folder the message must name
+    note: str = ""
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    """A copy of a model folder whose weights are hard links (JSON files are copied)."""
+    import os
+    import shutil
+
+    def link_weights(s, d):
+        if str(s).endswith(".safetensors"):
+            try:
+                os.link(s, d)
+                return d
+            except OSError:
+                pass
+        return shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link_weights)
+    return dst
+
+
+def _replace_json(path: Path, data) -> None:
+    """Write over path without touching the inode it may share with the source model."""
+    import json
+
+    path.unlink(missing_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+
+
+def _edit_json(path: Path, **changes) -> None:
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(changes)
+    _replace_json(path, data)
+
+
+def _shard_to_pickle(folder: Path, stem: str, index_name: str) -> None:
+    """Move a component's weights into a pickle shard named by a *safetensors* index."""
+    import torch
+    from safetensors.torch import load_file
+
+    st = folder / f"{stem}.safetensors"
+    tensors = load_file(str(st))
+    shard = f"{stem}-00001-of-00001.bin"
+    torch.save(tensors, folder / shard)
+    st.unlink()
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    _replace_json(
+        folder / index_name,
+        {"metadata": {"total_size": size}, "weight_map": {k: shard for k in tensors}},
+    )
+
+
+def build_model_corpus(tiny_sd_dir: str | Path, root: str | Path) -> list[ModelCase]:
+    """Issue 11's hostile and malformed model folders, each a copy of the tiny SD model."""
+    import os
+
+    src, root = Path(tiny_sd_dir), Path(root)
+    cases: list[ModelCase] = []
+
+    def case(name, error, match, *, names=None, note=""):
+        path = root / name
+        cases.append(ModelCase(name, path, error, match, names or path, note))
+
+    unet_stem, text_stem = "diffusion_pytorch_model", "model"
+    m = _copy_model(src, root / "index_to_bin_unet")
+    _shard_to_pickle(m / "unet", unet_stem, f"{unet_stem}.safetensors.index.json")
+    case("index_to_bin_unet", "unsafe", "pickle",
+         names=m / "unet" / f"{unet_stem}.safetensors.index.json")  # fmt: skip
+    m = _copy_model(src, root / "index_to_bin_text_encoder")
+    _shard_to_pickle(m / "text_encoder", text_stem, f"{text_stem}.safetensors.index.json")
+    case("index_to_bin_text_encoder", "unsafe", "pickle",
+         names=m / "text_encoder" / f"{text_stem}.safetensors.index.json")  # fmt: skip
+    m = _copy_model(src, root / "variant_index_to_bin")
+    _shard_to_pickle(m / "unet", unet_stem, f"{unet_stem}.safetensors.index.fp16.json")
+    case("variant_index_to_bin", "unsafe", "pickle",
+         names=m / "unet" / f"{unet_stem}.safetensors.index.fp16.json")  # fmt: skip
+    m = _copy_model(src, root / "index_outside_folder")
+    index = m / "unet" / f"{unet_stem}.safetensors.index.json"
+    _replace_json(index, {"weight_map": {"conv_in.weight": "../vae/x.safetensors"}})
+    case("index_outside_folder", "model", "not a file in", names=index)
+    m = _copy_model(src, root / "index_without_weight_map")
+    index = m / "text_encoder" / f"{text_stem}.safetensors.index.json"
+    _replace_json(index, {"metadata": {}})
+    case("index_without_weight_map", "model", "no weight_map", names=index)
+
+    for name, data, match in (
+        ("model_index_list", ["unet", "vae"], "JSON list, not an object"),
+        ("model_index_not_json", "{this is not json", "Cannot read"),
+        ("model_index_number", "42", "JSON int, not an object"),
+        ("model_index_deep", "[" * 100_000 + "]" * 100_000, "nested too deeply|Cannot read"),
+    ):
+        m = _copy_model(src, root / name)
+        _replace_json(m / "model_index.json", data)
+        case(name, "model", match, names=m / "model_index.json")
+    m = _copy_model(src, root / "model_index_latin1")
+    (m / "model_index.json").unlink()
+    (m / "model_index.json").write_bytes(
+        '{"_class_name": "Stable Diffusion café"}'.encode("latin-1")
+    )
+    case("model_index_latin1", "model", "Cannot read", names=m / "model_index.json")
+    for name, rel in (
+        ("unet_config_list", "unet/config.json"),
+        ("scheduler_config_list", "scheduler/scheduler_config.json"),
+        ("text_encoder_config_list", "text_encoder/config.json"),
+    ):
+        m = _copy_model(src, root / name)
+        _replace_json(m / rel, [1, 2, 3])
+        case(name, "model", "JSON list, not an object", names=m / rel)
+    scheduler = "scheduler/scheduler_config.json"
+    for name, changes, match in (
+        ("timesteps_zero", {"num_train_timesteps": 0}, "num_train_timesteps"),
+        ("timesteps_negative", {"num_train_timesteps": -5}, "num_train_timesteps"),
+        ("timesteps_text", {"num_train_timesteps": "1000"}, "num_train_timesteps"),
+        ("timesteps_float", {"num_train_timesteps": 1000.5}, "num_train_timesteps"),
+        ("timesteps_huge", {"num_train_timesteps": 10**12}, "num_train_timesteps"),
+        ("beta_end_above_one", {"beta_end": 2.0}, "beta_end"),
+        ("beta_start_text", {"beta_start": "small"}, "beta_start"),
+        ("beta_schedule_unknown", {"beta_schedule": "cosine-ish"}, "scheduler"),
+        ("trained_betas_one", {"trained_betas": [1.0] * 1000}, "noise schedule|scheduler"),
+    ):
+        m = _copy_model(src, root / name)
+        _edit_json(m / scheduler, **changes)
+        case(name, "model", match, names=m / scheduler)
+
+    loop = root / "symlink_loop"
+    os.symlink(loop.name, loop)
+    case("symlink_loop", "model", "symbolic link loop")
+    return cases

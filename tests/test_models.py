@@ -752,3 +752,73 @@ def test_single_file_not_safetensors_content(tmp_path):
     path.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="not a readable .safetensors file"):
         load_sd_model(path)
+
+
+# ---------------------------------------------------------------------------------------
+# hostile and malformed model folders (issue 11; the folders: tests/bad_inputs.py)
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_corpus(tiny_sd_dir, tmp_path_factory):
+    from tests.bad_inputs import build_model_corpus
+
+    return {c.name: c for c in build_model_corpus(tiny_sd_dir, tmp_path_factory.mktemp("bad"))}
+
+
+def test_hostile_model_folders_give_clear_errors_and_no_pickle_is_read(model_corpus, monkeypatch):
+    """Index files naming .bin shards, JSON lists, zero timesteps, loops: a ModelError (an
+    UnsafeCheckpointError for pickle) naming the file at fault; torch.load never runs."""
+    import re
+
+    unpickled = []
+
+    def no_torch_load(*args, **kwargs):
+        unpickled.append(args)
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    problems = []
+    for case in model_corpus.values():
+        expected = UnsafeCheckpointError if case.error == "unsafe" else ModelError
+        try:
+            load_sd_model(case.path)
+        except expected as err:
+            message = str(err)
+            if not re.search(case.match, message):
+                problems.append(f"{case.name}: message does not say {case.match!r}: {message}")
+            if str(case.names) not in message:
+                problems.append(f"{case.name}: message does not name {case.names}: {message}")
+        except Exception as err:  # noqa: BLE001 - every other outcome is a problem
+            problems.append(f"{case.name}: {type(err).__name__}: {err}")
+        else:
+            problems.append(f"{case.name}: loaded")
+    assert not problems, "\n".join(problems)
+    assert not unpickled
+
+
+@pytest.mark.parametrize("name", ["index_to_bin_unet", "index_to_bin_text_encoder"])
+def test_index_to_pickle_shard_loads_only_when_pickle_is_allowed(
+    model_corpus, tiny_model, name, caplog
+):
+    case = model_corpus[name]
+    with caplog.at_level(logging.WARNING, logger="engine.models.loading"):
+        loaded = load_sd_model(case.path, allow_pickle=True)
+    assert any("pickle" in r.getMessage() for r in caplog.records)
+    for component in ("unet", "text_encoder"):
+        assert weights_equal(getattr(loaded, component), getattr(tiny_model, component))
+
+
+def test_symlink_loop_is_a_model_error_in_resolve_source(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(ModelError, match="symbolic link loop"):
+        models.resolve_source(str(loop))
+    with pytest.raises(ModelError, match="symbolic link loop"):
+        models.resolve_source(loop / "model_index.json")
+
+
+def test_alphas_from_a_scheduler_config_with_zero_timesteps(tmp_path):
+    cfg = tmp_path / "scheduler_config.json"
+    cfg.write_text(json.dumps({"num_train_timesteps": 0}))
+    with pytest.raises(ModelError, match="num_train_timesteps") as err:
+        models.alphas_cumprod_from_config(cfg)
+    assert str(cfg) in str(err.value)

@@ -17,9 +17,11 @@ huggingface_hub are imported inside the functions that need them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -61,6 +63,8 @@ CancelFn = Callable[[], bool]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MIB = 1 << 20
+MAX_CONFIG_BYTES = 64 * _MIB  # a model's JSON files are kilobytes; larger is not one
+MAX_TRAIN_TIMESTEPS = 100_000  # SD 1.x uses 1000
 
 
 # ---------------------------------------------------------------------------------------
@@ -204,6 +208,7 @@ def resolve_source(
                 "No model given: name a folder, a .safetensors file or a hub id."
             )
         path = Path(text).expanduser()
+    _refuse_symlink_loop(path)
     if path.is_dir():
         return "folder", path.resolve()
     if path.is_file():
@@ -211,10 +216,24 @@ def resolve_source(
     if isinstance(source, str) and looks_like_hub_id(text):
         return "hub", _local_hub_copy(text, models_dir)
     raise ModelNotFoundError(
-        f"Model not found: {path.resolve()} does not exist. Give an existing diffusers "
+        f"Model not found: {path.absolute()} does not exist. Give an existing diffusers "
         "folder, a .safetensors checkpoint, or a hub id such as "
         f"{DEFAULT_SD_MODEL!r}."
     )
+
+
+def _refuse_symlink_loop(path: Path) -> None:
+    """ModelError for a model path that is (or passes through) a symbolic link loop."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelError(
+                f"{path}: is a symbolic link loop (a link that points back to itself), not "
+                "a model. Give the real folder or .safetensors file."
+            ) from None
+    except ValueError:  # a NUL byte in the path: not a path of this machine
+        raise ModelNotFoundError(f"Model not found: {path!r} is not a valid path.") from None
 
 
 def _local_hub_copy(hub_id: str, models_dir: str | Path | None) -> Path | None:
@@ -437,12 +456,26 @@ def _not_downloaded_message(hub_id: str, models_dir: str | Path | None) -> str:
 
 # -- folder ------------------------------------------------------------------------------
 def _read_json(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file, which must hold a JSON object; else ModelError naming it."""
+    damaged = "The model folder looks damaged"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelError(
+                f"Cannot read {path}: {path.stat().st_size / _MIB:.0f} MiB is far too large "
+                f"for a model's JSON file. {damaged}."
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"Cannot read {path}: {exc}. The model folder looks damaged.") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ModelError(f"Cannot read {path}: {why}. {damaged}.") from exc
+    if not isinstance(data, dict):
+        raise ModelError(
+            f"Cannot read {path}: it holds a JSON {type(data).__name__}, not an object "
+            f"({{...}}). {damaged}."
+        )
+    return data
 
 
 def check_sd1_folder(folder: Path) -> dict[str, Any]:
@@ -507,6 +540,8 @@ def _check_sd1_configs(
             f"{where} is a Stable Diffusion 2.x model (cross_attention_dim 1024, OpenCLIP "
             f"text encoder); {sd1}."
         )
+    if sched_cfg is not None:
+        _check_scheduler_config(sched_cfg, f"{where}/scheduler/scheduler_config.json")
     if sched_cfg and sched_cfg.get("prediction_type") == "v_prediction":
         raise ModelError(
             f"{where} is a v-prediction model (Stable Diffusion 2.x style, prediction_type "
@@ -525,6 +560,27 @@ def _check_sd1_configs(
             raise ModelError(
                 f"{where}: the UNet's cross_attention_dim ({cross}) does not match the text "
                 f"encoder's hidden_size ({hidden}); the components come from different models."
+            )
+
+
+def _check_scheduler_config(cfg: dict[str, Any], where: str) -> None:
+    """ModelError unless the numbers alpha-bar is computed from are usable."""
+    n = cfg.get("num_train_timesteps", 1000)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TRAIN_TIMESTEPS:
+        raise ModelError(
+            f"{where}: num_train_timesteps must be a whole number from 1 to "
+            f"{MAX_TRAIN_TIMESTEPS} (SD 1.x uses 1000), got {n!r}. The model folder looks "
+            "damaged."
+        )
+    for key in ("beta_start", "beta_end"):
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not 0.0 < value < 1.0:
+            raise ModelError(
+                f"{where}: {key} must be a number between 0 and 1, got {value!r}. The model "
+                "folder looks damaged."
             )
 
 
@@ -553,6 +609,42 @@ def _weight_format(component_dir: Path) -> tuple[str, str | None]:
     return "none", None
 
 
+def _weight_indexes(component_dir: Path) -> list[Path]:
+    """The shard index files of a component folder (`*.index.json`, `*.index.<variant>.json`)."""
+    return sorted(
+        p
+        for p in component_dir.iterdir()
+        if p.name.endswith(".json") and ".index." in p.name and not p.is_dir()
+    )
+
+
+def _pickle_shards(component_dir: Path) -> list[tuple[Path, str]]:
+    """(index file, shard) for every shard an index names that is not a .safetensors file.
+
+    diffusers and transformers load the shards an index names whatever the index's own
+    name says (a `*.safetensors.index.json` may name `.bin` shards), and a `.bin` shard
+    is read with pickle. An index that is not a weights index, or names a file outside its
+    folder, is refused here (ModelError).
+    """
+    found = []
+    for index in _weight_indexes(component_dir):
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelError(
+                f"Cannot read {index}: it has no weight_map (the shard file of each "
+                "weight). The model folder looks damaged."
+            )
+        for shard in sorted({str(v) for v in weight_map.values()}):
+            if not shard or shard in (".", "..") or "/" in shard or "\\" in shard:
+                raise ModelError(
+                    f"{index} names the shard {shard!r}, which is not a file in "
+                    f"{component_dir}. The model folder looks damaged or tampered with."
+                )
+            if not shard.endswith(SAFE_SUFFIXES):
+                found.append((index, shard))
+    return found
+
+
 def _load_folder(
     folder: Path, dtype: torch.dtype, allow_pickle: bool
 ) -> tuple[tuple[Any, Any, Any, Any], torch.Tensor, str]:
@@ -567,6 +659,17 @@ def _load_folder(
             )
         formats[comp] = (fmt, variant)
     pickled = [c for c, (fmt, _) in formats.items() if fmt == "pickle"]
+    for comp in WEIGHT_COMPONENTS:
+        shards = _pickle_shards(folder / comp)
+        if shards and not allow_pickle:
+            index, shard = shards[0]
+            raise UnsafeCheckpointError(
+                f"{index} maps {comp} weights to {shard}, a pickle file, which can run code "
+                "when loaded. Use a safetensors copy of the model, convert it, or allow "
+                "pickle files explicitly (--allow-pickle) if you trust its source."
+            )
+        if shards and comp not in pickled:
+            pickled.append(comp)
     if pickled:
         if not allow_pickle:
             raise UnsafeCheckpointError(
@@ -614,26 +717,47 @@ def alphas_cumprod_from_config(path: Path) -> torch.Tensor:
     from diffusers import DDIMScheduler
 
     cfg = _read_json(path) if path.is_file() else {}
-    sched = (
-        DDIMScheduler.from_config(cfg)
-        if cfg
-        else DDIMScheduler.from_pretrained(str(sd15_config_dir()), subfolder="scheduler")
-    )
-    c = sched.config
-    n = int(c.num_train_timesteps)
-    # Same formulas as DDIMScheduler, in float64 (diffusers computes them in float32).
-    if c.trained_betas is not None:
-        betas = torch.tensor(c.trained_betas, dtype=torch.float64, device="cpu")
-    elif c.beta_schedule == "linear":
-        betas = torch.linspace(c.beta_start, c.beta_end, n, dtype=torch.float64, device="cpu")
-    elif c.beta_schedule == "scaled_linear":
-        betas = (
-            torch.linspace(c.beta_start**0.5, c.beta_end**0.5, n, dtype=torch.float64, device="cpu")
-            ** 2
+    if cfg:
+        _check_scheduler_config(cfg, str(path))
+    try:
+        sched = (
+            DDIMScheduler.from_config(cfg)
+            if cfg
+            else DDIMScheduler.from_pretrained(str(sd15_config_dir()), subfolder="scheduler")
         )
-    else:
-        betas = sched.betas.to(torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
+        c = sched.config
+        n = int(c.num_train_timesteps)
+        # Same formulas as DDIMScheduler, in float64 (diffusers computes them in float32).
+        if c.trained_betas is not None:
+            betas = torch.tensor(c.trained_betas, dtype=torch.float64, device="cpu")
+        elif c.beta_schedule == "linear":
+            betas = torch.linspace(c.beta_start, c.beta_end, n, dtype=torch.float64, device="cpu")
+        elif c.beta_schedule == "scaled_linear":
+            betas = (
+                torch.linspace(
+                    c.beta_start**0.5, c.beta_end**0.5, n, dtype=torch.float64, device="cpu"
+                )
+                ** 2
+            )
+        else:
+            betas = sched.betas.to(torch.float64)
+        alphas = torch.cumprod(1.0 - betas, dim=0)
+    except (ModelError, Cancelled):
+        raise
+    except Exception as exc:  # noqa: BLE001 - odd values: one clear message naming the file
+        raise ModelError(f"{path}: not a usable scheduler configuration ({exc}).") from exc
+    if (
+        alphas.ndim != 1
+        or alphas.numel() == 0
+        or not bool(torch.isfinite(alphas).all())
+        or bool((alphas <= 0).any())
+        or bool((alphas > 1).any())
+    ):
+        raise ModelError(
+            f"{path}: the noise schedule it describes is not usable (alpha-bar must lie in "
+            "(0, 1] at every step). The model folder looks damaged."
+        )
+    return alphas
 
 
 # -- single file -------------------------------------------------------------------------
