@@ -258,3 +258,60 @@ def test_16bit_rgba_transparent_areas_are_white_as_in_8bit(tmp_path):
     assert (written[:, 16:] == 65535).all()  # transparent: white, as in the 8-bit output
     assert (written[:, :16, 2] == 40000).all()  # opaque reference pixels kept bit-exact
     assert (np.asarray(Image.open(out8))[:, 20:] > 245).all()
+
+
+# --- the hostile corpus (tests/bad_inputs.py) through the reader and the CLI ---------------
+@pytest.fixture(scope="module")
+def hostile_corpus(tmp_path_factory):
+    from tests.bad_inputs import build_hostile_corpus
+
+    root = tmp_path_factory.mktemp("hostile")
+    return root, build_hostile_corpus(root)
+
+
+def test_hostile_corpus_through_the_cli(hostile_corpus, tmp_path, capsys, no_ghostscript):
+    """Each refused file: exit 'input error' with a message naming it, no traceback, no
+    output; each unusual-but-valid file restores; no input changed."""
+    from engine.cli.commands import EXIT_INPUT, EXIT_OK, main
+    from tests.bad_inputs import sha256_tree
+
+    root, cases = hostile_corpus
+    before = sha256_tree(root)
+    problems = []
+    for case in cases:
+        out = tmp_path / f"{case.name}.png"
+        argv = ["restore", "--original", str(case.original), "--edited", str(case.edited),
+                "--out", str(out), "--mode", "classic", "--face-backend", "dlib",
+                "--resolution", "128", "--quiet"]  # fmt: skip
+        code = main(argv)
+        err = capsys.readouterr().err
+        if "Traceback" in err:
+            problems.append(f"{case.name}: traceback:\n{err}")
+        if case.expect == "ok":
+            if code != EXIT_OK or not out.is_file():
+                problems.append(f"{case.name} ({case.note}): exit {code}: {err.strip()}")
+            elif read_rgb(out).shape != read_rgb(case.edited).shape:
+                problems.append(f"{case.name}: output size differs from the edited photo")
+        else:
+            if code != EXIT_INPUT or str(case.bad) not in err:
+                problems.append(f"{case.name} ({case.note}): exit {code}: {err.strip()}")
+            if out.exists():
+                problems.append(f"{case.name}: an output was written for a refused input")
+    assert not problems, "\n".join(problems)
+    assert no_ghostscript == []
+    assert sha256_tree(root) == before
+
+
+def test_hostile_corpus_16bit_alpha_result_is_white_where_transparent(hostile_corpus, tmp_path):
+    from engine.cli.commands import EXIT_OK, main
+
+    _, cases = hostile_corpus
+    (case,) = [c for c in cases if c.name == "rgba16_png"]
+    out = tmp_path / "r16.png"
+    argv = ["restore", "--original", str(case.original), "--edited", str(case.edited),
+            "--out", str(out), "--mode", "classic", "--face-backend", "dlib",
+            "--resolution", "128", "--quiet"]  # fmt: skip
+    assert main(argv) == EXIT_OK
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16
+    assert (written[:, :60] == 65535).all()  # the transparent border: white, not black
