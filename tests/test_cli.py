@@ -333,3 +333,94 @@ def test_params_json_that_is_not_a_regular_file_is_refused(tmp_path):
         params_from_args(_params_args(tmp_path / "missing.json"))
     with pytest.raises(InputError, match="not a regular file"):
         params_from_args(_params_args(tmp_path))
+
+
+# --- restore: outputs, sidecars and inputs checked before any work (issue 11) ----------
+@pytest.fixture()
+def photo_pair(tmp_path):
+    from tests.helpers import sample_photo
+
+    photo = Image.open(sample_photo("grace_hopper")).convert("RGB").resize((160, 200))
+    original, edited = tmp_path / "o.jpg", tmp_path / "e.png"
+    photo.save(original)
+    Image.fromarray(255 - np.asarray(photo)).save(edited)
+    return original, edited
+
+
+def _restore(original, edited, out, *extra):
+    return ["restore", "--original", str(original), "--edited", str(edited), "--out", str(out),
+            "--mode", "classic", "--face-backend", "dlib", "--quiet", *extra]  # fmt: skip
+
+
+@pytest.fixture()
+def no_model_loading(monkeypatch):
+    """Any attempt to build the restorer (load a model) fails the test."""
+    from engine.cli import commands
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the restorer was built before the checks")
+
+    monkeypatch.setattr(commands, "restorer_from_args", refuse)
+
+
+def test_restore_never_replaces_an_existing_sidecar_or_an_input(
+    tmp_path, photo_pair, capsys, no_model_loading
+):
+    original, edited = photo_pair
+    sidecar = tmp_path / "r.png.json"
+    sidecar.write_text("a client's notes")
+    assert main(_restore(original, edited, tmp_path / "r.png")) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "r.png.json: already exists (the sidecar)" in err and "Traceback" not in err
+    assert sidecar.read_text() == "a client's notes" and not (tmp_path / "r.png").exists()
+    # the sidecar's name is an input: refused even with --overwrite
+    named = tmp_path / "x.png.json"
+    named.write_bytes(edited.read_bytes())
+    before = named.read_bytes()
+    code = main(_restore(original, named, tmp_path / "x.png", "--overwrite"))
+    assert code == EXIT_INPUT and "would overwrite the edited input" in capsys.readouterr().err
+    assert named.read_bytes() == before
+
+
+def test_restore_checks_output_and_inputs_before_loading_a_model(
+    tmp_path, photo_pair, capsys, no_model_loading
+):
+    original, edited = photo_pair
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    cases = [
+        (_restore(original, edited, folder), "existing: is a folder"),
+        (_restore(original, edited, tmp_path / "nope" / "r.png"), "does not exist"),
+        (_restore(original, edited, tmp_path / "r.gif"), "cannot save as '.gif'"),
+        (_restore(tmp_path / "missing.jpg", edited, tmp_path / "r.png"), "missing.jpg: file not"),
+        (_restore(original, tmp_path, tmp_path / "r.png"), "is a folder, not an image"),
+        (_restore(original, edited, tmp_path / "r.png", "--faces", "x"), "--faces"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == EXIT_INPUT, argv
+        err = capsys.readouterr().err
+        assert message in err and "already exists" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "existing", "o.jpg"]
+
+
+def test_input_errors_come_before_a_missing_model(tmp_path, photo_pair, capsys):
+    original, _ = photo_pair
+    argv = ["restore", "--original", str(original), "--edited", str(tmp_path / "gone.png"),
+            "--out", str(tmp_path / "r.png"), "--mode", "diffusion",
+            "--model", str(tmp_path / "no-model")]  # fmt: skip
+    assert main(argv) == EXIT_INPUT
+    assert "gone.png: file not found" in capsys.readouterr().err
+
+
+def test_restore_sidecar_records_the_inputs_and_a_rerun_is_refused(tmp_path, photo_pair, capsys):
+    from engine.io.export import SIDECAR_MARKER, read_sidecar
+
+    original, edited = photo_pair
+    out = tmp_path / "r.png"
+    assert main(_restore(original, edited, out)) == EXIT_OK, capsys.readouterr().err
+    data = read_sidecar(out)
+    assert data is not None and data[SIDECAR_MARKER] == 1 and data["status"] == "ok"
+    assert data["inputs"]["edited"]["sha256"] == _digest([edited])[edited]
+    first = out.read_bytes(), (tmp_path / "r.png.json").read_bytes()
+    assert main(_restore(original, edited, out)) == EXIT_INPUT
+    assert (out.read_bytes(), (tmp_path / "r.png.json").read_bytes()) == first

@@ -176,7 +176,7 @@ def test_read_only_folder_is_reported_before_work(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(export.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("tempfile.mkstemp", refuse)
     with pytest.raises(OutputFolderError, match="read-only"):
         check_output_folder(tmp_path, 1000)
     with pytest.raises(OutputFolderError, match="read-only"):
@@ -234,3 +234,144 @@ def test_cmyk_profile_is_not_attached_to_rgb_output(tmp_path):
     with Image.open(out) as image:
         assert image.mode == "RGB" and not image.info.get("icc_profile")
     assert any("CMYK" in n for n in notes)
+
+
+# --- issue 11: every file we write is precious -----------------------------------------
+def _unit(tmp_path, **kwargs):
+    """write_with_sidecar of a small PNG; returns (output, calls to the output writer)."""
+    out = kwargs.pop("out", tmp_path / "r.png")
+    calls = []
+
+    def write():
+        calls.append(out)
+        save_result(out, np.zeros((4, 4, 3), np.uint8), overwrite=kwargs.get("overwrite", False))
+
+    export.write_with_sidecar(out, write, {"inputs": {}}, **kwargs)
+    return out, calls
+
+
+def test_sidecar_never_replaces_an_input_or_an_existing_file(tmp_path):
+    # an input named like the sidecar: refused even with overwrite, before any writing
+    original = tmp_path / "r.png.json"
+    Image.new("RGB", (4, 4)).save(original, format="PNG")
+    before = original.read_bytes()
+    calls = []
+    with pytest.raises(InputError, match="sidecar would overwrite the original input"):
+        export.write_with_sidecar(
+            tmp_path / "r.png", lambda: calls.append(1), {}, protected_paths={"original": original},
+            overwrite=True,
+        )  # fmt: skip
+    assert original.read_bytes() == before and not calls and not (tmp_path / "r.png").exists()
+    # an existing sidecar (anyone's) is not replaced without overwrite
+    foreign = tmp_path / "s.png.json"
+    foreign.write_text("client notes")
+    with pytest.raises(InputError, match=r"s\.png\.json: already exists \(the sidecar\)"):
+        _unit(tmp_path, out=tmp_path / "s.png")
+    assert foreign.read_text() == "client notes" and not (tmp_path / "s.png").exists()
+    out, calls = _unit(tmp_path, out=tmp_path / "s.png", overwrite=True)
+    data = export.read_sidecar(out)
+    assert calls and data["status"] == "ok" and data[export.SIDECAR_MARKER] == 1
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    folder = tmp_path / "existing.png"
+    folder.mkdir()
+    for call in (
+        lambda: save_result(folder, np.zeros((4, 4, 3), np.uint8), overwrite=True),
+        lambda: export.check_result_target(folder, overwrite=True),
+        lambda: export.check_result_target(tmp_path, overwrite=True),
+    ):
+        with pytest.raises(InputError, match="is a folder") as info:
+            call()
+        assert "already exists" not in str(info.value)
+    (tmp_path / "x.png.json").mkdir()  # a folder in the sidecar's way
+    with pytest.raises(InputError, match=r"x\.png\.json: is a folder"):
+        _unit(tmp_path, out=tmp_path / "x.png", overwrite=True)
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(OutputFolderError, match="does not exist"):
+        export.check_result_target(tmp_path / "nope" / "r.png")
+
+
+def test_no_output_is_left_without_its_sidecar(tmp_path, monkeypatch):
+    # the sidecar cannot be committed: the new output goes, with a clear message
+    def no_rename(tmp, path):
+        raise OutputFolderError(f"{path}: the disk is full; nothing was written.")
+
+    monkeypatch.setattr(export, "commit_file", no_rename)
+    with pytest.raises(OutputFolderError, match=r"r\.png\.json: the disk is full"):
+        _unit(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no output, no sidecar, no temp file
+    monkeypatch.undo()
+
+    # no space even for the sidecar: nothing is computed into a file at all
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export.os, "fsync", full)
+    with pytest.raises(OutputFolderError, match="disk is full") as info:
+        _unit(tmp_path)
+    assert info.type is OutputFolderError  # our error, not a traceback's OSError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_hashed_records_the_bytes_that_were_read(tmp_path):
+    from engine.io.files import read_hashed, sha256_file
+
+    path = tmp_path / "e.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(path)
+    digest = sha256_file(path)
+
+    def read_then_reexport(p):
+        value = np.asarray(Image.open(p))
+        Image.new("RGB", (8, 8), (99, 0, 0)).save(p)  # re-exported during the run
+        return value
+
+    with pytest.raises(InputError, match="changed while it was being read"):
+        read_hashed(path, read_then_reexport)
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(path)
+    value, got = read_hashed(path, lambda p: np.asarray(Image.open(p)))
+    assert got == sha256_file(path) and value.shape == (8, 8, 3)
+    assert digest == got
+
+
+def test_stale_temp_files_of_ours_are_removed_and_nothing_else(tmp_path):
+    import subprocess
+    import sys
+
+    from engine.io import files
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = files.host_tag()
+    stale = tmp_path / f".r.png.{host}-{dead.pid}.abcd1234{files.TEMP_SUFFIX}"
+    live = tmp_path / f".s.png.{host}-{os.getpid()}.abcd1234{files.TEMP_SUFFIX}"
+    other_host = tmp_path / f".t.png.0000beef-{dead.pid}.abcd1234{files.TEMP_SUFFIX}"
+    legacy_new = tmp_path / ".u.abcd1234.png.part"
+    legacy_old = tmp_path / ".v.abcd1234.png.part"
+    client = [tmp_path / ".notes.part", tmp_path / "r.png.part", tmp_path / "photo.png"]
+    for path in (stale, live, other_host, legacy_new, legacy_old, *client):
+        path.write_bytes(b"x" * 100)
+    os.utime(legacy_old, (1e9, 1e9))  # 2001: no live write is that old
+    assert sorted(files.remove_stale_temp_files(tmp_path)) == sorted([stale, legacy_old])
+    assert all(p.exists() for p in (live, other_host, legacy_new, *client))
+    # our own writer's temp names are of that form
+    fd, tmp = files.make_temp_file(tmp_path, "x.png")
+    os.close(fd)
+    assert files.is_our_temp_file(tmp.name) and f"-{os.getpid()}." in tmp.name
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_results_get_the_users_umask(tmp_path, umask):
+    from engine.io.files import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        out, _ = _unit(tmp_path)
+        report = atomic_write_text(tmp_path / "report.csv", "a,b\n")
+        sidecar = export.sidecar_path(out)
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for path in (out, sidecar, report):
+        assert path.stat().st_mode & 0o777 == expected, (path.name, oct(path.stat().st_mode))

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -64,25 +63,30 @@ def _warn(text: str) -> None:
 
 # --- restore-crop ---------------------------------------------------------------------
 def cmd_restore_crop(args: argparse.Namespace) -> int:
-    from engine.io.files import atomic_write_text, sha256_file
+    from engine.io.export import check_result_target, sidecar_inputs, write_with_sidecar
+    from engine.io.files import read_hashed, remove_stale_temp_files
     from engine.io.images import read_mask, read_rgb, write_image_atomic
     from engine.photo.contract import CropJob
 
     params = params_from_args(args)
     inputs = {
-        "original": args.original,
-        "edited": args.edited,
-        "face_mask": args.face_mask,
-        "element_mask": args.element_mask,
+        "original": Path(args.original),
+        "edited": Path(args.edited),
+        "face_mask": Path(args.face_mask),
+        "element_mask": Path(args.element_mask),
     }
-    out = _crop_output(Path(args.out), inputs, args.overwrite)
+    out = Path(args.out)
+    # output, sidecar and inputs are checked before the model is loaded
+    check_result_target(out, protected_paths=inputs, overwrite=args.overwrite, formats=None)
+    hashes, arrays = {}, {}
+    for name, path in inputs.items():
+        arrays[name], hashes[name] = read_hashed(path, read_mask if "mask" in name else read_rgb)
     job = CropJob(
-        read_rgb(args.original),
-        read_rgb(args.edited),
-        read_mask(args.face_mask),
-        read_mask(args.element_mask),
-        name=Path(args.edited).name,
-    )
+        arrays["original"], arrays["edited"], arrays["face_mask"], arrays["element_mask"],
+        name=inputs["edited"].name,
+    )  # fmt: skip
+    del arrays
+    remove_stale_temp_files(out.parent)
     started = time.perf_counter()
     restorer = restorer_from_args(args, "diffusion")
     loaded = time.perf_counter()
@@ -95,36 +99,25 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
     restored = restorer.restore(
         [job], params, on_step=_progress_printer(args.quiet), on_message=_warn
     )
-    write_image_atomic(out, restored.crops[0])
     sidecar = {
         "tool": "editedid-cli restore-crop",
         "version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": {
-            name: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
-            for name, p in inputs.items()
-        },
+        "inputs": sidecar_inputs(inputs, hashes),
         "output": str(out.resolve()),
         "seconds": round(time.perf_counter() - loaded, 3),
         "diagnostics": restored.sidecar["engine"],
     }
-    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2))
+    write_with_sidecar(
+        out,
+        lambda: write_image_atomic(out, restored.crops[0]),
+        sidecar,
+        protected_paths=inputs,
+        overwrite=args.overwrite,
+        formats=None,
+    )
     print(out)
     return EXIT_OK
-
-
-def _crop_output(out: Path, inputs: dict[str, Path], overwrite: bool) -> Path:
-    """`out`, unless it is an input or exists without --overwrite (InputError)."""
-    for name, path in inputs.items():
-        if Path(path).exists() and out.resolve() == Path(path).resolve():
-            raise InputError(
-                f"{out}: the output would overwrite the {name} input; choose another name."
-            )
-    if out.exists() and not overwrite:
-        raise InputError(
-            f"{out}: already exists. Pass --overwrite to replace it or choose another name."
-        )
-    return out
 
 
 def _add_restore_crop_parser(subparsers) -> None:
@@ -164,17 +157,29 @@ def _parse_faces(text: str | None) -> list[int] | None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from engine.io.export import check_result_target
+    from engine.io.files import remove_stale_temp_files
+    from engine.io.images import open_image
     from engine.photo.pipeline import restore_photo_files
 
+    # parameters, output, sidecar and inputs are checked before the model is loaded
     params = params_from_args(args)
+    faces = _parse_faces(args.faces)
+    inputs = {"original": Path(args.original), "edited": Path(args.edited)}
+    check_result_target(args.out, protected_paths=inputs, overwrite=args.overwrite)
+    for path in inputs.values():
+        with open_image(path):  # the header: missing, unreadable or not an image
+            pass
+    remove_stale_temp_files(Path(args.out).parent)
+    restorer = restorer_from_args(args)
     result = restore_photo_files(
         args.original,
         args.edited,
         args.out,
         params,
-        restorer=restorer_from_args(args),
+        restorer=restorer,
         backend=args.face_backend,
-        faces=_parse_faces(args.faces),
+        faces=faces,
         on_step=_progress_printer(args.quiet),
         overwrite=args.overwrite,
     )

@@ -15,7 +15,6 @@ edited photo.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -538,15 +537,25 @@ def restore_photo_files(
     overwrite: bool = False,
     analyzer: FaceAnalyzer | None = None,
 ) -> PhotoResult:
-    """Read two files, restore, write the result and its sidecar JSON (atomically)."""
+    """Read two files, restore, write the result and its sidecar JSON (one unit).
+
+    The output and the sidecar are checked (never an input, a folder or, without
+    `overwrite`, an existing file) before any work; the sidecar records the sha256 of the
+    bytes that were read."""
+    from engine.io.export import check_result_target
+    from engine.io.files import read_hashed
     from engine.io.images import read_rgb
 
+    original_path, edited_path, out_path = Path(original_path), Path(edited_path), Path(out_path)
+    inputs = {"original": original_path, "edited": edited_path}
+    check_result_target(out_path, protected_paths=inputs, overwrite=overwrite)
     restorer.check()  # before any file is read
     params = params or EditedIDParams()
-    original_path, edited_path, out_path = Path(original_path), Path(edited_path), Path(out_path)
+    original, original_sha = read_hashed(original_path, read_rgb)
+    edited, edited_sha = read_hashed(edited_path, read_rgb)
     analysis = analyze_photos(
-        read_rgb(original_path),
-        read_rgb(edited_path),
+        original,
+        edited,
         backend=backend,
         analyzer=analyzer,
         crop_size=params.resolution,
@@ -556,31 +565,31 @@ def restore_photo_files(
     result = restore_analysis(
         analysis, restorer, params, faces=faces, on_step=on_step, cancel=cancel
     )
-    _write_result_files(result, original_path, edited_path, out_path, overwrite)
+    hashes = {"original": original_sha, "edited": edited_sha}
+    _write_result_files(result, inputs, hashes, out_path, overwrite)
     return result
 
 
 def _write_result_files(
-    result: PhotoResult, original_path: Path, edited_path: Path, out_path: Path, overwrite: bool
-) -> None:
-    """The result image with the edited file's metadata, then its sidecar (inputs hashed)."""
-    from engine.io.export import save_result
-    from engine.io.files import atomic_write_text, sha256_file
+    result: PhotoResult, inputs: dict[str, Path], hashes: dict[str, str], out_path: Path,
+    overwrite: bool,
+) -> None:  # fmt: skip
+    """The result image with the edited file's metadata and its sidecar, as one unit."""
+    from engine.io.export import save_result, sidecar_inputs, write_with_sidecar
 
-    result.sidecar["inputs"] = {
-        name: {"path": str(path.resolve()), "sha256": sha256_file(path)}
-        for name, path in (("original", original_path), ("edited", edited_path))
-    }
+    result.sidecar["inputs"] = sidecar_inputs(inputs, hashes)
     result.sidecar["output"] = str(out_path.resolve())
-    save_result(
+    write_with_sidecar(
         out_path,
-        result.image,
-        reference_path=edited_path,
-        changed_alpha=result.changed_alpha,
+        lambda: save_result(
+            out_path,
+            result.image,
+            reference_path=inputs["edited"],
+            changed_alpha=result.changed_alpha,
+            overwrite=overwrite,
+            protected_paths=tuple(inputs.values()),
+        ),
+        result.sidecar,
+        protected_paths=inputs,
         overwrite=overwrite,
-        protected_paths=(original_path, edited_path),
-    )
-    atomic_write_text(
-        out_path.with_name(out_path.name + ".json"),
-        json.dumps(result.sidecar, indent=2, default=str),
     )
