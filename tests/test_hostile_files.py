@@ -127,7 +127,7 @@ def test_truncated_jpeg_declaring_19000_squared_is_refused_before_decoding(tmp_p
 
 
 @pytest.mark.parametrize("size", [(15000, 15000), (20000, 20000)])
-def test_our_pixel_limit_is_enforced_not_just_warned(tmp_path, no_decoding, recwarn, size):
+def test_our_pixel_limit_is_enforced_not_just_warned(tmp_path, no_decoding, size):
     """Pillow only warns between its limit and twice it; we refuse above ours."""
     assert size[0] * size[1] > MAX_IMAGE_PIXELS
     path = _png_header_only(tmp_path / "big.png", *size)
@@ -136,7 +136,6 @@ def test_our_pixel_limit_is_enforced_not_just_warned(tmp_path, no_decoding, recw
     with pytest.raises(InputError, match=r"big\.png: the image is too large"):
         with open_image(path):
             pass
-    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 @pytest.mark.parametrize("size", [(100000, 8), (8, 100000), (6000, 100)])

@@ -34,6 +34,10 @@ MAX_IMAGE_PIXELS = 200_000_000
 # Longest side / shortest side: panoramas pass, strips (100000x8) are refused by name.
 MAX_ASPECT_RATIO = 50
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow's own bomb check: a second line only
+# Pillow warns between its limit and twice it; `_check_size` refuses those images with a
+# message naming the file, so the warning is only noise (a filter, not catch_warnings,
+# which is not thread-safe).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 ORIENTATION_TAG = 0x0112
 
@@ -118,10 +122,7 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
         raise InputError(f"{path}: cannot be read ({error.strerror or error}).") from error
     with handle:
         try:
-            with warnings.catch_warnings():
-                # Our own check below refuses these with a message naming the file.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(handle, formats=SUPPORTED_FORMATS)
+            image = Image.open(handle, formats=SUPPORTED_FORMATS)
         except UnidentifiedImageError as error:
             raise InputError(
                 f"{path}: not a readable image ({SUPPORTED_NAMES} are supported)."
