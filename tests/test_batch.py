@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -342,3 +345,212 @@ def test_real_engine_classic_batch_end_to_end(tmp_path):
     again = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",
                       backend="dlib")  # fmt: skip
     assert again.skipped == 1 and again.failed == 1
+
+
+# --- issue 11: every file we write is precious -------------------------------------------
+def _cli_argv(orig, edit, out, *extra):
+    return ["--original-dir", str(orig), "--edited-dir", str(edit), "--out-dir", str(out),
+            "--quiet", *extra]  # fmt: skip
+
+
+def test_report_never_replaces_a_file_nor_an_input(folders, tmp_path, capsys):
+    orig, edit, out = folders
+    elsewhere = tmp_path / "reports"
+    elsewhere.mkdir()
+    client = elsewhere / "client.csv"
+    client.write_text("a client's own table")
+    neighbour = elsewhere / "r.json"  # the JSON summary's place of report r.csv
+    neighbour.write_text('{"client": true}')
+    fake = FakeProcessor()
+    for path, message in ((client, "client.csv: already exists"), (elsewhere / "r.csv", "r.json")):
+        with pytest.raises(InputError, match=message):
+            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
+                      report_path=path)  # fmt: skip
+    assert not fake.calls and not out.exists()  # refused before any work
+    assert client.read_text() == "a client's own table"
+    assert neighbour.read_text() == '{"client": true}'
+    # never an input, even when replacing reports is allowed: a link to one, its folder
+    link = elsewhere / "link.csv"
+    (edit / "table.csv").write_text("client data")
+    link.symlink_to(edit / "table.csv")
+    for path, message in ((link, "input files"), (edit / "new.csv", "edited folder")):
+        with pytest.raises(InputError, match=message):
+            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
+                      report_path=path, overwrite_report=True)  # fmt: skip
+    assert (edit / "table.csv").read_text() == "client data" and not (edit / "new.md").exists()
+    # a foreign file at the default place in the output folder is not replaced either
+    out.mkdir()
+    (out / batch.REPORT_NAME).write_text("not ours")
+    with pytest.raises(InputError, match="already exists"):
+        run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+    assert (out / batch.REPORT_NAME).read_text() == "not ours"
+    # the CLI says so before loading any model (diffusion with no model would exit 3)
+    assert batch_cli(_cli_argv(orig, edit, tmp_path / "o2", "--report", str(client))) == 2
+    err = capsys.readouterr().err
+    assert "client.csv: already exists" in err and "--overwrite-report" in err
+    # allowed explicitly: replaced (an ordinary file that is not an input)
+    report = run_batch(plan_batch(orig, edit, tmp_path / "o3"), EditedIDParams(),
+                       processor=fake, report_path=client, overwrite_report=True)  # fmt: skip
+    assert report.report_path == client and _read_csv(client)[0]["status"]
+
+
+def test_resume_redoes_changed_inputs_and_trusts_only_our_sidecars(folders):
+    orig, edit, out = folders
+    run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    assert is_finished(out / "a01.png", orig / "a01.jpg", edit / "a01.png")
+    # the edit is re-exported: its finished output is stale, not skipped
+    save_image(face_crop("astronaut", 64), edit / "a01.png")
+    assert not is_finished(out / "a01.png", orig / "a01.jpg", edit / "a01.png")
+    # an unrelated `{}` beside a foreign file, and a sidecar of ours with no status
+    (out / "a02_edited.png.json").write_text("{}")
+    data = json.loads((out / "a03-edit.jpg.json").read_text())
+    del data["status"]
+    (out / "a03-edit.jpg.json").write_text(json.dumps(data))
+    plan = plan_batch(orig, edit, out)
+    todo = sorted(i.output.name for i in plan.items)
+    assert todo == ["a01.png", "a02_edited.png", "a03-edit.jpg", "a05.jpg", "a07.jpg"]
+    assert [c.output.name for c in plan.changed] == ["a01.png"]
+    assert any("input changed" in p and "a01.png" in p for p in plan.problems())
+    fake = FakeProcessor()
+    report = run_batch(plan, EditedIDParams(), processor=fake)
+    row = next(r for r in report.rows if r.output.endswith("a01.png"))
+    assert row.status == "failed" and "other versions of the inputs" in row.error
+    fake = FakeProcessor()
+    run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake, overwrite=True)
+    assert {"a01.png", "a02_edited.png", "a03-edit.jpg"} <= set(fake.calls)
+    assert is_finished(out / "a01.png", orig / "a01.jpg", edit / "a01.png")
+    assert not is_finished(out / "a01.png", orig / "a02.png", edit / "a01.png")
+
+
+def test_a_second_batch_on_one_output_folder_is_refused(folders, capsys):
+    from engine.batch.lock import LOCK_NAME, BatchLockedError, OutputLock
+
+    orig, edit, out = folders
+    out.mkdir()
+    fake = FakeProcessor()
+    with OutputLock(out):
+        with pytest.raises(BatchLockedError, match=f"another batch .*process {os.getpid()}"):
+            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+        # the CLI: a clear message, exit 2, before any model is loaded
+        assert batch_cli(_cli_argv(orig, edit, out)) == 2
+        assert "another batch is already writing" in capsys.readouterr().err
+    assert not fake.calls
+    run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+    assert len(fake.calls) == 7 and not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_left_by_a_killed_batch_is_taken_over(folders):
+    from engine.batch.lock import LOCK_NAME, BatchLockedError
+
+    orig, edit, out = folders
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from engine.batch.lock import OutputLock; "
+         "OutputLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
+         str(out)],
+        stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BatchLockedError, match=f"process {holder.pid}"):
+            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    finally:
+        holder.send_signal(signal.SIGKILL)  # kill -9: the lock file stays behind
+        holder.wait()
+    assert (out / LOCK_NAME).exists()
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    assert report.ok == 5 and not (out / LOCK_NAME).exists()
+
+
+def test_killed_runs_part_files_go_and_a_sidecar_in_the_way_is_named(folders):
+    from engine.io.files import TEMP_SUFFIX, host_tag
+
+    orig, edit, out = folders
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    part = out / f".a01.png.{host_tag()}-{dead.pid}.k1ll3d99{TEMP_SUFFIX}"
+    part.write_bytes(b"\0" * 4096)  # a full-size temp file of a killed run
+    client = out / ".client.part"
+    client.write_bytes(b"not ours")
+    (out / "a02_edited.png.json").mkdir()  # a folder in the sidecar's way
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor(),
+                       overwrite=True)  # fmt: skip
+    assert not part.exists() and client.read_bytes() == b"not ours"
+    row = next(r for r in report.rows if r.output.endswith("a02_edited.png"))
+    assert row.status == "failed" and "is a folder" in row.error and "Error:" not in row.error
+    assert not (out / "a02_edited.png").exists()
+
+
+def test_folders_and_report_place_are_checked_before_any_work(folders, tmp_path, capsys):
+    orig, edit, out = folders
+    with pytest.raises(InputError, match="paired with itself"):
+        plan_batch(orig, orig, out)
+    link = tmp_path / "same-as-orig"
+    link.symlink_to(orig)
+    with pytest.raises(InputError, match="paired with itself"):
+        plan_batch(orig, link, out)
+    assert batch_cli(_cli_argv(orig, link, out)) == 2
+    assert "paired with itself" in capsys.readouterr().err
+    cases = [
+        (["--report", str(tmp_path / "nope" / "r.csv")], "nope: the report's folder does not"),
+        (["--report", str(tmp_path)], "is a folder"),
+        (["--report", str(tmp_path / "r.jpg")], "ending in .csv"),
+        (["--report-dir", str(tmp_path / "nope")], "report folder does not exist"),
+        (["--report", str(out / "a01.png.csv")], "an output of this batch"),
+    ]
+    for extra, message in cases:
+        assert batch_cli(_cli_argv(orig, edit, out, *extra)) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Report:" not in err, (extra, err)
+    assert not out.exists()
+
+
+def test_report_rows_are_appended_and_full_rewrites_are_bounded(tmp_path):
+    orig, edit = tmp_path / "o", tmp_path / "e"
+    orig.mkdir()
+    edit.mkdir()
+    img = face_crop("astronaut", 16)
+    for i in range(40):
+        save_image(img, orig / f"p{i:03}.png")
+        save_image(img, edit / f"p{i:03}.png")
+    out = tmp_path / "r"
+    seen = {}
+
+    def on_progress(p):
+        if p.stage == "file done" and p.done == 20:  # the rows so far are on disk
+            seen["rows"] = len(_read_csv(out / batch.REPORT_NAME))
+
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(),
+                       processor=FakeProcessor(1), on_progress=on_progress)  # fmt: skip
+    assert seen["rows"] == 20
+    assert report.full_report_writes <= 3  # start and end (and one per interval), not 40
+    assert len(_read_csv(out / batch.REPORT_NAME)) == 40
+    assert json.loads(report.summary_json_path.read_text())["counts"]["ok"] == 40
+
+
+def test_full_report_rewrites_follow_the_time_budget(folders, monkeypatch):
+    orig, edit, out = folders
+    monkeypatch.setattr(batch, "REPORT_INTERVAL_S", 0.0)  # every file is due: a rewrite each
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    assert report.full_report_writes == 1 + 7 + 1
+    assert [r["status"] for r in _read_csv(report.report_path)].count("ok") == 5
+
+
+def test_report_elsewhere_or_none_keeps_client_names_out_of_the_output(folders, tmp_path, capsys):
+    orig, edit, out = folders
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    assert batch_cli(_cli_argv(orig, edit, out, "--mode", "classic", "--report-dir",
+                               str(reports)), processor=FakeProcessor()) == 0  # fmt: skip
+    assert not list(out.glob("editedid-batch-report*"))
+    assert (reports / batch.REPORT_NAME).is_file() and (
+        reports / "editedid-batch-report.md"
+    ).exists()
+    assert f"Report: {reports / batch.REPORT_NAME}" in capsys.readouterr().out
+    out2 = tmp_path / "out2"
+    assert batch_cli(_cli_argv(orig, edit, out2, "--mode", "classic", "--no-report"),
+                     processor=FakeProcessor()) == 0  # fmt: skip
+    assert not [p for p in out2.iterdir() if not p.name.startswith(("a0", "A0", "edited_a04"))]
+    assert "Report:" not in capsys.readouterr().out

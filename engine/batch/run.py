@@ -5,10 +5,18 @@
     report = run_batch(plan, EditedIDParams(), restorer=get_restorer("classic"))
 
 Built for overnight runs over a studio's folders: a bad file is logged with its error and
-the batch goes on; every output and the report are written atomically; a stopped or
-killed batch resumes, skipping every output whose sidecar JSON says it finished; no image
-is kept from one file to the next. Pause and cancel are honoured between files and
-inside a file at every diffusion step.
+the batch goes on; every output is written atomically with its sidecar; a stopped or
+killed batch resumes, skipping every output whose sidecar is ours, says it finished and
+records the sha256 of the inputs as they are now (a re-exported edit is done again); no
+image is kept from one file to the next. Pause and cancel are honoured between files and
+inside a file at every diffusion step. One batch at a time writes into an output folder
+(`engine.batch.lock`); temp files a killed run left there are removed on the next run.
+
+The report (CSV, with a Markdown and a JSON summary) never replaces a file that is not
+a report of this output folder (explicit paths: never an existing file unless
+`overwrite_report`), never lands in an input folder, and can be written elsewhere
+(`report_dir`) or not at all. Each file's row is appended to the CSV as it finishes; the
+full reports are rewritten at most every `REPORT_INTERVAL_S` seconds and at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import gc
 import inspect
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,9 +35,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.batch.lock import OutputLock
 from engine.errors import Cancelled, EditedIDError, InputError
-from engine.io.export import FORMATS, OutputFolderError, check_output_folder, estimate_output_bytes
-from engine.io.files import atomic_write_text
+from engine.io.export import (
+    FORMATS,
+    SIDECAR_MARKER,
+    SIDECAR_VERSION,
+    OutputFolderError,
+    check_output_folder,
+    estimate_output_bytes,
+    read_sidecar,
+    sidecar_inputs,
+    sidecar_matches_inputs,
+    sidecar_path,
+)
+from engine.io.files import (
+    append_text,
+    atomic_write_text,
+    remove_stale_temp_files,
+    sha256_file,
+)
 from engine.io.folders import (
     EDIT_MARKERS,
     IMAGE_EXTENSIONS,
@@ -40,6 +66,8 @@ from engine.io.folders import (
 from engine.restorers import Restorer, get_restorer
 
 REPORT_NAME = "editedid-batch-report.csv"
+REPORT_TOOL = "editedid batch"  # the JSON summary's "tool": the report is ours
+REPORT_INTERVAL_S = 5.0  # full report rewrites at most this often (rows are appended)
 REPORT_COLUMNS = (
     "original",
     "edited",
@@ -75,8 +103,8 @@ def rule_text(rule: str = "stem") -> str:
         f"Image files: {exts}; other files and hidden files are ignored; sub-folders are "
         "not searched. Each result is saved in the output folder under the edited file's "
         "name (PNG, JPEG and TIFF keep their format, others become PNG) with a .json "
-        "sidecar; a result whose sidecar says it finished is skipped, so a stopped batch "
-        "resumes where it left off."
+        "sidecar; a result whose sidecar says it finished from the same input files "
+        "(same sha256) is skipped, so a stopped batch resumes where it left off."
     )
 
 
@@ -101,6 +129,7 @@ class BatchPlan:
     skipped_existing: list[BatchItem] = field(default_factory=list)  # finished earlier
     ambiguous: list[str] = field(default_factory=list)  # one message per unresolved name
     conflicts: list[BatchItem] = field(default_factory=list)  # output exists, not finished
+    changed: list[BatchItem] = field(default_factory=list)  # conflicts: ours, inputs changed
     ignored: list[Path] = field(default_factory=list)  # non-image files in the input folders
 
     @property
@@ -112,9 +141,15 @@ class BatchPlan:
         lines = [f"No edited photo for original: {p.name}" for p in self.unpaired_originals]
         lines += [f"No original for edited photo: {p.name}" for p in self.unpaired_edited]
         lines += [f"Ambiguous: {m}" for m in self.ambiguous]
+        changed = {c.output for c in self.changed}
         lines += [
-            f"Output exists but is not marked finished (replaced only when overwriting is "
-            f"allowed): {c.output.name}"
+            (
+                f"An input changed since this output was made (redone only when overwriting "
+                f"is allowed): {c.output.name}"
+                if c.output in changed
+                else f"Output exists but is not marked finished (no sidecar of ours; replaced "
+                f"only when overwriting is allowed): {c.output.name}"
+            )
             for c in self.conflicts
         ]
         return lines
@@ -135,34 +170,44 @@ def output_name(edited: Path) -> str:
     return edited.stem + suffix
 
 
-def sidecar_path(output: Path) -> Path:
-    """Where the engine writes the sidecar JSON of an output (`result.png.json`)."""
-    return output.with_name(output.name + ".json")
-
-
-def is_finished(output: Path) -> bool:
-    """True when `output` exists and its sidecar says it finished (resume skips it)."""
+def is_finished(
+    output: str | Path, original: str | Path | None = None, edited: str | Path | None = None
+) -> bool:
+    """True when `output` exists and its sidecar is ours and says it finished; with the
+    inputs given, also only when the sha256 it stores of each matches the file now (a
+    re-exported input makes the result stale). Resume skips what this accepts."""
     output = Path(output)
-    side = sidecar_path(output)
-    if not output.is_file() or not side.is_file() or output.stat().st_size == 0:
-        return False
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if not output.is_file() or output.stat().st_size == 0:
+            return False
+    except OSError:
         return False
-    if not isinstance(data, dict):
+    data = read_sidecar(output)
+    if data is None or str(data.get("status", "")).lower() != "ok":
         return False
-    status = str(data.get("status", "ok")).lower()
-    return status in ("ok", "finished", "done", "success")
+    inputs = {n: p for n, p in (("original", original), ("edited", edited)) if p is not None}
+    return sidecar_matches_inputs(data, inputs) if inputs else True
+
+
+def _resolve_folder(folder: Path) -> Path:
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError) as error:
+        raise InputError(f"{folder}: is a symbolic link loop (or unreadable link).") from error
 
 
 def _check_dirs(original_dir: Path, edited_dir: Path, output_dir: Path) -> None:
     for name, folder in (("original", original_dir), ("edited", edited_dir)):
         if not folder.is_dir():
             raise InputError(f"{folder}: the {name} folder does not exist or is not a folder.")
-    out = output_dir.resolve()
+    if _resolve_folder(original_dir) == _resolve_folder(edited_dir):
+        raise InputError(
+            f"{edited_dir}: the edited folder is the original folder ({original_dir}); every "
+            "photo would be paired with itself. Choose the folder of the edited photos."
+        )
+    out = _resolve_folder(output_dir)
     for name, folder in (("original", original_dir), ("edited", edited_dir)):
-        if out == folder.resolve():
+        if out == _resolve_folder(folder):
             raise InputError(
                 f"{output_dir}: the output folder must differ from the {name} folder, so no "
                 "input can ever be overwritten. Choose or create a separate folder."
@@ -192,14 +237,16 @@ def plan_batch(
         image_files(original_dir, ignored), image_files(edited_dir, ignored), rule
     )
     items = _unclashing_items(pairing, output_dir)
-    todo, done, conflicts = [], [], []
+    todo, done, conflicts, changed = [], [], [], []
     for item in sorted(items, key=lambda i: i.edited.name.casefold()):
-        if is_finished(item.output):
+        if is_finished(item.output, item.original, item.edited):
             done.append(item)
         else:
             todo.append(item)
-            if item.output.exists() or sidecar_path(item.output).exists():
+            if _exists(item.output) or _exists(sidecar_path(item.output)):
                 conflicts.append(item)
+                if is_finished(item.output):  # ours and finished, but from other inputs
+                    changed.append(item)
     return BatchPlan(
         original_dir=original_dir,
         edited_dir=edited_dir,
@@ -212,8 +259,151 @@ def plan_batch(
         skipped_existing=done,
         ambiguous=pairing.ambiguous,
         conflicts=conflicts,
+        changed=changed,
         ignored=ignored,
     )
+
+
+def _exists(path: Path) -> bool:
+    """Something (a file, folder, or a link, even a dangling one) is at `path`."""
+    return path.exists() or path.is_symlink()
+
+
+# --- the report's place ----------------------------------------------------------------
+def report_files(csv_path: Path) -> tuple[Path, Path, Path]:
+    """The report CSV and its Markdown and JSON summaries."""
+    return csv_path, csv_path.with_suffix(".md"), csv_path.with_suffix(".json")
+
+
+def resolve_report_path(
+    plan: BatchPlan,
+    report_path: str | Path | None = None,
+    *,
+    report_dir: str | Path | None = None,
+    write_report: bool = True,
+    overwrite_report: bool = False,
+) -> Path | None:
+    """Where the batch report goes (None: no report), checked before any work.
+
+    Default: `editedid-batch-report.csv` in the output folder. `report_dir`: the same name
+    in another folder (client file names stay out of the delivered folder). An explicit
+    `report_path` (a .csv) never replaces an existing file, nor its .md/.json neighbours,
+    unless `overwrite_report`; the default places replace only a report of this output
+    folder (resume). A report never lands in an input folder, never replaces an input
+    (also through links) and never takes a name an output or sidecar of this batch uses.
+    """
+    if not write_report:
+        return None
+    if report_path is not None and report_dir is not None:
+        raise InputError("Give either a report file or a report folder, not both.")
+    explicit = report_path is not None
+    if explicit:
+        path = Path(report_path)
+    elif report_dir is not None:
+        folder = Path(report_dir)
+        if not folder.is_dir():
+            raise OutputFolderError(
+                f"{folder}: the report folder does not exist or is not a folder. Create it first."
+            )
+        path = folder / REPORT_NAME
+    else:
+        path = plan.output_dir / REPORT_NAME
+    if path.is_dir():
+        raise InputError(
+            f"{path}: is a folder; give the report a file name ending in .csv (or a report folder)."
+        )
+    if path.suffix.lower() != ".csv":
+        raise InputError(f"{path}: the report is a CSV file; give a name ending in .csv.")
+    folder = path.parent
+    if folder != plan.output_dir and not folder.is_dir():
+        raise OutputFolderError(
+            f"{folder}: the report's folder does not exist"
+            + (" (it is a file)" if folder.exists() else "")
+            + ". Create it first or choose another place for the report."
+        )
+    _check_report_not_an_input(plan, path)
+    existing = [p for p in report_files(path) if _exists(p)]
+    for p in existing:
+        if p.is_dir() or (p.exists() and not p.is_file()):
+            raise InputError(f"{p}: is not a regular file; the report cannot replace it.")
+    if existing and not overwrite_report and (explicit or not _is_our_report(plan, path)):
+        raise InputError(
+            f"{existing[0]}: already exists; the batch report never replaces a file. Choose "
+            "another report name"
+            + (", or allow replacing reports (--overwrite-report)." if explicit else ".")
+        )
+    return path
+
+
+def _check_report_not_an_input(plan: BatchPlan, path: Path) -> None:
+    folder = _resolve_folder(path.parent)
+    for name, input_dir in (("original", plan.original_dir), ("edited", plan.edited_dir)):
+        if folder == _resolve_folder(input_dir):
+            raise InputError(
+                f"{path}: the report would be written into the {name} folder; inputs and "
+                "their folders are never written to. Choose another place for the report."
+            )
+    inputs = set()
+    for input_dir in (plan.original_dir, plan.edited_dir):
+        try:
+            with os.scandir(input_dir) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    inputs.add((st.st_dev, st.st_ino))
+        except OSError:
+            continue
+    taken = set()
+    if folder == _resolve_folder(plan.output_dir):
+        for item in (*plan.items, *plan.skipped_existing):
+            taken |= {item.output.name.casefold(), sidecar_path(item.output).name.casefold()}
+    for p in report_files(path):
+        try:
+            st = p.stat()
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) in inputs:
+            raise InputError(
+                f"{p}: is one of the input files (or a link to one); the report never "
+                "replaces an input. Choose another place for the report."
+            )
+        if p.name.casefold() in taken:
+            raise InputError(
+                f"{p}: an output of this batch (or its sidecar) has that name. Choose "
+                "another report name."
+            )
+
+
+def _is_our_report(plan: BatchPlan, path: Path) -> bool:
+    """True when every existing report file at `path` is this output folder's report."""
+    csv_path, md_path, json_path = report_files(path)
+    try:
+        if _exists(json_path):
+            if json_path.stat().st_size > 64 * 1024 * 1024:
+                return False
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or data.get("tool") != REPORT_TOOL:
+                return False
+            stored = data.get("output_dir")
+            if not isinstance(stored, str) or _resolve_folder(Path(stored)) != _resolve_folder(
+                plan.output_dir
+            ):
+                return False
+        elif _exists(csv_path) or _exists(md_path):
+            return False  # a report is written whole: its summary is always there
+        if _exists(csv_path):
+            with open(csv_path, encoding="utf-8", newline="") as handle:
+                if handle.readline().strip() != ",".join(REPORT_COLUMNS):
+                    return False
+        if _exists(md_path):
+            with open(md_path, encoding="utf-8") as handle:
+                if handle.readline().strip() != "# EditedID batch report":
+                    return False
+    except (OSError, ValueError, RecursionError, InputError):
+        return False
+    return True
 
 
 def _unclashing_items(pairing: NamePairing, output_dir: Path) -> list[BatchItem]:
@@ -301,6 +491,8 @@ class BatchReport:
     report_path: Path | None = None
     summary_md_path: Path | None = None
     summary_json_path: Path | None = None
+    report_error: str = ""  # why the report could not be written (the batch went on)
+    full_report_writes: int = 0  # whole CSV+MD+JSON rewrites (rows are appended between)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
@@ -385,6 +577,9 @@ def run_batch(
     cancel: CancelToken = None,
     report_path: str | Path | None = None,
     overwrite: bool = False,
+    report_dir: str | Path | None = None,
+    write_report: bool = True,
+    overwrite_report: bool = False,
 ) -> BatchReport:
     """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
 
@@ -395,16 +590,23 @@ def run_batch(
     pause: while set, the batch waits (between files and at every diffusion step).
     cancel: callable returning True or a threading.Event; stops within one step. The
         file in progress is reported "cancelled"; finished outputs are untouched.
-    report_path: CSV path; default <output_dir>/editedid-batch-report.csv. The CSV is
-        rewritten atomically after every file, so a killed batch still has its report;
-        summary .md and .json are written next to it.
-    overwrite: replace outputs that exist but are not marked finished (`plan.conflicts`).
+    report_path, report_dir, write_report, overwrite_report: where the report goes, see
+        `resolve_report_path` (checked before anything is written). Each file's row is
+        appended to the CSV as it ends, so a killed batch still has its rows; the CSV and
+        its .md/.json summaries are rewritten whole at most every REPORT_INTERVAL_S.
+    overwrite: replace outputs that exist but are not finished results of these inputs
+        (`plan.conflicts`).
     A bad file is logged in the report and the batch goes on. A full or read-only output
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
-    after the report is written.
+    after the report is written. BatchLockedError when another batch is writing into the
+    same output folder.
     """
     restorer = restorer or get_restorer(mode, model=model)
     processor = processor or _default_processor()
+    report_csv = resolve_report_path(
+        plan, report_path, report_dir=report_dir, write_report=write_report,
+        overwrite_report=overwrite_report,
+    )  # fmt: skip
     out_dir = plan.output_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -412,11 +614,17 @@ def run_batch(
         raise OutputFolderError(
             f"{out_dir}: cannot create the output folder ({error.strerror or error})."
         ) from error
-    check_output_folder(out_dir, estimate_output_bytes(plan.items[0].edited) if plan.items else 0)
-    report_csv = Path(report_path) if report_path else out_dir / REPORT_NAME
-    report = BatchReport(plan=plan, rows=[], mode=restorer.name, report_path=report_csv)
-    run = _BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
-    return run.run(overwrite, _read_old_rows(report_csv) if report_csv.exists() else {})
+    with OutputLock(out_dir):
+        remove_stale_temp_files(out_dir)  # what a killed run left half-written
+        if report_csv is not None and report_csv.parent != out_dir:
+            remove_stale_temp_files(report_csv.parent)
+        check_output_folder(
+            out_dir, estimate_output_bytes(plan.items[0].edited) if plan.items else 0
+        )
+        report = BatchReport(plan=plan, rows=[], mode=restorer.name, report_path=report_csv)
+        old_rows = _read_old_rows(report_csv) if report_csv and report_csv.is_file() else {}
+        run = _BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
+        return run.run(overwrite, old_rows)
 
 
 class _BatchRun:
@@ -433,6 +641,19 @@ class _BatchRun:
         self.worked_files = 0
         self.index, self.position, self.file = 0, 0, ""
         self.file_start, self.paused_s = self.started, 0.0
+        self.last_full_write = self.started
+
+    def write_reports(self) -> None:
+        """The whole CSV, MD and JSON report, now."""
+        _write_reports(self.report, self.started)
+        self.last_full_write = time.monotonic()
+
+    def record(self, row: BatchRow) -> None:
+        """A file's row on disk: appended, or the whole report when it is due."""
+        if time.monotonic() - self.last_full_write >= REPORT_INTERVAL_S:
+            self.write_reports()
+        elif not _append_row(self.report, row):
+            self.write_reports()
 
     # -- the whole batch -------------------------------------------------------------
     def run(self, overwrite: bool, old_rows: dict) -> BatchReport:
@@ -442,12 +663,11 @@ class _BatchRun:
             for item in self.plan.skipped_existing:
                 self.begin(item)
                 self.add_row(_skipped_row(item, old_rows, mode), "skipped", write=False)
-            if self.plan.skipped_existing:
-                _write_reports(report, self.started)
+            self.write_reports()  # the header (and earlier results): rows append to it
             for item in self.plan.items:
                 self.begin(item)
                 self.check_pause_and_cancel()
-                if is_finished(item.output):  # finished by an earlier (or parallel) run
+                if is_finished(item.output, item.original, item.edited):  # done meanwhile
                     self.add_row(_skipped_row(item, old_rows, mode), "skipped")
                     continue
                 if not self.process(item, overwrite):
@@ -455,9 +675,9 @@ class _BatchRun:
         except Cancelled:
             return self.cancelled()
         except BaseException:  # KeyboardInterrupt, SystemExit: keep the report, then go
-            _write_reports(report, self.started)
+            self.write_reports()
             raise
-        _write_reports(report, self.started)
+        self.write_reports()
         self.emit("finished", message=report.final_message())
         return report
 
@@ -477,7 +697,7 @@ class _BatchRun:
                 error="cancelled by the user", mode=report.mode,
             )  # fmt: skip
             report.rows.append(row)
-        _write_reports(report, self.started)
+        self.write_reports()
         self.emit("cancelled", message="Cancelled")
         return report
 
@@ -489,8 +709,9 @@ class _BatchRun:
         try:
             check_output_folder(self.plan.output_dir, estimate_output_bytes(item.edited))
             kwargs = self.processor_options(item, overwrite)
+            before = _fingerprints(item)
             result = self.processor(item.original, item.edited, item.output, self.params, **kwargs)
-            row = _ok_row(item, result, mode)
+            row = _ok_row(item, result, mode, before)
             del result  # nothing of the image survives the file
             row.seconds = f"{self.count_work():.2f}"
             self.add_row(row, "file done")
@@ -509,11 +730,23 @@ class _BatchRun:
 
     def processor_options(self, item: BatchItem, overwrite: bool) -> dict[str, Any]:
         """The processor's keyword arguments; clears a stale, unfinished output."""
-        stale = item.output.exists() or sidecar_path(item.output).exists()
+        side = sidecar_path(item.output)
+        for path in (item.output, side):
+            if path.is_dir():
+                raise InputError(
+                    f"{path}: is a folder, in the way of the result or its sidecar. Move it "
+                    "away and run again."
+                )
+        stale = _exists(item.output) or _exists(side)
         if stale and not overwrite:
+            if is_finished(item.output):
+                raise InputError(
+                    f"{item.output}: was made from other versions of the inputs (their "
+                    "sha256 differ from its sidecar's). Allow overwriting to redo it."
+                )
             raise InputError(
-                f"{item.output}: already exists but is not marked finished (no "
-                "finished sidecar). Remove it, or allow overwriting, and run again."
+                f"{item.output}: already exists but is not marked finished (no finished "
+                "sidecar of ours). Remove it, or allow overwriting, and run again."
             )
         kwargs: dict[str, Any] = dict(
             restorer=self.restorer,
@@ -541,7 +774,7 @@ class _BatchRun:
     def add_row(self, row: BatchRow, stage: str, write: bool = True) -> None:
         self.report.rows.append(row)
         if write:
-            _write_reports(self.report, self.started)
+            self.record(row)
         self.emit(stage, message=row.error, row=row)
 
     def eta(self) -> float | None:
@@ -623,15 +856,24 @@ def _failed_row(item: BatchItem, error: BaseException, mode: str, seconds: float
     )  # fmt: skip
 
 
-def _ok_row(item: BatchItem, result, mode: str) -> BatchRow:
+def _fingerprints(item: BatchItem) -> tuple:
+    """What tells that an input changed on disk (device, inode, size, mtime)."""
+    prints = []
+    for path in (item.original, item.edited):
+        try:
+            st = os.stat(path)
+            prints.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            prints.append(None)
+    return tuple(prints)
+
+
+def _ok_row(item: BatchItem, result, mode: str, before: tuple | None = None) -> BatchRow:
     if not item.output.is_file():
         raise InputError(f"{item.output}: the restore finished but wrote no file.")
     side = sidecar_path(item.output)
-    if not side.exists():  # processors that do not write one: the batch marks the finish
-        sidecar = dict(getattr(result, "sidecar", None) or {})
-        sidecar.setdefault("status", "ok")
-        sidecar.setdefault("output", str(item.output))
-        atomic_write_text(side, json.dumps(sidecar, indent=2, default=str))
+    if not _exists(side):  # processors that do not write one: the batch marks the finish
+        _write_fallback_sidecar(item, result, before)
     faces = list(getattr(result, "faces", None) or [])
     return BatchRow(
         str(item.original),
@@ -646,26 +888,68 @@ def _ok_row(item: BatchItem, result, mode: str) -> BatchRow:
     )
 
 
+def _write_fallback_sidecar(item: BatchItem, result, before: tuple | None) -> None:
+    """The sidecar of a processor that wrote none: ours, with the inputs' sha256, taken
+    now and valid only because the files did not change since the processor read them."""
+    hashes = {"original": sha256_file(item.original), "edited": sha256_file(item.edited)}
+    if before is not None and _fingerprints(item) != before:
+        item.output.unlink(missing_ok=True)
+        raise InputError(
+            f"{item.edited.name}: an input changed while it was being restored; run again."
+        )
+    sidecar = dict(getattr(result, "sidecar", None) or {})
+    sidecar.update({SIDECAR_MARKER: SIDECAR_VERSION, "status": "ok"})
+    sidecar["inputs"] = sidecar_inputs({"original": item.original, "edited": item.edited}, hashes)
+    sidecar.setdefault("output", str(item.output))
+    try:
+        atomic_write_text(sidecar_path(item.output), json.dumps(sidecar, indent=2, default=str))
+    except BaseException:
+        item.output.unlink(missing_ok=True)  # no output without its sidecar
+        raise
+
+
 # --- reports ---------------------------------------------------------------------------
+def _csv_text(rows: list[BatchRow], header: bool) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow(row.csv_row())
+    return buffer.getvalue()
+
+
+def _append_row(report: BatchReport, row: BatchRow) -> bool:
+    """Append one row to the CSV on disk; False when it is not there to append to."""
+    csv_path = report.report_path
+    if csv_path is None:
+        return True
+    if not csv_path.is_file():
+        return False
+    try:
+        append_text(csv_path, _csv_text([row], header=False))
+    except OSError as error:
+        report.report_error = f"{csv_path}: could not add a row ({error.strerror or error})."
+    return True
+
+
 def _write_reports(report: BatchReport, started: float) -> None:
+    """The whole CSV, Markdown and JSON report, each written atomically."""
     csv_path = report.report_path
     if csv_path is None:
         return
     report.seconds = time.monotonic() - started
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in report.rows:
-        writer.writerow(row.csv_row())
+    report.full_report_writes += 1
+    _, md_path, json_path = report_files(csv_path)
     try:
-        atomic_write_text(csv_path, buffer.getvalue())
-        md_path = csv_path.with_suffix(".md")
-        json_path = csv_path.with_suffix(".json")
+        atomic_write_text(csv_path, _csv_text(report.rows, header=True))
         atomic_write_text(md_path, _summary_markdown(report))
         atomic_write_text(json_path, json.dumps(_summary_dict(report), indent=2))
         report.summary_md_path, report.summary_json_path = md_path, json_path
-    except (OSError, EditedIDError):
-        pass  # the report must never be the reason a batch dies; results are on disk
+        report.report_error = ""
+    except (OSError, EditedIDError) as error:
+        # the report must never be the reason a batch dies; results are on disk
+        report.report_error = str(error)
 
 
 def _mean_scores(rows: list[BatchRow], column: str) -> float | None:
@@ -683,7 +967,7 @@ def _summary_dict(report: BatchReport) -> dict:
     plan = report.plan
     ok_rows = [r for r in report.rows if r.status in ("ok", "skipped")]
     return {
-        "tool": "editedid batch",
+        "tool": REPORT_TOOL,
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "original_dir": str(plan.original_dir),
         "edited_dir": str(plan.edited_dir),

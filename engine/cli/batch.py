@@ -1,6 +1,7 @@
 """`editedid-cli batch`: folder mode on the command line (engine.batch.run does the work).
 
 editedid-cli batch --original-dir O --edited-dir E --out-dir R [--mode classic] [--check]
+    [--report FILE.csv | --report-dir DIR | --no-report] [--overwrite-report]
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.batch.lock import check_unlocked
 from engine.batch.run import (
     REPORT_NAME,
     RULES,
     BatchPlan,
     BatchProgress,
     plan_batch,
+    resolve_report_path,
     rule_text,
     run_batch,
 )
@@ -51,7 +54,32 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--face-backend", choices=("auto", "dlib", "insightface"), default="auto", dest="backend"
     )
-    parser.add_argument("--report", type=Path, default=None, help=f"CSV (default {REPORT_NAME}).")
+    report = parser.add_mutually_exclusive_group()
+    report.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help=f"Report CSV file (default: {REPORT_NAME} in the output folder); a .md and a "
+        ".json summary are written next to it. An existing file is never replaced unless "
+        "--overwrite-report.",
+    )
+    report.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help=f"Write the report ({REPORT_NAME} and summaries) into this existing folder "
+        "instead of the output folder, so the delivered folder lists no file names.",
+    )
+    report.add_argument(
+        "--no-report",
+        action="store_true",
+        help="Write no report files (the summary is still printed).",
+    )
+    parser.add_argument(
+        "--overwrite-report",
+        action="store_true",
+        help="Allow the report to replace existing files at its path (never an input).",
+    )
     parser.add_argument("--rule", choices=RULES, default="stem", help="Pairing rule.")
     parser.add_argument(
         "--overwrite",
@@ -98,6 +126,11 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
     """Exit 0 when at least one pair is restored or already finished; 1 when nothing
     succeeded; 2 for bad arguments or folders; 3 when the model cannot load; 130 when
     cancelled. Failures are listed at the end."""
+    report_options = dict(
+        report_dir=args.report_dir,
+        write_report=not args.no_report,
+        overwrite_report=args.overwrite_report,
+    )
     try:
         params = params_from_args(args)
         plan = plan_batch(args.original_dir, args.edited_dir, args.out_dir, rule=args.rule)
@@ -109,6 +142,12 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
         return EXIT_OK
     if not plan.total:
         print("error: no pairs found; nothing to do.", file=sys.stderr)
+        return EXIT_INPUT
+    try:  # the report's place and the output folder's lock, before any model is loaded
+        resolve_report_path(plan, args.report, **report_options)
+        check_unlocked(plan.output_dir)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT
     try:
         # Nothing left to restore, or a stand-in processor: no model is loaded.
@@ -127,6 +166,7 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
             on_progress=_progress_printer(args.quiet),
             report_path=args.report,
             overwrite=args.overwrite,
+            **report_options,
         )
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -139,7 +179,10 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
         print("Failures:", file=sys.stderr)
         for name, error in report.failures:
             print(f"  {Path(name).name}: {error}", file=sys.stderr)
-    print(f"Report: {report.report_path}")
+    if report.report_error:
+        print(f"warning: the report could not be written: {report.report_error}", file=sys.stderr)
+    elif report.report_path is not None:
+        print(f"Report: {report.report_path}")
     if report.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if report.succeeded else EXIT_FAILED
