@@ -123,3 +123,57 @@ def test_snapshot_of_a_session_is_its_persisted_properties(tmp_path):
     document = json.loads(path.read_text())
     assert document["faces"]["2"]["element_words"] == "hat"
     assert document["inputs"] == {"edited": None, "original": None}
+
+
+def _saved(tmp_path):
+    path = save_project(tmp_path / "job.editedid", _data(tmp_path))
+    return path, json.loads(path.read_text())
+
+
+def test_mask_paths_are_confined_to_the_project_folder(tmp_path):
+    """A project naming a mask by an absolute path or '../' would load another client's
+    photo as a mask (and copy it into this project on re-save): refused."""
+    path, document = _saved(tmp_path)
+    secret = tmp_path.parent / "other-client.png"
+    np_mask = np.full((40, 30), 255, np.uint8)
+    from PIL import Image
+
+    Image.fromarray(np_mask).save(secret)
+    before = secret.read_bytes()
+    for name in (str(secret), "../" + secret.name, "masks/../../" + secret.name):
+        document["masks"]["0"]["face"]["file"] = name
+        path.write_text(json.dumps(document))
+        with pytest.raises(InputError, match="outside the project's folder"):
+            load_project(path)
+    assert secret.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(version="1"), "not a version number"),
+        (lambda d: d.update(masks=[1, 2]), "'masks' must be an object"),
+        (lambda d: d["masks"].update({"0": "face.png"}), "masks of face"),
+        (lambda d: d["masks"]["0"].update(face={"file": 7}), "names no file"),
+        (lambda d: d["params"].update(guidance=float("nan")), "guidance"),
+        (lambda d: d["params"].update(element_words="hat"), None),  # one word, not 'h','a','t'
+        (lambda d: d["params"].update(steps="6"), "steps"),
+    ],
+)
+def test_malformed_project_files_are_refused_naming_the_file(tmp_path, change, message):
+    path, document = _saved(tmp_path)
+    change(document)
+    path.write_text(json.dumps(document))
+    if message is None:
+        assert load_project(path).params.element_words == ("hat",)
+        return
+    with pytest.raises(InputError, match=message) as error:
+        load_project(path)
+    assert str(path) in str(error.value) or path.name in str(error.value)
+
+
+def test_deeply_nested_project_file_is_refused(tmp_path):
+    path = tmp_path / "deep.editedid"
+    path.write_text('{"format": "editedid-project", "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(InputError, match="deep.editedid"):
+        load_project(path)

@@ -34,7 +34,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io.images import read_mask, write_image_atomic, write_text_atomic
-from engine.params import EditedIDParams
+from engine.params import EditedIDParams, load_params
 
 from .masks import MASK_KINDS, MaskPairs
 from .session import FaceSettings
@@ -199,15 +199,32 @@ def _write_masks(path: Path, masks: MaskPairs) -> dict[str, dict[str, dict[str, 
     return entries
 
 
+def _confined(path: Path, name: str) -> Path:
+    """A file the project names, only inside the project's own folder: an absolute path
+    or '../' would load another client's photo as a mask (and copy it on re-save)."""
+    base = path.parent.resolve()
+    candidate = (base / name).resolve()
+    if Path(name).is_absolute() or not candidate.is_relative_to(base):
+        raise InputError(
+            f"{path}: the mask file {name!r} lies outside the project's folder; project "
+            "files may only name files next to them. The project was not opened."
+        )
+    return candidate
+
+
 def _read_masks(path: Path, entries: dict[str, Any]) -> MaskPairs:
     masks: MaskPairs = {}
     for index, kinds in entries.items():
+        if not isinstance(kinds, dict) or not str(index).isdigit():
+            raise InputError(f"{path}: the masks of face {index!r} are not readable.")
         pair: list[np.ndarray | None] = [None, None]
         for slot, kind in enumerate(MASK_KINDS):
             entry = kinds.get(kind)
             if not entry:
                 continue
-            mask_path = path.parent.resolve() / entry["file"]
+            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                raise InputError(f"{path}: the {kind} mask of face {index} names no file.")
+            mask_path = _confined(path, entry["file"])
             if not mask_path.is_file():
                 raise InputError(
                     f"{path}: the mask {mask_path} is missing; keep the "
@@ -249,11 +266,13 @@ def load_project(path: str | Path) -> ProjectData:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InputError(f"{path}: project file not found.") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not a readable EditedID project ({exc}).") from exc
     if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
         raise InputError(f"{path}: not an EditedID project file.")
-    version = int(document.get("version", 0))
+    version = document.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise InputError(f"{path}: the project version {version!r} is not a version number.")
     if version > PROJECT_VERSION:
         raise InputError(
             f"{path}: made by a newer EditedID (project version {version}); update the app."
@@ -266,8 +285,20 @@ def load_project(path: str | Path) -> ProjectData:
             node: Any = document
             for part in _key(f):
                 node = node.get(part) if isinstance(node, dict) else None
-            if node is not None:
+            if node is None:
+                continue
+            if f.name == "params":
+                # the one validator of parameters from files (field and file named)
+                params = load_params(node, source=path)
+                if params is not None:
+                    values[f.name] = params
+            else:
                 values[f.name] = from_json(node, hints[f.name], base)
-    except (TypeError, ValueError) as exc:
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return ProjectData(**values, masks=_read_masks(path, document.get("masks", {})))
+    masks = document.get("masks", {})
+    if not isinstance(masks, dict):
+        raise InputError(f"{path}: 'masks' must be an object of face numbers.")
+    return ProjectData(**values, masks=_read_masks(path, masks))
