@@ -55,6 +55,7 @@ from engine.faces.types import Face, FaceAnalyzer
 from engine.io.files import atomic_write_bytes, atomic_write_text
 from engine.io.folders import NAME_SEPARATOR, image_files, pair_by_name
 from engine.io.images import read_rgb, write_image_atomic
+from engine.params import load_params
 
 PSNR_CAP_DB = 100.0
 SSIM_ERODE_PX = 5  # the SSIM window's radius: windows never reach into the face region
@@ -401,11 +402,10 @@ def score_restored(
 def _sidecar_words(path: Path) -> tuple[str, ...] | None:
     side = path.with_name(path.name + ".json")
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-        words = (data.get("params") or {}).get("element_words")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return tuple(words) if words else None
+        params = load_params(json.loads(side.read_text(encoding="utf-8")), source=side)
+    except (OSError, ValueError, RecursionError, EditedIDError):
+        return None  # no usable sidecar: the caller's element words apply
+    return params.element_words if params is not None and params.element_words else None
 
 
 def evaluate_sets(
