@@ -424,3 +424,64 @@ def test_restore_sidecar_records_the_inputs_and_a_rerun_is_refused(tmp_path, pho
     first = out.read_bytes(), (tmp_path / "r.png.json").read_bytes()
     assert main(_restore(original, edited, out)) == EXIT_INPUT
     assert (out.read_bytes(), (tmp_path / "r.png.json").read_bytes()) == first
+
+
+# --- location (GPS) in results: stripped by default, kept on request (issue 11) ---------
+GPS_IFD = 0x8825
+
+
+def _with_gps(path, source):
+    """`source` saved as a JPEG with a camera name and a GPS position in its EXIF."""
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 0.0)})
+    Image.open(source).save(path, format="JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def _gps_and_make(path):
+    with Image.open(path) as image:
+        exif = image.getexif()
+        return exif.get_ifd(GPS_IFD).get(2), exif.get(0x010F)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [((), None), (("--strip-location",), None), (("--keep-location",), (52.0, 31.0, 12.0))],
+)
+def test_restore_strips_the_location_unless_kept(tmp_path, photo_pair, capsys, extra, expected):
+    original, edited = photo_pair
+    edited = _with_gps(tmp_path / "e-gps.jpg", edited)
+    out = tmp_path / "r.jpg"
+    assert main(_restore(original, edited, out, *extra)) == EXIT_OK, capsys.readouterr().err
+    assert _gps_and_make(out) == (expected, "Canon")
+
+
+def test_batch_strips_the_location_unless_kept(tmp_path, photo_pair, capsys):
+    from engine.cli.batch import batch_cli
+
+    original, edited = photo_pair
+    orig_dir, edit_dir = tmp_path / "originals", tmp_path / "edited"
+    orig_dir.mkdir(), edit_dir.mkdir()
+    original.rename(orig_dir / "a.jpg")
+    _with_gps(edit_dir / "a.jpg", edited)
+    for name, extra, expected in (
+        ("stripped", (), None),
+        ("kept", ("--keep-location",), (52.0, 31.0, 12.0)),
+    ):
+        argv = ["--original-dir", str(orig_dir), "--edited-dir", str(edit_dir), "--out-dir",
+                str(tmp_path / name), "--mode", "classic", "--face-backend", "dlib", "--quiet",
+                "--no-report", *extra]  # fmt: skip
+        assert batch_cli(argv) == EXIT_OK, capsys.readouterr().err
+        (result,) = [p for p in (tmp_path / name).iterdir() if p.suffix != ".json"]
+        assert _gps_and_make(result) == (expected, "Canon"), name
+
+
+def test_location_options_are_one_choice():
+    parser = build_parser()
+    assert parser.parse_args(_restore("o", "e", "r.png")).strip_location is True
+    assert parser.parse_args(_restore("o", "e", "r.png", "--keep-location")).strip_location is False
+    assert parser.parse_args(["batch", "--original-dir", "o", "--edited-dir", "e", "--out-dir",
+                              "r", "--keep-location"]).strip_location is False  # fmt: skip
+    with pytest.raises(SystemExit):
+        parser.parse_args(_restore("o", "e", "r.png", "--keep-location", "--strip-location"))

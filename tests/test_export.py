@@ -375,3 +375,64 @@ def test_results_get_the_users_umask(tmp_path, umask):
     expected = 0o666 & ~umask
     for path in (out, sidecar, report):
         assert path.stat().st_mode & 0o777 == expected, (path.name, oct(path.stat().st_mode))
+
+
+# --- location (GPS) -----------------------------------------------------------------------
+MAKE, MODEL, GPS_IFD = 0x010F, 0x0110, 0x8825
+
+
+def _gps_reference(path, fmt="JPEG", orientation=6):
+    """An edited photo from a phone: camera, orientation and a GPS position in its EXIF."""
+    image = Image.fromarray(face_crop("grace_hopper", 64)).resize((48, 32))
+    exif = Image.Exif()
+    exif[MAKE], exif[MODEL], exif[0x0112] = "Canon", "EOS R5", orientation
+    gps = exif.get_ifd(GPS_IFD)
+    gps.update({1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 0.0)})
+    image.save(path, format=fmt, exif=exif.tobytes())
+    with Image.open(path) as check:  # the fixture really carries a position
+        assert check.getexif().get_ifd(GPS_IFD)[2] == (52.0, 31.0, 12.0)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif"])
+@pytest.mark.parametrize("strip", [True, False])
+def test_location_is_dropped_when_stripping_and_kept_otherwise(tmp_path, ext, strip):
+    ref = _gps_reference(tmp_path / "edited.jpg")
+    (tmp_path / "out").mkdir()
+    out = save_result(
+        tmp_path / "out" / f"result{ext}", _upright(ref), reference_path=ref, strip_location=strip
+    )
+    with Image.open(out) as image:
+        exif = image.getexif()
+        assert exif.get(MAKE) == "Canon" and exif.get(MODEL) == "EOS R5"  # camera kept
+        assert exif.get(0x0112, 1) == 1  # orientation kept, normalised
+        gps = exif.get_ifd(GPS_IFD)
+        if strip:
+            assert GPS_IFD not in exif and gps == {}
+        else:
+            assert gps[1] == "N" and gps[2] == (52.0, 31.0, 12.0) and gps[3] == "E"
+
+
+def test_location_is_stripped_by_default(tmp_path):
+    ref = _gps_reference(tmp_path / "edited.jpg")
+    out = save_result(tmp_path / "r.jpg", _upright(ref), reference_path=ref)
+    with Image.open(out) as image:
+        assert image.getexif().get_ifd(GPS_IFD) == {}
+        assert image.getexif().get(MAKE) == "Canon"
+
+
+def test_camera_exif_with_sub_ifds_saves_as_tiff(tmp_path):
+    """A camera JPEG (Exif sub-IFD: dates, exposure) saved as .tif: libtiff cannot write
+    sub-IFDs (Pillow raised RuntimeError); the TIFF is written uncompressed and keeps them."""
+    image = Image.fromarray(face_crop("grace_hopper", 64)).resize((48, 32))
+    exif = Image.Exif()
+    exif[MAKE] = "Canon"
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"  # DateTimeOriginal
+    ref = tmp_path / "edited.jpg"
+    image.save(ref, exif=exif.tobytes())
+    notes: list[str] = []
+    out = save_result(tmp_path / "r.tif", _upright(ref), reference_path=ref, warnings=notes)
+    with Image.open(out) as saved:
+        assert saved.getexif().get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+        assert saved.getexif().get(MAKE) == "Canon"
+    assert any("uncompressed" in n for n in notes)

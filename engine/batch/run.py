@@ -580,6 +580,7 @@ def run_batch(
     report_dir: str | Path | None = None,
     write_report: bool = True,
     overwrite_report: bool = False,
+    strip_location: bool = True,
 ) -> BatchReport:
     """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
 
@@ -596,6 +597,8 @@ def run_batch(
         its .md/.json summaries are rewritten whole at most every REPORT_INTERVAL_S.
     overwrite: replace outputs that exist but are not finished results of these inputs
         (`plan.conflicts`).
+    strip_location: results carry no GPS position (engine.io.export); passed to a
+        processor that takes it.
     A bad file is logged in the report and the batch goes on. A full or read-only output
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
     after the report is written. BatchLockedError when another batch is writing into the
@@ -624,6 +627,7 @@ def run_batch(
         report = BatchReport(plan=plan, rows=[], mode=restorer.name, report_path=report_csv)
         old_rows = _read_old_rows(report_csv) if report_csv and report_csv.is_file() else {}
         run = _BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
+        run.strip_location = strip_location
         return run.run(overwrite, old_rows)
 
 
@@ -636,6 +640,8 @@ class _BatchRun:
         self.on_progress, self.pause = on_progress, pause
         self.is_cancelled = _cancel_fn(cancel)
         self.pass_overwrite = _accepts(processor, "overwrite")
+        self.strip_location = True
+        self.pass_strip_location = _accepts(processor, "strip_location")
         self.started = time.monotonic()
         self.work_seconds = 0.0  # time spent processing (pauses excluded), for the ETA
         self.worked_files = 0
@@ -754,6 +760,8 @@ class _BatchRun:
             on_step=self.on_step,
             cancel=self.is_cancelled,
         )
+        if self.pass_strip_location:
+            kwargs["strip_location"] = self.strip_location
         if stale and self.pass_overwrite:
             kwargs["overwrite"] = True
         elif stale:

@@ -29,6 +29,7 @@ from engine.cli.options import (
     EXIT_INPUT,
     EXIT_MODEL,
     EXIT_OK,
+    add_location_options,
     add_param_options,
     add_restorer_options,
     params_from_args,
@@ -86,6 +87,7 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="Replace outputs that exist but are not marked finished.",
     )
+    add_location_options(parser)
     parser.add_argument("--check", action="store_true", help="Only show the pairing; run nothing.")
     parser.add_argument("--quiet", action="store_true", help="No progress output.")
     add_restorer_options(parser)
@@ -166,6 +168,7 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
             on_progress=_progress_printer(args.quiet),
             report_path=args.report,
             overwrite=args.overwrite,
+            strip_location=args.strip_location,
             **report_options,
         )
     except InputError as error:

@@ -26,6 +26,7 @@ from engine.cli.options import (
     EXIT_INPUT,
     EXIT_MODEL,
     EXIT_OK,
+    add_location_options,
     add_param_options,
     add_restorer_options,
     params_from_args,
@@ -138,6 +139,7 @@ def _add_restore_crop_parser(subparsers) -> None:
     )
     crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
     crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    add_location_options(crop, carries_metadata=False)
     restorer_class("diffusion").register_options(crop)  # the EditedID method on one pair
     crop.add_argument("--quiet", action="store_true", help="No progress output.")
     add_param_options(crop)
@@ -182,6 +184,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         faces=faces,
         on_step=_progress_printer(args.quiet),
         overwrite=args.overwrite,
+        strip_location=args.strip_location,
     )
     if not args.quiet:
         for face in result.faces:
@@ -210,6 +213,7 @@ def _add_restore_parser(subparsers) -> None:
     photo.add_argument("--edited", required=True, type=Path, help="The AI-edited photo.")
     photo.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
     photo.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
+    add_location_options(photo)
     photo.add_argument(
         "--faces",
         default=None,

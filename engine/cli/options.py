@@ -132,6 +132,28 @@ def _flag(name: str) -> str:
     return "--element" if name == "element_words" else "--" + name.replace("_", "-")
 
 
+# --- the result's metadata ------------------------------------------------------------
+def add_location_options(parser: argparse.ArgumentParser, *, carries_metadata: bool = True) -> None:
+    """--strip-location (the default) / --keep-location: the GPS position of the edited
+    photo's EXIF in the result or not (engine.io.export says why stripping is the default).
+    """
+    group = parser.add_mutually_exclusive_group()
+    note = "" if carries_metadata else " Face crops are written without any metadata."
+    group.add_argument(
+        "--strip-location",
+        dest="strip_location",
+        action="store_true",
+        default=True,
+        help="Remove the GPS position from the result's EXIF (the default)." + note,
+    )
+    group.add_argument(
+        "--keep-location",
+        dest="strip_location",
+        action="store_false",
+        help="Keep the edited photo's GPS position in the result's EXIF." + note,
+    )
+
+
 # --- restorers ------------------------------------------------------------------------
 def add_restorer_options(parser: argparse.ArgumentParser, default: str = "diffusion") -> None:
     """--mode (one choice per registered restorer) and every restorer's own options."""

@@ -15,6 +15,16 @@ an output or sidecar that is an input, a folder, or an existing file (unless
 overwriting); `write_with_sidecar` stages the sidecar first, writes the output, then
 renames the sidecar into place, so an output never stands without its sidecar, and the
 sidecar carries our marker (`SIDECAR_MARKER`) by which resume knows it is ours.
+
+Location: by default (`strip_location=True`) a result carries no location. The GPS IFD
+of the reference's EXIF (latitude, longitude, altitude, GPS time, ...) is dropped; XMP
+and IPTC, where location may also be written, are never copied at all. Why stripping is
+the default: results are what a studio hands to a client, who posts them online, and a
+photo's coordinates are often the client's home; the originals keep their GPS for the
+studio's own records, and nothing about the restoration needs it. Keeping it is a
+deliberate choice (`strip_location=False`, the CLI's `--keep-location`, the app's
+"Remove location" setting unticked). Everything else of the EXIF (camera, lens, dates,
+artist, copyright; Orientation reset to 1) is kept either way.
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ from engine.io.images import exif_orientation, open_image
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 ORIENTATION_TAG = 0x0112
+GPS_IFD_TAG = 0x8825  # the GPSInfo pointer: the whole GPS IFD hangs from it
+_SUB_IFD_TAGS = (0x8769, GPS_IFD_TAG, 0xA005)  # Exif, GPS, Interop
 ICC_TIFF_TAG = 34675
 # TIFF structure tags that describe the reference file's own layout; copying them into
 # another file's EXIF would be wrong (strip offsets, sizes, compression, ...).
@@ -119,8 +131,9 @@ def _mb(n: int) -> str:
 
 
 # --- metadata ----------------------------------------------------------------------------
-def _reference_metadata(reference_path: Path | None) -> dict:
-    """EXIF bytes (orientation 1, structure tags removed), ICC bytes, dpi, orientation."""
+def _reference_metadata(reference_path: Path | None, *, strip_location: bool = True) -> dict:
+    """EXIF bytes (orientation 1, structure tags removed, the GPS IFD too when
+    `strip_location`), ICC bytes, dpi, orientation."""
     meta: dict = {"exif": None, "icc": None, "dpi": None, "orientation": 1, "exif_obj": None}
     if reference_path is None:
         return meta
@@ -137,7 +150,7 @@ def _reference_metadata(reference_path: Path | None) -> dict:
         ) from error
     meta["orientation"] = exif_orientation(exif)  # as reading applied it
     for tag in list(exif.keys()):
-        if tag in _STRUCTURAL_TAGS:
+        if tag in _STRUCTURAL_TAGS or (strip_location and tag == GPS_IFD_TAG):
             del exif[tag]
     if len(exif):
         if ORIENTATION_TAG in exif:
@@ -415,6 +428,7 @@ def save_result(
     overwrite: bool = False,
     protected_paths=(),
     warnings: list[str] | None = None,
+    strip_location: bool = True,
 ) -> Path:
     """Write the result image; returns the path written.
 
@@ -426,6 +440,8 @@ def save_result(
         reference's pixels are kept exactly where it is 0.
     protected_paths: files that must never be replaced (the inputs).
     warnings: if a list is given, notes (e.g. "saved as 8-bit because ...") are appended.
+    strip_location: drop the reference's GPS data (see the module docstring for why this
+        is the default); False keeps it with the rest of the EXIF.
     """
     out = Path(out_path)
     image = np.asarray(image_rgb8)
@@ -433,7 +449,7 @@ def save_result(
     fmt = _check_target(out, image, reference_path, protected_paths, overwrite)
     # 2. the reference's metadata, less what the output format cannot carry
     reference = Path(reference_path) if reference_path is not None else None
-    meta = _reference_metadata(reference)
+    meta = _reference_metadata(reference, strip_location=strip_location)
     notes = _drop_unfit_metadata(out, fmt, meta)
     # 3. a 16-bit reference gives 16-bit pixels where the format allows it
     pixels16 = None
@@ -453,6 +469,11 @@ def save_result(
     else:
         if pixels16 is not None:
             notes.append(f"{out.name}: saved as 8-bit (tifffile is not installed).")
+        if fmt == "TIFF" and _has_sub_ifds(meta):
+            notes.append(
+                f"{out.name}: saved as an uncompressed TIFF, the only kind that keeps the "
+                "input's EXIF details (camera settings, dates, location)."
+            )
         _write_8bit(out, fmt, image, meta, quality)
     if warnings is not None:
         warnings.extend(notes)
@@ -534,6 +555,14 @@ def _write_png16(out: Path, pixels16: np.ndarray, meta: dict) -> None:
     atomic_write(out, lambda handle: handle.write(data))
 
 
+def _has_sub_ifds(meta: dict) -> bool:
+    """True when the EXIF to copy has Exif/GPS/Interop sub-IFDs. libtiff (compressed TIFF)
+    cannot write those (Pillow raises "Error setting from dictionary"); Pillow's own
+    uncompressed TIFF writer keeps them."""
+    exif = meta.get("exif_obj")
+    return bool(meta.get("exif")) and exif is not None and any(t in exif for t in _SUB_IFD_TAGS)
+
+
 def _write_8bit(out: Path, fmt: str, image: np.ndarray, meta: dict, quality: int) -> None:
     pil = Image.fromarray(image, "RGB")
     kwargs: dict = {}
@@ -546,7 +575,7 @@ def _write_8bit(out: Path, fmt: str, image: np.ndarray, meta: dict, quality: int
     if fmt == "JPEG":
         kwargs.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
         kwargs["optimize"] = True
-    elif fmt == "TIFF":
+    elif fmt == "TIFF" and not _has_sub_ifds(meta):
         kwargs["compression"] = "tiff_deflate"
     elif fmt == "PNG":
         kwargs["compress_level"] = 6

@@ -536,12 +536,14 @@ def restore_photo_files(
     cancel=None,
     overwrite: bool = False,
     analyzer: FaceAnalyzer | None = None,
+    strip_location: bool = True,
 ) -> PhotoResult:
     """Read two files, restore, write the result and its sidecar JSON (one unit).
 
     The output and the sidecar are checked (never an input, a folder or, without
     `overwrite`, an existing file) before any work; the sidecar records the sha256 of the
-    bytes that were read."""
+    bytes that were read. strip_location: the result carries no GPS position (see
+    engine.io.export)."""
     from engine.io.export import check_result_target
     from engine.io.files import read_hashed
     from engine.io.images import read_rgb
@@ -566,13 +568,13 @@ def restore_photo_files(
         analysis, restorer, params, faces=faces, on_step=on_step, cancel=cancel
     )
     hashes = {"original": original_sha, "edited": edited_sha}
-    _write_result_files(result, inputs, hashes, out_path, overwrite)
+    _write_result_files(result, inputs, hashes, out_path, overwrite, strip_location)
     return result
 
 
 def _write_result_files(
     result: PhotoResult, inputs: dict[str, Path], hashes: dict[str, str], out_path: Path,
-    overwrite: bool,
+    overwrite: bool, strip_location: bool = True,
 ) -> None:  # fmt: skip
     """The result image with the edited file's metadata and its sidecar, as one unit."""
     from engine.io.export import save_result, sidecar_inputs, write_with_sidecar
@@ -588,6 +590,7 @@ def _write_result_files(
             changed_alpha=result.changed_alpha,
             overwrite=overwrite,
             protected_paths=tuple(inputs.values()),
+            strip_location=strip_location,
         ),
         result.sidecar,
         protected_paths=inputs,
