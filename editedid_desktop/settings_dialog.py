@@ -29,6 +29,12 @@ class SettingsDialog(QDialog):
         self.quality_spin = QSpinBox()
         self.quality_spin.setRange(50, 100)
         self.quality_spin.setValue(settings.jpeg_quality)
+        self.location_box = QCheckBox("Remove the location (GPS) from saved results")
+        self.location_box.setChecked(settings.strip_location)
+        self.location_box.setToolTip(
+            "Results go to clients, who share them: the edited photo's GPS position is left "
+            "out of the result's metadata. Camera, dates and copyright are always kept."
+        )
         self.banner_box = QCheckBox("Show the 'no model installed' notice")
         self.banner_box.setChecked(not settings.model_banner_dismissed)
         self.clear_recent_button = QPushButton("Clear recent files")
@@ -36,6 +42,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.addRow("Save format", self.format_combo)
         form.addRow("JPEG quality", self.quality_spin)
+        form.addRow(self.location_box)
         form.addRow(self.banner_box)
         form.addRow(self.clear_recent_button)
         buttons = QDialogButtonBox(
@@ -50,6 +57,7 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         self.settings.save_format = self.format_combo.currentText()
         self.settings.jpeg_quality = self.quality_spin.value()
+        self.settings.strip_location = self.location_box.isChecked()
         self.settings.model_banner_dismissed = not self.banner_box.isChecked()
         self.settings.sync()
         super().accept()

@@ -268,3 +268,80 @@ def test_model_manager_checks_without_loading(qtbot, window, tiny_sd_dir, tmp_pa
     dialog.accept()
     assert window.settings.low_vram and window.settings.model_source.startswith("CompVis")
     assert window.banner.isVisible()  # that model is not installed in this folder
+
+
+# --- saving: the CLI's no-overwrite rules, location, messages (issue 11) ----------------
+def _save_as_via_dialog(window, monkeypatch, path):
+    """File ▸ Save Result As, the file dialog answering `path` (it asked about replacing)."""
+    import editedid_desktop.controllers.export as export_controller
+
+    monkeypatch.setattr(
+        export_controller.QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), "")
+    )
+    window.save_as_action.trigger()
+
+
+@pytest.mark.parametrize("image_exists", [False, True])
+def test_save_never_replaces_a_foreign_json_beside_the_result(
+    qtbot, window, photo_pair, tmp_path, monkeypatch, image_exists
+):
+    from engine.io.export import SIDECAR_MARKER, read_sidecar
+
+    _open_and_analyze(qtbot, window, photo_pair)
+    out = tmp_path / "client.png"
+    notes = tmp_path / "client.png.json"
+    notes.write_text("the client's own notes")
+    if image_exists:
+        out.write_bytes(b"an older file the dialog asked to replace")
+    before = out.read_bytes() if image_exists else None
+    _save_as_via_dialog(window, monkeypatch, out)
+    assert notes.read_text() == "the client's own notes"
+    assert (out.read_bytes() if out.exists() else None) == before
+    assert window.error_box is not None and str(notes) in window.error_box.text()
+    assert window.exporter.result_path is None
+    window.error_box.close()
+
+    # elsewhere: the result and its sidecar of ours, as one unit; Save replaces both
+    good = tmp_path / "good.png"
+    _save_as_via_dialog(window, monkeypatch, good)
+    data = read_sidecar(good)
+    assert window.error_box is None and data is not None and data[SIDECAR_MARKER] == 1
+    assert len(data["inputs"]["edited"]["sha256"]) == 64
+    window.save_action.trigger()
+    assert window.error_box is None and window.exporter.result_path == good
+
+
+def test_save_result_drops_the_location_unless_the_setting_keeps_it(
+    qtbot, window, photo_pair, tmp_path
+):
+    from PIL import Image
+
+    original, edited = photo_pair
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 31.0, 12.0)})
+    edited_gps = tmp_path / "hopper-edited.jpg"
+    Image.open(edited).save(edited_gps, quality=95, exif=exif.tobytes())
+    with qtbot.waitSignal(window.engine.worker.classic_ready, timeout=60000):
+        window.open_photos(original, edited_gps)
+    qtbot.waitUntil(lambda: window.session.classic_result is not None, timeout=5000)
+    assert window.settings.strip_location  # the default
+    for name, strip, expected in (("stripped", True, None), ("kept", False, (52.0, 31.0, 12.0))):
+        window.settings.strip_location = strip
+        out = window.exporter.write_result(tmp_path / f"{name}.jpg")
+        assert out is not None, window.error_box and window.error_box.text()
+        with Image.open(out) as image:
+            assert image.getexif().get_ifd(0x8825).get(2) == expected, name
+            assert image.getexif().get(0x010F) == "Canon"
+
+
+def test_settings_dialog_location_checkbox(qtbot, settings):
+    from editedid_desktop.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(settings)
+    qtbot.addWidget(dialog)
+    assert dialog.location_box.isChecked()
+    dialog.location_box.setChecked(False)
+    dialog.accept()
+    assert settings.strip_location is False
+    assert Settings.from_ini(Path(settings.store.fileName())).strip_location is False

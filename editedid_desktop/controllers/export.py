@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from engine.errors import EditedIDError
+from engine.errors import EditedIDError, InputError
 
 from . import Controller
 
@@ -45,10 +44,11 @@ class ExportController(Controller):
             self.write_result(Path(path), overwrite=True)  # the dialog asked already
 
     def write_result(self, path: Path, *, overwrite: bool = False) -> Path | None:
-        """Save the best result (diffusion, else classic) and its sidecar JSON."""
-        from engine.io.export import save_result
-        from engine.io.images import write_text_atomic
-
+        """Save the best result (diffusion, else classic) and its sidecar JSON, as one unit
+        and by the CLI's rules (`engine.io.export.write_with_sidecar`): never over an input,
+        never an existing file unless `overwrite`, and never over a `.json` beside it that
+        is not a sidecar of ours, even when the file dialog asked about the image. Any
+        problem is a message box, never a traceback."""
         session = self.session
         result = session.best_result
         if result is None:
@@ -57,27 +57,10 @@ class ExportController(Controller):
             path = path.with_suffix(".png")
         notes: list[str] = []
         try:
-            written = save_result(
-                path,
-                result.image,
-                reference_path=session.edited_path,
-                changed_alpha=result.changed_alpha,
-                quality=self.settings.jpeg_quality,
-                overwrite=overwrite,
-                protected_paths=[p for p in (session.original_path, session.edited_path) if p],
-                warnings=notes,
-            )
-            sidecar = dict(result.sidecar)
-            sidecar["inputs"] = {
-                "original": str(session.original_path or ""),
-                "edited": str(session.edited_path or ""),
-            }
-            write_text_atomic(
-                written.with_name(written.name + ".json"),
-                json.dumps(sidecar, indent=2, default=str) + "\n",
-            )
-        except (EditedIDError, OSError) as exc:
-            self.window.show_error("Cannot save the result", str(exc))
+            written = self._write(path, result, overwrite, notes)
+        except (EditedIDError, OSError, ValueError, RuntimeError) as exc:
+            # OSError / ValueError / RuntimeError: what an image encoder may raise
+            self.window.show_error("Cannot save the result", str(exc) or type(exc).__name__)
             return None
         self.result_path = written
         self.settings.set_last_folder("save", written.parent)
@@ -85,3 +68,47 @@ class ExportController(Controller):
         extra = f" ({' '.join(notes)})" if notes else ""
         self.status(f"Saved {mode} result to {written}{extra}", 10000)
         return written
+
+    def _write(self, path: Path, result, overwrite: bool, notes: list[str]) -> Path:  # noqa: ANN001
+        from engine.io.export import (
+            read_sidecar,
+            save_result,
+            sidecar_inputs,
+            sidecar_path,
+            write_with_sidecar,
+        )
+        from engine.io.files import sha256_file
+
+        session = self.session
+        side = sidecar_path(path)
+        if overwrite and (side.exists() or side.is_symlink()) and read_sidecar(path) is None:
+            raise InputError(
+                f"{side}: already exists and is not an EditedID sidecar; it is never "
+                "replaced. Choose another name or folder for the result."
+            )
+        inputs = {
+            name: Path(p)
+            for name, p in (("original", session.original_path), ("edited", session.edited_path))
+            if p is not None
+        }
+        hashes = {name: sha256_file(p) for name, p in inputs.items()}
+        sidecar = dict(result.sidecar)
+        sidecar["inputs"] = sidecar_inputs(inputs, hashes)
+        sidecar["output"] = str(path.resolve())
+        return write_with_sidecar(
+            path,
+            lambda: save_result(
+                path,
+                result.image,
+                reference_path=session.edited_path,
+                changed_alpha=result.changed_alpha,
+                quality=self.settings.jpeg_quality,
+                overwrite=overwrite,
+                protected_paths=list(inputs.values()),
+                warnings=notes,
+                strip_location=self.settings.strip_location,
+            ),
+            sidecar,
+            protected_paths=inputs,
+            overwrite=overwrite,
+        )

@@ -122,6 +122,8 @@ class SettingsModel(Observable):
     recent_files = Setting("paths/recent", read=_paths, factory=list)
     save_format = Setting("save/format", "png", _one_of(SAVE_FORMATS))
     jpeg_quality = Setting("save/jpeg_quality", 95, _quality)
+    # results carry no GPS position unless the user keeps it (engine.io.export says why)
+    strip_location = Setting("save/strip_location", True, _flag)
     model_banner_dismissed = Setting("ui/model_banner_dismissed", False, _flag)
 
     def __init__(self, store: SettingsStore | None = None) -> None:
