@@ -345,3 +345,83 @@ def test_settings_dialog_location_checkbox(qtbot, settings):
     dialog.accept()
     assert settings.strip_location is False
     assert Settings.from_ini(Path(settings.store.fileName())).strip_location is False
+
+
+# --- malformed project files: a message naming the file, never an escaped exception --------
+def _malformed_projects(folder: Path) -> dict[str, Path]:
+    import json
+
+    folder.mkdir()
+    (folder / "loop").symlink_to(folder / "loop")
+    base = {"format": "editedid-project", "version": 1}
+
+    def masks(name):
+        return {**base, "masks": {"0": {"face": {"file": name}}}}
+
+    documents = {
+        "not-json": b"{ this is not json",
+        "latin-1": '{"format": "editedid-project", "x": "\xe9"}'.encode("latin-1"),
+        "a-list": b"[1, 2, 3]",
+        "deep": b"[" * 5000 + b"]" * 5000,
+        "newer": {**base, "version": 99},
+        "params-nan": {**base, "params": {"guidance": float("nan")}},
+        "faces-wrong": {**base, "faces": {"0": {"overlap": "half"}}},
+        "masks-list": {**base, "masks": [1, 2]},
+        "mask-outside": masks("../../etc/passwd"),
+        "mask-too-long": masks("x" * 5000),
+        "mask-nul": masks("a\x00b.png"),
+        "mask-loop": masks("loop/x.png"),
+        "input-loop": {**base, "inputs": {"original": {"relative": "loop"}}},
+        "input-nul": {**base, "inputs": {"original": {"absolute": "/tmp/a\x00b.png"}}},
+    }
+    paths = {}
+    for name, content in documents.items():
+        path = folder / f"{name}.editedid"
+        path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+        paths[name] = path
+    (folder / "a-folder.editedid").mkdir()
+    paths["a-folder"] = folder / "a-folder.editedid"
+    return paths
+
+
+def _open_recent(window, path: Path) -> None:
+    """File ▸ Open Recent ▸ path: the slot runs from Qt's signal, as a user's click."""
+    window.settings.add_recent_file(path)
+    window.files.fill_recent_menu()
+    (action,) = [a for a in window.recent_menu.actions() if a.toolTip() == str(path.resolve())]
+    action.trigger()
+
+
+def test_malformed_projects_show_a_message_naming_the_file(window, tmp_path):
+    before = window.session.project_path
+    for name, path in _malformed_projects(tmp_path / "projects").items():
+        window.error_box = None
+        _open_recent(window, path)  # pytest-qt fails the test on an exception in the slot
+        box = window.error_box
+        assert box is not None, name
+        assert box.windowTitle() == "Cannot open the project", name
+        assert str(path.resolve()) in box.text() or str(path) in box.text(), (name, box.text())
+        assert window.session.project_path == before, name
+        box.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(5, "Input/output error"), "ModelError", "Cancelled"],
+)
+def test_open_project_slot_catches_every_error_of_ours(window, tmp_path, monkeypatch, error):
+    import engine.errors
+    from editedid_desktop.controllers import projects
+
+    if isinstance(error, str):
+        error = getattr(engine.errors, error)("the disk went away")
+    path = tmp_path / "job.editedid"
+    path.write_text("{}")
+
+    def fail(_path):
+        raise error
+
+    monkeypatch.setattr(projects, "load_project", fail)
+    _open_recent(window, path)
+    assert window.error_box is not None and str(path.resolve()) in window.error_box.text()
+    window.error_box.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from engine.errors import EditedIDError, InputError
+from engine.errors import EditedIDError
 
 from ..model.project import PROJECT_SUFFIX, ProjectData, load_project, save_project
 from . import Controller
@@ -55,8 +55,11 @@ class ProjectsController(Controller):
         analysis) its saved masks."""
         try:
             data = load_project(path)
-        except InputError as exc:
-            self.window.show_error("Cannot open the project", str(exc))
+        except (EditedIDError, OSError) as exc:  # every error of ours, and the disk's
+            message = str(exc) or type(exc).__name__
+            if str(path) not in message:
+                message = f"{path}: {message}"
+            self.window.show_error("Cannot open the project", message)
             return False
         if data.original_path is None or data.edited_path is None:
             self.window.show_error("Cannot open the project", f"{path}: it names no input photos.")

@@ -78,6 +78,8 @@ def _resolve_entry(entry: Any, base: Path) -> Path | None:
         return None
     if isinstance(entry, str):
         entry = {"absolute": entry}
+    if any(isinstance(v, str) and "\x00" in v for v in entry.values()):
+        raise ValueError(f"a file name with a NUL character: {entry!r}")
     relative = entry.get("relative")
     if relative:
         candidate = (base / relative).resolve()
@@ -298,7 +300,14 @@ def load_project(path: str | Path) -> ProjectData:
         raise
     except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         raise InputError(f"{path}: {exc}") from exc
+    except (OSError, RuntimeError) as exc:  # a name too long, a symbolic link loop
+        raise InputError(f"{path}: names a file that cannot be reached ({exc}).") from exc
     masks = document.get("masks", {})
     if not isinstance(masks, dict):
         raise InputError(f"{path}: 'masks' must be an object of face numbers.")
-    return ProjectData(**values, masks=_read_masks(path, masks))
+    try:
+        return ProjectData(**values, masks=_read_masks(path, masks))
+    except InputError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL, too long, a link loop
+        raise InputError(f"{path}: a mask file it names cannot be read ({exc}).") from exc
