@@ -1,9 +1,12 @@
-"""Fuzz tests (Hypothesis) of the parameters loader the CLI uses (issue 11).
+"""Fuzz tests (Hypothesis) of what a user or a client hands us (issue 11).
 
 Whatever a --params-json file holds (random JSON with the real keys, wrong types and
 values, sidecar shapes, broken encodings), reading it ends in parameters or one of our
-own errors, never another exception, and the file is left byte-identical. Derandomized
-and bounded, so CI sees the same examples on every run.
+own errors, never another exception, and the file is left byte-identical. The same for
+project files (the real keys, hostile file names) through `load_project`, and for image
+headers (flipped bytes, truncation, absurd declared sizes) through `read_rgb`, which
+never decodes an image larger than its limits. Derandomized and bounded, so CI sees the
+same examples on every run.
 """
 
 from __future__ import annotations
@@ -232,3 +235,196 @@ def test_project_file_ends_in_a_project_or_our_error_and_nothing_is_touched(
         for pair in data.masks.values():  # only files inside the project's folder were read
             assert all(m is None or m.shape == (40, 30) for m in pair)
     assert _tree_digest(root) == before
+
+
+# --- image headers (issue 11) --------------------------------------------------------------
+def _samples() -> dict[str, bytes]:
+    """Small valid images of every decoder we support, in a few modes each."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = (np.random.default_rng(0).random((16, 24, 3)) * 255).astype(np.uint8)
+    image = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    variants = {
+        "png": (image, "PNG", {}),
+        "png-rgba": (image.convert("RGBA"), "PNG", {}),
+        "png-palette": (image.convert("P"), "PNG", {"transparency": 0}),
+        "png-16bit": (Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257), "PNG", {}),
+        "jpeg": (image, "JPEG", {"exif": exif.tobytes()}),
+        "jpeg-progressive": (image, "JPEG", {"progressive": True}),
+        "jpeg-cmyk": (image.convert("CMYK"), "JPEG", {}),
+        "tiff": (image, "TIFF", {}),
+        "tiff-deflate": (image, "TIFF", {"compression": "tiff_deflate"}),
+        "webp": (image, "WEBP", {}),
+        "webp-lossless": (image, "WEBP", {"lossless": True}),
+        "webp-exif": (image, "WEBP", {"exif": exif.tobytes()}),  # a VP8X header
+        "bmp": (image, "BMP", {}),
+        "bmp-grey": (image.convert("L"), "BMP", {}),
+    }
+    samples = {}
+    for name, (picture, fmt, options) in variants.items():
+        buffer = io.BytesIO()
+        picture.save(buffer, format=fmt, **options)
+        samples[name] = buffer.getvalue()
+    return samples
+
+
+SAMPLES = _samples()
+ABSURD = [0, 1, 2, 51, 16383, 19000, 65535, 100_000, 2**24 - 1, 2**31 - 1, 2**32 - 1]
+
+
+def _declare_size(data: bytes, width: int, height: int) -> bytes:
+    """`data` with its header declaring width x height (as far as the field holds)."""
+    import struct
+    import zlib
+
+    out = bytearray(data)
+    if data.startswith(b"\x89PNG"):  # IHDR, with its CRC made right again
+        out[16:24] = struct.pack(">II", width % 2**32, height % 2**32)
+        out[29:33] = struct.pack(">I", zlib.crc32(bytes(out[12:29])))
+    elif data.startswith(b"\xff\xd8"):  # the first SOFn segment
+        for marker in (b"\xff\xc0", b"\xff\xc2"):
+            at = data.find(marker)
+            if at > 0:
+                out[at + 5 : at + 9] = struct.pack(">HH", height % 2**16, width % 2**16)
+                break
+    elif data.startswith(b"BM"):
+        out[18:26] = struct.pack("<ii", width % 2**31, height % 2**31)
+    elif data[:4] in (b"II*\x00", b"MM\x00*"):  # ImageWidth / ImageLength of IFD0
+        order = "<" if data[:2] == b"II" else ">"
+        (ifd,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            (tag,) = struct.unpack(order + "H", data[entry : entry + 2])
+            if tag in (256, 257):
+                value = width if tag == 256 else height
+                out[entry + 2 : entry + 12] = struct.pack(order + "HII", 4, 1, value % 2**32)
+    elif data[8:16] == b"WEBPVP8 ":
+        out[26:30] = struct.pack("<HH", width % 2**14, height % 2**14)
+    elif data[8:16] == b"WEBPVP8L":
+        bits = ((width - 1) % 2**14) | (((height - 1) % 2**14) << 14) | (data[24] & 0xF0) << 24
+        out[21:25] = struct.pack("<I", bits)
+    elif data[8:16] == b"WEBPVP8X":
+        out[24:30] = ((width - 1) % 2**24).to_bytes(3, "little") + ((height - 1) % 2**24).to_bytes(
+            3, "little"
+        )
+    return bytes(out)
+
+
+def _mutate(name: str, size, flips, cut, prefix) -> bytes:
+    data = SAMPLES[name]
+    if size is not None:
+        data = _declare_size(data, *size)
+    data = bytearray(data)
+    for index, value in flips:
+        if index < len(data):
+            data[index] = value
+    if cut is not None:
+        data = data[:cut]
+    return bytes(prefix + data) if prefix else bytes(data)
+
+
+names = st.sampled_from(sorted(SAMPLES))
+sizes = st.tuples(st.sampled_from(ABSURD), st.sampled_from(ABSURD))
+flips = st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), min_size=1, max_size=4)
+cuts = st.integers(min_value=0, max_value=1300)
+image_bytes = st.one_of(
+    st.builds(_mutate, names, sizes, st.just([]), st.none(), st.just(b"")),  # absurd sizes
+    st.builds(_mutate, names, sizes, st.just([]), cuts, st.just(b"")),  # ... and truncated
+    st.builds(_mutate, names, st.none(), flips, st.none(), st.just(b"")),  # header bytes
+    st.builds(_mutate, names, st.none(), st.just([]), cuts, st.just(b"")),  # truncated
+    st.builds(  # all at once, behind a few stray bytes
+        _mutate, names, st.none() | sizes, flips, st.none() | cuts, st.binary(max_size=8)
+    ),
+    st.binary(max_size=64),  # no image at all
+)
+
+
+@pytest.fixture(scope="module")
+def guarded_decoders():
+    """Every decoder's load() first checks the size the image declares: a huge image is
+    never decoded (read_rgb must refuse it from the header)."""
+    from PIL import (
+        BmpImagePlugin,
+        ImageFile,
+        JpegImagePlugin,
+        MpoImagePlugin,
+        PngImagePlugin,
+        TiffImagePlugin,
+        WebPImagePlugin,
+    )
+
+    from engine.io.images import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS
+
+    classes = {ImageFile.ImageFile}
+    for module in (BmpImagePlugin, JpegImagePlugin, MpoImagePlugin, PngImagePlugin,
+                   TiffImagePlugin, WebPImagePlugin):  # fmt: skip
+        classes |= {c for c in vars(module).values() if isinstance(c, type)
+                    and issubclass(c, ImageFile.ImageFile) and "load" in vars(c)}  # fmt: skip
+    decoded: list[tuple[int, int]] = []
+
+    def guard(load):
+        def checked(self, *args, **kwargs):
+            width, height = self.size
+            assert 0 < width * height <= MAX_IMAGE_PIXELS, f"decoding {width}x{height}"
+            assert max(width, height) <= MAX_ASPECT_RATIO * min(width, height), self.size
+            decoded.append(self.size)
+            return load(self, *args, **kwargs)
+
+        return checked
+
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in classes:
+            patch.setattr(cls, "load", guard(vars(cls)["load"]))
+        yield decoded
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow on the corrupt EXIF we made
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # we refuse those
+@FUZZ
+@given(content=image_bytes, suffix=st.sampled_from([".png", ".jpg", ".tif", ".webp", ".bmp"]))
+def test_image_header_ends_in_pixels_or_our_error_and_is_never_touched(
+    tmp_path_factory, guarded_decoders, content, suffix
+):
+    import time
+
+    from engine.io.images import MAX_IMAGE_PIXELS, read_rgb
+
+    path = tmp_path_factory.getbasetemp() / f"fuzz-image{suffix}"
+    path.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    started = time.perf_counter()
+    try:
+        array = read_rgb(path)
+    except EditedIDError as error:
+        assert str(path) in str(error)
+    else:
+        assert array.ndim == 3 and array.shape[2] == 3 and array.dtype.name == "uint8"
+        assert 0 < array.shape[0] * array.shape[1] <= MAX_IMAGE_PIXELS
+    assert time.perf_counter() - started < 10, "a header made the read slow"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def test_the_image_samples_are_valid_and_sizes_can_be_declared(tmp_path, guarded_decoders):
+    """The fuzz starts from readable images, its guard sees every decode, and
+    `_declare_size` reaches every header."""
+    from engine.io.images import open_image, read_rgb
+
+    for name, data in SAMPLES.items():
+        path = tmp_path / f"{name}.img"
+        path.write_bytes(data)
+        decoded = len(guarded_decoders)
+        assert read_rgb(path).shape[:2] in ((16, 24), (24, 16)), name
+        assert len(guarded_decoders) > decoded, name
+        changed = _declare_size(data, 30, 20)
+        assert changed != data, name
+        if name == "webp-exif":  # libwebp refuses a canvas unlike its frame at open
+            assert changed[24:30] == bytes([29, 0, 0, 19, 0, 0])
+            continue
+        path.write_bytes(changed)
+        with open_image(path) as image:
+            assert image.size == (30, 20), name
