@@ -597,8 +597,8 @@ def run_batch(
         its .md/.json summaries are rewritten whole at most every REPORT_INTERVAL_S.
     overwrite: replace outputs that exist but are not finished results of these inputs
         (`plan.conflicts`).
-    strip_location: results carry no GPS position (engine.io.export); passed to a
-        processor that takes it.
+    strip_location: results carry no GPS position (engine.io.export), the default of
+        every processor; False is passed on to a processor that takes it.
     A bad file is logged in the report and the batch goes on. A full or read-only output
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
     after the report is written. BatchLockedError when another batch is writing into the
@@ -760,8 +760,8 @@ class _BatchRun:
             on_step=self.on_step,
             cancel=self.is_cancelled,
         )
-        if self.pass_strip_location:
-            kwargs["strip_location"] = self.strip_location
+        if not self.strip_location and self.pass_strip_location:
+            kwargs["strip_location"] = False  # stripping is every processor's default
         if stale and self.pass_overwrite:
             kwargs["overwrite"] = True
         elif stale:
