@@ -93,7 +93,8 @@ class Binding:
         self._updating = False
         self._two_way = two_way
         self._model_changed: Emitter = model.property_changed(prop)
-        self._model_changed.connect(self.refresh)
+        # strong: nothing else holds a Binding; unbind() (widget destroyed) lets it go
+        self._model_changed.connect(self.refresh, weak=False)
         if two_way:
             if signal is None:
                 raise TypeError(f"{type(widget).__name__}.{widget_prop} is display-only")

@@ -107,3 +107,53 @@ def test_settings_model_reads_writes_and_falls_back():
     settings.precision = "fp16"
     assert store.value("model/precision") == "fp16"
     assert SettingsModel(store).precision == "fp16"
+
+
+def test_bound_method_listeners_do_not_keep_their_object_alive():
+    """A listener object is freed by reference counting, never left to the cyclic GC
+    (which could free a QObject inside a Qt call holding Qt's connection mutex)."""
+    import gc
+    import weakref
+
+    class Listener:
+        def __init__(self, model):
+            self.model = model  # owns the model it listens to: the cycle of MaskDocument
+            self.seen = []
+            model.params_changed.connect(self.on_params)
+
+        def on_params(self, value):
+            self.seen.append(value)
+
+    gc.disable()
+    try:
+        session = Session()
+        listener = Listener(session)
+        session.params = EditedIDParams(steps=8, dpm_range=(6, 8))
+        assert len(listener.seen) == 1
+        gone = weakref.ref(listener)
+        del listener
+        assert gone() is None  # no gc.collect() needed
+        session.params = EditedIDParams(steps=9, dpm_range=(7, 9))  # a dead listener is skipped
+        assert len(session.params_changed) == 0
+        kept = []
+        session.params_changed.connect(lambda value: kept.append(value))  # plain callables stay
+        session.params = EditedIDParams()
+        assert len(kept) == 1
+    finally:
+        gc.enable()
+
+
+def test_mask_document_is_freed_without_the_cyclic_gc(qtbot):
+    import gc
+    import weakref
+
+    from editedid_desktop.mask_document import MaskDocument
+
+    gc.disable()
+    try:
+        doc = MaskDocument()
+        gone = weakref.ref(doc)
+        del doc
+        assert gone() is None
+    finally:
+        gc.enable()

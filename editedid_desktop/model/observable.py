@@ -18,10 +18,20 @@ listener never sees a half-updated model (one notification per property, latest 
 
 Listeners are plain callables, called at once in the emitting thread. The Qt layer
 (`editedid_desktop.binder`) disconnects a widget's listeners when the widget goes away.
+
+Bound methods are held weakly (as Qt holds a connection's receiver): a Qt object that
+listens to a model it owns (MaskDocument -> MaskModel -> MaskDocument._forward_change)
+would otherwise form a reference cycle that only Python's cyclic garbage collector
+frees - at an arbitrary moment, possibly inside a Qt call that holds Qt's connection
+mutex (QObject::disconnect), where destroying the QObject locks that mutex again and the
+process deadlocks (seen in the test suite: pytest-qt's waitSignal cleanup). With weak
+bound methods such objects are freed by reference counting, when their owner lets go.
 """
 
 from __future__ import annotations
 
+import inspect
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -45,6 +55,13 @@ def same_value(old: Any, new: Any) -> bool:
     return equal if isinstance(equal, bool) else False  # numpy: an array of booleans
 
 
+def _reference(callback: Callback, weak: bool) -> Callable[[], Callback | None]:
+    """A bound method weakly (see the module docstring), anything else strongly."""
+    if weak and inspect.ismethod(callback):
+        return weakref.WeakMethod(callback)
+    return lambda: callback
+
+
 class Emitter:
     """The listeners of one event of one model object."""
 
@@ -52,25 +69,33 @@ class Emitter:
 
     def __init__(self, name: str = "") -> None:
         self.name = name
-        self._callbacks: list[Callback] = []
+        self._callbacks: list[Callable[[], Callback | None]] = []
 
-    def connect(self, callback: Callback) -> Callback:
-        self._callbacks.append(callback)
+    def connect(self, callback: Callback, *, weak: bool = True) -> Callback:
+        """Call `callback(*args)` on every emit. weak=False keeps a bound method's object
+        alive until disconnect (for helper objects nothing else holds, such as a widget
+        binding, which disconnects itself when its widget is destroyed)."""
+        self._callbacks.append(_reference(callback, weak))
         return callback
 
     def disconnect(self, callback: Callback) -> None:
         """Remove one connection of `callback` (no error when it is not connected)."""
-        try:
-            self._callbacks.remove(callback)
-        except ValueError:
-            pass
+        for index, ref in enumerate(self._callbacks):
+            if ref() == callback:
+                del self._callbacks[index]
+                return
 
     def emit(self, *args: Any) -> None:
-        for callback in list(self._callbacks):  # a listener may disconnect itself
+        for ref in list(self._callbacks):  # a listener may disconnect itself
+            callback = ref()
+            if callback is None:  # its object is gone: the connection goes with it
+                if ref in self._callbacks:
+                    self._callbacks.remove(ref)
+                continue
             callback(*args)
 
     def __len__(self) -> int:
-        return len(self._callbacks)
+        return sum(1 for ref in self._callbacks if ref() is not None)
 
     def __repr__(self) -> str:
         return f"<Emitter {self.name} ({len(self._callbacks)} listeners)>"
