@@ -47,10 +47,14 @@ class BatchWorker(QObject):
     finished = Signal(object)  # BatchReport
     failed = Signal(str)
 
-    def __init__(self, plan: BatchPlan, params, *, restorer, backend, processor, overwrite):
+    def __init__(
+        self, plan: BatchPlan, params, *, restorer, backend, processor, overwrite,
+        strip_location: bool = True,
+    ):  # fmt: skip
         super().__init__()
         self.plan, self.params, self.restorer = plan, params, restorer
         self.backend, self.processor, self.overwrite = backend, processor, overwrite
+        self.strip_location = strip_location
         self.pause = threading.Event()
         self.cancel = threading.Event()
 
@@ -67,6 +71,7 @@ class BatchWorker(QObject):
                 pause=self.pause,
                 cancel=self.cancel,
                 overwrite=self.overwrite,
+                strip_location=self.strip_location,
             )
         except Exception as error:  # noqa: BLE001 - shown in the dialog, never a crash
             self.failed.emit(str(error) or type(error).__name__)
@@ -94,8 +99,10 @@ class BatchDialog(QDialog):
         *,
         processor: Callable | None = None,
         backend: str = "auto",
+        strip_location: bool = True,
     ):
         super().__init__(parent)
+        self.strip_location = strip_location  # the app's Settings > location choice
         self.setWindowTitle("Batch folder mode")
         self.setModal(False)
         self.resize(880, 760)
@@ -246,6 +253,7 @@ class BatchDialog(QDialog):
             backend=self.backend_combo.currentData(),
             processor=self.processor,
             overwrite=self.overwrite_check.isChecked(),
+            strip_location=self.strip_location,
         )
         self._thread = QThread()
         _LIVE.add((self._thread, self._worker))

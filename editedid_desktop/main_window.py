@@ -349,6 +349,7 @@ class MainWindow(QMainWindow):
             model_provider=lambda: self.engine.worker.model,
             parent=self,
             backend=self.settings.face_backend,
+            strip_location=self.settings.strip_location,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()

@@ -169,3 +169,25 @@ def test_read_only_output_is_reported_not_crashed(qtbot, make_dialog, folders, m
         assert dialog.start()
     assert "read-only" in blocker.args[0] and "read-only" in dialog.log_view.toPlainText()
     assert dialog.start_button.isEnabled()
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_the_location_setting_reaches_every_file_of_the_batch(qtbot, folders, strip):
+    orig, edit, out = folders
+    seen = []
+
+    class Recording(FakeProcessor):
+        def __call__(self, *args, **kwargs):
+            seen.append(kwargs.get("strip_location", True))
+            return super().__call__(
+                *args, **{k: v for k, v in kwargs.items() if k != "strip_location"}
+            )
+
+    dialog = BatchDialog(EditedIDParams, lambda: None, processor=Recording(), strip_location=strip)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000):
+        assert dialog.start()
+    assert seen and all(value is strip for value in seen)
