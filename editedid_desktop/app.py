@@ -1,11 +1,18 @@
 """Application entry point: `editedid` starts the main window.
 
-editedid [ORIGINAL EDITED]     # optional: open a photo pair (or one .editedid project)
+    editedid [ORIGINAL EDITED]     open a photo pair (or one .editedid project), optional
+    editedid --self-test           check the installation headless, print a report, exit 0/1
+    editedid --version | --help
+
+The developer install's `editedid` and the bundle's entry script both end here, so both
+know the same options; an unknown option is an error (exit code 2), not a silent window.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,11 +27,50 @@ from .theme import apply_theme, dark_palette
 __all__ = ["APP_NAME", "MainWindow", "apply_theme", "dark_palette", "main"]
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="editedid",
+        description="EditedID Desktop: restore each person's identity in an AI-edited photo.",
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="ORIGINAL EDITED photos to open as a pair, or one .editedid project",
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check the installation without a window, print a report, exit 0 (pass) or 1",
+    )
+    parser.add_argument(
+        "--device", metavar="DEVICE", help="with --self-test: the device to test (cpu, cuda)"
+    )
+    parser.add_argument("--version", action="version", version=f"EditedID {__version__}")
+    return parser
+
+
+def self_test(device: str | None = None) -> int:
+    """Run the headless self-test (see selftest.py) and print its report."""
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if sys.platform.startswith("linux") and headless:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .selftest import run_self_test
+
+    return run_self_test(lambda line: print(line, flush=True), device=device)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """`argv` is the whole command line, program name first (as sys.argv)."""
+    args = list(sys.argv if argv is None else argv)
+    options = build_parser().parse_args(args[1:])  # --help/--version/unknown: SystemExit
+    if options.self_test:
+        return self_test(options.device)
+    if options.device:
+        build_parser().error("--device goes with --self-test")
     from engine.privacy import apply_privacy_defaults
 
     apply_privacy_defaults()  # portraits never leave the machine: no library telemetry
-    args = list(sys.argv if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = QApplication.instance() or QApplication(args)
     app.setApplicationName(APPLICATION)
@@ -34,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_theme(app)
     window = MainWindow()
     window.show()
-    files = [Path(a) for a in args[1:] if not a.startswith("-")]
+    files = [Path(a) for a in options.files]
     if len(files) == 1 and files[0].suffix == ".editedid":
         window.open_project(files[0])
     elif len(files) >= 2:
