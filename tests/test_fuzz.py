@@ -390,22 +390,19 @@ def guarded_decoders():
 def test_image_header_ends_in_pixels_or_our_error_and_is_never_touched(
     tmp_path_factory, guarded_decoders, content, suffix
 ):
-    import time
 
     from engine.io.images import MAX_IMAGE_PIXELS, read_rgb
 
     path = tmp_path_factory.getbasetemp() / f"fuzz-image{suffix}"
     path.write_bytes(content)
     digest = hashlib.sha256(content).hexdigest()
-    started = time.perf_counter()
-    try:
+    try:  # (a huge decode is caught by guarded_decoders, not by a clock)
         array = read_rgb(path)
     except EditedIDError as error:
         assert str(path) in str(error)
     else:
         assert array.ndim == 3 and array.shape[2] == 3 and array.dtype.name == "uint8"
         assert 0 < array.shape[0] * array.shape[1] <= MAX_IMAGE_PIXELS
-    assert time.perf_counter() - started < 10, "a header made the read slow"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
 
 

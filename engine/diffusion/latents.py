@@ -16,15 +16,13 @@ from engine.errors import InputError, NumericalError
 # Linear map from SD 1.x latents to RGB, good enough for a per-step preview at no cost
 # (the factors used by several SD front-ends for "latent preview").
 # Used on the CPU only: previews are made from .cpu() latents.
-_LATENT_RGB = torch.tensor(
-    device="cpu",
-    data=[
-        [0.298, 0.207, 0.208],
-        [0.187, 0.286, 0.173],
-        [-0.158, 0.189, 0.264],
-        [-0.184, -0.271, -0.473],
-    ],
-)
+_LATENT_RGB_ROWS = [
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+]
+_LATENT_RGB = torch.tensor(_LATENT_RGB_ROWS, device="cpu")
 
 
 @dataclass

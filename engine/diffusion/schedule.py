@@ -61,9 +61,8 @@ def dpm_timesteps(steps: int, alphas_cumprod: torch.Tensor) -> list[int]:
     ac = alphas_cumprod.double()
     lambdas = _lambda_of(ac)  # decreasing in t
     # The plan is host-side maths in float64 (its outputs are Python floats).
-    targets = torch.linspace(
-        float(lambdas[-1]), float(lambdas[0]), steps + 1, dtype=torch.float64, device="cpu"
-    )
+    low, high = float(lambdas[-1]), float(lambdas[0])
+    targets = torch.linspace(low, high, steps + 1, dtype=torch.float64, device="cpu")
     # lambda(t) is monotone: invert it by interpolation on the reversed (increasing) table.
     lam_inc = lambdas.flip(0)
     t_inc = torch.arange(len(ac) - 1, -1, -1, dtype=torch.float64, device="cpu")

@@ -733,12 +733,8 @@ def alphas_cumprod_from_config(path: Path) -> torch.Tensor:
         elif c.beta_schedule == "linear":
             betas = torch.linspace(c.beta_start, c.beta_end, n, dtype=torch.float64, device="cpu")
         elif c.beta_schedule == "scaled_linear":
-            betas = (
-                torch.linspace(
-                    c.beta_start**0.5, c.beta_end**0.5, n, dtype=torch.float64, device="cpu"
-                )
-                ** 2
-            )
+            low, high = c.beta_start**0.5, c.beta_end**0.5
+            betas = torch.linspace(low, high, n, dtype=torch.float64, device="cpu") ** 2
         else:
             betas = sched.betas.to(torch.float64)
         alphas = torch.cumprod(1.0 - betas, dim=0)
