@@ -172,3 +172,64 @@ def test_small_face_is_flagged(analyzer):
     analysis = analyze_photos(canvas, canvas, analyzer=analyzer, crop_size=512)
     assert analysis.faces[0].too_small
     assert any("small" in w for w in analysis.faces[0].warnings)
+
+
+# --- issue 12: which faces are restored by default (D1, D2, D15) ----------------------
+def _swapped_group(group, analyzer):
+    """The six-person photo with face 2 (left to right) replaced by the astronaut's."""
+    from engine.faces.plausibility import left_to_right
+    from tests.fixtures.faces import photo, sample_face, swap_face
+
+    target = left_to_right(analyzer.detect(group))[1]
+    return swap_face(group, target, photo("astronaut"), sample_face("astronaut"))
+
+
+def test_faces_are_numbered_left_to_right(group_analysis):
+    xs = [f.edited_face.center[0] for f in group_analysis.faces]
+    assert xs == sorted(xs) and [f.number for f in group_analysis.faces] == [1, 2, 3, 4, 5, 6]
+    originals = [f.center[0] for f in group_analysis.original_faces]
+    assert originals == sorted(originals)
+
+
+def test_default_restores_only_faces_whose_identity_changed(tmp_path, group, analyzer):
+    edited = _swapped_group(group, analyzer)
+    analysis = analyze_photos(group, edited, analyzer=analyzer, crop_size=64)
+    changed = [f.number for f in analysis.faces if f.restore_by_default]
+    assert changed == [2]
+    unchanged = analysis.face(0)
+    assert unchanged.changed is False and "unchanged" in unchanged.left_alone_reason
+    result = restore_analysis(analysis, CLASSIC)
+    assert [f.index for f in result.faces] == [1]
+    assert [i for i, _ in result.left_alone] == [0, 2, 3, 4, 5]
+    left = result.sidecar["left_alone"]
+    assert [e["face"] for e in left] == [1, 3, 4, 5, 6] and "unchanged" in left[0]["reason"]
+    assert result.sidecar["faces"][0]["face"] == 2
+    # "all": every paired face, as before
+    assert len(restore_analysis(analysis, CLASSIC, faces="all").faces) == 6
+    # nothing changed: the edited photo comes back as it is, each face saying why
+    same = analyze_photos(group, group, analyzer=analyzer, crop_size=64)
+    result = restore_analysis(same, CLASSIC)
+    assert result.faces == [] and np.array_equal(result.image, group)
+    assert len(result.left_alone) == 6 and not result.changed_alpha.any()
+
+
+def test_face_on_the_mission_patch_is_implausible_and_left_alone():
+    """dlib upsampled finds a "face" on the astronaut's mission patch (score 0.12)."""
+    from engine.faces.detection import DlibAnalyzer as Dlib
+    from engine.faces.plausibility import face_verdict
+
+    astronaut = np.asarray(Image.open(sample_photo("astronaut")).convert("RGB"))
+    analysis = analyze_photos(astronaut, astronaut, analyzer=Dlib(upsample=1), crop_size=64)
+    assert len(analysis.faces) == 2
+    patch = min(analysis.faces, key=lambda f: f.edited_face.score)
+    real = max(analysis.faces, key=lambda f: f.edited_face.score)
+    assert patch.restorable and not patch.plausible and real.plausible
+    assert "detector score" in patch.left_alone_reason
+    assert "not a face?" in patch.left_alone_reason
+    result = restore_analysis(analysis, CLASSIC, faces="all")  # asked for: restored
+    assert patch.index in [f.index for f in result.faces]
+    assert all(i != patch.index or "not a face" in why for i, why in result.left_alone)
+    # landmarks that are no face's: eyes on top of each other, mouth above the nose
+    bad = real.edited_face
+    scrambled = type(bad)(bad.box, bad.landmarks5[[2, 3, 0, 1, 4]], score=2.0, backend="dlib")
+    assert not face_verdict(scrambled).plausible

@@ -27,6 +27,13 @@ import numpy as np
 from engine import __version__
 from engine.errors import InputError
 from engine.faces.identity import IdentityScore, identity_from_embeddings
+from engine.faces.plausibility import (
+    PLAUSIBILITY_RULE,
+    FaceVerdict,
+    default_reason,
+    left_to_right,
+    pair_verdict,
+)
 from engine.faces.types import Face, FaceAnalyzer, FaceCrop, FacePairing
 from engine.params import EditedIDParams
 from engine.photo.align import align_edited, align_original_to_edited, too_small_message
@@ -65,10 +72,36 @@ class PhotoFace:
     thumb_edited: np.ndarray | None = None
     thumb_original: np.ndarray | None = None
     id_before: IdentityScore | None = None
+    verdict: FaceVerdict = field(default_factory=FaceVerdict)
 
     @property
     def restorable(self) -> bool:
         return self.original_crop is not None
+
+    @property
+    def number(self) -> int:
+        """The face's number as shown everywhere: 1 = leftmost face of the edited photo."""
+        return self.index + 1
+
+    @property
+    def plausible(self) -> bool:
+        return self.verdict.plausible
+
+    @property
+    def changed(self) -> bool | None:
+        """The edit changed the identity (ID before fails the threshold); None: unknown."""
+        return None if self.id_before is None else not self.id_before.same_person
+
+    @property
+    def left_alone_reason(self) -> str | None:
+        """Why this face is not restored by default (None: it is)."""
+        return default_reason(
+            paired=self.restorable, verdict=self.verdict, id_before=self.id_before
+        )
+
+    @property
+    def restore_by_default(self) -> bool:
+        return self.left_alone_reason is None
 
 
 @dataclass
@@ -110,6 +143,7 @@ class PhotoResult:
     warnings: list[str] = field(default_factory=list)
     engine_result: object | None = None
     attention_element_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    left_alone: list[tuple[int, str]] = field(default_factory=list)  # (face index, why)
 
 
 # --- analysis -------------------------------------------------------------------------
@@ -171,6 +205,7 @@ def _build_face(
         thumb_edited=_thumb(crop_e.image),
         thumb_original=_thumb(crop_o.image) if crop_o is not None else None,
         id_before=_identity(analyzer, original_face, edited_face),
+        verdict=pair_verdict(edited_face, original_face, getattr(analyzer, "name", None)),
     )
 
 
@@ -185,17 +220,19 @@ def analyze_photos(
     original_name: str = "the original photo",
     edited_name: str = "the edited photo",
 ) -> PhotoAnalysis:
-    """Detect, pair and align every face; automatic masks in edited-photo coordinates."""
+    """Detect, pair and align every face; automatic masks in edited-photo coordinates.
+
+    Faces of both photos are indexed left to right (index 0 = face 1, the leftmost)."""
     from engine.faces.detection import get_analyzer, pair_faces
 
     analyzer = analyzer or get_analyzer(backend)
-    edited_faces = analyzer.detect(edited)
+    edited_faces = left_to_right(analyzer.detect(edited))
     if not edited_faces:
         raise InputError(
             f"No face found in {edited_name}. EditedID restores faces: use a photo where the "
             "face is visible and at least about 64 pixels wide."
         )
-    original_faces = analyzer.detect(original)
+    original_faces = left_to_right(analyzer.detect(original))
     if not original_faces:
         raise InputError(
             f"No face found in {original_name}, so there is no identity to restore. Check that "
@@ -261,25 +298,52 @@ def _ensure_crop_size(analysis: PhotoAnalysis, size: int) -> PhotoAnalysis:
     )
 
 
-def _selected(analysis: PhotoAnalysis, faces: Sequence[int] | None) -> list[PhotoFace]:
-    if faces is None:
-        chosen = [f for f in analysis.faces if f.restorable]
-    else:
-        chosen = []
-        for index in faces:
-            face = analysis.face(index)
-            if not face.restorable:
-                raise InputError(
-                    f"Face {index + 1} has no partner in the original photo; pair it by hand "
-                    "or leave it out."
-                )
-            chosen.append(face)
+FACES_DEFAULT = "changed"  # restore only faces whose identity the edit changed
+FACE_SELECTIONS = ("changed", "all")
+FaceSelection = Sequence[int] | str | None
+
+
+def _selected(analysis: PhotoAnalysis, faces: FaceSelection) -> list[PhotoFace]:
+    """The faces to restore: indices, "all" (every paired face) or "changed"/None (the
+    default: paired, plausible and with a changed identity, see engine.faces.plausibility).
+    """
+    if faces is None or isinstance(faces, str):
+        which = FACES_DEFAULT if faces is None else faces
+        if which not in FACE_SELECTIONS:
+            raise InputError(f"Faces to restore: {which!r}; use face numbers, 'changed' or 'all'.")
+        restorable = [f for f in analysis.faces if f.restorable]
+        chosen = restorable if which == "all" else [f for f in restorable if f.restore_by_default]
+        if not restorable:
+            raise InputError(
+                "No face of the edited photo could be paired with a face of the original "
+                "photo. Check that both photos show the same people, or pair the faces by hand."
+            )
+        return chosen
+    chosen = []
+    for index in faces:
+        face = analysis.face(index)
+        if not face.restorable:
+            raise InputError(
+                f"Face {index + 1} has no partner in the original photo; pair it by hand "
+                "or leave it out."
+            )
+        chosen.append(face)
     if not chosen:
         raise InputError(
             "No face of the edited photo could be paired with a face of the original photo. "
             "Check that both photos show the same people, or pair the faces by hand."
         )
     return chosen
+
+
+def _left_alone(analysis: PhotoAnalysis, chosen: list[PhotoFace]) -> list[tuple[int, str]]:
+    """(face index, why) of every face not restored; "not selected" when the caller chose."""
+    picked = {f.index for f in chosen}
+    return [
+        (f.index, f.left_alone_reason or "not selected")
+        for f in analysis.faces
+        if f.index not in picked
+    ]
 
 
 def _crop_masks(
@@ -352,8 +416,12 @@ def _sidecar(analysis, chosen, outcomes, mode, params, extra) -> dict:
         "mode": mode,
         "face_backend": analysis.backend,
         "params": params.to_dict() if params is not None else None,
+        "face_numbering": "faces are numbered left to right from 1 (index = number - 1)",
+        "plausibility_rule": PLAUSIBILITY_RULE,
         "faces": [
             {
+                "face": o.index + 1,
+                "original_face": None if o.original_index is None else o.original_index + 1,
                 "index": o.index,
                 "original_index": o.original_index,
                 "box": o.box,
@@ -363,8 +431,12 @@ def _sidecar(analysis, chosen, outcomes, mode, params, extra) -> dict:
                 "too_small": f.too_small,
                 "id_before": _score_dict(o.id_before),
                 "id_after": _score_dict(o.id_after),
+                "plausibility": f.verdict.to_dict(),
             }
             for f, o in zip(chosen, outcomes, strict=True)
+        ],
+        "left_alone": [
+            {"face": index + 1, "reason": why} for index, why in _left_alone(analysis, chosen)
         ],
         "unpaired_edited_faces": list(analysis.pairing.unpaired_edited),
         **extra,
@@ -389,7 +461,7 @@ def restore_analysis(
     restorer: CropRestorer,
     params: EditedIDParams | None = None,
     *,
-    faces: Sequence[int] | None = None,
+    faces: FaceSelection = None,
     masks: dict[int, MaskPair] | None = None,
     overlaps: dict[int, tuple[float, float]] | None = None,
     on_step: Callable | None = None,
@@ -398,7 +470,10 @@ def restore_analysis(
     """Restore the selected faces of an analysed photo pair with `restorer`, all faces
     in one restorer call, and paste them into the edited photo in one composition.
 
-    faces: edited-photo face indices (None: every paired face). masks: per face, user
+    faces: edited-photo face indices (0 = face 1, the leftmost), "all" (every paired face)
+    or "changed" / None (the default: only plausible paired faces whose identity changed;
+    the others are listed in `left_alone` with the reason, and when none is left the
+    result is the edited photo unchanged). masks: per face, user
     (face, element) masks in edited-photo coordinates; None entries fall back to the
     automatic ones. overlaps: per face (lambda_o, lambda_e) for restorers that use them.
     """
@@ -410,6 +485,8 @@ def restore_analysis(
     if size is not None:
         analysis = _ensure_crop_size(analysis, size)
     chosen = _selected(analysis, faces)
+    if not chosen:  # every face left alone by default: the edited photo as it is
+        return _unchanged_result(analysis, restorer, params, start)
     # 2. sharpen the automatic element masks with the restorer's maps of the element words
     _sharpen_element_masks(analysis, chosen, masks, restorer, params)
     # 3. every chosen face restored in one call
@@ -430,6 +507,27 @@ def restore_analysis(
         [w for f in chosen for w in f.warnings] + restored.warnings,
         engine_result=restored.engine_result,
         attention_element_masks=_attention_masks(analysis, chosen, restored),
+        left_alone=_left_alone(analysis, chosen),
+    )
+
+
+def _unchanged_result(
+    analysis: PhotoAnalysis, restorer: CropRestorer, params: EditedIDParams, start: float
+) -> PhotoResult:
+    """No face to restore by default: the edited photo unchanged, saying why per face."""
+    left = _left_alone(analysis, [])
+    extra = {"seconds": round(time.perf_counter() - start, 3)}
+    sidecar = _sidecar(analysis, [], [], restorer.name, params, extra)
+    warnings = [f"Face {index + 1} left as edited: {why}." for index, why in left]
+    return PhotoResult(
+        analysis.edited.copy(),
+        [],
+        sidecar,
+        restorer.name,
+        analysis.backend,
+        np.zeros(analysis.edited.shape[:2], np.float32),
+        warnings,
+        left_alone=left,
     )
 
 
@@ -437,7 +535,7 @@ def restore_photo(
     original: np.ndarray,
     edited: np.ndarray,
     params: EditedIDParams | None = None,
-    faces: Sequence[int] | None = None,
+    faces: FaceSelection = None,
     on_step: Callable | None = None,
     cancel=None,
     *,
@@ -531,7 +629,7 @@ def restore_photo_files(
     *,
     restorer: CropRestorer,
     backend: str = "auto",
-    faces: Sequence[int] | None = None,
+    faces: FaceSelection = None,
     on_step: Callable | None = None,
     cancel=None,
     overwrite: bool = False,
