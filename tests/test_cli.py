@@ -183,6 +183,8 @@ def test_restore_whole_photo_in_classic_mode(tmp_path, capsys):
             "classic",
             "--face-backend",
             "dlib",
+            "--faces",
+            "all",  # a brightness edit keeps the identity: restored only when asked to
         ]
     )
     assert code == EXIT_OK, capsys.readouterr().err
@@ -485,3 +487,37 @@ def test_location_options_are_one_choice():
                               "r", "--keep-location"]).strip_location is False  # fmt: skip
     with pytest.raises(SystemExit):
         parser.parse_args(_restore("o", "e", "r.png", "--keep-location", "--strip-location"))
+
+
+def test_restore_faces_are_numbered_from_1_and_default_to_changed(tmp_path, capsys):
+    """Issue 12 D2/D15: --faces takes the window's 1-based numbers; by default a face the
+    edit did not change is left as edited, and the CLI says why."""
+    import argparse
+
+    from engine.cli.commands import FACES_HELP, _add_restore_parser
+    from tests.helpers import sample_photo
+
+    photo = Image.open(sample_photo("grace_hopper")).convert("RGB")
+    original, edited = tmp_path / "o.png", tmp_path / "e.png"
+    photo.save(original)
+    Image.fromarray(np.clip(np.asarray(photo).astype(int) + 20, 0, 255).astype(np.uint8)).save(
+        edited
+    )
+    base = ["restore", "--original", str(original), "--edited", str(edited), "--mode", "classic"]
+    base += ["--face-backend", "dlib"]
+    assert main([*base, "--out", str(tmp_path / "a.png")]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "face 1: left as edited (unchanged" in err
+    sidecar = json.loads((tmp_path / "a.png.json").read_text())
+    assert sidecar["faces"] == [] and sidecar["left_alone"][0]["face"] == 1
+    assert main([*base, "--out", str(tmp_path / "b.png"), "--faces", "1"]) == EXIT_OK
+    assert "face 1: paired with original face 1" in capsys.readouterr().err
+    sidecar = json.loads((tmp_path / "b.png.json").read_text())
+    assert sidecar["faces"][0]["face"] == 1 and sidecar["faces"][0]["original_face"] == 1
+    assert main([*base, "--out", str(tmp_path / "c.png"), "--faces", "0"]) == EXIT_INPUT
+    assert "numbered from 1" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    _add_restore_parser(subparsers)
+    help_text = " ".join(subparsers.choices["restore"].format_help().split())
+    assert "numbered left to right from 1" in help_text and FACES_HELP[:40] in help_text

@@ -147,15 +147,30 @@ def _add_restore_crop_parser(subparsers) -> None:
 
 
 # --- restore (a whole photo) ----------------------------------------------------------
-def _parse_faces(text: str | None) -> list[int] | None:
-    if not text:
+FACES_HELP = (
+    "Which faces to restore: 'changed' (default: the faces whose identity the edit changed; "
+    "unchanged faces and detections that look like no face are left as edited), 'all' "
+    "(every paired face), or face numbers such as 1,3. Faces are numbered left to right "
+    "from 1, as the app's face panel and the sidecar show them."
+)
+
+
+def _parse_faces(text: str | None) -> list[int] | str | None:
+    """--faces: None / "changed" / "all", or 1-based face numbers -> 0-based indices."""
+    if not text or text.strip().lower() == "changed":
         return None
+    if text.strip().lower() == "all":
+        return "all"
     try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
+        numbers = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError as error:
         raise InputError(
-            f"--faces takes face numbers separated by commas, e.g. 0,2 (got {text!r})."
+            f"--faces takes 'changed', 'all' or face numbers separated by commas, e.g. 1,3 "
+            f"(got {text!r})."
         ) from error
+    if any(n < 1 for n in numbers):
+        raise InputError(f"--faces: faces are numbered from 1 (left to right), got {text!r}.")
+    return [n - 1 for n in numbers]
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -190,11 +205,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         for face in result.faces:
             before = f"{face.id_before.value:.3f}" if face.id_before else "n/a"
             after = f"{face.id_after.value:.3f}" if face.id_after else "n/a"
+            partner = "none" if face.original_index is None else face.original_index + 1
             print(
-                f"face {face.index}: paired with original face {face.original_index}; "
+                f"face {face.index + 1}: paired with original face {partner}; "
                 f"identity ({result.backend}) before {before} -> after {after}",
                 file=sys.stderr,
             )
+        for index, why in getattr(result, "left_alone", []):
+            print(f"face {index + 1}: left as edited ({why})", file=sys.stderr)
         for warning in result.warnings:
             _warn(warning)
     print(args.out)
@@ -217,7 +235,7 @@ def _add_restore_parser(subparsers) -> None:
     photo.add_argument(
         "--faces",
         default=None,
-        help="Edited-photo face numbers to restore, e.g. 0,2 (default: all paired).",
+        help=FACES_HELP,
     )
     photo.add_argument(
         "--face-backend",

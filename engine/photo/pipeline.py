@@ -120,7 +120,10 @@ class PhotoAnalysis:
         for face in self.faces:
             if face.index == index:
                 return face
-        raise InputError(f"There is no face {index} in the edited photo ({len(self.faces)} found).")
+        raise InputError(
+            f"There is no face {index + 1} in the edited photo ({len(self.faces)} found, "
+            "numbered left to right from 1)."
+        )
 
 
 @dataclass
