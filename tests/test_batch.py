@@ -335,7 +335,7 @@ def test_real_engine_classic_batch_end_to_end(tmp_path):
     (edit / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     params = EditedIDParams(resolution=64)
     report = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",
-                       backend="dlib")  # fmt: skip
+                       backend="dlib", faces="all")  # fmt: skip
     assert report.ok == 1 and report.failed == 1, report.rows
     row = next(r for r in report.rows if r.status == "ok")
     assert row.faces == "1" and row.id_before and row.id_after
@@ -554,3 +554,35 @@ def test_report_elsewhere_or_none_keeps_client_names_out_of_the_output(folders, 
                      processor=FakeProcessor()) == 0  # fmt: skip
     assert not [p for p in out2.iterdir() if not p.name.startswith(("a0", "A0", "edited_a04"))]
     assert "Report:" not in capsys.readouterr().out
+
+
+# --- issue 12: batch restores only changed faces by default, and says why ------------------
+def test_batch_leaves_unchanged_faces_alone_and_reports_why(tmp_path, capsys):
+    from tests.fixtures.faces import synthetic_edit
+
+    orig, edit = tmp_path / "o", tmp_path / "e"
+    orig.mkdir()
+    edit.mkdir()
+    photo = np.asarray(Image.open(sample_photo("grace_hopper")).convert("RGB"))
+    save_image(photo, orig / "kept.png")  # a colour edit: the same person
+    save_image(np.clip(photo.astype(int) + 15, 0, 255).astype(np.uint8), edit / "kept.png")
+    original, _, swapped, _, _ = synthetic_edit()  # the astronaut's face pasted in
+    save_image(original, orig / "swapped.png")
+    save_image(swapped, edit / "swapped.png")
+    argv = [*_cli_argv(orig, edit, tmp_path / "r"), "--mode", "classic", "--face-backend", "dlib",
+            "--resolution", "64"]  # fmt: skip
+    assert batch_cli(argv) == 0, capsys.readouterr().err
+    rows = {Path(r["edited"]).name: r for r in _read_csv(tmp_path / "r" / batch.REPORT_NAME)}
+    assert rows["kept.png"]["faces"] == "0"
+    assert rows["kept.png"]["left_alone"].startswith("1: unchanged")
+    assert rows["swapped.png"]["faces"] == "1" and rows["swapped.png"]["left_alone"] == ""
+    kept_out = read_rgb(tmp_path / "r" / "kept.png")
+    assert np.array_equal(kept_out, np.clip(photo.astype(int) + 15, 0, 255))  # as edited
+    md = (tmp_path / "r" / "editedid-batch-report.md").read_text()
+    assert "Left as edited" in md and "1: unchanged" in md
+    # --faces all: every paired face, as before
+    assert batch_cli([*argv[:5], str(tmp_path / "all"), *argv[6:], "--faces", "all"]) == 0
+    rows = {Path(r["edited"]).name: r for r in _read_csv(tmp_path / "all" / batch.REPORT_NAME)}
+    assert rows["kept.png"]["faces"] == "1" and rows["kept.png"]["left_alone"] == ""
+    with pytest.raises(InputError, match="faces must be"):
+        run_batch(plan_batch(orig, edit, tmp_path / "x"), EditedIDParams(), faces="some")

@@ -29,7 +29,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +79,9 @@ REPORT_COLUMNS = (
     "id_after",
     "seconds",
     "mode",
+    "left_alone",  # faces left as edited and why: "2: unchanged (...); 3: not a face? (...)"
 )
+FACE_SELECTIONS = ("changed", "all")  # batch default "changed": see engine.faces.plausibility
 CancelToken = Callable[[], bool] | threading.Event | None
 
 
@@ -438,6 +440,7 @@ class BatchRow:
     id_after: str = ""
     seconds: str = ""
     mode: str = ""
+    left_alone: str = ""
     warnings: tuple[str, ...] = ()
 
     def csv_row(self) -> dict[str, str]:
@@ -581,6 +584,7 @@ def run_batch(
     write_report: bool = True,
     overwrite_report: bool = False,
     strip_location: bool = True,
+    faces: str = "changed",
 ) -> BatchReport:
     """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
 
@@ -599,11 +603,16 @@ def run_batch(
         (`plan.conflicts`).
     strip_location: results carry no GPS position (engine.io.export), the default of
         every processor; False is passed on to a processor that takes it.
+    faces: "changed" (default: restore only plausible faces whose identity the edit
+        changed, the others are left as edited and the report's `left_alone` column says
+        why, per face numbered left to right from 1) or "all" (every paired face).
     A bad file is logged in the report and the batch goes on. A full or read-only output
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
     after the report is written. BatchLockedError when another batch is writing into the
     same output folder.
     """
+    if faces not in FACE_SELECTIONS:
+        raise InputError(f"faces must be one of {', '.join(FACE_SELECTIONS)}, got {faces!r}.")
     restorer = restorer or get_restorer(mode, model=model)
     processor = processor or _default_processor()
     report_csv = resolve_report_path(
@@ -628,6 +637,7 @@ def run_batch(
         old_rows = _read_old_rows(report_csv) if report_csv and report_csv.is_file() else {}
         run = _BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
         run.strip_location = strip_location
+        run.faces = faces
         return run.run(overwrite, old_rows)
 
 
@@ -642,6 +652,8 @@ class _BatchRun:
         self.pass_overwrite = _accepts(processor, "overwrite")
         self.strip_location = True
         self.pass_strip_location = _accepts(processor, "strip_location")
+        self.faces = "changed"
+        self.pass_faces = _accepts(processor, "faces")
         self.started = time.monotonic()
         self.work_seconds = 0.0  # time spent processing (pauses excluded), for the ETA
         self.worked_files = 0
@@ -760,6 +772,8 @@ class _BatchRun:
             on_step=self.on_step,
             cancel=self.is_cancelled,
         )
+        if self.faces != "changed" and self.pass_faces:
+            kwargs["faces"] = self.faces  # "changed" is every processor's default
         if not self.strip_location and self.pass_strip_location:
             kwargs["strip_location"] = False  # stripping is every processor's default
         if stale and self.pass_overwrite:
@@ -851,6 +865,7 @@ def _skipped_row(item: BatchItem, old_rows: dict, mode: str) -> BatchRow:
         id_after=old.get("id_after", ""),
         seconds=old.get("seconds", ""),
         mode=old.get("mode", "") or mode,
+        left_alone=old.get("left_alone", ""),
     )
 
 
@@ -892,8 +907,14 @@ def _ok_row(item: BatchItem, result, mode: str, before: tuple | None = None) -> 
         id_before=_fmt_scores(getattr(f, "id_before", None) for f in faces),
         id_after=_fmt_scores(getattr(f, "id_after", None) for f in faces),
         mode=str(getattr(result, "mode", None) or mode),
+        left_alone=_fmt_left_alone(getattr(result, "left_alone", None) or ()),
         warnings=tuple(str(w) for w in (getattr(result, "warnings", None) or ())),
     )
+
+
+def _fmt_left_alone(left: Sequence[tuple[int, str]]) -> str:
+    """ "2: unchanged: ...; 3: not a face? ..." (faces numbered left to right from 1)."""
+    return "; ".join(f"{int(index) + 1}: {why}" for index, why in left)
 
 
 def _write_fallback_sidecar(item: BatchItem, result, before: tuple | None) -> None:
@@ -1036,11 +1057,13 @@ def _summary_markdown(report: BatchReport) -> str:
         lines += ["", "## Not paired", ""]
         lines += [f"- {Path(p).name}" for p in unpaired]
         lines += [f"- {m}" for m in data["ambiguous"]]
-    lines += ["", "## Files", "", "| File | Status | Faces | ID before | ID after | s |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines += ["", "## Files", ""]
+    lines.append("| File | Status | Faces | ID before | ID after | s | Left as edited |")
+    lines.append("|---|---|---|---|---|---|---|")
     for row in report.rows:
+        left = row.left_alone.replace("|", "\\|")
         lines.append(
             f"| {Path(row.edited).name} | {row.status} | {row.faces} | {row.id_before} | "
-            f"{row.id_after} | {row.seconds} |"
+            f"{row.id_after} | {row.seconds} | {left} |"
         )
     return "\n".join(lines) + "\n"

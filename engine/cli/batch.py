@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.batch.lock import check_unlocked
 from engine.batch.run import (
+    FACE_SELECTIONS,
     REPORT_NAME,
     RULES,
     BatchPlan,
@@ -88,6 +89,14 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
         help="Replace outputs that exist but are not marked finished.",
     )
     add_location_options(parser)
+    parser.add_argument(
+        "--faces",
+        choices=FACE_SELECTIONS,
+        default="changed",
+        help="changed (default): restore only the faces whose identity the edit changed; "
+        "unchanged faces and detections that look like no face are left as edited and the "
+        "report says why, per face numbered left to right from 1. all: every paired face.",
+    )
     parser.add_argument("--check", action="store_true", help="Only show the pairing; run nothing.")
     parser.add_argument("--quiet", action="store_true", help="No progress output.")
     add_restorer_options(parser)
@@ -169,6 +178,7 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
             report_path=args.report,
             overwrite=args.overwrite,
             strip_location=args.strip_location,
+            faces=args.faces,
             **report_options,
         )
     except InputError as error:
