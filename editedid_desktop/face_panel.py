@@ -70,6 +70,20 @@ def score_text(score: Any) -> str:
     )
 
 
+def verdict_text(face: Any) -> tuple[str, str]:
+    """(short label, reason) for a face the engine leaves alone by default, else ("", "").
+
+    "not a face? — include": the detection looks like no face (engine.faces.plausibility);
+    "unchanged — include?": the edit kept the identity, restoring it would only blur it.
+    """
+    why = getattr(face, "left_alone_reason", None)
+    if not why or face.original_index is None:
+        return "", ""
+    if not getattr(face, "plausible", True):
+        return "not a face? — include", why
+    return "unchanged — include?", why
+
+
 def linked_overlap(settings: FaceSettings, which: int, percent: int) -> tuple[float, float]:
     """The overlap after one slider (0 = lambda_o, 1 = lambda_e) moved to `percent`.
 
@@ -143,6 +157,9 @@ class FacePanel(QFrame):
             label.setTextFormat(Qt.TextFormat.RichText)
             label.setWordWrap(True)
             label.setMinimumWidth(60)
+        self.verdict = QLabel()  # why the face is left alone by default, if it is
+        self.verdict.setObjectName("verdictLabel")
+        self.verdict.setWordWrap(True)
         self.warnings = QLabel()
         self.warnings.setObjectName("warningLabel")
         self.warnings.setWordWrap(True)
@@ -150,7 +167,7 @@ class FacePanel(QFrame):
     def _lay_out(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.enabled_box)
-        top.addStretch(1)
+        top.addWidget(self.verdict, 1)
         thumbs = QHBoxLayout()
         thumbs.addWidget(self.original_thumb)
         arrow = QLabel("→")
@@ -246,6 +263,10 @@ class FacePanel(QFrame):
         self.original_thumb.setPixmap(array_to_pixmap(getattr(face, "thumb_original", None)))
         self.edited_thumb.setPixmap(array_to_pixmap(getattr(face, "thumb_edited", None)))
         self.id_before.setText(score_text(getattr(face, "id_before", None)))
+        verdict, why = verdict_text(face)
+        self.verdict.setText(verdict)
+        self.verdict.setToolTip(why)
+        self.verdict.setVisible(bool(verdict))
         self._fill_pairing_combo()
         notes = list(getattr(face, "warnings", []) or [])
         if getattr(face, "too_small", False) and not any("small" in n for n in notes):

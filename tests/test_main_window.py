@@ -95,7 +95,7 @@ def test_open_two_photos_shows_faces_masks_and_classic_preview(qtbot, window, ph
     assert list(window.face_list.panels) == [0]
     panel = window.face_list.panels[0]
     assert panel.enabled_box.isChecked()
-    assert "same person" in panel.id_before.text()
+    assert "different person" in panel.id_before.text()  # the edit swapped the face
     assert window.masks.has_mask(0, "face") and window.masks.has_mask(0, "element")
     assert window.canvas.has_image("result") and window.canvas.has_image("original")
     assert window.restore_action.isEnabled() and window.save_action.isEnabled()
@@ -425,3 +425,44 @@ def test_open_project_slot_catches_every_error_of_ours(window, tmp_path, monkeyp
     _open_recent(window, path)
     assert window.error_box is not None and str(path.resolve()) in window.error_box.text()
     window.error_box.close()
+
+
+def test_unchanged_and_implausible_faces_are_flagged_and_left_unticked(qtbot, window, tmp_path):
+    """D1/D2/D15 (issue 12): on the astronaut (enlarged, so dlib also finds a "face" on the
+    mission patch) both faces are left unticked: the patch as "not a face?", the real face
+    as "unchanged"; faces are numbered left to right from 1; ticking one includes it."""
+    import cv2
+    from PIL import Image
+
+    from tests.helpers import sample_photo
+
+    image = np.asarray(Image.open(sample_photo("astronaut")).convert("RGB"))
+    big = cv2.resize(image, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    original, edited = tmp_path / "astro-original.png", tmp_path / "astro-edited.png"
+    Image.fromarray(big).save(original)
+    Image.fromarray(np.clip(big.astype(int) + 10, 0, 255).astype(np.uint8)).save(edited)
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_photos(original, edited)
+    qtbot.waitUntil(lambda: len(window.face_list.panels) == 2, timeout=5000)
+    panels = window.face_list.panels
+    faces = window.session.faces
+    assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)  # left to right
+    patch, person = panels[0], panels[1]
+    assert patch.enabled_box.text() == "Face 1" and person.enabled_box.text() == "Face 2"
+    assert not patch.enabled_box.isChecked() and not person.enabled_box.isChecked()
+    assert not patch.verdict.isHidden() and "not a face?" in patch.verdict.text()
+    assert "detector score" in patch.verdict.toolTip()
+    assert "unchanged" in person.verdict.text() and "include?" in person.verdict.text()
+    assert window.session.enabled_faces() == []
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDockWidget
+
+    dock = window.face_list
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    if dock is not None:  # the Faces dock may be a tab behind another
+        dock.show()
+        dock.raise_()
+    qtbot.waitUntil(person.enabled_box.isVisible, timeout=5000)
+    qtbot.mouseClick(person.enabled_box, Qt.MouseButton.LeftButton)
+    assert person.enabled_box.isChecked() and window.session.enabled_faces() == [1]

@@ -17,12 +17,22 @@ FAST_PARAMS = EditedIDParams(
 
 
 def write_photo_pair(folder: Path) -> tuple[Path, Path]:
-    """grace_hopper as the original and a copy with a dark 'glasses' band as the edit."""
+    """grace_hopper as the original; the edit has the astronaut's face pasted in (so the
+    identity changed and the face is restored by default, issue 12 D2) and a dark
+    'glasses' band."""
+    from tests.fixtures.faces import photo as fixture_photo
+    from tests.fixtures.faces import sample_face, swap_face
+
     image = Image.open(sample_photo("grace_hopper")).convert("RGB")
     original = folder / "hopper-original.png"
     edited = folder / "hopper-edited.png"
     image.save(original)
-    array = np.asarray(image).copy()
+    array = swap_face(
+        np.asarray(image).copy(),
+        sample_face("grace_hopper"),
+        fixture_photo("astronaut"),
+        sample_face("astronaut"),
+    )
     array[180:205, 160:360] = (25, 25, 30)
     Image.fromarray(array).save(edited)
     return original, edited

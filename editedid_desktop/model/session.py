@@ -98,7 +98,9 @@ class Session(Observable):
         """Adopt the engine's analysis; faces keep settings the user already made.
 
         New faces get default settings; that is not a change of the user's (the dirty
-        flag stays as it was).
+        flag stays as it was). A new face is ticked only when the engine restores it by
+        default (paired, plausible, identity changed: `restore_by_default`) and is not
+        too small; the face panel offers the others ("unchanged — include?").
         """
         default_words = ", ".join(self.params.element_words)
         settings = dict(self.face_settings)
@@ -106,7 +108,8 @@ class Session(Observable):
             if face.index not in settings:
                 settings[face.index] = FaceSettings(
                     enabled=not getattr(face, "too_small", False)
-                    and face.original_index is not None,
+                    and face.original_index is not None
+                    and getattr(face, "restore_by_default", True),
                     element_words=default_words,
                     overlap=tuple(self.params.overlap),
                 )
