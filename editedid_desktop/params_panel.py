@@ -3,7 +3,8 @@
 Each widget is bound (binder.bind) to one field of a `Draft` of ``session.params``: an
 edit that makes a valid EditedIDParams becomes the session's params; otherwise the
 draft's error (the engine's InputError message) is shown inline and the session keeps
-the last valid object, so a half-typed combination never reaches the engine. Session
+the last valid object, so a half-typed combination never reaches the engine: while the
+draft has an error, Restore is disabled with it (`RunController.gate_restore`). Session
 changes (project load, reset) flow back into the widgets through the same bindings.
 """
 
@@ -271,6 +272,26 @@ class ParamsPanel(QWidget):
     @property
     def error(self) -> str:
         return self.error_label.text()
+
+    def commit_edits(self) -> None:
+        """Take in what is typed but not yet entered (a spin box commits on Enter or
+        focus-out; a run started from a toolbar or shortcut takes neither)."""
+        for widget in self._spin_boxes():
+            widget.interpretText()
+
+    def _spin_boxes(self) -> list[QSpinBox | QDoubleSpinBox]:
+        boxes: list[QSpinBox | QDoubleSpinBox] = []
+        for value in self.widgets.values():
+            for widget in value if isinstance(value, tuple) else (value,):
+                if isinstance(widget, QSpinBox | QDoubleSpinBox):
+                    boxes.append(widget)
+        return boxes
+
+    @property
+    def blocked_reason(self) -> str:
+        """Why the panel's values cannot run ("" when they make valid parameters)."""
+        self.commit_edits()
+        return self.draft.error
 
     def reset_to_defaults(self) -> None:
         self.session.params = EditedIDParams()

@@ -427,6 +427,49 @@ def test_open_project_slot_catches_every_error_of_ours(window, tmp_path, monkeyp
     window.error_box.close()
 
 
+def _type_into(qtbot, box, text: str, *, enter: bool = True) -> None:
+    """Select a spin box's text, type, and (optionally) press Enter, as a user does."""
+    from PySide6.QtCore import Qt
+
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), text)
+    if enter:
+        qtbot.keyClick(box.lineEdit(), Qt.Key.Key_Return)
+
+
+def test_invalid_advanced_values_disable_restore_and_runs_use_what_is_shown(
+    qtbot, window, photo_pair
+):
+    """D5 (issue 12): Restore is off with the reason while a value is invalid; the run
+    uses exactly the panel's values (also a valid change typed at the same time, also a
+    value typed without Enter) and the sidecar records them."""
+    _open_and_analyze(qtbot, window, photo_pair)
+    window.session.params = FAST_PARAMS  # steps 3, solver range 2-3
+    panel = window.params_panel
+    assert window.restore_action.isEnabled() and window.run_button.isEnabled()
+    _type_into(qtbot, panel.widgets["dpm_range"][1], "5")  # solver range past the steps
+    _type_into(qtbot, panel.widgets["guidance"], "9")  # a valid change at the same time
+    assert "dpm_range" in panel.error
+    assert not window.restore_action.isEnabled() and not window.run_button.isEnabled()
+    assert "dpm_range" in window.run_button.toolTip()
+    assert "Advanced" in window.restore_action.toolTip()
+    window.runner.run_restore()  # Ctrl+R on a stale enabled state still refuses
+    assert not window.engine.busy and window.engine.pending("restore") == 0
+    assert "Advanced" in window.statusBar().currentMessage()
+
+    _type_into(qtbot, panel.widgets["dpm_range"][1], "3")  # fixed: both changes apply
+    assert panel.error == ""
+    assert window.restore_action.isEnabled() and window.run_button.isEnabled()
+    assert window.session.params.guidance == 9.0
+    _type_into(qtbot, panel.widgets["seed"], "77", enter=False)  # typed, not entered
+    with qtbot.waitSignal(window.engine.worker.finished, timeout=180000):
+        window.restore_action.trigger()
+    ran = window.session.result.sidecar["params"]
+    assert ran["guidance"] == 9.0 and ran["seed"] == 77
+    assert tuple(ran["dpm_range"]) == (2, 3) and ran["steps"] == 3
+
+
 def test_unchanged_and_implausible_faces_are_flagged_and_left_unticked(qtbot, window, tmp_path):
     """D1/D2/D15 (issue 12): on the astronaut (enlarged, so dlib also finds a "face" on the
     mission patch) both faces are left unticked: the patch as "not a face?", the real face

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QTimer
 
+from ..binder import connect
 from ..worker import ClassicRequest, RestoreRequest
 from . import Controller
 
@@ -23,6 +24,7 @@ class RunController(Controller):
         self.rerun_timer.setSingleShot(True)
         self.rerun_timer.setInterval(RERUN_DELAY_MS)
         self.rerun_timer.timeout.connect(self.run_classic)
+        self._default_tips: dict[int, str] = {}
 
     def connect_worker(self) -> None:
         """Worker signals to this controller (bound methods: queued into the UI thread)."""
@@ -37,6 +39,29 @@ class RunController(Controller):
         worker.cancelled.connect(self.on_cancelled)
         worker.status.connect(self.on_status)
         worker.model_loaded.connect(self.on_model_loaded)
+        draft = self.window.params_panel.draft
+        connect(draft.property_changed("error"), self.on_params_error, self)
+
+    # -- the Advanced panel's values ---------------------------------------------------
+    def restore_blocked_reason(self) -> str:
+        """Why Restore cannot run what the Advanced panel shows ("" when it can)."""
+        error = self.window.params_panel.blocked_reason
+        return f"Fix the Advanced settings first: {error}" if error else ""
+
+    def on_params_error(self, *_: Any) -> None:
+        self.window.update_actions()
+        self.gate_restore()
+
+    def gate_restore(self) -> None:
+        """Restore (menu, toolbar, Run button) off, with the reason, while the Advanced
+        values are invalid: a run would otherwise use older values than those shown."""
+        w = self.window
+        reason = self.restore_blocked_reason()
+        for widget in (w.restore_action, w.run_button):
+            default = self._default_tips.setdefault(id(widget), widget.toolTip())
+            if reason:
+                widget.setEnabled(False)
+            widget.setToolTip(reason or default)
 
     # -- classic ----------------------------------------------------------------------
     def schedule_classic(self) -> None:
@@ -94,6 +119,11 @@ class RunController(Controller):
 
     def run_restore(self) -> None:
         if self.engine.pending("restore"):
+            return
+        reason = self.restore_blocked_reason()
+        if reason:  # never run older values than the panel shows
+            self.status(reason, 10000)
+            self.gate_restore()
             return
         request = self.restore_request()
         if request is None:
