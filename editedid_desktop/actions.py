@@ -15,6 +15,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSlider, QToolBar
 
+from .canvas.shortcuts import CanvasShortcuts
+
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
@@ -169,6 +171,8 @@ def build_actions(window: MainWindow) -> None:
         window.compare_group.addAction(action)
         window.compare_actions[mode] = action
     window.compare_actions["off"].setChecked(True)
+    # [ ] Shift+[ ] Space \ anywhere in the window, never while typing.
+    window.canvas_shortcuts = CanvasShortcuts(window.canvas, window)
 
 
 def build_menus(window: MainWindow) -> None:
@@ -252,3 +256,4 @@ def build_toolbars(window: MainWindow) -> None:
     w.mask_toolbar.setObjectName("maskToolBar")
     w.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
     w.addToolBar(Qt.ToolBarArea.TopToolBarArea, w.mask_toolbar)
+    w.addAction(w.mask_toolbar.swap_target_action)  # X: a window shortcut, no button

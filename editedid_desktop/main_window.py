@@ -152,16 +152,18 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_docks(self) -> None:
+        """Faces and Advanced share one column of tabs (the photo keeps the width, as in
+        Lightroom); Advanced starts closed (View ▸ Advanced opens it as a tab)."""
+        right = Qt.DockWidgetArea.RightDockWidgetArea
         self.face_list = FaceListPanel(self.session)
-        self.faces_dock = self._dock(
-            "Faces", "facesDock", self.face_list, Qt.DockWidgetArea.LeftDockWidgetArea
-        )
-        self.faces_dock.setMinimumWidth(320)
+        self.faces_dock = self._dock("Faces", "facesDock", self.face_list, right)
+        self.faces_dock.setMinimumWidth(300)
         self.params_panel = ParamsPanel(self.session)
-        self.params_dock = self._dock(
-            "Advanced", "advancedDock", self.params_panel, Qt.DockWidgetArea.RightDockWidgetArea
-        )
-        self.params_dock.setMinimumWidth(300)
+        self.params_dock = self._dock("Advanced", "advancedDock", self.params_panel, right)
+        self.params_dock.setMinimumWidth(280)
+        self.tabifyDockWidget(self.faces_dock, self.params_dock)
+        self.params_dock.hide()
+        self.faces_dock.raise_()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -196,11 +198,19 @@ class MainWindow(QMainWindow):
         self.face_list.pairing_changed.connect(lambda _: self.faces.start_analysis())
         self.canvas.face_clicked.connect(self.face_list.select)
         self.canvas.files_dropped.connect(self.files.open_dropped)
+        self.canvas.paint_refused.connect(self._on_paint_refused)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.masks.changed.connect(self.faces.on_mask_changed)
         self.banner.open_manager.connect(self.open_model_manager)
         self.banner.dismissed.connect(self.dismiss_banner)
         self.runner.connect_worker()
+
+    def _on_paint_refused(self, selected: int, other: int) -> None:
+        self.statusBar().showMessage(
+            f"Face {selected + 1} is selected: nothing painted on Face {other + 1}. "
+            f"Select Face {other + 1} (V and click its box, or in the Faces panel) to paint it.",
+            8000,
+        )
 
     # ================================================================ entry points
     def open_photo(self, kind: str, path: str | Path, *, analyze: bool = True) -> bool:

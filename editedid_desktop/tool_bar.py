@@ -2,7 +2,8 @@
 
 A thin view: every control forwards to the `LayeredCanvas` (tool, brush, active mask) or
 to its `MaskDocument` (clear, invert, reset to auto), and follows their change signals so
-the keyboard shortcuts on the canvas (`[`, `]`, B, E) and the bar never disagree.
+the keyboard shortcuts (`[`, `]`, V, B, E, X) and the bar never disagree. A legend
+names the overlay colours.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import QLabel, QToolBar, QWidget
 from superqt import QLabeledSlider
 
 from .canvas import DRAG_MODES, TOOLS, LayeredCanvas
+from .imaging import ELEMENT_COLOR, FACE_COLOR, OVERLAP_COLOR
 
 MAX_SLIDER_BRUSH = 1000  # larger sizes stay reachable with ]
 
@@ -49,7 +51,7 @@ class MaskToolBar(QToolBar):
         self.setObjectName("maskToolBar")
         self.canvas = canvas
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for add_group in (self._add_tools, self._add_sliders, self._add_targets):
+        for add_group in (self._add_tools, self._add_sliders, self._add_targets, self._add_legend):
             add_group()
             self.addSeparator()
         self._add_edits()
@@ -81,6 +83,7 @@ class MaskToolBar(QToolBar):
             self.tool_group.addAction(action)
             self.addAction(action)
             self.tool_actions[tool] = action
+        self.select_action = self.tool_actions["select"]
         self.brush_action = self.tool_actions["brush"]
         self.eraser_action = self.tool_actions["eraser"]
         self.tool_group.triggered.connect(self._on_tool_triggered)
@@ -112,6 +115,24 @@ class MaskToolBar(QToolBar):
             "Swap target", "swapTargetAction", "X", "Switch between face and element mask (X)"
         )
         self.swap_target_action.triggered.connect(self._swap_target)
+
+    def _add_legend(self) -> None:
+        """What the overlay colours mean: cyan face, magenta element, amber both."""
+        swatches = " ".join(
+            f"<span style='color:rgb{color}'>&#9632;</span>&nbsp;{text}"
+            for color, text in (
+                (FACE_COLOR, "face"),
+                (ELEMENT_COLOR, "element"),
+                (OVERLAP_COLOR, "both"),
+            )
+        )
+        self.legend = QLabel(f" {swatches} ")
+        self.legend.setObjectName("maskLegend")
+        self.legend.setToolTip(
+            "Mask colours: cyan = face (identity from the original), magenta = element "
+            "(kept as edited), amber = both"
+        )
+        self.addWidget(self.legend)
 
     def _add_edits(self) -> None:
         for attribute, text, name, shortcut, tip, operation in EDITS:

@@ -505,3 +505,79 @@ def test_mask_tool_bar_is_wired_both_ways(painting, qtbot):
     assert doc.undo_stack.count() == 3
     canvas.set_active_mask(None, "face")
     assert not bar.clear_action.isEnabled()
+
+
+# ----------------------------------------------------- issue 12: D8, D12, D14
+def _two_faces(canvas):
+    """Faces 0 and 1 with full face masks; the canvas follows face clicks as the app does."""
+    canvas.set_face_boxes(
+        [(0, (20, 20, 150, 180), "1", True), (1, (220, 40, 380, 220), "2", True)]
+    )
+    canvas.face_clicked.connect(canvas.select_face)
+    canvas.face_clicked.connect(lambda face: canvas.set_active_mask(face, "face"))
+    doc = canvas.mask_document()
+    doc.invert(0, "face")
+    doc.invert(1, "face")
+    canvas.select_face(0)
+    canvas.set_active_mask(0, "face")
+    return doc
+
+
+def test_select_tool_and_paint_only_the_selected_face(painting, qtbot):
+    canvas, doc = painting
+    doc = _two_faces(canvas)
+    steps = doc.undo_stack.count()
+    viewport = canvas.viewport()
+    refused = []
+    canvas.paint_refused.connect(lambda *args: refused.append(args))
+    canvas.set_brush_size(10)
+    qtbot.keyClick(canvas, Qt.Key.Key_E)
+    # The eraser on Face 2's box while Face 1 is selected changes no mask at all.
+    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(300, 120))
+    assert doc.undo_stack.count() == steps and refused == [(0, 1)]
+    assert doc.mask(0, "face")[120, 300] == 255 and doc.mask(1, "face")[120, 300] == 255
+    assert canvas.active_mask() == (0, "face")
+    # V is the select/move tool: a click on a box selects that face ...
+    qtbot.keyClick(canvas, Qt.Key.Key_V)
+    assert canvas.tool() == "select"
+    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(300, 120))
+    assert canvas.selected_face() == 1 and canvas.active_mask() == (1, "face")
+    # ... and a drag off the faces moves the view.
+    before = canvas.image_to_view(200, 150)
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(190, 280))
+    qtbot.mouseMove(viewport, canvas.image_to_view(190, 280) + QPoint(30, 0))
+    qtbot.mouseRelease(
+        viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(190, 280) + QPoint(30, 0)
+    )
+    assert canvas.image_to_view(200, 150).x() == pytest.approx(before.x() + 30, abs=2)
+    assert doc.undo_stack.count() == steps
+    # The eraser now works on Face 2, and only on Face 2.
+    qtbot.keyClick(canvas, Qt.Key.Key_E)
+    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(300, 120))
+    assert doc.undo_stack.count() == steps + 1
+    assert doc.mask(1, "face")[120, 300] == 0 and doc.mask(0, "face")[120, 300] == 255
+
+
+def test_mask_overlay_hides_while_a_run_previews(painting, qtbot):
+    canvas, doc = painting
+    _stroke(qtbot, canvas, [(100, 100), (140, 100)])
+    assert canvas.layer_shown("masks")
+    canvas.set_preview(_solid(64, 64, (0, 200, 0)), (80, 60, 200, 180))
+    assert not canvas.layer_shown("masks")
+    assert _pixel(canvas, 120, 100) == (0, 200, 0)  # the step is seen, not the overlay
+    canvas.set_preview(None, None)
+    assert canvas.layer_shown("masks") and canvas.layer_visible("masks")
+
+
+def test_100_percent_is_one_device_pixel_on_hidpi(canvas, qtbot, monkeypatch):
+    canvas.set_image("edited", _solid(400, 300, (90, 90, 90)))
+    monkeypatch.setattr(canvas, "devicePixelRatioF", lambda: 2.0)
+    labels = []
+    canvas.zoom_changed.connect(labels.append)
+    qtbot.keyClick(canvas, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.zoom() == pytest.approx(1.0) and labels[-1] == pytest.approx(1.0)
+    assert canvas.transform().m11() == pytest.approx(0.5)  # logical px per photo px
+    a, b = canvas.image_to_view(100, 100), canvas.image_to_view(300, 100)
+    assert b.x() - a.x() == pytest.approx(100, abs=1)  # 200 photo px = 200 device px
+    qtbot.keyClick(canvas, Qt.Key.Key_Plus, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.zoom() == pytest.approx(1.25)

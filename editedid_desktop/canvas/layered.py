@@ -55,6 +55,7 @@ class LayeredCanvas(PhotoView):
     layer_changed = Signal(str)  # visibility or opacity of a layer changed
     stroke_committed = Signal(int, str)  # face, kind: one stroke became one undo command
     active_mask_changed = Signal(object, str)  # face (int or None), kind
+    paint_refused = Signal(int, int)  # selected face, the other face a press landed on
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -185,7 +186,8 @@ class LayeredCanvas(PhotoView):
 
     # ==================================================================== tools
     def set_tool(self, tool: str) -> None:
-        """ "none" (select/pan), "brush" (add to the active mask) or "eraser"."""
+        """ "none", "select" (pick a face, move the view), "brush" (add to the active
+        mask) or "eraser"; brush and eraser paint only the selected face."""
         if tool not in TOOLS:
             raise ValueError(f"Unknown tool {tool!r}; expected one of {TOOLS}.")
         if tool != self._tool:
@@ -236,6 +238,11 @@ class LayeredCanvas(PhotoView):
     def brush_outline_visible(self) -> bool:
         return self._cursor.isVisible()
 
+    def refuse_paint(self, other: int) -> None:
+        """A brush/eraser press landed on another face's box: nothing is painted."""
+        if self._masks.face is not None:
+            self.paint_refused.emit(self._masks.face, other)
+
     def stroke_in_progress(self) -> bool:
         return isinstance(self._drag, StrokeDrag)
 
@@ -244,14 +251,25 @@ class LayeredCanvas(PhotoView):
             self._drag.cancel()
             self._drag = None
 
-    def _step_brush(self, up: bool) -> None:
+    def step_brush(self, up: bool) -> None:
+        """One step larger (]) or smaller ([), about 15 %."""
         size = self._brush.size
         self.set_brush_size(
             max(size + 1, round(size * 1.15)) if up else min(size - 1, round(size / 1.15))
         )
 
-    def _step_hardness(self, up: bool) -> None:
+    def step_hardness(self, up: bool) -> None:
+        """Harder (Shift+]) or softer (Shift+[) by 25 %."""
         self.set_brush_hardness(self._brush.hardness + (0.25 if up else -0.25))
+
+    def set_space_pan(self, held: bool) -> None:
+        """While Space is held, a left drag pans whatever the tool."""
+        if bool(held) != self._space_down:
+            self._space_down = bool(held)
+            self._update_mouse_cursor()
+
+    def is_space_pan(self) -> bool:
+        return self._space_down
 
     def _mode_at(self, pos: QPointF | None, button: Qt.MouseButton) -> str:
         """The row of the tools table a press of `button` at `pos` would use."""
@@ -290,7 +308,7 @@ class LayeredCanvas(PhotoView):
             if zoom >= 2.0
             else Qt.TransformationMode.SmoothTransformation
         )
-        self._cursor.set_pixel(1.0 / zoom)
+        self._cursor.set_pixel(1.0 / self.transform().m11())  # scene units per screen px
 
     # ================================================================== events
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
@@ -300,18 +318,17 @@ class LayeredCanvas(PhotoView):
         repeat = event.isAutoRepeat()
         if key == Qt.Key.Key_Space and not ctrl:
             if not repeat:
-                self._space_down = True
-                self._update_mouse_cursor()
+                self.set_space_pan(True)
         elif key == Qt.Key.Key_Backslash:
             if not repeat:
                 self.hold_compare(True)
         elif key in (Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight) and not ctrl:
             if mods & Qt.KeyboardModifier.ShiftModifier:
-                self._step_hardness(key == Qt.Key.Key_BracketRight)
+                self.step_hardness(key == Qt.Key.Key_BracketRight)
             else:
-                self._step_brush(key == Qt.Key.Key_BracketRight)
+                self.step_brush(key == Qt.Key.Key_BracketRight)
         elif key in (Qt.Key.Key_BraceLeft, Qt.Key.Key_BraceRight) and not ctrl:
-            self._step_hardness(key == Qt.Key.Key_BraceRight)  # Shift+[ / ] on US layouts
+            self.step_hardness(key == Qt.Key.Key_BraceRight)  # Shift+[ / ] on US layouts
         elif ctrl and key in _CTRL_KEYS:
             getattr(self, _CTRL_KEYS[key])()
         elif not mods and key in _TOOL_KEYS:
@@ -328,8 +345,7 @@ class LayeredCanvas(PhotoView):
             event.accept()
             return
         if event.key() == Qt.Key.Key_Space:
-            self._space_down = False
-            self._update_mouse_cursor()
+            self.set_space_pan(False)
         elif event.key() == Qt.Key.Key_Backslash:
             self.hold_compare(False)
         else:

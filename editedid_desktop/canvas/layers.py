@@ -231,6 +231,8 @@ class LayerStack:
             clips[before] = QRectF(0, 0, x, frame.height())
             clips["result"] = QRectF(x, 0, frame.width() - x, frame.height())
             clips["preview"] = clips["result"]
+        if self.has_image("preview"):
+            visible["masks"] = False  # a run previews: the overlay would hide its steps
         for layer in LAYERS:
             group = self.groups[layer]
             group.set_clip(clips[layer])
@@ -264,6 +266,10 @@ class FaceBoxes:
         self.selected = index
         for i, item in self.items.items():
             item.set_selected(i == index)
+
+    def contains(self, index: int | None, point: QPointF) -> bool:
+        item = self.items.get(index) if index is not None else None
+        return item is not None and item.rect().contains(point)
 
     def at(self, point: QPointF) -> int | None:
         """The face whose box contains `point` (the smallest one if nested)."""

@@ -1,7 +1,7 @@
 """The canvas tools as a table looked up by mode (napari's `_drag_modes`), not flags.
 
-A mode says what a press on the photo does. Three are tools the user picks ("none",
-"brush", "eraser"); two are gestures the canvas picks by itself: "pan" (middle button, or
+A mode says what a press on the photo does. Four are tools the user picks ("none",
+"select", "brush", "eraser"); two are gestures the canvas picks by itself: "pan" (middle button, or
 left button while Space is held) and "split" (on the compare divider). A mode's `press`
 returns the `Drag` in progress, which then gets the moves and the release, or None when
 the press is a click. The brush stroke is drawn live on a temporary path item and becomes
@@ -26,7 +26,7 @@ from .items import StrokeItem
 if TYPE_CHECKING:
     from .layered import LayeredCanvas
 
-TOOLS: tuple[str, ...] = ("none", "brush", "eraser")  # the ones `set_tool` takes
+TOOLS: tuple[str, ...] = ("none", "select", "brush", "eraser")  # the ones `set_tool` takes
 MIN_BRUSH, MAX_BRUSH = 1, 5000
 Cursor = Qt.CursorShape
 Button = Qt.MouseButton
@@ -176,9 +176,37 @@ def select_press(canvas: LayeredCanvas, press: Press) -> Drag | None:
     return drag
 
 
+def move_press(canvas: LayeredCanvas, press: Press) -> Drag | None:
+    """Select/move tool (V): a click on a face box selects that face; a drag elsewhere
+    moves the view (in "hold" compare, holding shows "before" as with no tool)."""
+    if canvas._layers.compare_mode == "hold":
+        return select_press(canvas, press)
+    face = canvas.face_at(press.scene_pos)
+    if face is not None:
+        canvas.face_clicked.emit(face)
+        return None
+    return PanDrag(canvas, press)
+
+
+def foreign_face(canvas: LayeredCanvas, point: QPointF) -> int | None:
+    """The face whose box holds `point` when that is not the selected face's region.
+
+    Brush and eraser paint only the selected face: a press there would change the selected
+    face's mask where another person is, so it is refused (select that face first)."""
+    selected = canvas._masks.face
+    face = canvas.face_at(point)
+    if face is None or face == selected or canvas._faces.contains(selected, point):
+        return None
+    return face
+
+
 def _stroke_press(erase: bool) -> Callable[[LayeredCanvas, Press], Drag | None]:
     def press_(canvas: LayeredCanvas, press: Press) -> Drag | None:
         if canvas._masks.can_paint():
+            other = foreign_face(canvas, press.scene_pos)
+            if other is not None:
+                canvas.refuse_paint(other)
+                return None
             return StrokeDrag(canvas, press, erase)
         _click_face(canvas, press)  # no mask to paint yet: a click still picks a face
         return None
@@ -200,6 +228,13 @@ class Mode:
 
 DRAG_MODES: dict[str, Mode] = {
     "none": Mode(select_press, Cursor.ArrowCursor),
+    "select": Mode(
+        move_press,
+        Cursor.ArrowCursor,
+        shortcut=Qt.Key.Key_V,
+        label="Select",
+        tip="Select a face by clicking its box; drag to move the view (V)",
+    ),
     "brush": Mode(
         _stroke_press(erase=False),
         Cursor.BlankCursor,

@@ -1,7 +1,8 @@
 """`PhotoView`: a zoomable, pannable view of one photo frame, which accepts dropped photos.
 
-Zoom is screen (logical) pixels per photo pixel; Qt maps logical to device pixels on HiDPI
-displays, and the canvas' outlines use cosmetic pens, so they stay one pixel wide there.
+Zoom is DEVICE pixels per photo pixel, as in Photoshop: at 100 % one photo pixel is one
+pixel of the display, also at 200 % scaling (the view's transform, in logical pixels, is
+then 0.5). The canvas' outlines use cosmetic pens, so they stay one pixel wide there.
 The view knows nothing of layers or tools: a subclass tells it the frame (`image_rect`)
 and hears about zoom changes through `_zoom_applied`.
 """
@@ -61,9 +62,13 @@ class PhotoView(QGraphicsView):
         """Called after every zoom change (for a subclass to adapt its items)."""
 
     # ================================================================= zoom
+    def device_ratio(self) -> float:
+        """Device pixels per logical pixel of the screen the view is on (2.0 at 200 %)."""
+        return max(float(self.devicePixelRatioF()), 1e-6)
+
     def zoom(self) -> float:
-        """Screen pixels per photo pixel (1.0 = 100 %)."""
-        return self.transform().m11()
+        """Device (display) pixels per photo pixel (1.0 = 100 %)."""
+        return self.transform().m11() * self.device_ratio()
 
     def set_zoom(self, zoom: float, anchor: QPoint | QPointF | None = None) -> None:
         """Zoom keeping the photo point under `anchor` (viewport coords; default: centre)."""
@@ -121,7 +126,8 @@ class PhotoView(QGraphicsView):
             QPointF(anchor) if anchor is not None else QRectF(self.viewport().rect()).center()
         )
         anchor_scene = self.mapToScene(anchor_view.toPoint())
-        self.setTransform(QTransform.fromScale(zoom, zoom))
+        scale = zoom / self.device_ratio()
+        self.setTransform(QTransform.fromScale(scale, scale))
         moved = self.mapFromScene(anchor_scene) - anchor_view.toPoint()
         self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
         self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
@@ -155,7 +161,7 @@ class PhotoView(QGraphicsView):
         if frame.isEmpty():
             return
         # A soft shadow and a hairline edge set the photo off the dark background.
-        pixel = 1.0 / max(self.zoom(), 1e-6)
+        pixel = 1.0 / max(self.transform().m11(), 1e-6)  # scene units per screen pixel
         for step, alpha in ((6, 18), (4, 26), (2, 40)):
             margin = step * pixel
             shadow = frame.adjusted(-margin, -margin, margin, margin).translated(0, 2 * pixel)
