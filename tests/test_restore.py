@@ -293,3 +293,41 @@ def test_fifty_steps_restore_end_to_end(tiny_model):
         "dpm",
     ]
     assert result.faces[0].restored.max() > 16
+
+
+def test_element_mask_prepass_reports_its_stage_and_cancels_within_one_unet_call(
+    tiny_model,
+):
+    """D4: the pre-pass is its own stage, one UNet call per face, cancel checked
+    between the calls (4 faces, cancel while the first call runs: no second call)."""
+    from engine.diffusion.restore import ELEMENT_MASKS_STAGE, element_attention_maps
+
+    crops = [face_crop(name, SIZE) for name in ("astronaut", "grace_hopper") * 2]
+    cancel = threading.Event()
+    unet_calls, seen = [], []
+
+    def count_and_cancel(module, args):
+        unet_calls.append(1)
+        cancel.set()  # the user presses Esc while this UNet call runs
+
+    hook = tiny_model.unet.register_forward_pre_hook(count_and_cancel)
+    try:
+        with pytest.raises(Cancelled):
+            element_attention_maps(
+                tiny_model,
+                crops,
+                FAST,
+                on_step=lambda *a: seen.append(a[:3]),
+                cancel=cancel,
+            )
+    finally:
+        hook.remove()
+    assert len(unet_calls) == 1
+    assert seen == [(ELEMENT_MASKS_STAGE, 0, 4), (ELEMENT_MASKS_STAGE, 1, 4)]
+
+    seen.clear()
+    maps = element_attention_maps(tiny_model, crops, FAST, on_step=lambda *a: seen.append(a[:3]))
+    assert [s[1] for s in seen] == [0, 1, 2, 3, 4]
+    assert len(maps) == 4 and all(m.shape == (SIZE, SIZE) for m in maps)
+    alone = element_attention_maps(tiny_model, crops[:1], FAST)[0]
+    np.testing.assert_allclose(maps[0], alone, atol=1e-4)  # one face alone: the same map

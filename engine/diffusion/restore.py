@@ -609,6 +609,9 @@ def _in_chunks(indices: list[int], max_batch: int | None, fn: Callable[[list[int
         start += len(chunk)
 
 
+ELEMENT_MASKS_STAGE = "element masks"
+
+
 @torch.no_grad()
 def element_attention_maps(
     model,
@@ -616,19 +619,28 @@ def element_attention_maps(
     params: EditedIDParams | None = None,
     *,
     timestep: int = 500,
+    on_step: StepCallback | None = None,
+    cancel: CancelToken = None,
 ) -> list[np.ndarray] | None:
     """Cross-attention of the element words on each edited crop, before any restore.
 
-    One UNet call for all faces (prompt-to-prompt style mask extraction): the edited
-    latent, noised deterministically to `timestep`, with the edited prompt; the maps of
-    the element tokens are read from the edited branch. Returns crop-sized float maps in
-    [0, 1], or None when there are no element words.
+    Prompt-to-prompt style mask extraction, one UNet call per face: the edited latent,
+    noised deterministically to `timestep`, with the edited prompt; the maps of the
+    element tokens are read from the edited branch. Reports itself as the
+    ELEMENT_MASKS_STAGE stage (`on_step(stage, face, faces, None)`, before the first call
+    and after each) and checks `cancel` before each call, so a cancel ends within one
+    UNet call. Returns crop-sized float maps in [0, 1], or None when there are no element
+    words.
     """
     params = params or EditedIDParams()
     words = tuple(w for w in params.element_words if w.strip())
     if not words or not edited_crops:
         return None
+    check_cancel = _cancel_checker(cancel)
     faces = len(edited_crops)
+    if on_step is not None:
+        on_step(ELEMENT_MASKS_STAGE, 0, faces, None)
+    check_cancel()
     prompts = _prompts(model, params)
     latents = encode_images(model, edited_crops).float()
     generator = torch.Generator().manual_seed(params.seed)
@@ -636,23 +648,35 @@ def element_attention_maps(
     a = float(model.alphas_cumprod[timestep])
     noisy = (a**0.5) * latents + ((1 - a) ** 0.5) * noise
     size = tuple(noisy.shape[-2:])
-    empty = torch.zeros(faces, 1, *size, device=noisy.device)
+    empty = torch.zeros(1, 1, *size, device=noisy.device)
     config = GateConfig(
-        faces=faces,
+        faces=1,
         face_mask=empty,
         element_mask=empty,
         self_attention=False,
         cross_attention=False,
         capture_tokens=prompts.capture,
     )
-    cond = torch.cat([prompts.cond_edited.expand(faces, -1, -1)] * 3)
-    uncond = torch.cat([prompts.uncond.expand(faces, -1, -1)] * 3)
-    gate = EntanglementAttention(model.unet, config)
-    with gate:
-        predict_noise(
-            model, torch.cat([noisy] * 3), timestep, cond, uncond, params.guidance, UNetStats()
-        )
-    maps = gate.captured_maps()
-    if maps is None:
-        return None
-    return [_attention_to_crop(maps[f], edited_crops[f].shape[:2]) for f in range(faces)]
+    cond = torch.cat([prompts.cond_edited[:1]] * 3)
+    uncond = torch.cat([prompts.uncond[:1]] * 3)
+    result: list[np.ndarray] = []
+    for f in range(faces):
+        check_cancel()
+        gate = EntanglementAttention(model.unet, config)
+        with gate:
+            predict_noise(
+                model,
+                torch.cat([noisy[f : f + 1]] * 3),
+                timestep,
+                cond,
+                uncond,
+                params.guidance,
+                UNetStats(),
+            )
+        maps = gate.captured_maps()
+        if maps is None:
+            return None
+        result.append(_attention_to_crop(maps[0], edited_crops[f].shape[:2]))
+        if on_step is not None:
+            on_step(ELEMENT_MASKS_STAGE, f + 1, faces, None)
+    return result

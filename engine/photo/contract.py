@@ -73,7 +73,12 @@ class CropRestorer(Protocol):
         """The crop size it works at for `params`; None = any (the analysis' own)."""
 
     def element_maps(
-        self, edited_crops: Sequence[np.ndarray], params: EditedIDParams
+        self,
+        edited_crops: Sequence[np.ndarray],
+        params: EditedIDParams,
+        *,
+        on_step: Callable | None = None,
+        cancel=None,
     ) -> list[np.ndarray] | None:
         """Maps of the element words in each edited crop, to sharpen the automatic
         element masks before the restore; None when it has none."""

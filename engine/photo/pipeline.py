@@ -491,7 +491,7 @@ def restore_analysis(
     if not chosen:  # every face left alone by default: the edited photo as it is
         return _unchanged_result(analysis, restorer, params, start)
     # 2. sharpen the automatic element masks with the restorer's maps of the element words
-    _sharpen_element_masks(analysis, chosen, masks, restorer, params)
+    _sharpen_element_masks(analysis, chosen, masks, restorer, params, on_step, cancel)
     # 3. every chosen face restored in one call
     jobs = [_crop_job(face, masks, overlaps) for face in chosen]
     restored = restorer.restore(jobs, params, on_step=on_step, cancel=cancel)
@@ -576,13 +576,17 @@ def _sharpen_element_masks(
     masks: dict[int, MaskPair] | None,
     restorer: CropRestorer,
     params: EditedIDParams,
+    on_step: Callable | None = None,
+    cancel=None,
 ) -> None:
-    """Automatic element masks combined with the restorer's element maps (one call for
-    all faces), in place; user-painted element masks are left alone."""
+    """Automatic element masks combined with the restorer's element maps (its own
+    progress stage, cancellable), in place; user-painted element masks are left alone."""
     auto = [f for f in chosen if (masks or {}).get(f.index, (None, None))[1] is None]
     if not auto:
         return
-    maps = restorer.element_maps([f.edited_crop.image for f in auto], params)
+    maps = restorer.element_maps(
+        [f.edited_crop.image for f in auto], params, on_step=on_step, cancel=cancel
+    )
     for face, amap in zip(auto, maps or [], strict=False):
         attention = element_mask_from_attention(amap)
         face.crop_element_mask = combine_element_masks(face.crop_element_mask, attention)

@@ -55,9 +55,15 @@ class Restorer(ABC):
 
     @abstractmethod
     def element_maps(
-        self, edited_crops: Sequence[np.ndarray], params: EditedIDParams
+        self,
+        edited_crops: Sequence[np.ndarray],
+        params: EditedIDParams,
+        *,
+        on_step: Callable | None = None,
+        cancel=None,
     ) -> list[np.ndarray] | None:
-        """Maps of the element words in the edited crops, or None."""
+        """Maps of the element words in the edited crops, or None. A restorer that runs
+        a model here reports it as a stage through on_step and honours cancel."""
 
     @abstractmethod
     def restore(

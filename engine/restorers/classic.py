@@ -225,7 +225,7 @@ class ClassicRestorer(Restorer):
     def crop_size(self, params: EditedIDParams) -> int | None:
         return None
 
-    def element_maps(self, edited_crops, params: EditedIDParams) -> None:
+    def element_maps(self, edited_crops, params: EditedIDParams, **_progress) -> None:
         return None
 
     def restore(

@@ -107,13 +107,21 @@ class DiffusionRestorer(Restorer):
         return params.resolution
 
     def element_maps(
-        self, edited_crops: Sequence[np.ndarray], params: EditedIDParams
+        self,
+        edited_crops: Sequence[np.ndarray],
+        params: EditedIDParams,
+        *,
+        on_step: Callable | None = None,
+        cancel=None,
     ) -> list[np.ndarray] | None:
-        """Cross-attention of the element words (one extra UNet call for all crops)."""
+        """Cross-attention of the element words (one extra UNet call per crop; reported
+        as the "element masks" stage, cancellable between the calls)."""
         from engine.diffusion.restore import element_attention_maps
 
         self.check()
-        return element_attention_maps(self.model, list(edited_crops), params)
+        return element_attention_maps(
+            self.model, list(edited_crops), params, on_step=on_step, cancel=cancel
+        )
 
     def restore(
         self,
