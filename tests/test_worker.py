@@ -88,7 +88,8 @@ def test_restore_reports_every_step_and_stays_responsive(qtbot, host, photos, an
     result = done.args[0]
     assert result.mode == "diffusion"
     assert result.image.shape == photos[1].shape
-    diffusion = [s for s in steps if s[2] > 0]
+    assert steps[1:3] == [("element masks", 0, 1), ("element masks", 1, 1)]  # D4: own stage
+    diffusion = [s for s in steps if s[2] > 0 and s[0] != "element masks"]
     for stage in ("inversion", "nulltext", "entanglement"):
         got = sorted(step for name, step, total in diffusion if name == stage)
         assert got == list(range(1, FAST_PARAMS.steps + 1)), (stage, got)  # counted from 1
