@@ -156,9 +156,11 @@ def test_restore_to_completion_shows_result(qtbot, window, photo_pair):
         assert not window.restore_action.isEnabled()
     heartbeat.stop()
     qtbot.waitUntil(lambda: not window.cancel_button.isVisible(), timeout=5000)
-    steps = [p for p in progress if p[2] > 0]
+    # the element-mask pre-pass reports its own stage (no preview); then three stages
+    steps = [p for p in progress if p[2] > 0 and p[0] != "element masks"]
     assert len(steps) == 3 * FAST_PARAMS.steps  # inversion, null-text, entanglement
     assert len(previews) == len(steps)
+    assert [p[:3] for p in progress if p[0] == "element masks"][-1][1:] == (1, 1)
     assert len(beats) >= 3
     result = window.session.result
     assert result is not None and result.mode == "diffusion"
