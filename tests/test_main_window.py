@@ -511,3 +511,161 @@ def test_unchanged_and_implausible_faces_are_flagged_and_left_unticked(qtbot, wi
     qtbot.waitUntil(person.enabled_box.isVisible, timeout=5000)
     qtbot.mouseClick(person.enabled_box, Qt.MouseButton.LeftButton)
     assert person.enabled_box.isChecked() and window.session.enabled_faces() == [1]
+
+
+def _click_away_from_canvas(qtbot, window):
+    """A click on the tool bar's opacity slider, as a user does between strokes."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+    qtbot.mouseClick(window.result_opacity, Qt.MouseButton.LeftButton)
+    window.result_opacity.setFocus()
+    assert QApplication.focusWidget() is window.result_opacity
+    return window.result_opacity
+
+
+def test_x_swaps_the_mask_target_anywhere_in_the_window(qtbot, window):
+    """D6 (issue 12): X (in the README) swaps face/element mask; it is a window shortcut."""
+    from PySide6.QtCore import Qt
+
+    focused = _click_away_from_canvas(qtbot, window)
+    assert window.canvas.active_mask()[1] == "face"
+    qtbot.keyClick(focused, Qt.Key.Key_X)
+    assert window.canvas.active_mask()[1] == "element"
+    assert window.mask_toolbar.element_target_action.isChecked()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_X)
+    assert window.canvas.active_mask()[1] == "face"
+
+
+def test_canvas_keys_work_after_a_click_elsewhere_but_never_while_typing(qtbot, window):
+    """D7 (issue 12): [ ] Shift+[ Space and \\ are window shortcuts that leave text alone."""
+    from PySide6.QtCore import Qt
+
+    canvas = window.canvas
+    focused = _click_away_from_canvas(qtbot, window)
+    size = canvas.brush_size
+    qtbot.keyClick(focused, Qt.Key.Key_BracketRight)
+    assert canvas.brush_size > size
+    qtbot.keyClick(focused, Qt.Key.Key_BracketLeft)
+    qtbot.keyClick(focused, Qt.Key.Key_BracketLeft)
+    assert canvas.brush_size < size
+    hardness = canvas.brush_hardness
+    qtbot.keyClick(focused, Qt.Key.Key_BraceLeft, Qt.KeyboardModifier.ShiftModifier)
+    assert canvas.brush_hardness == pytest.approx(max(0.0, hardness - 0.25))
+    qtbot.keyPress(focused, Qt.Key.Key_Space)
+    assert canvas.is_space_pan()
+    assert canvas.viewport().cursor().shape() == Qt.CursorShape.OpenHandCursor
+    qtbot.keyRelease(focused, Qt.Key.Key_Space)
+    assert not canvas.is_space_pan()
+    qtbot.keyPress(focused, Qt.Key.Key_Backslash)
+    assert canvas.is_holding_compare()
+    qtbot.keyRelease(focused, Qt.Key.Key_Backslash)
+    assert not canvas.is_holding_compare()
+
+    # Typing in a spin box of the Advanced panel: the keys type, the canvas keeps still.
+    window.params_dock.show()
+    window.params_dock.raise_()
+    box = window.params_panel.widgets["seed"]
+    qtbot.waitUntil(box.isVisible, timeout=5000)
+    box.setFocus()
+    box.lineEdit().selectAll()
+    size = canvas.brush_size
+    qtbot.keyClicks(box.lineEdit(), "1]2[")
+    qtbot.keyPress(box.lineEdit(), Qt.Key.Key_Space)
+    assert canvas.brush_size == size and not canvas.is_space_pan()
+    qtbot.keyRelease(box.lineEdit(), Qt.Key.Key_Space)
+    assert box.lineEdit().text().startswith("12")
+
+
+def test_docks_are_tabs_and_the_canvas_gets_the_width_at_1280x800(qtbot, window):
+    """D14 (issue 12): Faces and Advanced share one tabbed column, Advanced starts closed;
+    D12: the mask colour legend is in the window."""
+    from PySide6.QtCore import Qt
+
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.width() == 1280, timeout=5000)
+    qtbot.wait(50)
+    assert window.params_dock.isHidden() and window.faces_dock.isVisible()
+    assert window.canvas.width() >= 0.65 * window.width()
+    legend = window.mask_toolbar.legend
+    assert legend.isVisible()
+    assert all(word in legend.text() for word in ("face", "element", "both"))
+    # View ▸ Advanced opens it as a tab beside Faces: the canvas keeps its width.
+    window.params_dock.toggleViewAction().trigger()
+    qtbot.waitUntil(window.params_dock.isVisible, timeout=5000)
+    assert window.params_dock in window.tabifiedDockWidgets(window.faces_dock)
+    assert window.dockWidgetArea(window.params_dock) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert window.canvas.width() >= 0.65 * window.width()
+
+
+def _answer_box(qtbot, object_name: str, button, answers: list) -> None:
+    """Click `button` of the message box named `object_name` once it shows."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def click() -> None:
+        box = next(
+            (w for w in QApplication.topLevelWidgets() if w.objectName() == object_name), None
+        )
+        if not isinstance(box, QMessageBox) or not box.isVisible():
+            QTimer.singleShot(20, click)
+            return
+        answers.append(box.text())
+        qtbot.mouseClick(box.button(button), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, click)
+
+
+def test_dropping_a_new_pair_over_painted_masks_asks_first(qtbot, window, photo_pair, tmp_path):
+    """D9 (issue 12): painted masks are never thrown away without asking; Cancel keeps
+    everything, Discard opens the new pair."""
+    from PySide6.QtWidgets import QMessageBox
+
+    _open_and_analyze(qtbot, window, photo_pair)
+    face = window.session.faces[0].index
+    window.masks.paint(face, "face", [(5.0, 5.0), (30.0, 5.0)], 6.0)  # a brush stroke
+    painted = window.masks.mask(face, "face")
+    assert window.masks.is_edited(face, "face")
+    other_a, other_b = tmp_path / "a-original.png", tmp_path / "b-edited.png"
+    other_a.write_bytes(photo_pair[0].read_bytes())
+    other_b.write_bytes(photo_pair[1].read_bytes())
+
+    answers: list = []
+    _answer_box(qtbot, "confirmReplaceBox", QMessageBox.StandardButton.Cancel, answers)
+    window.files.open_dropped([str(other_a), str(other_b)])
+    assert answers and "masks" in answers[0]
+    assert window.session.original_path == photo_pair[0]  # nothing changed
+    assert np.array_equal(window.masks.mask(face, "face"), painted)
+
+    answers.clear()
+    _answer_box(qtbot, "confirmReplaceBox", QMessageBox.StandardButton.Discard, answers)
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.files.open_dropped([str(other_a), str(other_b)])
+    assert answers
+    assert window.session.original_path == other_a
+    assert not window.masks.user_masks()
+
+
+def test_open_recent_reopens_a_pair_in_its_roles(qtbot, window, photo_pair, tmp_path):
+    """D3 (issue 12): Open Recent keeps which photo was the original."""
+    plain_original, plain_edited = tmp_path / "b.png", tmp_path / "a.png"  # names say nothing
+    plain_original.write_bytes(photo_pair[0].read_bytes())
+    plain_edited.write_bytes(photo_pair[1].read_bytes())
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_photos(plain_original, plain_edited)
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_photos(*photo_pair)
+    assert window.settings.recent_pairs[1] == (
+        str(plain_original.resolve()),
+        str(plain_edited.resolve()),
+    )
+    (action,) = [a for a in window.recent_menu.actions() if a.text().startswith("b.png")]
+    assert "Original: " + str(plain_original.resolve()) in action.toolTip()
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        action.trigger()
+    assert window.session.original_path == plain_original.resolve()
+    assert window.session.edited_path == plain_edited.resolve()
+    reopened = Settings.from_ini(Path(window.settings.store.fileName()))
+    assert reopened.recent_pairs[0] == (str(plain_original.resolve()), str(plain_edited.resolve()))

@@ -78,3 +78,21 @@ def test_settings_persist_across_main_window_restart(qtbot, tmp_path):
     recent = [a.text() for a in reopened.recent_menu.actions()]
     assert "a.png" in recent
     reopened.close()
+
+
+def test_recent_pairs_keep_their_roles_and_survive_damage(tmp_path):
+    """D3 (issue 12): recent photos are pairs with roles; a damaged entry is dropped."""
+    from editedid_desktop.model.settings import MemoryStore, SettingsModel
+
+    store = MemoryStore()
+    model = SettingsModel(store)
+    model.add_recent_pair(tmp_path / "b.png", tmp_path / "a.png")
+    model.add_recent_pair(tmp_path / "c.png", tmp_path / "d.png")
+    model.add_recent_pair(tmp_path / "b.png", tmp_path / "a.png")  # again: moves to the top
+    first = (str((tmp_path / "b.png").resolve()), str((tmp_path / "a.png").resolve()))
+    assert model.recent_pairs[0] == first and len(model.recent_pairs) == 2
+    store.values["paths/recent_pairs"].append("{not json")
+    assert SettingsModel(store).recent_pairs[0] == first
+    assert len(SettingsModel(store).recent_pairs) == 2
+    model.clear_recent_files()
+    assert SettingsModel(store).recent_pairs == []

@@ -1,4 +1,9 @@
-"""Opening photos: File ▸ Open, drops on the canvas, the recent-files menu."""
+"""Opening photos: File ▸ Open, drops on the canvas, the recent-files menu.
+
+Opening other photos over hand-painted masks or an unsaved result asks first
+(Save / Discard / Cancel). Recent photos are remembered as PAIRS with their roles, so
+reopening one never swaps the original and the edited photo.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +49,42 @@ class FilesController(Controller):
         path, _ = QFileDialog.getOpenFileName(
             self.window, title, self.settings.last_folder("open"), IMAGE_FILTER
         )
-        if path:
+        if path and self.confirm_replace():
             self.open_photo(kind, path)
+
+    # -- unsaved work -------------------------------------------------------------------
+    def has_unsaved_work(self) -> bool:
+        """Hand-painted masks, or a diffusion result not saved in a project (the classic
+        preview is remade in a moment: it is no work to lose)."""
+        session = self.session
+        if session.original is None and session.edited is None:
+            return False
+        if self.masks.user_masks():
+            return True
+        return bool(session.dirty and session.result is not None)
+
+    def confirm_replace(self) -> bool:
+        """Ask before other photos replace unsaved work; True = go ahead."""
+        if not self.has_unsaved_work():
+            return True
+        box = QMessageBox(self.window)
+        box.setObjectName("confirmReplaceBox")
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Unsaved changes")
+        box.setText("Save your painted masks and settings before opening other photos?")
+        box.setInformativeText(
+            "Opening other photos discards the masks you painted and the current result."
+        )
+        box.setStandardButtons(
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel
+        )
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        answer = box.exec()
+        if answer == QMessageBox.StandardButton.Save:
+            return self.window.projects.save() is not None
+        return answer == QMessageBox.StandardButton.Discard
 
     def open_photo(self, kind: str, path: str | Path, *, analyze: bool = True) -> bool:
         """Load one input photo; starts the analysis when both are there."""
@@ -69,20 +108,34 @@ class FilesController(Controller):
         elif self.session.edited is None:
             canvas.fit()
         self.settings.set_last_folder("open", path.parent)
-        self.settings.add_recent_file(path)
-        self.fill_recent_menu()
+        if analyze:  # open_photos and projects remember what they open themselves
+            self.remember(path)
         self.status(f"Opened {kind} photo {path.name}", 5000)
         self.window.update_actions()
         if analyze and self.session.has_photos:
             self.window.faces.start_analysis()
         return True
 
-    def open_photos(self, original: str | Path, edited: str | Path) -> bool:
+    def open_photos(
+        self, original: str | Path, edited: str | Path, *, confirm: bool = True
+    ) -> bool:
+        if confirm and not self.confirm_replace():
+            return False
         ok = self.open_photo("original", original, analyze=False)
         ok = ok and self.open_photo("edited", edited, analyze=False)
         if ok:
+            self.remember(Path(edited))
             self.window.faces.start_analysis()
         return ok
+
+    def remember(self, path: Path) -> None:
+        """Open Recent: the pair with its roles once both photos are there, else the file."""
+        session = self.session
+        if session.has_photos and session.original_path and session.edited_path:
+            self.settings.add_recent_pair(session.original_path, session.edited_path)
+        else:
+            self.settings.add_recent_file(path)
+        self.fill_recent_menu()
 
     # -- drops ------------------------------------------------------------------------
     def ask_which_is_original(self, a: Path, b: Path) -> tuple[Path, Path] | None:
@@ -132,12 +185,14 @@ class FilesController(Controller):
             self.window.projects.open(projects[0])
             return
         files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        if files and not self.confirm_replace():
+            return
         if len(files) >= 2:
             if len(files) > 2:
                 self.status("Only the first two dropped photos are used.", 6000)
             roles = guess_roles(files[:2]) or self.ask_which_is_original(files[0], files[1])
             if roles is not None:
-                self.open_photos(*roles)
+                self.open_photos(*roles, confirm=False)
         elif len(files) == 1:
             slot = self._slot_for_one(files[0])
             if slot:
@@ -147,17 +202,28 @@ class FilesController(Controller):
     def fill_recent_menu(self) -> None:
         menu = self.window.recent_menu
         menu.clear()
+        pairs = self.settings.recent_pairs
+        for original, edited in pairs:
+            action = menu.addAction(f"{Path(original).name}  →  {Path(edited).name}")
+            tip = f"Original: {original}\nEdited: {edited}"
+            action.setToolTip(tip)
+            action.setStatusTip(tip.replace("\n", "; "))
+            action.triggered.connect(
+                lambda _=False, o=original, e=edited: self.open_recent_pair(o, e)
+            )
         recent = self.settings.recent_files
+        if pairs and recent:
+            menu.addSeparator()
         for path in recent:
             action = menu.addAction(Path(path).name)
             action.setToolTip(path)
             action.setStatusTip(path)
             action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
-        if recent:
+        if recent or pairs:
             menu.addSeparator()
             clear = menu.addAction("Clear Recent Files")
             clear.triggered.connect(self.clear_recent)
-        menu.setEnabled(bool(recent))
+        menu.setEnabled(bool(recent or pairs))
 
     def clear_recent(self) -> None:
         self.settings.clear_recent_files()
@@ -168,6 +234,12 @@ class FilesController(Controller):
         if p.suffix == PROJECT_SUFFIX:
             self.window.projects.open(p)
             return
+        if not self.confirm_replace():
+            return
         slot = self._slot_for_one(p)
         if slot:
             self.open_photo(slot, p)
+
+    def open_recent_pair(self, original: str, edited: str) -> None:
+        """Reopen a recent pair in the roles it had."""
+        self.open_photos(original, edited)

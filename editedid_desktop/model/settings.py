@@ -10,6 +10,7 @@ tools may use `MemoryStore`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,6 +79,25 @@ def _paths(value: Any) -> list[str]:
     return [str(v) for v in value][:MAX_RECENT]
 
 
+def _pairs(value: Any) -> list[tuple[str, str]]:
+    """Recent photo pairs: each stored as JSON {"original": path, "edited": path}."""
+    if isinstance(value, str):
+        value = [value] if value else []
+    pairs: list[tuple[str, str]] = []
+    for item in value:
+        try:
+            entry = json.loads(item) if isinstance(item, str) else item
+            pair = (str(entry["original"]), str(entry["edited"]))
+        except (TypeError, ValueError, KeyError):
+            continue  # a damaged entry is dropped, the others stay
+        pairs.append(pair)
+    return pairs[:MAX_RECENT]
+
+
+def _stored_pairs(pairs: list[tuple[str, str]]) -> list[str]:
+    return [json.dumps({"original": o, "edited": e}) for o, e in pairs]
+
+
 class Setting(Property):
     """A persisted preference: store key, default, reader of stored values."""
 
@@ -88,10 +108,12 @@ class Setting(Property):
         read: Callable[[Any], Any] = _text,
         *,
         factory: Callable[[], Any] | None = None,
+        write: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(default, factory=factory, persist=True)
         self.key = key
         self.read = read
+        self.write = write  # value -> what the store keeps (None: the value itself)
 
     def load(self, store: SettingsStore) -> Any:
         stored = store.value(self.key)
@@ -120,6 +142,8 @@ class SettingsModel(Observable):
     face_backend = Setting("faces/backend", "auto", _one_of(FACE_BACKENDS))
     face_models_dir = Setting("faces/models_dir", "")  # "" = the models folder
     recent_files = Setting("paths/recent", read=_paths, factory=list)
+    # photo pairs with their roles, so Open Recent never swaps original and edited
+    recent_pairs = Setting("paths/recent_pairs", read=_pairs, factory=list, write=_stored_pairs)
     save_format = Setting("save/format", "png", _one_of(SAVE_FORMATS))
     jpeg_quality = Setting("save/jpeg_quality", 95, _quality)
     # results carry no GPS position unless the user keeps it (engine.io.export says why)
@@ -135,6 +159,8 @@ class SettingsModel(Observable):
 
     def _property_set(self, prop: Property, value: Any) -> None:
         if isinstance(prop, Setting):
+            if prop.write is not None:
+                value = prop.write(value)
             self.store.setValue(prop.key, list(value) if isinstance(value, tuple) else value)
 
     def sync(self) -> None:
@@ -156,8 +182,16 @@ class SettingsModel(Observable):
         self.recent_files = files
         return files
 
+    def add_recent_pair(self, original: str | Path, edited: str | Path) -> list[tuple[str, str]]:
+        """Remember a photo pair with its roles, most recent first."""
+        pair = tuple(str(Path(p).expanduser().resolve()) for p in (original, edited))
+        pairs = [pair, *(p for p in self.recent_pairs if tuple(p) != pair)][:MAX_RECENT]
+        self.recent_pairs = pairs
+        return pairs
+
     def clear_recent_files(self) -> None:
         self.recent_files = []
+        self.recent_pairs = []
 
     # -- what the worker needs --------------------------------------------------------
     def resolved_models_dir(self) -> Path:
