@@ -9,6 +9,7 @@ keeps partial files in the target folder).
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -38,6 +39,26 @@ from .theme import BAD, GOOD, MUTED
 
 LICENSE_URL = "https://huggingface.co/spaces/CompVis/stable-diffusion-license"
 SOURCE_KINDS = (("hub", "Hub id"), ("folder", "Local diffusers folder"), ("file", "Single file"))
+
+
+_CLI_HINTS = (  # the engine's command-line advice -> what an app user does instead
+    (
+        re.compile(r"\s*\(allow the download, e\.g\. --allow-download\)"),
+        " (File ▸ Model Manager… ▸ Download)",
+    ),
+    (re.compile(r"--allow-download"), "Download in the Model Manager"),
+    (
+        re.compile(r"[Rr]un `?editedid-cli models download faces`?"),
+        "open the Model Manager and download the face models",
+    ),
+)
+
+
+def for_app_users(message: str) -> str:
+    """An engine message with its command-line hints put in the app's words."""
+    for pattern, words in _CLI_HINTS:
+        message = pattern.sub(words, message)
+    return message
 
 
 def check_model_source(source: str, models_dir: str | Path | None) -> tuple[bool, str]:
@@ -320,6 +341,7 @@ class ModelManagerDialog(QDialog):
         for name, state in status.items():
             ready = state == "ready" or state.startswith("ready")
             colour = GOOD if ready else MUTED
+            state = for_app_users(state)
             lines.append(f"<span style='color:{colour}'>{name}</span>: {state}")
         self.face_status.setText("<br>".join(lines))
 

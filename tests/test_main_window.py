@@ -669,3 +669,20 @@ def test_open_recent_reopens_a_pair_in_its_roles(qtbot, window, photo_pair, tmp_
     assert window.session.edited_path == plain_edited.resolve()
     reopened = Settings.from_ini(Path(window.settings.store.fileName()))
     assert reopened.recent_pairs[0] == (str(plain_original.resolve()), str(plain_edited.resolve()))
+
+
+def test_model_messages_speak_to_app_users_not_the_command_line(qtbot, window, tmp_path):
+    """D13 (issue 12): no command-line flags or editedid-cli commands in the app's words."""
+    from engine.models.loading import _not_downloaded_message
+
+    dialog = window.open_model_manager()
+    qtbot.waitExposed(dialog)
+    dialog.face_dir_edit.setText(str(tmp_path / "no-face-models"))
+    dialog.face_backend_combo.setCurrentText("insightface")
+    dialog._update_face_status()
+    assert "editedid-cli" not in dialog.face_status.text()
+    dialog.reject()
+    window.runner.on_failed("No model", _not_downloaded_message("x/y", tmp_path))
+    text = window.error_box.text() + window.error_box.informativeText()
+    assert "--allow-download" not in text and "Model Manager" in text
+    window.error_box.close()

@@ -187,7 +187,9 @@ class RunController(Controller):
         self.canvas.set_preview(None, None)
         if "not on this machine" in message or "not downloaded" in message:
             self.window.set_model_state("not installed")
-        self.window.show_error(title, message)
+        from ..model_manager import for_app_users
+
+        self.window.show_error(title, for_app_users(message))
 
     def on_model_loaded(self, info: dict) -> None:
         state = f"loaded, {info.get('device', '?')} {info.get('dtype', '')}".strip()
