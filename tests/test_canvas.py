@@ -510,9 +510,7 @@ def test_mask_tool_bar_is_wired_both_ways(painting, qtbot):
 # ----------------------------------------------------- issue 12: D8, D12, D14
 def _two_faces(canvas):
     """Faces 0 and 1 with full face masks; the canvas follows face clicks as the app does."""
-    canvas.set_face_boxes(
-        [(0, (20, 20, 150, 180), "1", True), (1, (220, 40, 380, 220), "2", True)]
-    )
+    canvas.set_face_boxes([(0, (20, 20, 150, 180), "1", True), (1, (220, 40, 380, 220), "2", True)])
     canvas.face_clicked.connect(canvas.select_face)
     canvas.face_clicked.connect(lambda face: canvas.set_active_mask(face, "face"))
     doc = canvas.mask_document()

@@ -47,12 +47,8 @@ class CanvasKey:
 CANVAS_KEYS = (
     CanvasKey("brushSmallerAction", "Smaller Brush", ("[",), lambda c: c.step_brush(False)),
     CanvasKey("brushLargerAction", "Larger Brush", ("]",), lambda c: c.step_brush(True)),
-    CanvasKey(
-        "brushSofterAction", "Softer Brush", ("Shift+[", "{"), lambda c: c.step_hardness(False)
-    ),
-    CanvasKey(
-        "brushHarderAction", "Harder Brush", ("Shift+]", "}"), lambda c: c.step_hardness(True)
-    ),
+    CanvasKey("brushSofterAction", "Softer Brush", ("Shift+{",), lambda c: c.step_hardness(False)),
+    CanvasKey("brushHarderAction", "Harder Brush", ("Shift+}",), lambda c: c.step_hardness(True)),
     CanvasKey(
         "panKeyAction",
         "Pan (hold Space)",
@@ -75,6 +71,11 @@ CANVAS_KEYS = (
 def typing_focus() -> bool:
     """Whether the widget with the keyboard focus takes text."""
     return isinstance(QApplication.focusWidget(), TEXT_INPUTS)
+
+
+# One key sequence per action: a key event matching two sequences of one action (e.g.
+# "{" and "Shift+{", which some keyboard mappers both offer for Shift+[) is ambiguous and
+# Qt then triggers nothing. Shift+[ arrives as Shift+{ on US layouts.
 
 
 class CanvasShortcuts(QObject):
