@@ -64,7 +64,7 @@ def sets_dir(tmp_path_factory, analyzer) -> Path:
         original = _photo(name)
         edited = fake_edit(original, analyzer)
         analysis = analyze_photos(original, edited, analyzer=analyzer)
-        restored = restore_analysis(analysis, get_restorer("classic")).image
+        restored = restore_analysis(analysis, get_restorer("classic"), faces="all").image
         Image.fromarray(original).save(folder / f"{name}_original.png")
         Image.fromarray(edited).save(folder / f"{name}_edited.png")
         Image.fromarray(restored).save(folder / f"{name}_restored.png")

@@ -33,7 +33,7 @@ def corpus(tmp_path_factory) -> tuple[Path, list[Case]]:
 
 def _cli(case: Case, out: Path, capsys) -> tuple[int, str]:
     argv = ["restore", "--original", str(case.original), "--edited", str(case.edited),
-            "--out", str(out), "--mode", "classic", "--face-backend", "dlib",
+            "--out", str(out), "--mode", "classic", "--face-backend", "dlib", "--faces", "all",
             "--resolution", str(FAST.resolution), "--quiet"]  # fmt: skip
     code = main(argv)  # must return, never raise
     return code, capsys.readouterr().err
@@ -88,7 +88,7 @@ def test_batch_goes_on_and_reports_each_problem_by_name(corpus, tmp_path):
         out = tmp_path / ("out-" + group.name[:10])
         plan = plan_batch(group / "original", group / "edited", out)
         assert not plan.problems(), plan.problems()
-        report = run_batch(plan, FAST, mode="classic", backend="dlib")
+        report = run_batch(plan, FAST, mode="classic", backend="dlib", faces="all")
         assert report.report_path is not None and report.report_path.is_file()
         with open(report.report_path, encoding="utf-8", newline="") as handle:
             csv_rows = {r["edited"]: r for r in csv.DictReader(handle)}

@@ -1073,7 +1073,10 @@ def _ablation_variant(
     copy = dataclasses.replace(analysis, faces=[dataclasses.replace(f) for f in analysis.faces])
     image = None
     try:
-        result = restore_analysis(copy, restorer, params, on_step=on_step, cancel=cancel)
+        # every paired face: an ablation compares variants, whatever the identity check says
+        result = restore_analysis(
+            copy, restorer, params, faces="all", on_step=on_step, cancel=cancel
+        )
         row.output = str(write_image_atomic(out / f"ablation_{variant}.png", result.image))
         row.scores = score_restored(
             analysis, result.image, name="ablation", variant=variant, clip=clip, clip_text=text
