@@ -101,7 +101,8 @@ def test_open_two_photos_shows_faces_masks_and_classic_preview(qtbot, window, ph
     assert window.restore_action.isEnabled() and window.save_action.isEnabled()
     assert "dlib" in window.face_label.text()
     recent = [a.text() for a in window.recent_menu.actions()]
-    assert Path(photo_pair[1]).name in recent
+    # Open Recent remembers the pair with its roles (issue 12 D3): original -> edited
+    assert f"{Path(photo_pair[0]).name}  \u2192  {Path(photo_pair[1]).name}" in recent
 
 
 def test_face_panel_binds_to_session(qtbot, window, photo_pair):
