@@ -249,6 +249,7 @@ class MainWindow(QMainWindow):
         self.save_as_action.setEnabled(has_result)
         self.save_project_action.setEnabled(self.session.has_photos)
         self.cancel_action.setEnabled(self.engine.busy)
+        self.runner.gate_restore()  # last: invalid Advanced values keep Restore off (D5)
 
     def set_model_state(self, state: str) -> None:
         self.model_state = state

@@ -457,6 +457,8 @@ def test_invalid_advanced_values_disable_restore_and_runs_use_what_is_shown(
     assert not window.restore_action.isEnabled() and not window.run_button.isEnabled()
     assert "dpm_range" in window.run_button.toolTip()
     assert "Advanced" in window.restore_action.toolTip()
+    window.update_actions()  # e.g. a classic preview finishing: Restore stays off
+    assert not window.restore_action.isEnabled() and not window.run_button.isEnabled()
     window.runner.run_restore()  # Ctrl+R on a stale enabled state still refuses
     assert not window.engine.busy and window.engine.pending("restore") == 0
     assert "Advanced" in window.statusBar().currentMessage()
