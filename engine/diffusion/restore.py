@@ -644,7 +644,8 @@ def element_attention_maps(
     prompts = _prompts(model, params)
     latents = encode_images(model, edited_crops).float()
     generator = torch.Generator().manual_seed(params.seed)
-    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    # CPU generator on purpose: the same noise on every device, then moved to the latents
+    noise = torch.randn(latents.shape, generator=generator, device="cpu").to(latents)
     a = float(model.alphas_cumprod[timestep])
     noisy = (a**0.5) * latents + ((1 - a) ** 0.5) * noise
     size = tuple(noisy.shape[-2:])
