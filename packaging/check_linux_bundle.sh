@@ -65,5 +65,7 @@ ls -1 "$DIST"/EditedID-*-linux-*.tar.gz 2>/dev/null | while read -r f; do
     echo "== archive: $(du -sm "$f" | cut -f1) MB $(basename "$f")"
 done
 echo "== largest parts:"
-du -sm "$APP"/_internal/* 2>/dev/null | sort -rn | head -8
+# sed reads to the end: `head` would close the pipe early and, under pipefail, sort's
+# SIGPIPE (141) failed the check once the listing outgrew the pipe buffer.
+du -sm "$APP"/_internal/* 2>/dev/null | sort -rn | sed -n 1,8p
 echo "check_linux_bundle: OK"
