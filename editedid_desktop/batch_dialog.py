@@ -17,7 +17,14 @@ from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import QDialog, QVBoxLayout, QWidget
 
-from engine.batch.run import BatchPlan, BatchProgress, BatchReport, plan_batch, run_batch
+from engine.batch.run import (
+    FACE_SELECTION_TEXT,
+    BatchPlan,
+    BatchProgress,
+    BatchReport,
+    plan_batch,
+    run_batch,
+)
 
 from .batch_widgets import (
     ERROR_COLOR,
@@ -49,12 +56,12 @@ class BatchWorker(QObject):
 
     def __init__(
         self, plan: BatchPlan, params, *, restorer, backend, processor, overwrite,
-        strip_location: bool = True,
+        strip_location: bool = True, faces: str = "changed",
     ):  # fmt: skip
         super().__init__()
         self.plan, self.params, self.restorer = plan, params, restorer
         self.backend, self.processor, self.overwrite = backend, processor, overwrite
-        self.strip_location = strip_location
+        self.strip_location, self.faces = strip_location, faces
         self.pause = threading.Event()
         self.cancel = threading.Event()
 
@@ -72,6 +79,7 @@ class BatchWorker(QObject):
                 cancel=self.cancel,
                 overwrite=self.overwrite,
                 strip_location=self.strip_location,
+                faces=self.faces,
             )
         except Exception as error:  # noqa: BLE001 - shown in the dialog, never a crash
             self.failed.emit(str(error) or type(error).__name__)
@@ -149,6 +157,7 @@ class BatchDialog(QDialog):
         self.output_row = folders.output_row
         self.original_edit, self.edited_edit, self.output_edit = folders.edits
         self.mode_combo, self.backend_combo = folders.mode_combo, folders.backend_combo
+        self.faces_combo = folders.faces_combo
         self.overwrite_check = folders.overwrite_check
         self.check_button, self.check_status = check.check_button, check.check_status
         self.rule_label, self.check_tree = check.rule_label, check.check_tree
@@ -174,6 +183,17 @@ class BatchDialog(QDialog):
     @property
     def mode(self) -> str:
         return self.mode_combo.currentData()
+
+    def set_faces(self, faces: str) -> None:
+        """Which faces to restore: "changed" (default) or "all", as the CLI's --faces."""
+        index = self.faces_combo.findData(faces)
+        if index < 0:
+            raise ValueError(f"faces must be one of {', '.join(FACE_SELECTION_TEXT)}.")
+        self.faces_combo.setCurrentIndex(index)
+
+    @property
+    def faces(self) -> str:
+        return self.faces_combo.currentData()
 
     def is_running(self) -> bool:
         return self._thread is not None
@@ -245,7 +265,10 @@ class BatchDialog(QDialog):
         self.summary_label.clear()
         self.open_report_button.setEnabled(False)
         self.run_section.reset_bars()
-        self._log(f"Started: {plan.summary()} Mode: {self.mode}.")
+        self._log(
+            f"Started: {plan.summary()} Mode: {self.mode}. "
+            f"Restoring {FACE_SELECTION_TEXT[self.faces]}."
+        )
         self._worker = BatchWorker(
             plan,
             params,
@@ -254,6 +277,7 @@ class BatchDialog(QDialog):
             processor=self.processor,
             overwrite=self.overwrite_check.isChecked(),
             strip_location=self.strip_location,
+            faces=self.faces,
         )
         self._thread = QThread()
         _LIVE.add((self._thread, self._worker))
@@ -343,7 +367,10 @@ class BatchDialog(QDialog):
     @Slot(object)
     def _on_finished(self, report: BatchReport) -> None:
         self.report = report
-        text = f"{report.ok} restored, {report.failed} failed, {report.skipped} skipped"
+        text = (
+            f"{report.ok} restored ({FACE_SELECTION_TEXT.get(report.faces, report.faces)}), "
+            f"{report.failed} failed, {report.skipped} skipped"
+        )
         if report.cancelled:
             text = "Cancelled: " + text + ". Start again to resume."
         elif report.stopped_reason:

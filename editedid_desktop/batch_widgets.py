@@ -34,12 +34,51 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.batch.run import BatchPlan, BatchProgress, BatchRow
+from engine.batch.run import FACE_SELECTION_TEXT, BatchPlan, BatchProgress, BatchRow
+from engine.faces.identity import display_similarity
+from engine.io.export import read_sidecar
 
 ERROR_COLOR = QColor(240, 110, 100)
 WARN_COLOR = QColor(230, 180, 80)
 OK_COLOR = QColor(120, 200, 120)
-RESULT_COLUMNS = ("File", "Status", "Faces", "ID before \u2192 after", "Seconds")
+RESULT_COLUMNS = ("File", "Status", "Faces", "Same person: before \u2192 after", "Seconds")
+RESULT_ROWS_SHOWN = 5  # the results table shows at least this many rows at any dialog size
+
+
+def _percent(score) -> str:
+    """One identity score as the face panels show it: "85%" (threshold at 50%)."""
+    try:
+        value = display_similarity(
+            float(score["value"]), str(score["metric"]), float(score["threshold"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return "\u2014"
+    return f"{value:.0%}"
+
+
+def identity_cell(row: BatchRow) -> tuple[str, str]:
+    """(text, tooltip) of a row's identity column: "% same person" before -> after per
+    restored face, as the face panels show it. From the output's sidecar, whose scores
+    carry their metric and threshold (the report's bare numbers do not); ("", "") when
+    the file has none."""
+    sidecar = read_sidecar(row.output) if row.status in ("ok", "skipped") else None
+    faces = [
+        f for f in (sidecar or {}).get("faces", [])
+        if isinstance(f, dict) and isinstance(f.get("id_before"), dict)
+    ]  # fmt: skip
+    parts, tips = [], []
+    for face in faces:
+        before, after = face["id_before"], face.get("id_after") or {}
+        text = f"{_percent(before)} \u2192 {_percent(after)}"
+        number = face.get("face", "?")
+        parts.append(f"{number}: {text}" if len(faces) > 1 else text)
+        metric, value = before.get("metric", "?"), before.get("value", "?")
+        raw = f"{metric} {value} \u2192 {after.get('value', '?')}"
+        tips.append(
+            f"Face {number}: {text} same person ({raw}; threshold "
+            f"{before.get('threshold', '?')}, {before.get('model', '?')})"
+        )
+    return ", ".join(parts), "\n".join(tips)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -87,7 +126,7 @@ class FoldersBox(QGroupBox):
         form.addRow("Output:", self.output_row)
         form.addRow(self._options(backend))
 
-    def _options(self, backend: str) -> QHBoxLayout:
+    def _options(self, backend: str) -> QVBoxLayout:
         self.mode_combo = QComboBox()
         self.mode_combo.addItem("Classic (fast, no SD model)", "classic")
         self.mode_combo.addItem("Diffusion (EditedID)", "diffusion")
@@ -97,20 +136,34 @@ class FoldersBox(QGroupBox):
             self.backend_combo.addItem(name, name)
         self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(backend)))
         self.backend_combo.setToolTip("Face detector and identity model.")
+        self.faces_combo = QComboBox()
+        for value, text in FACE_SELECTION_TEXT.items():
+            self.faces_combo.addItem(text[:1].upper() + text[1:], value)
+        self.faces_combo.setToolTip(
+            "Faces whose identity changed: faces the edit left recognisable are kept as "
+            "edited, so they are not blurred (the report says why per face). All paired "
+            "faces: restore every face that has a partner in the original (CLI --faces all)."
+        )
         self.overwrite_check = QCheckBox("Replace unfinished outputs")
         self.overwrite_check.setToolTip(
             "Outputs that exist without a finished sidecar are replaced (otherwise they are "
             "reported and left alone). Finished outputs are always skipped."
         )
-        options = QHBoxLayout()
-        options.addWidget(QLabel("Mode:"))
-        options.addWidget(self.mode_combo)
-        options.addSpacing(12)
-        options.addWidget(QLabel("Faces:"))
-        options.addWidget(self.backend_combo)
-        options.addSpacing(12)
-        options.addWidget(self.overwrite_check)
-        options.addStretch(1)
+        # Two rows: what is done (mode, which faces), then how (face model, outputs).
+        options = QVBoxLayout()
+        for pairs, extra in (
+            ((("Mode:", self.mode_combo), ("Restore:", self.faces_combo)), None),
+            ((("Face model:", self.backend_combo),), self.overwrite_check),
+        ):
+            row = QHBoxLayout()
+            for label, widget in pairs:
+                row.addWidget(QLabel(label))
+                row.addWidget(widget)
+                row.addSpacing(12)
+            if extra is not None:
+                row.addWidget(extra)
+            row.addStretch(1)
+            options.addLayout(row)
         return options
 
     def folders(self) -> tuple[str, str, str]:
@@ -123,6 +176,7 @@ class FoldersBox(QGroupBox):
             self.edited_row,
             self.output_row,
             self.mode_combo,
+            self.faces_combo,
             self.backend_combo,
             self.overwrite_check,
         ):
@@ -143,7 +197,7 @@ class CheckSection(QGroupBox):
         self.rule_label.setStyleSheet("color: #9aa0a6;")
         self.check_tree = QTreeWidget()
         self.check_tree.setHeaderHidden(True)
-        self.check_tree.setMinimumHeight(120)
+        self.check_tree.setMinimumHeight(60)
         check_bar = QHBoxLayout()
         check_bar.addWidget(self.check_button)
         check_bar.addWidget(self.check_status, 1)
@@ -232,7 +286,7 @@ class RunSection(QGroupBox):
         buttons.addWidget(self.eta_label)
         self.file_label = QLabel("")
         self.file_bar = QProgressBar()
-        self.file_bar.setFormat("%p% of this file")
+        self.file_bar.setFormat(self.IDLE_FORMAT)
         self.overall_bar = QProgressBar()
         self.overall_bar.setRange(0, 1000)
         self.overall_bar.setFormat("No batch running")
@@ -242,8 +296,13 @@ class RunSection(QGroupBox):
         layout.addWidget(self.file_bar)
         layout.addWidget(self.overall_bar)
 
+    IDLE_FORMAT = "No file in progress"
+    END_FORMATS = {"finished": "Done", "cancelled": "Cancelled", "stopped": "Stopped"}
+
     def reset_bars(self) -> None:
+        self.file_bar.setRange(0, 1)
         self.file_bar.setValue(0)
+        self.file_bar.setFormat(self.IDLE_FORMAT)
         self.overall_bar.setValue(0)
 
     def set_running(self, running: bool) -> None:
@@ -262,13 +321,19 @@ class RunSection(QGroupBox):
             f"{p.skipped} skipped"
         )
         self.eta_label.setText(format_eta(p.eta_s) if finished < p.total else "ETA: done")
-        if p.steps:
+        if p.stage in self.END_FORMATS:  # the batch ended: no file in progress any more
+            self.file_bar.setRange(0, 1)
+            self.file_bar.setValue(1 if p.stage == "finished" else 0)
+            self.file_bar.setFormat(self.END_FORMATS[p.stage])
+        elif p.steps:
             self.file_bar.setRange(0, p.steps)
             self.file_bar.setValue(min(p.step, p.steps))
+            self.file_bar.setFormat("%p% of this file")
             self.file_label.setText(f"{p.file} \u2014 {p.stage} {p.step}/{p.steps}")
         elif p.stage == "file":
             self.file_bar.setRange(0, 1)
             self.file_bar.setValue(0)
+            self.file_bar.setFormat("%p% of this file")
             self.file_label.setText(f"{p.file} \u2014 starting")
         elif p.stage == "paused":
             self.file_label.setText(f"{p.file} \u2014 paused")
@@ -288,9 +353,16 @@ class ResultsSplitter(QSplitter):
         self.report_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.report_table.verticalHeader().setVisible(False)
         header = self.report_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # never clipped
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        table = self.report_table
+        rows = table.verticalHeader().defaultSectionSize() * RESULT_ROWS_SHOWN
+        table.setMinimumHeight(rows + header.sizeHint().height() + 2 * table.frameWidth())
+        self.log_view.setMinimumHeight(3 * self.log_view.fontMetrics().lineSpacing())
         self.addWidget(self.log_view)
         self.addWidget(self.report_table)
+        self.setStretchFactor(0, 1)
+        self.setStretchFactor(1, 3)  # the results are what a user reads after a run
 
     def clear_results(self) -> None:
         self.report_table.setRowCount(0)
@@ -303,15 +375,15 @@ class ResultsSplitter(QSplitter):
         table = self.report_table
         r = table.rowCount()
         table.insertRow(r)
-        before = row.id_before.replace(";", ", ")
-        after = row.id_after.replace(";", ", ")
-        ids = f"{before} \u2192 {after}" if (before or after) else ""
+        ids, ids_tip = identity_cell(row)
         values = (Path(row.edited).name, row.status, row.faces, ids, row.seconds)
         for c, value in enumerate(values):
             item = QTableWidgetItem(value)
             if row.status == "failed":
                 item.setForeground(QBrush(ERROR_COLOR))
                 item.setToolTip(row.error)
+            elif c == 3 and ids_tip:
+                item.setToolTip(ids_tip)
             table.setItem(r, c, item)
         table.scrollToBottom()
 

@@ -68,7 +68,7 @@ def test_run_completes_with_progress_then_resume_skips(qtbot, make_dialog, folde
     statuses = [dialog.report_table.item(r, 1).text() for r in range(7)]
     assert statuses.count("ok") == 5 and statuses.count("failed") == 2
     ids = [dialog.report_table.item(r, 3).text() for r in range(7)]
-    assert "0.4100, 0.4100 \u2192 0.8300, 0.8300" in ids
+    assert "1: 66% \u2192 31%, 2: 66% \u2192 31%" in ids  # as the face panels say it
     log = dialog.log_view.toPlainText()
     assert "FAILED a05.jpg" in log and "FAILED a07.jpg" in log
     assert dialog.open_report_button.isEnabled() and dialog.start_button.isEnabled()
@@ -191,3 +191,67 @@ def test_the_location_setting_reaches_every_file_of_the_batch(qtbot, folders, st
     with qtbot.waitSignal(dialog.batch_finished, timeout=20000):
         assert dialog.start()
     assert seen and all(value is strip for value in seen)
+
+
+def test_identity_is_percent_same_person_and_the_table_is_readable(qtbot, make_dialog, folders):
+    """D11: one way to show identity (the face panels' "% same person"), a header that
+    is not clipped, several result rows at the default size, no "0 %" bar when done."""
+    from PySide6.QtCore import QSize
+
+    from engine.faces.identity import display_similarity
+
+    orig, edit, out = folders
+    dialog = make_dialog(FakeProcessor(steps=2))
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    assert dialog.size() == QSize(880, 760)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000):
+        assert dialog.start()
+    qtbot.waitUntil(lambda: not dialog.is_running(), timeout=5000)
+    table = dialog.report_table
+    before, after = display_similarity(0.41, "l2", 0.6), display_similarity(0.83, "l2", 0.6)
+    ok_rows = [r for r in range(table.rowCount()) if table.item(r, 1).text() == "ok"]
+    for r in ok_rows:
+        cell = table.item(r, 3)
+        one = f"{before:.0%} \u2192 {after:.0%}"
+        assert cell.text() == f"1: {one}, 2: {one}"
+        assert "0.41" not in cell.text() and "l2 0.41" in cell.toolTip()
+    header = table.horizontalHeader()
+    for column in range(1, table.columnCount()):
+        label = table.horizontalHeaderItem(column).text()
+        assert header.sectionSize(column) >= header.fontMetrics().horizontalAdvance(label)
+    rows_seen = table.viewport().height() / table.rowHeight(0)
+    assert rows_seen >= 5, rows_seen
+    assert dialog.file_bar.text() == "Done" and "0 %" not in dialog.file_bar.text()
+
+
+def test_faces_choice_reaches_the_batch_and_its_report(qtbot, make_dialog, folders):
+    """The dialog offers the CLI's --faces changed/all; the default is "changed" and the
+    report (JSON, Markdown) and the summary line say which was used."""
+    import json
+
+    from PySide6.QtCore import Qt
+
+    orig, edit, out = folders
+    seen = []
+
+    class Recording(FakeProcessor):
+        def __call__(self, *args, **kwargs):
+            seen.append(kwargs.pop("faces", "changed"))
+            return super().__call__(*args, **kwargs)
+
+    dialog = make_dialog(Recording(steps=1))
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    assert dialog.faces == "changed"
+    assert dialog.faces_combo.currentText() == "Faces whose identity changed"
+    qtbot.keyClick(dialog.faces_combo, Qt.Key.Key_Down)  # a user picks the next entry
+    assert dialog.faces == "all" and dialog.faces_combo.currentText() == "All paired faces"
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
+        assert dialog.start()
+    report = blocker.args[0]
+    assert seen and set(seen) == {"all"} and report.faces == "all"
+    assert json.loads(report.summary_json_path.read_text())["faces"] == "all"
+    assert "Faces restored: all paired faces" in report.summary_md_path.read_text()
+    assert "all paired faces" in dialog.summary_label.text()
+    assert "Restoring all paired faces" in dialog.log_view.toPlainText()

@@ -82,6 +82,10 @@ REPORT_COLUMNS = (
     "left_alone",  # faces left as edited and why: "2: unchanged (...); 3: not a face? (...)"
 )
 FACE_SELECTIONS = ("changed", "all")  # batch default "changed": see engine.faces.plausibility
+FACE_SELECTION_TEXT = {  # the words the report and the batch dialog use for each choice
+    "changed": "faces whose identity changed",
+    "all": "all paired faces",
+}
 CancelToken = Callable[[], bool] | threading.Event | None
 
 
@@ -470,6 +474,7 @@ class BatchProgress:
     elapsed_s: float = 0.0
     message: str = ""
     row: BatchRow | None = None
+    worker: str = ""  # who works on `file` (a cluster worker's name); "" in this process
 
     @property
     def fraction(self) -> float:
@@ -496,6 +501,7 @@ class BatchReport:
     summary_json_path: Path | None = None
     report_error: str = ""  # why the report could not be written (the batch went on)
     full_report_writes: int = 0  # whole CSV+MD+JSON rewrites (rows are appended between)
+    faces: str = "changed"  # which faces were restored: FACE_SELECTIONS
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
@@ -585,6 +591,7 @@ def run_batch(
     overwrite_report: bool = False,
     strip_location: bool = True,
     faces: str = "changed",
+    executor: BatchExecutor | None = None,
 ) -> BatchReport:
     """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
 
@@ -606,6 +613,10 @@ def run_batch(
     faces: "changed" (default: restore only plausible faces whose identity the edit
         changed, the others are left as edited and the report's `left_alone` column says
         why, per face numbered left to right from 1) or "all" (every paired face).
+    executor: who restores the files. `LocalExecutor()` (the default): one after another
+        in this process. `engine.batch.cluster.RayExecutor`: on a pool of Ray workers,
+        the files handed out as workers become free; this process still plans, reads the
+        inputs, writes every output, row and report (the same code as here).
     A bad file is logged in the report and the batch goes on. A full or read-only output
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
     after the report is written. BatchLockedError when another batch is writing into the
@@ -614,7 +625,9 @@ def run_batch(
     if faces not in FACE_SELECTIONS:
         raise InputError(f"faces must be one of {', '.join(FACE_SELECTIONS)}, got {faces!r}.")
     restorer = restorer or get_restorer(mode, model=model)
-    processor = processor or _default_processor()
+    executor = executor or LocalExecutor()
+    if executor.runs_here:  # a cluster's workers import the pipeline themselves
+        processor = processor or _default_processor()
     report_csv = resolve_report_path(
         plan, report_path, report_dir=report_dir, write_report=write_report,
         overwrite_report=overwrite_report,
@@ -633,12 +646,48 @@ def run_batch(
         check_output_folder(
             out_dir, estimate_output_bytes(plan.items[0].edited) if plan.items else 0
         )
-        report = BatchReport(plan=plan, rows=[], mode=restorer.name, report_path=report_csv)
+        report = BatchReport(
+            plan=plan, rows=[], mode=restorer.name, report_path=report_csv, faces=faces
+        )
         old_rows = _read_old_rows(report_csv) if report_csv and report_csv.is_file() else {}
         run = _BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
         run.strip_location = strip_location
         run.faces = faces
+        run.executor = executor
         return run.run(overwrite, old_rows)
+
+
+class BatchExecutor:
+    """Who restores a batch's files (the seam between the batch and where it runs).
+
+    `run_items(run, overwrite, old_rows)` goes through `run.plan.items` and, for each,
+    adds exactly one row through `run`'s methods (skipped, ok, failed), so rows, reports,
+    progress, pause and cancel are the same code whichever executor runs. It returns when
+    every item has its row, returns early when `run.process`-like handling says the batch
+    must stop, or raises `Cancelled`.
+    """
+
+    name = "base"
+    runs_here = True  # the processor runs in this process (False: elsewhere, by bytes)
+
+    def run_items(self, run: _BatchRun, overwrite: bool, old_rows: dict) -> None:
+        raise NotImplementedError
+
+
+class LocalExecutor(BatchExecutor):
+    """Today's batch: the files one after another, in this process, on its device."""
+
+    name = "local"
+
+    def run_items(self, run: _BatchRun, overwrite: bool, old_rows: dict) -> None:
+        for item in run.plan.items:
+            run.begin(item)
+            run.check_pause_and_cancel()
+            if is_finished(item.output, item.original, item.edited):  # done meanwhile
+                run.add_row(_skipped_row(item, old_rows, run.report.mode), "skipped")
+                continue
+            if not run.process(item, overwrite):
+                break
 
 
 class _BatchRun:
@@ -660,6 +709,9 @@ class _BatchRun:
         self.index, self.position, self.file = 0, 0, ""
         self.file_start, self.paused_s = self.started, 0.0
         self.last_full_write = self.started
+        self.executor: BatchExecutor = LocalExecutor()
+        self.parallel = 1  # files restored at once (the ETA divides by it)
+        self.worker = ""  # progress events name this worker unless told another
 
     def write_reports(self) -> None:
         """The whole CSV, MD and JSON report, now."""
@@ -682,14 +734,7 @@ class _BatchRun:
                 self.begin(item)
                 self.add_row(_skipped_row(item, old_rows, mode), "skipped", write=False)
             self.write_reports()  # the header (and earlier results): rows append to it
-            for item in self.plan.items:
-                self.begin(item)
-                self.check_pause_and_cancel()
-                if is_finished(item.output, item.original, item.edited):  # done meanwhile
-                    self.add_row(_skipped_row(item, old_rows, mode), "skipped")
-                    continue
-                if not self.process(item, overwrite):
-                    break
+            self.executor.run_items(self, overwrite, old_rows)
         except Cancelled:
             return self.cancelled()
         except BaseException:  # KeyboardInterrupt, SystemExit: keep the report, then go
@@ -704,6 +749,10 @@ class _BatchRun:
         self.index, self.file = self.position, item.edited.name
         self.position += 1
         self.file_start, self.paused_s = time.monotonic(), 0.0
+
+    def focus(self, index: int, item: BatchItem) -> None:
+        """Progress events name `item` at plan position `index` (files run side by side)."""
+        self.index, self.file = index, item.edited.name
 
     def cancelled(self) -> BatchReport:
         report = self.report
@@ -736,15 +785,19 @@ class _BatchRun:
         except Cancelled:
             raise
         except OutputFolderError as error:
-            self.report.stopped_reason = str(error)
-            self.add_row(_failed_row(item, error, mode, self.file_seconds()), "file failed")
-            self.emit("stopped", message=str(error))
+            self.stop_for(item, error, self.file_seconds())
             return False
         except Exception as error:  # noqa: BLE001 - one bad file never stops a batch
             self.count_work()
             self.add_row(_failed_row(item, error, mode, self.file_seconds()), "file failed")
             gc.collect()
         return True
+
+    def stop_for(self, item: BatchItem, error: OutputFolderError, seconds: float) -> None:
+        """The output folder cannot take results: `item` failed and the batch stops."""
+        self.report.stopped_reason = str(error)
+        self.add_row(_failed_row(item, error, self.report.mode, seconds), "file failed")
+        self.emit("stopped", message=str(error))
 
     def processor_options(self, item: BatchItem, overwrite: bool) -> dict[str, Any]:
         """The processor's keyword arguments; clears a stale, unfinished output."""
@@ -786,8 +839,9 @@ class _BatchRun:
     def file_seconds(self) -> float:
         return time.monotonic() - self.file_start - self.paused_s
 
-    def count_work(self) -> float:
-        seconds = self.file_seconds()
+    def count_work(self, seconds: float | None = None) -> float:
+        """Count a finished file's work (by default the file in hand's time so far)."""
+        seconds = self.file_seconds() if seconds is None else seconds
         self.work_seconds += seconds
         self.worked_files += 1
         return seconds
@@ -804,10 +858,12 @@ class _BatchRun:
             return None
         report = self.report
         remaining = self.plan.total - (report.ok + report.failed + report.skipped)
-        per_file = self.work_seconds / self.worked_files
+        per_file = self.work_seconds / self.worked_files / max(1, self.parallel)
         return max(0.0, per_file * remaining - max(0.0, self.file_seconds()))
 
-    def emit(self, stage: str, step: int = 0, steps: int = 0, message: str = "", row=None):
+    def emit(
+        self, stage: str, step: int = 0, steps: int = 0, message: str = "", row=None, worker=""
+    ):
         if self.on_progress is None:
             return
         report = self.report
@@ -826,6 +882,7 @@ class _BatchRun:
                 elapsed_s=time.monotonic() - self.started,
                 message=message,
                 row=row,
+                worker=worker or self.worker,
             )
         )
 
@@ -1002,6 +1059,7 @@ def _summary_dict(report: BatchReport) -> dict:
         "edited_dir": str(plan.edited_dir),
         "output_dir": str(plan.output_dir),
         "mode": report.mode,
+        "faces": report.faces,
         "rule": plan.rule_text,
         "counts": {
             "pairs": plan.total,
@@ -1038,6 +1096,7 @@ def _summary_markdown(report: BatchReport) -> str:
         f"- Edited folder: `{data['edited_dir']}`",
         f"- Output folder: `{data['output_dir']}`",
         f"- Mode: {data['mode']}; time: {data['seconds']:.1f} s",
+        f"- Faces restored: {FACE_SELECTION_TEXT.get(report.faces, report.faces)}",
         f"- {counts['ok']} restored, {counts['failed']} failed, {counts['skipped']} skipped "
         f"(finished earlier), {counts['not_started']} not started, of {counts['pairs']} pairs",
         f"- Mean identity score before -> after: {score(data['mean_id_before'])} -> "

@@ -41,7 +41,9 @@ class IdentityScore:
         return out
 
 
-def _display_similarity(value: float, metric: str, threshold: float) -> float:
+def display_similarity(value: float, metric: str, threshold: float) -> float:
+    """The "% same person" every view shows: a backend's raw value (L2 distance or cosine
+    similarity) on [0, 1] with the same-person threshold at 0.5."""
     if metric == "l2":  # 0 -> 1, threshold -> 0.5, twice the threshold or more -> 0
         return float(np.clip(1.0 - value / (2.0 * threshold), 0.0, 1.0))
     if value >= threshold:  # cosine: threshold -> 0.5, 1 -> 1, 0 or less -> 0
@@ -66,7 +68,7 @@ def score_embeddings(
         model=model,
         threshold=float(threshold),
         same_person=bool(same),
-        similarity=_display_similarity(value, metric, threshold),
+        similarity=display_similarity(value, metric, threshold),
     )
 
 
