@@ -3,14 +3,16 @@
 Checks never load weights: a folder is checked from its JSON configs
 (`engine.models.loading.check_sd1_folder`), a hub id by looking for its local copy, a single file
 by its suffix. Downloads run `engine.models.loading.download_sd_model` on a QThread with a
-progress bar and Cancel; an interrupted download resumes where it stopped (the hub client
-keeps partial files in the target folder).
+progress bar and Cancel; so does "Download face models" with
+`engine.faces.detection.download_face_models` (insightface buffalo_l). An interrupted
+download resumes where it stopped (partial files are kept).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -37,10 +39,14 @@ from .model.settings import DEVICES, FACE_BACKENDS, PRECISIONS
 from .settings import Settings
 from .theme import BAD, GOOD, MUTED
 
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
 LICENSE_URL = "https://huggingface.co/spaces/CompVis/stable-diffusion-license"
 SOURCE_KINDS = (("hub", "Hub id"), ("folder", "Local diffusers folder"), ("file", "Single file"))
 
 
+_OPEN_MANAGER_FOR_FACES = "open the Model Manager and download the face models"
 _CLI_HINTS = (  # the engine's command-line advice -> what an app user does instead
     (
         re.compile(r"\s*\(allow the download, e\.g\. --allow-download\)"),
@@ -49,7 +55,7 @@ _CLI_HINTS = (  # the engine's command-line advice -> what an app user does inst
     (re.compile(r"--allow-download"), "Download in the Model Manager"),
     (
         re.compile(r"[Rr]un `?editedid-cli models download faces`?"),
-        "open the Model Manager and download the face models",
+        _OPEN_MANAGER_FOR_FACES,
     ),
 )
 
@@ -99,16 +105,17 @@ def check_model_source(source: str, models_dir: str | Path | None) -> tuple[bool
 
 
 class DownloadJob(QObject):
-    """Runs download_sd_model in its QThread; cancel() is thread-safe."""
+    """Runs one download, fetch(progress, cancel) -> path, in its QThread; cancel() is
+    thread-safe and the engine's downloaders poll it between chunks."""
 
     progress = Signal(object, object, str)  # done bytes, total bytes, label
     done = Signal(str)
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, hub_id: str, models_dir: str, variant: str | None) -> None:
+    def __init__(self, fetch: Callable[[ProgressFn, CancelFn], Path]) -> None:
         super().__init__()
-        self.hub_id, self.models_dir, self.variant = hub_id, models_dir, variant
+        self._fetch = fetch
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -117,24 +124,148 @@ class DownloadJob(QObject):
     @Slot()
     def run(self) -> None:
         from engine.errors import Cancelled
-        from engine.models.loading import download_sd_model
 
         try:
-            path = download_sd_model(
-                self.hub_id,
-                models_dir=self.models_dir or None,
-                progress=lambda done, total, label: self.progress.emit(done, total, label),
-                cancel=self._cancel.is_set,
-                variant=self.variant,
+            path = self._fetch(
+                lambda done, total, label: self.progress.emit(done, total, label),
+                self._cancel.is_set,
             )
         except Cancelled:
             self.cancelled.emit()
         except EditedIDError as exc:
-            self.failed.emit(str(exc))
+            self.failed.emit(for_app_users(str(exc)))
+        except OSError as exc:  # network down, disk full, folder not writable
+            self.failed.emit(
+                f"The download stopped: {exc.strerror or exc}. Press the button "
+                "again to resume where it stopped."
+            )
         except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         else:
             self.done.emit(str(path))
+
+
+def download_sd(hub_id: str, models_dir: str, variant: str | None) -> Callable:
+    """The SD weights' fetch for a DownloadJob."""
+
+    def fetch(progress: ProgressFn, cancel: CancelFn) -> Path:
+        from engine.models.loading import download_sd_model
+
+        return download_sd_model(
+            hub_id,
+            models_dir=models_dir or None,
+            progress=progress,
+            cancel=cancel,
+            variant=variant,
+        )
+
+    return fetch
+
+
+def download_faces(models_dir: str) -> Callable:
+    """The insightface buffalo_l pack's fetch for a DownloadJob."""
+
+    def fetch(progress: ProgressFn, cancel: CancelFn) -> Path:
+        from engine.faces import detection
+
+        return detection.download_face_models(models_dir or None, progress, cancel)
+
+    return fetch
+
+
+class DownloadRow(QWidget):
+    """[button] [extras] [progress bar] [Cancel download]: one download on its QThread.
+
+    `start(fetch)` runs it; `finished(ok, message)` reports the end (ok, a failure's
+    reason, or a cancel) after the thread has stopped.
+    """
+
+    finished = Signal(bool, str)
+
+    def __init__(self, text: str, tooltip: str, *extras: QWidget) -> None:
+        super().__init__()
+        self.button = QPushButton(text)
+        self.button.setToolTip(tooltip)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel)
+        self._thread: QThread | None = None
+        self._job: DownloadJob | None = None
+        h = QHBoxLayout(self)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(self.button)
+        for widget in extras:
+            h.addWidget(widget)
+        h.addWidget(self.progress, 1)
+        h.addWidget(self.cancel_button)
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None
+
+    def start(self, fetch: Callable[[ProgressFn, CancelFn], Path]) -> None:
+        if self._job is not None:
+            return
+        self._job = DownloadJob(fetch)
+        self._thread = QThread(self)
+        self._job.moveToThread(self._thread)
+        self._thread.started.connect(self._job.run)
+        self._job.progress.connect(self._on_progress)
+        self._job.done.connect(self._on_done)
+        self._job.failed.connect(self._on_failed)
+        self._job.cancelled.connect(self._on_cancelled)
+        self.progress.setValue(0)
+        self.progress.setFormat("Connecting…")
+        self.progress.show()
+        self.cancel_button.show()
+        self.button.setEnabled(False)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.progress.setFormat("Cancelling…")
+
+    def stop(self) -> None:
+        """Cancel and wait for the thread (the dialog closes); the download resumes later."""
+        if self._job is not None:
+            self._job.cancel()
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(5000)
+
+    def _on_progress(self, done: int, total: int, label: str) -> None:
+        if total:
+            self.progress.setValue(int(1000 * done / total))
+        mb = 1 << 20
+        if total > mb:
+            self.progress.setFormat(f"{label}: {done / mb:.0f} / {total / mb:.0f} MB")
+        else:  # the unpacking step counts files, not bytes
+            self.progress.setFormat(label[:1].upper() + label[1:] + "…")
+
+    def _end(self, ok: bool, format_: str, message: str) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(5000)
+        self._thread = None
+        self._job = None
+        self.cancel_button.hide()
+        self.progress.setFormat(format_)
+        self.finished.emit(ok, message)
+
+    def _on_done(self, path: str) -> None:
+        self.progress.setValue(1000)
+        self._end(True, f"Downloaded to {path}", path)
+
+    def _on_failed(self, message: str) -> None:
+        self._end(False, "Download failed", message)
+
+    def _on_cancelled(self) -> None:
+        self._end(False, f"Cancelled — press {self.button.text()} again to resume", "")
 
 
 def _browse_row(edit: QLineEdit, button: QPushButton) -> QWidget:
@@ -156,9 +287,6 @@ class ModelManagerDialog(QDialog):
         self.settings = settings
         self.setWindowTitle("Model Manager")
         self.setMinimumWidth(760)
-        self._thread: QThread | None = None
-        self._job: DownloadJob | None = None
-
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -198,21 +326,19 @@ class ModelManagerDialog(QDialog):
         self.check_label.setWordWrap(True)
         self.check_label.setTextFormat(Qt.TextFormat.RichText)
 
-        self.download_button = QPushButton("Download")
-        self.download_button.setToolTip(
-            f"Download the hub id's safetensors weights ({SD15_DOWNLOAD_SIZE}); resumes "
-            "where an interrupted download stopped."
-        )
         self.fp16_box = QCheckBox("fp16 weights (half the size)")
         self.fp16_box.setChecked(True)
-        self.download_progress = QProgressBar()
-        self.download_progress.setRange(0, 1000)
-        self.download_progress.setTextVisible(True)
-        self.download_progress.hide()
-        self.cancel_download_button = QPushButton("Cancel download")
-        self.cancel_download_button.hide()
+        self.sd_download = DownloadRow(
+            "Download",
+            f"Download the hub id's safetensors weights ({SD15_DOWNLOAD_SIZE}); resumes "
+            "where an interrupted download stopped.",
+            self.fp16_box,
+        )
+        self.download_button = self.sd_download.button
+        self.download_progress = self.sd_download.progress
+        self.cancel_download_button = self.sd_download.cancel_button
         self.download_button.clicked.connect(self.start_download)
-        self.cancel_download_button.clicked.connect(self.cancel_download)
+        self.sd_download.finished.connect(self._on_download_finished)
 
         sd_group = QGroupBox("Stable Diffusion 1.x model")
         form = QFormLayout(sd_group)
@@ -220,14 +346,7 @@ class ModelManagerDialog(QDialog):
         form.addRow("Model", _browse_row(self.source_edit, self.browse_button))
         form.addRow("Models folder", _browse_row(self.models_dir_edit, self.models_dir_button))
         form.addRow(self.check_label)
-        download_row = QWidget()
-        h = QHBoxLayout(download_row)
-        h.setContentsMargins(0, 0, 0, 0)
-        h.addWidget(self.download_button)
-        h.addWidget(self.fp16_box)
-        h.addWidget(self.download_progress, 1)
-        h.addWidget(self.cancel_download_button)
-        form.addRow(download_row)
+        form.addRow(self.sd_download)
         offline = QLabel(
             f"<span style='color:{MUTED}'>Offline? Download the diffusers folder of "
             f"{DEFAULT_SD_MODEL} on another computer and copy it into the models folder as "
@@ -255,11 +374,22 @@ class ModelManagerDialog(QDialog):
         self.face_status.setWordWrap(True)
         self.face_status.setMinimumHeight(self.face_status.fontMetrics().lineSpacing() * 4)
         self.face_status.setTextFormat(Qt.TextFormat.RichText)
+        from engine.faces.detection import BUFFALO_L_SIZE
+
+        self.face_download = DownloadRow(
+            "Download face models",
+            f"Download insightface's buffalo_l face models ({BUFFALO_L_SIZE}) into the "
+            "insightface folder; resumes where an interrupted download stopped.",
+        )
+        self.face_download_button = self.face_download.button
+        self.face_download_button.clicked.connect(self.start_face_download)
+        self.face_download.finished.connect(self._on_face_download_finished)
         face_group = QGroupBox("Face models")
         form = QFormLayout(face_group)
         form.addRow("Backend", self.face_backend_combo)
         form.addRow("insightface folder", _browse_row(self.face_dir_edit, self.face_dir_button))
         form.addRow(self.face_status)
+        form.addRow(self.face_download)
         return face_group
 
     def _build_device_group(self) -> QGroupBox:
@@ -326,22 +456,32 @@ class ModelManagerDialog(QDialog):
         self.check_label.setText(f"<span style='color:{colour}'>{mark}</span> {message}")
         self.check_label.setProperty("ok", ok)
         is_hub = self.kind_combo.currentData() == "hub"
-        self.download_button.setEnabled(is_hub and not ok and self._job is None)
+        self.download_button.setEnabled(is_hub and not ok and not self.sd_download.running)
         self.fp16_box.setEnabled(is_hub)
+
+    def face_models_dir(self) -> str:
+        return self.face_dir_edit.text().strip() or self.models_dir()
 
     def _update_face_status(self) -> None:
         try:
-            from engine.faces.detection import available_backends
+            from engine.faces.detection import available_backends, insightface_pack_dir
 
-            folder = self.face_dir_edit.text().strip() or self.models_dir()
+            folder = self.face_models_dir()
             status = available_backends(folder)
+            present = any(insightface_pack_dir(folder).glob("*.onnx"))
         except Exception as exc:  # noqa: BLE001 - the engine may be mid-change; say dlib
             status = {"dlib": f"ready (default) — {exc}"}
+            present = False
+        self.face_download_button.setEnabled(not present and not self.face_download.running)
+        if present and not self.face_download.running:
+            self.face_download.progress.hide()
         lines = []
         for name, state in status.items():
             ready = state == "ready" or state.startswith("ready")
             colour = GOOD if ready else MUTED
-            state = for_app_users(state)
+            state = for_app_users(state).replace(
+                _OPEN_MANAGER_FOR_FACES, "press Download face models"
+            )
             lines.append(f"<span style='color:{colour}'>{name}</span>: {state}")
         self.face_status.setText("<br>".join(lines))
 
@@ -359,57 +499,36 @@ class ModelManagerDialog(QDialog):
             text = f"Cannot query the GPU: {exc}"
         self.device_info.setText(text)
 
-    # -- download ----------------------------------------------------------------------
+    # -- downloads --------------------------------------------------------------------
     def start_download(self) -> None:
-        if self._job is not None:
-            return
         variant = "fp16" if self.fp16_box.isChecked() else None
-        self._job = DownloadJob(self.source_edit.text().strip(), self.models_dir(), variant)
-        self._thread = QThread(self)
-        self._job.moveToThread(self._thread)
-        self._thread.started.connect(self._job.run)
-        self._job.progress.connect(self._on_download_progress)
-        self._job.done.connect(self._on_download_done)
-        self._job.failed.connect(self._on_download_failed)
-        self._job.cancelled.connect(self._on_download_cancelled)
-        self.download_progress.setValue(0)
-        self.download_progress.setFormat("Connecting…")
-        self.download_progress.show()
-        self.cancel_download_button.show()
-        self.download_button.setEnabled(False)
-        self._thread.start()
+        self.sd_download.start(
+            download_sd(self.source_edit.text().strip(), self.models_dir(), variant)
+        )
 
     def cancel_download(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.download_progress.setFormat("Cancelling…")
+        self.sd_download.cancel()
 
-    def _on_download_progress(self, done: int, total: int, label: str) -> None:
-        if total:
-            self.download_progress.setValue(int(1000 * done / total))
-        mb = 1 << 20
-        self.download_progress.setFormat(f"{label}: {done / mb:.0f} / {total / mb:.0f} MB")
-
-    def _finish_download(self, message: str) -> None:
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait(5000)
-        self._thread = None
-        self._job = None
-        self.cancel_download_button.hide()
-        self.download_progress.setFormat(message)
+    def _on_download_finished(self, ok: bool, message: str) -> None:
         self._update_check()
+        if not ok and message:
+            self.check_label.setText(f"<span style='color:{BAD}'>✗</span> {message}")
 
-    def _on_download_done(self, path: str) -> None:
-        self.download_progress.setValue(1000)
-        self._finish_download(f"Downloaded to {path}")
+    def start_face_download(self) -> None:
+        self.face_download.start(download_faces(self.face_models_dir()))
 
-    def _on_download_failed(self, message: str) -> None:
-        self._finish_download("Download failed")
-        self.check_label.setText(f"<span style='color:{BAD}'>✗</span> {message}")
-
-    def _on_download_cancelled(self) -> None:
-        self._finish_download("Cancelled — press Download again to resume")
+    def _on_face_download_finished(self, ok: bool, message: str) -> None:
+        self._update_face_status()
+        if ok and self.face_backend_combo.currentText() == "dlib":
+            self.face_status.setText(
+                self.face_status.text() + "<br>Choose the insightface (or auto) backend to "
+                "use the downloaded models."
+            )
+        elif not ok and message:
+            self.face_status.setText(
+                f"<span style='color:{BAD}'>✗ The face models were not downloaded:</span> "
+                f"{message}<br>{self.face_status.text()}"
+            )
 
     # -- accept ---------------------------------------------------------------------------
     def apply(self) -> None:
@@ -429,9 +548,7 @@ class ModelManagerDialog(QDialog):
         super().accept()
 
     def done(self, result: int) -> None:
-        if self._job is not None:  # closing cancels a running download (it resumes later)
-            self._job.cancel()
-            if self._thread is not None:
-                self._thread.quit()
-                self._thread.wait(5000)
+        # Closing cancels running downloads (they resume where they stopped next time).
+        self.sd_download.stop()
+        self.face_download.stop()
         super().done(result)
