@@ -1,10 +1,10 @@
-"""The engine worker: one long-lived QObject served by one worker thread (krita's backend).
+"""The engine worker: one long-lived QObject moved to one QThread (krita's backend).
 
 `EngineWorker` owns the loaded SD model and the face analyzer and reuses them for every
 job; the engine keeps its inversion cache on the model object, so a re-run after a mask
 or overlap change repeats only the entanglement stage. The UI thread never calls it
-directly: `EngineHost` (lives in the UI thread) posts jobs to the worker thread's queue
-and sets the cancel Event; results come back as Qt signals, queued into the UI thread.
+directly: `EngineHost` (lives in the UI thread) posts jobs as queued signals to the
+worker's QThread and sets the cancel Event; results come back as Qt signals, queued into the UI thread.
 Every job ends with exactly one of `analyzed` / `classic_ready` / `finished` /
 `model_loaded`, `failed` or `cancelled`, followed by `job_done(kind)`.
 """
@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.params import EditedIDParams
 
 log = logging.getLogger(__name__)
+
+WORKER_STACK_BYTES = 8 * 1024 * 1024
 
 LOW_MEMORY_MESSAGE = (
     "Out of GPU memory: retrying once with attention slicing and VAE tiling (slower)…"
@@ -352,16 +353,22 @@ def _empty_cuda_cache() -> None:
 
 
 class EngineHost(QObject):
-    """UI-thread side: owns the worker thread, posts jobs, tracks busy state, cancels.
+    """UI-thread side: owns the worker's QThread, posts jobs, tracks busy state, cancels.
 
-    The worker thread is ONE long-lived Python thread fed by a FIFO queue, not a QThread:
-    dlib's face descriptor (used by the analysis and the identity scores) deadlocks when
-    called on a QThread in this PySide6 build, while a plain Python thread is fine. The
-    worker's signals are still Qt signals: emitted from the worker thread, they reach the
-    window's slots queued, in the UI thread.
+    The worker is moved to one long-lived QThread (the design card; krita's backend); jobs
+    reach it as queued signals, so they run one after another in the order posted, and its
+    results come back as queued signals into the UI thread. Cancel is a thread-safe Event
+    the running job polls between UNet calls, so it never waits for the job's event loop.
     """
 
     busy_changed = Signal(bool)
+    # Posted to the worker's thread (queued connections, FIFO in the thread's event loop).
+    _post_configure = Signal(object, object)
+    _post_set_model = Signal(object)
+    _post_analyze = Signal(object)
+    _post_classic = Signal(object)
+    _post_restore = Signal(object)
+    _post_load_model = Signal(int)
 
     def __init__(
         self,
@@ -370,23 +377,24 @@ class EngineHost(QObject):
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.worker = EngineWorker(model_config, face_config)
-        self.worker.job_done.connect(self._on_job_done)
         self._pending: dict[str, int] = {}
         self._generation = 0
-        self._jobs: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, name="EditedID engine", daemon=True)
+        self.worker = EngineWorker(model_config, face_config)
+        self.thread = QThread()
+        self.thread.setObjectName("editedid-engine")
+        # Torch, dlib and the SD pipeline recurse deeply on this thread; give it the main
+        # thread's usual room rather than a platform default that may be smaller.
+        self.thread.setStackSize(WORKER_STACK_BYTES)
+        self.worker.moveToThread(self.thread)
+        queued = Qt.ConnectionType.QueuedConnection
+        self.worker.job_done.connect(self._on_job_done, queued)
+        self._post_configure.connect(self.worker.configure, queued)
+        self._post_set_model.connect(self.worker.set_model, queued)
+        self._post_analyze.connect(self.worker.analyze, queued)
+        self._post_classic.connect(self.worker.classic, queued)
+        self._post_restore.connect(self.worker.restore, queued)
+        self._post_load_model.connect(self.worker.load_model, queued)
         self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                job()
-            except Exception:  # noqa: BLE001 - the jobs report their own errors
-                log.error("Worker job crashed:\n%s", traceback.format_exc())
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -412,26 +420,25 @@ class EngineHost(QObject):
 
     # -- requests -----------------------------------------------------------------------
     def configure(self, model_config: dict | None, face_config: dict | None) -> None:
-        self._jobs.put(lambda: self.worker.configure(model_config, face_config))
+        self._post_configure.emit(model_config, face_config)
 
     def set_model(self, model: Any) -> None:
-        self._jobs.put(lambda: self.worker.set_model(model))
+        self._post_set_model.emit(model)
 
     def analyze(self, request: AnalyzeRequest) -> None:
         request.generation = self._submit("analyze")
-        self._jobs.put(lambda: self.worker.analyze(request))
+        self._post_analyze.emit(request)
 
     def classic(self, request: ClassicRequest) -> None:
         request.generation = self._submit("classic")
-        self._jobs.put(lambda: self.worker.classic(request))
+        self._post_classic.emit(request)
 
     def restore(self, request: RestoreRequest) -> None:
         request.generation = self._submit("restore")
-        self._jobs.put(lambda: self.worker.restore(request))
+        self._post_restore.emit(request)
 
     def load_model(self) -> None:
-        generation = self._submit("load_model")
-        self._jobs.put(lambda: self.worker.load_model(generation))
+        self._post_load_model.emit(self._submit("load_model"))
 
     def cancel(self) -> None:
         """Stop the running job within one diffusion step (thread-safe Event)."""
@@ -440,7 +447,8 @@ class EngineHost(QObject):
             self.worker.cancel_event.set()
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Cancel, let the running job end, stop the thread; jobs not started are dropped."""
         self.worker.cancelled_upto = self._generation
         self.worker.cancel_event.set()
-        self._jobs.put(None)
-        self.thread.join(timeout_s)
+        self.thread.quit()
+        self.thread.wait(int(timeout_s * 1000))

@@ -3,11 +3,10 @@ responsiveness, errors and model reuse."""
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QCoreApplication, QThread, QTimer
 
 from editedid_desktop.worker import (
     AnalyzeRequest,
@@ -52,7 +51,7 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
     real = engine.photo.pipeline.analyze_photos
 
     def recording(*args, **kwargs):
-        threads.append(threading.current_thread())
+        threads.append(QThread.currentThread())
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine.photo.pipeline, "analyze_photos", recording)
@@ -61,7 +60,8 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
     analysis = analyzed.args[0]
     assert [f.index for f in analysis.faces] == [0]
     assert analysis.faces[0].original_index == 0
-    assert threads == [host.thread] and host.thread is not threading.main_thread()
+    assert threads == [host.thread] and isinstance(host.thread, QThread)
+    assert host.thread is not QCoreApplication.instance().thread()
 
     with qtbot.waitSignal(host.worker.classic_ready, timeout=30000) as ready:
         host.classic(ClassicRequest(analysis, faces=[0]))
