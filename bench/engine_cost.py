@@ -6,6 +6,11 @@ UNet forward / backward passes (samples), wall time per stage and peak memory.
   python bench/engine_cost.py                       # tiny random SD model, CPU (counts, ratios)
   python bench/engine_cost.py --model sd14-random --device cuda --dtype fp16   # full SD 1.4 size
   python bench/engine_cost.py --model /path/to/sd-folder --device cuda
+  python bench/engine_cost.py --simulate [--json]   # full SD 1.4 on `meta`: FLOPs, memory
+
+--simulate (bench/cost_sim.py) needs no weights and no GPU: the full SD 1.4 architecture
+on PyTorch's meta device, fp16, per stage the UNet samples, TFLOP (FlopCounterMode) and
+the simulated peak GPU memory, for 512 / 768 px x 1 / 4 faces, in well under a minute.
 
 Absolute times mean something only on a GPU with the full architecture; on the CPU read
 the counts and the ratio between the two methods. Random weights are fine for timing.
@@ -175,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nulltext-iters", type=int, default=10)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--warmup", action="store_true", help="one untimed EditedID run first")
+    parser.add_argument("--simulate", action="store_true", help="meta device: FLOPs, memory")
+    parser.add_argument("--json", action="store_true", help="with --simulate: JSON output")
     args = parser.parse_args(argv)
+    if args.simulate:
+        return simulate_main(args.json, args.nulltext_iters)
 
     device = choose_device(args.device)
     dtype = choose_dtype(device, args.dtype, allow_cpu_half=True)
@@ -208,6 +217,79 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nbaseline / EditedID wall-time ratio: {rows[1][1]['wall'] / rows[0][1]['wall']:.1f}x"
         )
+    return 0
+
+
+SIM_SIZES = (512, 768)
+SIM_FACES = (1, 4)
+
+
+def simulate_all(nulltext_iters: int = 10, params: EditedIDParams | None = None) -> dict:
+    """Every configuration of the simulation (see bench/cost_sim.py)."""
+    from cost_sim import simulate
+
+    from engine.diffusion.cost import nti_p2p_samples, samples_by_stage, unet_calls
+
+    params = params or EditedIDParams(nulltext_iters=nulltext_iters, nulltext_early_stop=0.0)
+    model = random_sd14_model("meta", torch.float16)
+    cache: dict = {}
+    runs = [simulate(model, params, f, s, cache) for s in SIM_SIZES for f in SIM_FACES]
+    base = baseline_params(50, nulltext_iters)
+    base_counts = samples_by_stage(unet_calls(base, 1, prepass=False))
+    return {
+        "params": params.to_dict(),
+        "dtype": "float16",
+        "runs": runs,
+        "baselines": {
+            "engine_dual_image_3_branch_50_steps": {
+                "forward": sum(r["forward"] for r in base_counts.values()),
+                "backward": sum(r["backward"] for r in base_counts.values()),
+            },
+            "single_image_nti_p2p_50_steps": nti_p2p_samples(50, nulltext_iters),
+        },
+    }
+
+
+def simulate_table(data: dict) -> str:
+    head = ("size", "faces", "stage", "UNet fwd", "UNet bwd", "TFLOP", "peak GiB")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run_ in data["runs"]:
+        rows = list(run_["stages"].items()) + [("**total**", run_["total"])]
+        for stage, r in rows:
+            lines.append(
+                f"| {run_['size']} | {run_['faces']} | {stage} | {r['forward']} | "
+                f"{r['backward']} | {r['tflop']:.1f} | {r['peak_gib']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def simulate_main(as_json: bool, nulltext_iters: int) -> int:
+    import json
+
+    start = time.perf_counter()
+    data = simulate_all(nulltext_iters)
+    data["seconds"] = round(time.perf_counter() - start, 1)
+    peaks = {r["faces"]: r["total"]["peak_gib"] for r in data["runs"] if r["size"] == 512}
+    last = f"simulated peak GiB at 512: 1 face {peaks[1]:.2f}, 4 faces {peaks[4]:.2f}"
+    if as_json:
+        print(json.dumps(data, indent=1))
+    else:
+        b = data["baselines"]
+        one = next(r for r in data["runs"] if r["size"] == 512 and r["faces"] == 1)["total"]
+        print(f"full SD 1.4 on meta, fp16, nulltext_iters={nulltext_iters}, early stop off")
+        print(simulate_table(data))
+        print(
+            f"\nper face at 512: {one['forward']} forward + {one['backward']} backward UNet "
+            f"samples, {one['tflop']:.0f} TFLOP"
+        )
+        e, n = b["engine_dual_image_3_branch_50_steps"], b["single_image_nti_p2p_50_steps"]
+        print(
+            f"baselines (UNet samples fwd + bwd per face): this engine at 50 DDIM steps "
+            f"(dual-image, 3-branch null-text + P2P) {e['forward']} + {e['backward']}; "
+            f"single-image NTI + P2P (50 steps) {n['forward']} + {n['backward']}"
+        )
+        print(f"({data['seconds']} s)")
+    print(last)
     return 0
 
 

@@ -6,7 +6,7 @@ cache tests read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,15 +33,44 @@ class UNetStats:
     forward_samples: int = 0
     backward_calls: int = 0
     backward_samples: int = 0
+    # The stage the next calls belong to (set by the restore code) and the samples of
+    # each stage: {stage: {"forward": n, "backward": n, "calls": n}} (engine.diffusion.cost
+    # is checked against it).
+    stage: str = ""
+    by_stage: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count_forward(self, samples: int) -> None:
+        self.forward_calls += 1
+        self.forward_samples += samples
+        row = self._row()
+        row["forward"] += samples
+        row["calls"] += 1
+
+    def count_backward(self, samples: int) -> None:
+        self.backward_calls += 1
+        self.backward_samples += samples
+        self._row()["backward"] += samples
+
+    def _row(self) -> dict[str, int]:
+        return self.by_stage.setdefault(self.stage, {"forward": 0, "backward": 0, "calls": 0})
 
     def add(self, other: UNetStats) -> None:
         self.forward_calls += other.forward_calls
         self.forward_samples += other.forward_samples
         self.backward_calls += other.backward_calls
         self.backward_samples += other.backward_samples
+        for stage, row in other.by_stage.items():
+            mine = self.by_stage.setdefault(stage, {"forward": 0, "backward": 0, "calls": 0})
+            for key, value in row.items():
+                mine[key] += value
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {
+            "forward_calls": self.forward_calls,
+            "forward_samples": self.forward_samples,
+            "backward_calls": self.backward_calls,
+            "backward_samples": self.backward_samples,
+        }
 
 
 def token_ids(tokenizer, prompt: str) -> list[int]:
@@ -208,8 +237,7 @@ def predict_noise(
 
 
 def _unet(model, latents: torch.Tensor, t: int, context: torch.Tensor, stats: UNetStats):
-    stats.forward_calls += 1
-    stats.forward_samples += latents.shape[0]
+    stats.count_forward(latents.shape[0])
     with model.use("unet"):
         timestep = torch.full((latents.shape[0],), t, device=latents.device, dtype=torch.long)
         return model.unet(latents.to(model.dtype), timestep, encoder_hidden_states=context).sample

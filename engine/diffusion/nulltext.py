@@ -229,8 +229,7 @@ def _fit_embeddings(
         for f in active:
             optimisers[f].zero_grad(set_to_none=True)
         (face_loss.sum() * scaler.scale).backward()
-        stats.backward_calls += 1
-        stats.backward_samples += 2 * len(active)
+        stats.count_backward(2 * len(active))
         finite = scaler.unscale_and_check([leaf for f in active for leaf in leaves[f]])
         still_active = []
         for slot, f in enumerate(active):

@@ -282,8 +282,10 @@ def _invert_faces(
     z_o, z_e = latents[:faces], latents[faces:]
     cond_o = prompts.cond_original.expand(faces, -1, -1)
     cond_e = prompts.cond_edited.expand(faces, -1, -1)
+    stats.stage = "inversion"
     traj = align_invert(model, z_o, z_e, cond_o, cond_e, plan, params, stats, on_step, check_cancel)
     middle = _clock(model)
+    stats.stage = "nulltext"
     timings["inversion"] += middle - start
     null = optimise_null_text(
         model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel
@@ -344,20 +346,7 @@ def _entangle(
         ]
     )
     x = torch.cat([z_t, z_t, z_t])
-    config = GateConfig(
-        faces=faces,
-        face_mask=face_mask,
-        element_mask=element_mask,
-        overlap=overlap,
-        mode=params.gate_mode,
-        gate_blocks=params.gate_blocks,
-        self_attention=params.gating,
-        cross_attention=params.gating and params.cross_attention,
-        cross_attention_halves=params.cross_attention_halves,
-        original_token_columns=prompts.original_columns,
-        edited_token_columns=prompts.edited_columns,
-        capture_tokens=prompts.capture,
-    )
+    config = gate_config(face_mask, element_mask, overlap, prompts, params)
     solver = Solver(plan)
     gate = EntanglementAttention(model.unet, config)
     with gate:
@@ -377,6 +366,24 @@ def _entangle(
                     "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
                 )
     return gate.captured_maps(), x
+
+
+def gate_config(face_mask, element_mask, overlap, prompts: _Prompts, params) -> GateConfig:
+    """The entanglement stage's attention settings for (F, 1, h, w) latent masks."""
+    return GateConfig(
+        faces=face_mask.shape[0],
+        face_mask=face_mask,
+        element_mask=element_mask,
+        overlap=overlap,
+        mode=params.gate_mode,
+        gate_blocks=params.gate_blocks,
+        self_attention=params.gating,
+        cross_attention=params.gating and params.cross_attention,
+        cross_attention_halves=params.cross_attention_halves,
+        original_token_columns=prompts.original_columns,
+        edited_token_columns=prompts.edited_columns,
+        capture_tokens=prompts.capture,
+    )
 
 
 # --- public entry point -------------------------------------------------------------
@@ -499,6 +506,7 @@ def _entangle_all(
 
 def _entangle_batch(run: _Run, entries, indices, overlap, keep_latents) -> dict[int, _FaceOutput]:
     start = _clock(run.model)
+    run.stats.stage = "entanglement"
     maps, latents = _entangle(
         run.model,
         [entries[i] for i in indices],
@@ -610,6 +618,9 @@ def _in_chunks(indices: list[int], max_batch: int | None, fn: Callable[[list[int
 
 
 ELEMENT_MASKS_STAGE = "element masks"
+# UNet samples per face of the pre-pass: 2 CFG halves x 3 branches (the edited branch's
+# conditional half is the one read).
+PREPASS_SAMPLES_PER_FACE = 6
 
 
 @torch.no_grad()
@@ -621,6 +632,7 @@ def element_attention_maps(
     timestep: int = 500,
     on_step: StepCallback | None = None,
     cancel: CancelToken = None,
+    stats: UNetStats | None = None,
 ) -> list[np.ndarray] | None:
     """Cross-attention of the element words on each edited crop, before any restore.
 
@@ -630,13 +642,15 @@ def element_attention_maps(
     ELEMENT_MASKS_STAGE stage (`on_step(stage, face, faces, None)`, before the first call
     and after each) and checks `cancel` before each call, so a cancel ends within one
     UNet call. Returns crop-sized float maps in [0, 1], or None when there are no element
-    words.
+    words. `stats` counts the UNet work (stage ELEMENT_MASKS_STAGE).
     """
     params = params or EditedIDParams()
     words = tuple(w for w in params.element_words if w.strip())
     if not words or not edited_crops:
         return None
     check_cancel = _cancel_checker(cancel)
+    stats = stats if stats is not None else UNetStats()
+    stats.stage = ELEMENT_MASKS_STAGE
     faces = len(edited_crops)
     if on_step is not None:
         on_step(ELEMENT_MASKS_STAGE, 0, faces, None)
@@ -648,6 +662,23 @@ def element_attention_maps(
     noise = torch.randn(latents.shape, generator=generator, device="cpu").to(latents)
     a = float(model.alphas_cumprod[timestep])
     noisy = (a**0.5) * latents + ((1 - a) ** 0.5) * noise
+    result: list[np.ndarray] = []
+    for f in range(faces):
+        check_cancel()
+        maps = prepass_maps(model, noisy[f : f + 1], timestep, prompts, params, stats)
+        if maps is None:
+            return None
+        result.append(_attention_to_crop(maps[0], edited_crops[f].shape[:2]))
+        if on_step is not None:
+            on_step(ELEMENT_MASKS_STAGE, f + 1, faces, None)
+    return result
+
+
+def prepass_maps(
+    model, noisy, timestep: int, prompts: _Prompts, params, stats
+) -> torch.Tensor | None:
+    """One face's pre-pass UNet call: (1, n, h, w) maps of the element tokens at the
+    latent resolution, from the edited branch's conditional half (None: nothing captured)."""
     size = tuple(noisy.shape[-2:])
     empty = torch.zeros(1, 1, *size, device=noisy.device)
     config = GateConfig(
@@ -660,24 +691,7 @@ def element_attention_maps(
     )
     cond = torch.cat([prompts.cond_edited[:1]] * 3)
     uncond = torch.cat([prompts.uncond[:1]] * 3)
-    result: list[np.ndarray] = []
-    for f in range(faces):
-        check_cancel()
-        gate = EntanglementAttention(model.unet, config)
-        with gate:
-            predict_noise(
-                model,
-                torch.cat([noisy[f : f + 1]] * 3),
-                timestep,
-                cond,
-                uncond,
-                params.guidance,
-                UNetStats(),
-            )
-        maps = gate.captured_maps()
-        if maps is None:
-            return None
-        result.append(_attention_to_crop(maps[0], edited_crops[f].shape[:2]))
-        if on_step is not None:
-            on_step(ELEMENT_MASKS_STAGE, f + 1, faces, None)
-    return result
+    gate = EntanglementAttention(model.unet, config)
+    with gate:
+        predict_noise(model, torch.cat([noisy] * 3), timestep, cond, uncond, params.guidance, stats)
+    return gate.captured_maps()
