@@ -237,6 +237,7 @@ class MainWindow(QMainWindow):
             name = self.session.project_path.name
         title = f"{name} — {APP_NAME}" if name else APP_NAME
         self.setWindowTitle(("• " if self.session.dirty else "") + title)
+        self.setWindowModified(bool(self.session.dirty))  # the platform's own mark (macOS)
 
     def update_actions(self, *_: object) -> None:
         running = self.engine.pending("restore") > 0

@@ -579,3 +579,45 @@ def test_100_percent_is_one_device_pixel_on_hidpi(canvas, qtbot, monkeypatch):
     assert b.x() - a.x() == pytest.approx(100, abs=1)  # 200 photo px = 200 device px
     qtbot.keyClick(canvas, Qt.Key.Key_Plus, Qt.KeyboardModifier.ControlModifier)
     assert canvas.zoom() == pytest.approx(1.25)
+
+
+def _tag_pixels(canvas) -> list[tuple[str, tuple[int, int, int]]]:
+    """Each compare tag's text and the screen colour just inside its left edge."""
+    image = canvas.viewport().grab().toImage()
+    ratio = image.devicePixelRatio()
+    out = []
+    for text, rect in canvas.compare_tags():
+        point = QPoint(int((rect.left() + 3) * ratio), int(rect.center().y() * ratio))
+        color = image.pixelColor(point)
+        out.append((text, (color.red(), color.green(), color.blue())))
+    return out
+
+
+def test_split_and_hold_views_paint_before_and_after_tags(canvas, qtbot):
+    """D15 (issue 12): as in Lightroom, the compare says which side is Before and which
+    After, and which photo "before" is."""
+    canvas.set_image("original", _solid(400, 300, (0, 200, 0)))
+    canvas.set_image("edited", _solid(400, 300, (200, 0, 0)))
+    canvas.set_image("result", _solid(400, 300, (0, 0, 200)))
+    assert canvas.compare_tags() == []  # no compare: no tags
+    canvas.set_compare_mode("split")
+    canvas.set_split_position(0.5)
+    tags = _tag_pixels(canvas)
+    assert [t for t, _ in tags] == ["Before \u00b7 Edited", "After \u00b7 Restored"]
+    for _, rgb in tags:  # painted: the dark tag, not the photo under it
+        assert rgb not in ((200, 0, 0), (0, 0, 200)) and max(rgb) < 80
+    left, right = (rect for _, rect in canvas.compare_tags())
+    divider = canvas.image_to_view(200, 0).x()
+    assert left.right() < divider < right.left()
+    canvas.set_compare_before("original")
+    assert [t for t, _ in _tag_pixels(canvas)][0] == "Before \u00b7 Original"
+    canvas.set_split_position(0.02)  # no room left of the divider: only "After"
+    assert [t for t, _ in _tag_pixels(canvas)] == ["After \u00b7 Restored"]
+
+    canvas.set_compare_mode("off")
+    canvas.set_compare_before("edited")
+    qtbot.keyPress(canvas, Qt.Key.Key_Backslash)  # hold: the photo shown is tagged
+    ((text, rgb),) = _tag_pixels(canvas)
+    assert text == "Before \u00b7 Edited" and max(rgb) < 80
+    qtbot.keyRelease(canvas, Qt.Key.Key_Backslash)
+    assert canvas.compare_tags() == []

@@ -96,6 +96,19 @@ def test_session_dirty_flag_and_clear():
     assert session.params.seed == 2  # the parameters stay
 
 
+def test_opening_photos_is_not_unsaved_work(tmp_path):
+    """D15 (issue 12): merely opening two photos leaves the session clean; replacing a
+    photo of an open project changes the project."""
+    session = Session()
+    image = np.zeros((4, 4, 3), np.uint8)
+    session.set_photo("original", tmp_path / "a.png", image)
+    session.set_photo("edited", tmp_path / "b.png", image)
+    assert session.has_photos and not session.dirty
+    session.project_path = tmp_path / "job.editedid"
+    session.set_photo("edited", tmp_path / "c.png", image)
+    assert session.dirty
+
+
 def test_settings_model_reads_writes_and_falls_back():
     store = MemoryStore()
     store.setValue("model/device", "tpu")

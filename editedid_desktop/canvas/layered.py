@@ -22,6 +22,7 @@ from PySide6.QtGui import QImage, QKeyEvent
 from PySide6.QtWidgets import QWidget
 
 from .items import BrushCursorItem
+from .labels import compare_tags, paint_tags
 from .layers import FaceBoxes, LayerStack, check_layer
 from .overlay import MaskLayer
 from .tools import DRAG_MODES, MAX_BRUSH, MIN_BRUSH, TOOLS, Brush, Drag, Press, StrokeDrag
@@ -150,6 +151,21 @@ class LayeredCanvas(PhotoView):
 
     def is_holding_compare(self) -> bool:
         return self._layers.holding
+
+    def compare_tags(self) -> list[tuple[str, QRectF]]:
+        """The Before / After tags on screen now: (text, viewport rectangle)."""
+        photo = self.mapFromScene(self.image_rect()).boundingRect()
+        divider = self.mapFromScene(self._layers.divider.pos()).x()
+        return compare_tags(self._layers.compare_view(), QRectF(photo), float(divider))
+
+    def drawForeground(self, painter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+        super().drawForeground(painter, rect)
+        tags = self.compare_tags()
+        if tags:
+            painter.save()
+            painter.resetTransform()  # viewport pixels: tags keep their size at any zoom
+            paint_tags(painter, tags)
+            painter.restore()
 
     # =============================================================== face boxes
     def set_face_boxes(self, boxes) -> None:

@@ -206,19 +206,29 @@ class LayerStack:
                 QTransform.fromScale(frame[0] / pixmap.width(), frame[1] / pixmap.height())
             )
 
+    def compare_view(self) -> tuple[str, str] | None:
+        """("hold", before) while "before" is held, ("split", before) while the split
+        shows before | result, else None; `before` is the photo layer shown as before."""
+        before = self.before if self.has_image(self.before) else _other_photo(self.before)
+        if self.holding:
+            return "hold", before
+        if (
+            self.compare_mode == "split"
+            and self.has_image("result")
+            and not self.image_rect().isEmpty()
+        ):
+            return "split", before
+        return None
+
     def update(self) -> None:
         """Show, hide, fade and clip the layers for the settings and the compare."""
         visible = dict(self.visible)
         opacity = dict(self.opacity)
         clips: dict[str, QRectF | None] = dict.fromkeys(LAYERS)
+        view = self.compare_view()
         before = self.before if self.has_image(self.before) else _other_photo(self.before)
         frame = self.image_rect()
-        split = (
-            self.compare_mode == "split"
-            and not self.holding
-            and self.has_image("result")
-            and not frame.isEmpty()
-        )
+        split = view is not None and view[0] == "split"
         if self.holding:
             visible = dict.fromkeys(LAYERS, False)
             visible[before] = True

@@ -80,6 +80,7 @@ class FacesController(Controller):
         )
         self.window.update_status_labels()
         self.window.update_actions()
+        self.window.files.check_roles(analysis)
         self.window.runner.run_classic()
 
     def _put_back_masks(self, masks: MaskPairs, analysis: Any) -> None:

@@ -8,6 +8,7 @@ reopening one never swaps the original and the edited photo.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
@@ -15,7 +16,11 @@ from engine.errors import InputError
 
 from ..canvas import IMAGE_SUFFIXES
 from ..model.project import PROJECT_SUFFIX
+from ..role_notice import RoleNotice
 from . import Controller
+
+if TYPE_CHECKING:
+    from engine.photo.roles import RoleCheck
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ")"
 
@@ -37,6 +42,10 @@ def guess_roles(paths: list[Path]) -> tuple[Path, Path] | None:
 
 class FilesController(Controller):
     """Reads the input photos into the session and shows them."""
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self._role_notice: RoleNotice | None = None
 
     def choose_original(self) -> None:
         self.choose_photo("original")
@@ -97,6 +106,7 @@ class FilesController(Controller):
             self.window.show_error("Cannot open the photo", str(exc))
             return False
         self.session.set_photo(kind, path, image)
+        self.role_notice.hide()  # the roles of other photos are checked after analysis
         self.window.exporter.forget_result_path()
         canvas = self.canvas
         canvas.set_image(kind, image)
@@ -126,6 +136,50 @@ class FilesController(Controller):
         if ok:
             self.remember(Path(edited))
             self.window.faces.start_analysis()
+        return ok
+
+    # -- which photo is the original (issue 12 D3) -------------------------------------
+    @property
+    def role_notice(self) -> RoleNotice:
+        """The swap-roles warning over the canvas, made on first use."""
+        if self._role_notice is None:
+            self._role_notice = RoleNotice(self.canvas)
+            self._role_notice.swap_requested.connect(self.swap_roles)
+        return self._role_notice
+
+    def check_roles(self, analysis) -> RoleCheck | None:
+        """After an analysis: warn (never block) when the photo opened as the original
+        looks like the edited one (engine.photo.roles); None when nothing was measured."""
+        from engine.photo.roles import check_roles
+
+        pairs = [
+            (face.original_face.box, face.edited_face.box)
+            for face in analysis.faces
+            if face.original_face is not None
+        ]
+        if not pairs:
+            return None
+        check = check_roles(analysis.original, analysis.edited, pairs)
+        if check.looks_swapped:
+            original = self.session.original_path
+            name = original.name if original is not None else "The original"
+            self.role_notice.show_message(
+                f"<b>Is {name} really the original?</b> Its face is smoother (less fine "
+                "grain) than the edited photo's, as AI output usually is. If the photos "
+                "were opened the wrong way round, the restore would paste the AI face "
+                "into the real photo."
+            )
+        return check
+
+    def swap_roles(self) -> bool:
+        """Open the current pair again, each photo in the other role."""
+        original, edited = self.session.original_path, self.session.edited_path
+        if original is None or edited is None:
+            return False
+        self.role_notice.hide()
+        ok = self.open_photos(edited, original)
+        if ok:
+            self.status(f"Swapped: {edited.name} is now the original.", 6000)
         return ok
 
     def remember(self, path: Path) -> None:

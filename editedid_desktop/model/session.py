@@ -69,7 +69,11 @@ class Session(Observable):
 
     # -- photos ---------------------------------------------------------------------
     def set_photo(self, kind: str, path: str | Path | None, image: np.ndarray | None) -> None:
-        """kind: "original" or "edited". Clears the analysis, face settings and results."""
+        """kind: "original" or "edited". Clears the analysis, face settings and results.
+
+        Opening photos is no unsaved work (both are on disk, nothing was made yet), so
+        the session stays clean, as in Photoshop or Lightroom; only an open project
+        whose photo was replaced has changed."""
         if kind not in PHOTO_KINDS:
             raise ValueError(f"kind must be 'original' or 'edited', got {kind!r}")
         with self.batch():
@@ -79,7 +83,7 @@ class Session(Observable):
             self.analysis = None
             self.classic_result = None
             self.result = None
-            self.dirty = True
+            self.dirty = self.project_path is not None
 
     @property
     def has_photos(self) -> bool:

@@ -1,0 +1,54 @@
+"""Issue 12 in the main window: roles that look swapped, a clean window after opening."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from tests.test_main_window import photo_pair, settings, window  # noqa: F401 - fixtures
+
+
+def _open(qtbot, window, original, edited):  # noqa: F811
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_photos(original, edited)
+    qtbot.waitUntil(lambda: window.session.analysis is not None, timeout=5000)
+
+
+def test_opening_two_photos_leaves_the_window_clean(qtbot, window, photo_pair):  # noqa: F811
+    """D15: opening is no unsaved work; a brush stroke is."""
+    _open(qtbot, window, *photo_pair)
+    assert not window.isWindowModified() and not window.windowTitle().startswith("\u2022")
+    assert not window.files.role_notice.isVisible()  # the roles are right: no warning
+    face = window.session.faces[0].index
+    window.canvas.set_tool("brush")
+    viewport = window.canvas.viewport()
+    x0, y0, x1, y1 = window.session.faces[0].box
+    centre = window.canvas.image_to_view((x0 + x1) / 2, (y0 + y1) / 2)
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=centre)
+    assert window.masks.is_edited(face, window.canvas.active_mask()[1])
+    assert window.isWindowModified() and window.windowTitle().startswith("\u2022")
+
+
+def test_swapped_roles_are_flagged_and_swapped_with_one_click(qtbot, window, photo_pair):  # noqa: F811
+    """D3: the pair opened the wrong way round gets a non-blocking warning whose
+    "Swap roles" button reopens it the right way round."""
+    original, edited = photo_pair
+    _open(qtbot, window, edited, original)  # the AI edit opened as the original
+    notice = window.files.role_notice
+    assert notice.isVisible() and "really the original" in notice.label.text()
+    assert edited.name in notice.label.text()
+    assert window.restore_action.isEnabled()  # non-blocking: everything still works
+    notice_geometry = notice.geometry()
+    assert window.canvas.rect().contains(notice_geometry)
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        qtbot.mouseClick(notice.swap_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.session.analysis is not None, timeout=5000)
+    assert window.session.original_path == original
+    assert window.session.edited_path == edited
+    assert not notice.isVisible()
+    assert window.settings.recent_pairs[0] == (str(original), str(edited))
+    # "Keep" hides the warning and opens nothing
+    _open(qtbot, window, edited, original)
+    assert notice.isVisible()
+    qtbot.mouseClick(notice.keep_button, Qt.MouseButton.LeftButton)
+    assert not notice.isVisible() and window.session.original_path == edited
