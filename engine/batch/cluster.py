@@ -29,6 +29,7 @@ they are.
 from __future__ import annotations
 
 import collections
+import importlib.metadata
 import os
 import platform
 import socket
@@ -186,11 +187,9 @@ class ClusterCheck:
 def versions() -> dict[str, str]:
     """What must match between the machines of a batch."""
     found = {"python": platform.python_version(), "ray": ray.__version__, "engine": __version__}
-    try:
-        import torch
-
-        found["torch"] = torch.__version__
-    except Exception:  # noqa: BLE001
+    try:  # the installed version, without importing torch (seconds) for a probe
+        found["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
         found["torch"] = "missing"
     return found
 
@@ -497,7 +496,8 @@ class _Dispatch:
         slot.info = info
         slot.label = f"{slot.label} ({info.get('host', '?')}, {info.get('device', '?')})"
         self.run.parallel = sum(1 for s in self.slots if s.info)
-        self.note("worker ready", slot, slot.label)
+        model = info.get("model") or info.get("mode", "")
+        self.note("worker ready", slot, f"{slot.label} ready ({model})")
 
     def on_task(self, slot: _Slot, ref) -> None:
         entry, slot.entry, slot.task = slot.entry, None, None

@@ -277,8 +277,9 @@ class FileWorker:
                 sidecar=None if sidecar is None else _replace_paths(sidecar, real),
                 mode=str(getattr(result, "mode", None) or self.restorer.name),
                 faces=[
-                    FaceScores(_score(getattr(f, "id_before", None)),
-                               _score(getattr(f, "id_after", None)))
+                    FaceScores(
+                        _score(getattr(f, "id_before", None)), _score(getattr(f, "id_after", None))
+                    )
                     for f in (getattr(result, "faces", None) or [])
                 ],  # fmt: skip
                 left_alone=[(int(i), str(w)) for i, w in getattr(result, "left_alone", ()) or ()],

@@ -2,6 +2,11 @@
 
 editedid-cli batch --original-dir O --edited-dir E --out-dir R [--mode classic] [--check]
     [--report FILE.csv | --report-dir DIR | --no-report] [--overwrite-report]
+    [--cluster local|auto|ray://HOST:PORT|HOST:PORT [--workers N]]
+
+Without --cluster the batch runs in this process and nothing of Ray is imported; with it
+the files are restored by Ray workers (engine.batch.cluster), this process still writes
+every result and report.
 """
 
 from __future__ import annotations
@@ -37,8 +42,41 @@ from engine.cli.options import (
     parse_subcommand,
     restorer_from_args,
 )
-from engine.errors import InputError, ModelError
+from engine.errors import EditedIDError, InputError, ModelError
 from engine.restorers import get_restorer
+
+CLUSTER_HELP = (
+    "Restore on Ray workers instead of this process: 'local' starts a private Ray on this "
+    "computer (ended with the batch); 'auto' joins the Ray started here with `ray start`; "
+    "ray://HOST:10001 joins a studio cluster from any machine (Ray Client); HOST:6379 "
+    "from a machine of the cluster. Each worker loads the model (--model, looked up in "
+    "its own models folder) once and restores whole photos; only image bytes travel, "
+    "and this computer writes every result. Needs Ray (pip install "
+    "'editedid-desktop[cluster]')."
+)
+
+
+def cluster_address(text: str) -> str:
+    """--cluster's value: local, auto, ray://HOST:PORT or HOST:PORT."""
+    value = text.strip()
+    if value in ("local", "auto") or value.startswith("ray://"):
+        return value
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: use local, auto, ray://HOST:PORT or HOST:PORT (the Ray head's address)."
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of workers, 1 or more.")
+    return value
 
 
 def add_batch_parser(subparsers) -> argparse.ArgumentParser:
@@ -97,6 +135,15 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
         "unchanged faces and detections that look like no face are left as edited and the "
         "report says why, per face numbered left to right from 1. all: every paired face.",
     )
+    cluster = parser.add_argument_group("studio scale (Ray)")
+    cluster.add_argument("--cluster", type=cluster_address, default=None, help=CLUSTER_HELP)
+    cluster.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="Ray workers to start (default: one per GPU of the cluster, or of this "
+        "computer with --cluster local; 1 where there is none).",
+    )
     parser.add_argument("--check", action="store_true", help="Only show the pairing; run nothing.")
     parser.add_argument("--quiet", action="store_true", help="No progress output.")
     add_restorer_options(parser)
@@ -123,7 +170,11 @@ def _progress_printer(quiet: bool):
         if p.stage in ("file done", "file failed", "skipped"):
             status = p.row.status if p.row else p.stage
             extra = f": {p.message}" if p.stage == "file failed" else ""
-            print(f"[{p.index + 1}/{p.total}] {p.file} {status}{extra}{eta}", file=sys.stderr)
+            where = f" [{p.worker}]" if p.worker else ""
+            line = f"[{p.index + 1}/{p.total}] {p.file} {status}{extra}{where}{eta}"
+            print(line, file=sys.stderr)
+        elif p.stage in ("worker ready", "worker lost", "retry"):
+            print(p.message, file=sys.stderr)
         elif p.stage in ("stopped", "cancelled", "paused"):
             print(p.message, file=sys.stderr)
         elif p.steps and now - last[0] > 1.0:
@@ -160,13 +211,21 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    if args.workers is not None and not args.cluster:
+        print("error: --workers needs --cluster (local, auto or an address).", file=sys.stderr)
+        return EXIT_INPUT
     try:
-        # Nothing left to restore, or a stand-in processor: no model is loaded.
-        loads = plan.items and processor is None
+        executor = _cluster_executor(args, processor) if args.cluster else None
+        # Nothing left to restore, a stand-in processor or a cluster (whose workers load
+        # it): no model is loaded here.
+        loads = plan.items and processor is None and executor is None
         restorer = restorer_from_args(args) if loads else get_restorer(args.mode)
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_MODEL
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
     try:
         report = run_batch(
             plan,
@@ -179,11 +238,18 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
             overwrite=args.overwrite,
             strip_location=args.strip_location,
             faces=args.faces,
+            executor=executor,
             **report_options,
         )
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    except ModelError as error:  # no cluster worker could load the model
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    except EditedIDError as error:  # the cluster could not run the batch
+        print(f"error: {error} Run the same command again to resume.", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume.", file=sys.stderr)
         return EXIT_CANCELLED
@@ -199,6 +265,21 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
     if report.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if report.succeeded else EXIT_FAILED
+
+
+def _cluster_executor(args: argparse.Namespace, processor):
+    """The Ray executor --cluster asks for (Ray is imported here, and only here)."""
+    try:
+        from engine.batch.cluster import RayExecutor
+    except ImportError as error:
+        raise InputError(
+            f"--cluster needs Ray, which is not installed ({error}). Install it with: "
+            "pip install 'editedid-desktop[cluster]'"
+        ) from None
+    from engine.batch.remote import WorkerSpec, restorer_options
+
+    spec = WorkerSpec(args.mode, restorer_options(args.mode, args), processor)
+    return RayExecutor(spec, cluster=args.cluster, workers=args.workers)
 
 
 def batch_cli(argv: Sequence[str] | None = None, *, processor=None) -> int:
