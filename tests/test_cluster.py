@@ -42,6 +42,7 @@ from tests.helpers import sample_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = EditedIDParams(resolution=64, nulltext_iters=2)
+NAMES = [f"p{i:02}_edited.png" for i in range(8)]  # the outputs of `_studio_folders`
 VOLATILE = ("created", "seconds")  # sidecar keys that differ between any two runs
 
 
@@ -73,6 +74,11 @@ def _executor(spec: WorkerSpec, workers: int = 2, **options):
     from engine.batch.cluster import RayExecutor
 
     return RayExecutor(spec, cluster="auto", workers=workers, cpus_per_worker=0.5, **options)
+
+
+def _stepping(steps: int) -> WorkerSpec:
+    """Classic-mode workers with a stand-in that takes `steps` steps of 50 ms per file."""
+    return WorkerSpec("classic", processor=SteppingProcessor(steps=steps, step_delay=0.05))
 
 
 def _studio_folders(root: Path, pairs: int = 8) -> tuple[Path, Path]:
@@ -242,9 +248,7 @@ def test_classic_batch_on_two_workers_matches_a_local_batch(ray_cluster, tmp_pat
     assert local.ok == on_ray.ok == 8 and local.failed == on_ray.failed == 1
     assert _rows(on_ray) == _rows(local)
     assert all(r.faces == "1" for r in on_ray.rows if r.status == "ok")
-    _assert_same_results(
-        tmp_path / "local", tmp_path / "ray", [f"p{i:02}_edited.png" for i in range(8)]
-    )
+    _assert_same_results(tmp_path / "local", tmp_path / "ray", NAMES)
     ready = {e.worker for e in events if e.stage == "worker ready"}
     assert len(ready) == 2  # two workers served the batch
     done = [e.file for e in events if e.stage in ("file done", "file failed")]
@@ -277,9 +281,7 @@ def test_diffusion_batch_on_two_workers_matches_a_local_batch(ray_cluster, tmp_p
     )  # fmt: skip
     assert local.ok == on_ray.ok == 8 and on_ray.mode == "diffusion"
     assert _rows(on_ray) == _rows(local)
-    _assert_same_results(
-        tmp_path / "local", tmp_path / "ray", [f"p{i:02}_edited.png" for i in range(8)]
-    )
+    _assert_same_results(tmp_path / "local", tmp_path / "ray", NAMES)
     stages = {e.stage for e in events if e.worker.startswith("worker")}
     assert stages & {"inversion", "reconstruction", "null-text"}  # per-worker step progress
 
@@ -288,9 +290,7 @@ def test_a_worker_killed_mid_file_is_replaced_and_every_file_finishes_once(ray_c
     import ray
 
     orig, edit, out = make_folders(tmp_path)
-    executor = _executor(
-        WorkerSpec("classic", processor=SteppingProcessor(steps=20, step_delay=0.05))
-    )
+    executor = _executor(_stepping(20))
     events, killed = [], {}
 
     def on_progress(p):
@@ -318,8 +318,7 @@ def test_a_file_whose_workers_keep_dying_fails_with_the_reason(ray_cluster, tmp_
     import ray
 
     orig, edit, out = make_folders(tmp_path)
-    executor = _executor(WorkerSpec("classic", processor=SteppingProcessor(steps=20, step_delay=0.05)),
-                         workers=1, max_attempts=2)  # fmt: skip
+    executor = _executor(_stepping(20), workers=1, max_attempts=2)
     victim = {}
 
     def on_progress(p):  # kill whoever restores a01.png, every time
@@ -337,9 +336,7 @@ def test_a_file_whose_workers_keep_dying_fails_with_the_reason(ray_cluster, tmp_
 
 def test_cancel_on_ray_keeps_finished_files_and_writes_no_half_file(ray_cluster, tmp_path):
     orig, edit, out = make_folders(tmp_path)
-    executor = _executor(
-        WorkerSpec("classic", processor=SteppingProcessor(steps=40, step_delay=0.05))
-    )
+    executor = _executor(_stepping(40))
     cancel, pause = threading.Event(), threading.Event()
     events = []
 
@@ -350,8 +347,10 @@ def test_cancel_on_ray_keeps_finished_files_and_writes_no_half_file(ray_cluster,
         if p.stage == "paused":
             cancel.set()  # ... and a cancel while paused ends the batch
 
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), mode="classic",
-                       executor=executor, on_progress=on_progress, pause=pause, cancel=cancel)  # fmt: skip
+    report = run_batch(
+        plan_batch(orig, edit, out), EditedIDParams(), mode="classic", executor=executor,
+        on_progress=on_progress, pause=pause, cancel=cancel,
+    )  # fmt: skip
     assert report.cancelled and events[-1].stage == "cancelled"
     assert report.count("cancelled") >= 1 and len(report.rows) < 7
     for row in report.rows:
