@@ -128,9 +128,11 @@ class MaskDocument(QObject):
         radius: float,
         hardness: float = 1.0,
         erase: bool = False,
+        **clip,
     ) -> MaskEditCommand | None:
-        """One stroke as one undo command; returns it (None if off-frame)."""
-        edit = self.model.paint(face, kind, stroke_points, radius, hardness, erase)
+        """One stroke as one undo command; returns it (None if it changes nothing).
+        `clip`: keep_out / allow boxes, see MaskModel.paint."""
+        edit = self.model.paint(face, kind, stroke_points, radius, hardness, erase, **clip)
         return self._push(edit)
 
     def clear(self, face: int, kind: str) -> None:

@@ -621,3 +621,37 @@ def test_split_and_hold_views_paint_before_and_after_tags(canvas, qtbot):
     assert text == "Before \u00b7 Edited" and max(rgb) < 80
     qtbot.keyRelease(canvas, Qt.Key.Key_Backslash)
     assert canvas.compare_tags() == []
+
+
+def test_a_stroke_across_another_face_leaves_that_face_alone(painting, qtbot):
+    """D8 (issue 12): a brush or eraser stroke of the selected face that crosses another
+    face's box changes nothing there, on screen while dragging and in the mask."""
+    canvas, doc = painting
+    doc = _two_faces(canvas)
+    canvas.set_brush_size(16)
+    qtbot.keyClick(canvas, Qt.Key.Key_E)
+    viewport = canvas.viewport()
+    path = [(100, 100), (190, 100), (300, 100), (300, 200), (300, 270), (200, 270)]
+    before_inside = _pixel(canvas, 300, 150)
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(*path[0]))
+    for x, y in path[1:]:
+        qtbot.mouseMove(viewport, canvas.image_to_view(x, y))
+    assert canvas.stroke_in_progress()
+    assert _pixel(canvas, 300, 150) == before_inside  # the live stroke is clipped too
+    assert _pixel(canvas, 190, 100) != _pixel(canvas, 190, 20)  # ... and drawn elsewhere
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=canvas.image_to_view(*path[-1]))
+    face0, face1 = doc.mask(0, "face"), doc.mask(1, "face")
+    assert face0[100, 100] == 0 and face0[100, 190] == 0 and face0[270, 250] == 0
+    assert (face0[40:221, 220:381] == 255).all()  # Face 2's box: untouched
+    assert (face1 == 255).all()  # and Face 2's own mask too
+    doc.undo_stack.undo()  # still one undo step
+    assert (doc.mask(0, "face") == 255).all()
+
+    # The brush alike; where the boxes overlap, the selected face's own box wins.
+    canvas.set_face_boxes([(0, (20, 20, 250, 180), "1", True), (1, (220, 40, 380, 220), "2", True)])
+    doc.clear(0, "face")
+    qtbot.keyClick(canvas, Qt.Key.Key_B)
+    _stroke(qtbot, canvas, [(100, 100), (300, 100), (300, 260)])
+    face0 = doc.mask(0, "face")
+    assert face0[100, 100] == 255 and face0[100, 235] == 255  # the overlap is Face 1's
+    assert face0[100, 300] == 0 and face0[150, 300] == 0 and face0[255, 300] == 255

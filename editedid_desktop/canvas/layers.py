@@ -281,6 +281,14 @@ class FaceBoxes:
         item = self.items.get(index) if index is not None else None
         return item is not None and item.rect().contains(point)
 
+    def box(self, index: int | None) -> tuple[float, float, float, float] | None:
+        item = self.items.get(index) if index is not None else None
+        return None if item is None else item.rect().getCoords()
+
+    def boxes_except(self, index: int | None) -> list[tuple[float, float, float, float]]:
+        """The boxes of every face but `index` (where its brush must not go)."""
+        return [item.rect().getCoords() for i, item in self.items.items() if i != index]
+
     def at(self, point: QPointF) -> int | None:
         """The face whose box contains `point` (the smallest one if nested)."""
         hits = [

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QPainterPath
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem
 
 from ..imaging import mask_color
-from .items import StrokeItem
+from .items import StrokeItem, Z
 
 if TYPE_CHECKING:
     from .layered import LayeredCanvas
@@ -130,7 +131,17 @@ class StrokeDrag(Drag):
             color = QColor(mask_color(canvas._masks.kind))
             color.setAlpha(140)
         self.item: StrokeItem | None = StrokeItem(start, first, color, brush.size)
-        canvas.scene().addItem(self.item)
+        faces = canvas._faces
+        self.keep_out, self.allow = faces.boxes_except(canvas._masks.face), None
+        if self.keep_out:  # the live stroke shows what the mask will get: clipped alike
+            self.allow = faces.box(canvas._masks.face)
+            clip = stroke_clip(canvas.image_rect(), self.keep_out, self.allow)
+            self.clip_item: QGraphicsPathItem | None = clip
+            canvas.scene().addItem(clip)
+            self.item.setParentItem(clip)
+        else:
+            self.clip_item = None
+            canvas.scene().addItem(self.item)
 
     def move(self, view_pos: QPointF | None, scene_pos: QPointF) -> None:
         point = (scene_pos.x(), scene_pos.y())
@@ -153,14 +164,36 @@ class StrokeDrag(Drag):
             radius=brush.size / 2.0,
             hardness=brush.hardness,
             erase=self.erase,
+            keep_out=self.keep_out,
+            allow=self.allow,
         )
         if command is not None:
             canvas.stroke_committed.emit(masks.face, masks.kind)
 
     def cancel(self) -> None:
         if self.item is not None:
-            self.canvas.scene().removeItem(self.item)
-            self.item = None
+            self.canvas.scene().removeItem(self.clip_item or self.item)
+            self.item = self.clip_item = None
+
+
+def stroke_clip(frame: QRectF, keep_out: list, allow) -> QGraphicsPathItem:
+    """An invisible item whose shape is the frame less the other faces' boxes (plus the
+    painted face's own box): the live stroke, its child, is clipped to it."""
+    region = QPainterPath()
+    region.addRect(frame)
+    for x0, y0, x1, y1 in keep_out:
+        box = QPainterPath()
+        box.addRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        region = region.subtracted(box)
+    if allow is not None:
+        own = QPainterPath()
+        own.addRect(QRectF(allow[0], allow[1], allow[2] - allow[0], allow[3] - allow[1]))
+        region = region.united(own)
+    item = QGraphicsPathItem(region)
+    item.setPen(Qt.PenStyle.NoPen)
+    item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
+    item.setZValue(Z["stroke"])
+    return item
 
 
 def _click_face(canvas: LayeredCanvas, press: Press) -> None:

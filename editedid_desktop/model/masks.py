@@ -22,6 +22,7 @@ replaying it needs nothing but this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -34,6 +35,35 @@ MASK_KINDS: tuple[str, str] = ("face", "element")
 Key = tuple[int, str]  # (edited face index, kind)
 Patch = np.ndarray | int  # a rectangle's pixels, or one value for every pixel of it
 MaskPairs = dict[int, tuple[np.ndarray | None, np.ndarray | None]]
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in edited-photo pixels
+
+
+def clip_stroke(
+    rect: Rect, alpha: np.ndarray, keep_out: Sequence[Box], allow: Box | None
+) -> np.ndarray:
+    """The stroke's alpha with the `keep_out` boxes cut away, except inside `allow`.
+
+    A brush paints one face's mask; where another face's box lies, it must not paint or
+    erase (issue 12 D8). `allow` is the painted face's own box: where the boxes of two
+    faces overlap, the face being painted keeps the pixels."""
+    if not keep_out:
+        return alpha
+    keep = np.ones(alpha.shape, bool)
+
+    def region(box: Box) -> tuple[slice, slice] | None:
+        # A box's edges belong to it (as QRectF.contains says): pixels floor .. ceil.
+        x0, y0 = math.floor(box[0]), math.floor(box[1])
+        x1, y1 = math.ceil(box[2]) + 1, math.ceil(box[3]) + 1
+        x0, x1 = max(x0 - rect.x, 0), min(x1 - rect.x, rect.width)
+        y0, y1 = max(y0 - rect.y, 0), min(y1 - rect.y, rect.height)
+        return (slice(y0, y1), slice(x0, x1)) if x0 < x1 and y0 < y1 else None
+
+    for box in keep_out:
+        if (where := region(box)) is not None:
+            keep[where] = False
+    if allow is not None and (where := region(allow)) is not None:
+        keep[where] = True
+    return np.where(keep, alpha, 0).astype(alpha.dtype)
 
 
 def check_kind(kind: str) -> None:
@@ -376,12 +406,15 @@ class MaskModel(Observable):
         radius: float,
         hardness: float = 1.0,
         erase: bool = False,
+        keep_out: Sequence[Box] = (),
+        allow: Box | None = None,
     ) -> MaskEdit | None:
-        """Paint (or erase) one stroke as one edit; None when it misses the frame.
+        """Paint (or erase) one stroke as one edit; None when it changes nothing.
 
         ``stroke_points`` are (x, y) in edited-photo pixels (`stroke_alpha` lays the
         dabs). The stroke is composited over the mask (paint) or cut out of it (erase);
-        only its bounding rectangle is touched and stored.
+        only its bounding rectangle is touched and stored. It leaves the `keep_out`
+        boxes (other faces) alone, except inside `allow` (`clip_stroke`).
         """
         check_kind(kind)
         points = [(float(x), float(y)) for x, y in stroke_points]
@@ -391,6 +424,9 @@ class MaskModel(Observable):
         if stroke is None:
             return None
         rect, alpha_u8 = stroke
+        alpha_u8 = clip_stroke(rect, alpha_u8, keep_out, allow)
+        if not alpha_u8.any():
+            return None  # the whole stroke lay on other faces
         state = self._ensure((face, kind))
         before = rect.of(state.current).copy()
         old = before.astype(np.uint16)
