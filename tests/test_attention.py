@@ -559,3 +559,63 @@ def test_fp16_keeps_dtype_and_matches_fp32(unet):
         out16 = processor(attn16, hidden.half())
     assert out16.dtype == torch.float16 and out32.dtype == torch.float32
     torch.testing.assert_close(out16.float(), out32, rtol=0, atol=2e-2)
+
+
+# ------------------------------------------------------------------------------------
+# gating through SDPA (issue 13): equal to the map-level reference, no maps
+# ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlap", [(0.3, 0.6), (0.0, 0.0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_sdpa_gating_equals_the_map_reference(unet, overlap, dtype):
+    """The fused path equals the explicit maps of eq. 7-8, also in overlap rows whose
+    weights are both 0 (lambda = 0, 0: the target keeps its own row there)."""
+    attn = first_attn(unet, "attn1")
+    hidden = torch.randn(6 * FACES, H * W, 32, generator=torch.Generator().manual_seed(4))
+    results = {}
+    layer = attn.to(dtype)
+    try:
+        with torch.no_grad():
+            for impl in ("maps", "sdpa"):
+                cfg = config(overlap=overlap, self_attention_impl=impl, query_chunk=100)
+                with EntanglementAttention(unet, cfg):
+                    results[impl] = layer(hidden.to(dtype)).float()
+    finally:
+        attn.to(torch.float32)
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    torch.testing.assert_close(results["sdpa"], results["maps"], rtol=0, atol=tol)
+    # the overlap rows really are gated (not the plain target rows)
+    plain = manual_attention(attn, hidden, None, lambda m: m)
+    assert (split(results["sdpa"])[:, 2] - split(plain)[:, 2]).abs().max() > 1e-3
+
+
+def test_sdpa_gating_whole_unet_equals_maps_and_builds_no_map(unet):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        biggest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                Largest.biggest = max(Largest.biggest, out.numel())
+            return out
+
+    latents, text = batch(seed=5)
+    base = dict(gate_blocks=("down", "mid", "up"), cross_attention=False, query_chunk=None)
+    sizes = {}
+    for impl in ("maps", "sdpa"):
+        Largest.biggest = 0
+        with Largest():
+            sizes[impl] = run(unet, latents, text, config(self_attention_impl=impl, **base))
+        sizes[impl + " largest"] = Largest.biggest
+    torch.testing.assert_close(sizes["sdpa"], sizes["maps"], rtol=0, atol=1e-5)
+    one_map = 6 * FACES * unet.config.attention_head_dim * (H * W) ** 2  # all samples, heads
+    assert sizes["maps largest"] >= one_map  # the control: the reference does build it
+    assert sizes["sdpa largest"] < one_map / 4
+
+
+def test_impl_is_validated():
+    with pytest.raises(ValueError, match="self_attention_impl"):
+        config(self_attention_impl="flash").validate()

@@ -14,10 +14,18 @@ Why processors and not hooks or patched forwards: diffusers routes every `Attent
 through `attn.processor(attn, hidden_states, ...)`; installing small callables with
 `unet.set_attn_processor(dict)` is the supported extension point, is undone by installing
 the previous processors again, and leaves the modules (and their weights) untouched.
-Diffusers' default processor (SDPA) never materialises the softmax maps, so gated layers
-compute them explicitly like `AttnProcessor` (`attn.get_attention_scores` after
-`attn.head_to_batch_dim`); every ungated layer keeps `AttnProcessor2_0` and costs nothing
-extra.
+Diffusers' default processor (SDPA) never materialises the softmax maps, and neither do
+the gated layers: every softmax row sums to 1, so the gated target row (eq. 7-8)
+
+    (w_o P_o + w_e P_e + w_t P_t) V_t / (w_o + w_e + w_t)
+  = (w_o SDPA(q_o, k_o, V_t) + w_e SDPA(q_e, k_e, V_t) + w_t SDPA(q_t, k_t, V_t)) / total
+
+is three fused attention calls with the target's V (one batched call here, together with
+the original and edited branches' plain attention), no Q x K map. The map-level version
+(`self_attention_impl="maps"`: `attn.get_attention_scores` in query chunks, as
+`AttnProcessor`) is kept as the reference the tests compare with. Cross-attention maps
+(Q x 77) are small and still built explicitly. Every ungated layer keeps
+`AttnProcessor2_0` and costs nothing extra.
 
 Batch layout (built by the restore code): B = 2 * 3 * F samples,
 ``index = half * 3F + branch * F + face``; half 0 = unconditional CFG half, 1 = conditional;
@@ -46,6 +54,7 @@ __all__ = [
 ]
 
 MODES = ("map", "output")
+SELF_ATTENTION_IMPLS = ("sdpa", "maps")
 CROSS_HALVES = ("cond", "both")
 BLOCKS = ("down", "mid", "up")
 HALVES = 2  # CFG: unconditional, conditional
@@ -75,6 +84,9 @@ class GateConfig:
     # positions of "face" / "glasses" are padding, as prompt-to-prompt edits only
     # attn[h // 2:]. "both" is kept as an ablation.
     cross_attention_halves: str = "cond"
+    # How mode "map" computes the gated rows: "sdpa" (fused attention, no maps; the
+    # default) or "maps" (explicit softmax maps in query_chunk rows: the reference).
+    self_attention_impl: str = "sdpa"
 
     def validate(self) -> None:
         """Raise ValueError with a clear message for settings that cannot work."""
@@ -101,6 +113,11 @@ class GateConfig:
             )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if self.self_attention_impl not in SELF_ATTENTION_IMPLS:
+            raise ValueError(
+                f"self_attention_impl must be one of {SELF_ATTENTION_IMPLS}, "
+                f"got {self.self_attention_impl!r}."
+            )
         unknown = [b for b in self.gate_blocks if b not in BLOCKS]
         if unknown:
             raise ValueError(f"gate_blocks may only hold {BLOCKS}, got {unknown}.")
@@ -398,6 +415,8 @@ class GatedSelfAttnProcessor(_GatedProcessor):
         weights = self.owner.region_weights_for(p.query.shape[1], p.query)
         if cfg.mode == "output":
             out = self._gate_outputs(attn, p, weights)
+        elif cfg.self_attention_impl == "sdpa" and p.mask is None:
+            out = self._gate_sdpa(attn, p, weights)
         else:
 
             def modify(maps6, start, stop):
@@ -411,6 +430,33 @@ class GatedSelfAttnProcessor(_GatedProcessor):
 
             out = self._chunked(attn, p, modify)
         return _finish(attn, p, out)
+
+    def _gate_sdpa(self, attn, p: _Projected, weights) -> torch.Tensor:
+        """mode "map" without maps (module docstring): one fused attention call over
+        (original, edited, target, original-with-V_t, edited-with-V_t), then the target
+        rows mixed with the eq. 8 weights. Rows whose weights sum to ~0 keep the target's
+        own attention, as gate_self_attention keeps map_t there."""
+        faces, heads = self.owner.config.faces, attn.heads
+        q6, k6, v6 = (_split(t, faces, heads) for t in (p.query, p.key, p.value))
+        groups = (ORIGINAL, EDITED, TARGET, ORIGINAL, EDITED)
+        values = (ORIGINAL, EDITED, TARGET, TARGET, TARGET)
+        q = torch.stack([q6[:, b] for b in groups], 1)  # (half, 5, F, heads, L, d)
+        k = torch.stack([k6[:, b] for b in groups], 1)
+        v = torch.stack([v6[:, b] for b in values], 1)
+        out = F.scaled_dot_product_attention(
+            q.flatten(0, 2), k.flatten(0, 2), v.flatten(0, 2), scale=attn.scale
+        ).view(q.shape[:-1] + v.shape[-1:])
+        w_o, w_e, w_t = (
+            w.to(out.dtype).reshape(1, faces, 1, -1, 1)  # broadcast over half and head
+            for w in _source_weights(weights, self.owner.config.overlap)
+        )
+        total = w_o + w_e + w_t
+        ok = total > 1e-6
+        mixed = (w_o * out[:, 3] + w_e * out[:, 4] + w_t * out[:, TARGET]) / torch.where(
+            ok, total, torch.ones_like(total)
+        )
+        mixed = torch.where(ok, mixed, out[:, TARGET])
+        return torch.stack([out[:, ORIGINAL], out[:, EDITED], mixed], 1).flatten(0, 3)
 
     def _gate_outputs(self, attn, p: _Projected, weights) -> torch.Tensor:
         """mode "output": mix per-row attention outputs (before to_out) of the three
