@@ -9,6 +9,8 @@
 #   dist/EditedID/editedid.desktop, editedid.png     desktop entry and icon
 #   dist/EditedID/install-desktop-entry.sh           adds it to the user's menu
 #   dist/EditedID-<version>-linux-x86_64-<torch>.tar.gz
+#   dist/EditedID-<version>-linux-amd64-<torch>.deb  Debian package (EDITEDID_DEB=0 skips it;
+#                                    EDITEDID_DEB_COMPRESS=xz|zstd|gzip picks its compressor)
 # and runs `dist/EditedID/EditedID --self-test` at the end (exit status = its result).
 # AppImage: built only when `appimagetool` is on PATH (it is not installed offline here);
 # set EDITEDID_APPIMAGE=0 to skip it.
@@ -35,19 +37,12 @@ echo "== pyinstaller took $(( $(date +%s) - start )) s"
 
 # Desktop entry and icon inside the folder, plus a script that installs them per user.
 cp resources/icons/editedid.png "$APP/editedid.png"
-cat > "$APP/editedid.desktop" <<DESKTOP
-[Desktop Entry]
-Type=Application
-Name=EditedID
-GenericName=Face identity restoration
-Comment=Restore the original identity of faces changed by AI image editors
-Exec=EditedID %F
-Icon=editedid
-Terminal=false
-Categories=Graphics;Photography;
-MimeType=image/jpeg;image/png;image/tiff;image/webp;
-StartupWMClass=EditedID
-X-AppVersion=$VERSION
+# The same entry as the .deb's (build_deb.py), started from this folder.
+"$PYTHON" - "$VERSION" > "$APP/editedid.desktop" <<'DESKTOP'
+import sys
+sys.path.insert(0, "packaging")
+from build_deb import desktop_entry
+print(desktop_entry(sys.argv[1], command="EditedID"), end="")
 DESKTOP
 cat > "$APP/install-desktop-entry.sh" <<'INSTALL'
 #!/usr/bin/env bash
@@ -57,7 +52,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DATA="${XDG_DATA_HOME:-$HOME/.local/share}"
 mkdir -p "$DATA/applications" "$DATA/icons/hicolor/256x256/apps"
 cp "$HERE/editedid.png" "$DATA/icons/hicolor/256x256/apps/editedid.png"
-sed "s|^Exec=.*|Exec=\"$HERE/EditedID\" %F|" "$HERE/editedid.desktop" \
+sed -e "s|^Exec=.*|Exec=\"$HERE/EditedID\" %F|" -e "s|^TryExec=.*|TryExec=$HERE/EditedID|" \
+    "$HERE/editedid.desktop" \
     > "$DATA/applications/editedid.desktop"
 command -v update-desktop-database >/dev/null && update-desktop-database "$DATA/applications" || true
 echo "EditedID added to the application menu ($DATA/applications/editedid.desktop)."
@@ -67,6 +63,12 @@ chmod +x "$APP/install-desktop-entry.sh" "$APP/EditedID"
 echo "== archiving $NAME.tar.gz"
 rm -f "$DIST/$NAME.tar.gz"
 tar -C "$DIST" -czf "$DIST/$NAME.tar.gz" --transform "s|^EditedID|$NAME|" EditedID
+
+if [[ "${EDITEDID_DEB:-1}" != 0 ]]; then
+    # Debian package from the same folder (installs to /opt/editedid; see build_deb.py).
+    echo "== .deb"
+    "$PYTHON" packaging/build_deb.py "$APP" --variant "$VARIANT" --out "$DIST"
+fi
 
 if [[ "${EDITEDID_APPIMAGE:-1}" != 0 ]] && command -v appimagetool >/dev/null; then
     echo "== AppImage"

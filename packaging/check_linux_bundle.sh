@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packaging check (not in the default test run; tests/test_packaging.py runs it when
-# `-m slow` is given): build the Linux bundle here with the CPU build of torch, run its
-# --self-test, and print the bundle size and the start-up times.
+# `-m slow` is given): build the Linux bundle and its .deb here with the CPU build of
+# torch, run its --self-test, and print the bundle size and the start-up times.
 #
 #   bash packaging/check_linux_bundle.sh            # ~10-20 min on 2 cores
 #   EDITEDID_SKIP_BUILD=1 bash packaging/check_linux_bundle.sh   # time an existing bundle
@@ -28,6 +28,17 @@ if [[ "${EDITEDID_SKIP_BUILD:-0}" != 1 ]]; then
     echo "== build + first self-test: $(printf '%.0f' "$(echo "$(date +%s.%N) - $start" | bc)") s"
 fi
 [[ -x "$APP/EditedID" ]] || { echo "no bundle at $APP" >&2; exit 1; }
+
+# The .deb of this bundle (build_linux.sh made it; with EDITEDID_SKIP_BUILD=1 it is made
+# here when missing or older than the bundle). tests/test_packaging.py installs it.
+VERSION="$("$PYTHON" -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')"
+DEB="$DIST/EditedID-${VERSION}-linux-amd64-cpu.deb"
+if [[ ! -f "$DEB" || "$DEB" -ot "$APP/EditedID" ]]; then
+    timed_deb_start=$(date +%s)
+    "$PYTHON" packaging/build_deb.py "$APP" --variant cpu --out "$DIST"
+    echo "== .deb built in $(( $(date +%s) - timed_deb_start )) s"
+fi
+echo "== deb: $(du -sm "$DEB" | cut -f1) MB $DEB"
 
 if [[ "${EDITEDID_DROP_CACHES:-0}" == 1 ]]; then
     sync && echo 3 > /proc/sys/vm/drop_caches && echo "== page cache dropped"

@@ -1,18 +1,26 @@
-"""Packaging: static checks of the PyInstaller spec and installers (fast, default run),
-and the real Linux bundle build + --self-test (slow; `pytest -m slow`)."""
+"""Packaging: static checks of the PyInstaller spec and installers, the .deb built from a
+stand-in bundle and installed into a throwaway dpkg root (fast, default run); the real
+Linux bundle build + --self-test, and its .deb installed and used (slow; `pytest -m slow`)."""
 
 from __future__ import annotations
 
 import ast
+import gzip
+import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
@@ -186,9 +194,10 @@ def test_entry_script_dispatches_to_the_cli():
     assert "restore" in out.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds the Linux bundle")
-def test_linux_bundle_builds_and_passes_its_self_test():
+@pytest.fixture(scope="module")
+def linux_bundle_check() -> str:
+    """Build the Linux bundle and its .deb ONCE (check_linux_bundle.sh, about 6-10 min on
+    2 cores) for every slow test of this module; its log."""
     out = subprocess.run(
         ["bash", str(PACKAGING / "check_linux_bundle.sh")],
         capture_output=True,
@@ -198,4 +207,364 @@ def test_linux_bundle_builds_and_passes_its_self_test():
     )
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-6000:]
+    return log
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds the Linux bundle")
+def test_linux_bundle_builds_and_passes_its_self_test(linux_bundle_check):
+    log = linux_bundle_check
     assert "RESULT: PASS" in log and "bundle size:" in log
+    assert re.search(r"== deb: \d+ MB .*EditedID-.*-linux-amd64-cpu\.deb", log)
+
+
+# --- the Debian package -----------------------------------------------------------------
+# Fast tests build the .deb from a stand-in bundle (a script named EditedID, a copy of
+# /usr/bin/dpkg as its "library", one dist-info) with the real packaging/build_deb.py and
+# check it against the rules lintian checks (control fields, permissions, md5sums,
+# copyright, changelog): these checks are NOT lintian, which is too slow for the default
+# run on a 1.5 GB package (packaging/README.md has its real output). The slow test
+# installs the real bundle's .deb.
+
+sys.path.insert(0, str(PACKAGING))
+import build_deb  # noqa: E402
+import deb_depends  # noqa: E402
+
+needs_dpkg = pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and shutil.which("dpkg-deb") and shutil.which("objdump")),
+    reason="Debian packaging needs dpkg-deb and objdump (Debian/Ubuntu build machine)",
+)
+STAND_IN = """#!/bin/sh
+# stand-in for the PyInstaller executable: says how it was called, writes nothing
+echo "EditedID called with: $*"
+"""
+
+
+def _stand_in_bundle(root: Path, ship_libmd: bool = False) -> Path:
+    bundle = root / "EditedID"
+    (bundle / "_internal" / "demo-1.0.dist-info").mkdir(parents=True)
+    (bundle / "EditedID").write_text(STAND_IN)
+    (bundle / "EditedID").chmod(0o700)  # the package must normalise odd modes
+    shutil.copy(shutil.which("dpkg"), bundle / "_internal" / "libdemo.so")
+    (bundle / "_internal" / "demo-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nLicense-Expression: MIT\n"
+    )
+    (bundle / "install-desktop-entry.sh").write_text("#!/bin/sh\n")  # per-user extra
+    if ship_libmd:
+        (bundle / "_internal" / "libmd.so.0").write_bytes(b"not needed from the system")
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def stand_in_deb(tmp_path_factory) -> Path:
+    if not (shutil.which("dpkg-deb") and shutil.which("objdump")):
+        pytest.skip("needs dpkg-deb and objdump")
+    root = tmp_path_factory.mktemp("deb")
+    return build_deb.build(_stand_in_bundle(root), root / "out", "cu128", root / "work", "gzip")
+
+
+def _deb_files(deb: Path) -> dict[str, tuple[str, str, int]]:
+    """path -> (mode string, owner/group, size) as `dpkg-deb -c` lists them."""
+    listing = subprocess.run(
+        ["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True
+    )
+    out = {}
+    for line in listing.stdout.splitlines():
+        mode, owner, size, _date, _time, path = line.split(None, 5)
+        out[path.split(" -> ")[0].removeprefix("./").rstrip("/")] = (mode, owner, int(size))
+    return out
+
+
+def _extract(deb: Path, dest: Path) -> Path:
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(dest)], check=True)
+    return dest
+
+
+@needs_dpkg
+def test_deb_control_fields_follow_debian_policy(stand_in_deb):
+    assert stand_in_deb.name == "EditedID-0.1.0-linux-amd64-cu128.deb"
+    info = subprocess.run(
+        ["dpkg-deb", "-f", str(stand_in_deb)], capture_output=True, text=True, check=True
+    ).stdout
+    fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", info, flags=re.M))
+    assert fields["Package"] == "editedid"
+    assert re.fullmatch(r"\d+(\.\d+)*(~\w+)?-1\+cu128", fields["Version"])
+    assert fields["Architecture"] == "amd64"
+    assert re.fullmatch(r".+ <[^@\s]+@[^@\s]+\.\w+>", fields["Maintainer"])
+    assert fields["Section"] == "graphics" and fields["Priority"] == "optional"
+    assert int(fields["Installed-Size"]) > 0
+    # libc floor from the GLIBC_ versions of the "library"; libmd0/libselinux1 from their
+    # shlibs files, as dpkg-shlibdeps would give them
+    depends = fields["Depends"].split(", ")
+    assert any(re.fullmatch(r"libc6 \(>= 2\.\d+\)", d) for d in depends), depends
+    assert any(d.startswith("libmd0") for d in depends), depends
+    synopsis = fields["Description"]
+    assert len(synopsis) < 80 and not synopsis.lower().startswith("editedid")
+    long_description = info.split("Description:", 1)[1].splitlines()[1:]
+    assert len(long_description) >= 3 and all(line.startswith(" ") for line in long_description)
+    assert "CUDA 12.8" in synopsis
+
+
+@needs_dpkg
+def test_deb_files_permissions_md5sums_copyright_changelog(stand_in_deb, tmp_path):
+    files = _deb_files(stand_in_deb)
+    for path, (mode, owner, _size) in files.items():
+        assert owner == "root/root", path
+        if mode.startswith("d"):
+            assert mode == "drwxr-xr-x", path
+        elif not mode.startswith("l"):
+            assert mode in ("-rw-r--r--", "-rwxr-xr-x"), (path, mode)
+    assert files["opt/editedid/EditedID"][0] == "-rwxr-xr-x"  # was 0700 in the bundle
+    assert files["usr/bin/editedid"][0] == files["usr/bin/editedid-cli"][0] == "-rwxr-xr-x"
+    assert "opt/editedid/install-desktop-entry.sh" not in files  # per-user extras stay out
+    tree = _extract(stand_in_deb, tmp_path / "x")
+    sums = (tree / "DEBIAN" / "md5sums").read_text().splitlines()
+    listed = {line.split("  ", 1)[1] for line in sums}
+    regular = {p for p, (mode, _o, _s) in files.items() if mode.startswith("-")}
+    assert listed == regular
+    for line in sums:
+        digest, rel = line.split("  ", 1)
+        assert hashlib.md5((tree / rel).read_bytes()).hexdigest() == digest, rel
+    copyright_text = (tree / "usr/share/doc/editedid/copyright").read_text()
+    assert "/usr/share/common-licenses/Apache-2.0" in copyright_text
+    assert "demo 1.0: MIT" in copyright_text  # bundled components listed from metadata
+    changelog = gzip.decompress((tree / "usr/share/doc/editedid/changelog.Debian.gz").read_bytes())
+    first = changelog.decode().splitlines()[0]
+    assert re.fullmatch(r"editedid \(\S+-1\+cu128\) unstable; urgency=medium", first)
+    assert re.search(r"^ -- .+ <.+>  \w{3}, \d{2} \w{3} \d{4}", changelog.decode(), flags=re.M)
+    for man in ("editedid.1.gz", "editedid-cli.1.gz"):
+        assert gzip.decompress((tree / "usr/share/man/man1" / man).read_bytes()).startswith(b".TH ")
+    for script in ("postinst", "postrm"):
+        path = tree / "DEBIAN" / script
+        assert path.stat().st_mode & 0o777 == 0o755
+        subprocess.run(["sh", "-n", str(path)], check=True)
+        assert "DPKG_ROOT" in path.read_text()  # never the host's caches in a --root install
+
+
+@needs_dpkg
+def test_deb_desktop_entry_icons_mime_and_metainfo(stand_in_deb, tmp_path):
+    import configparser
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    tree = _extract(stand_in_deb, tmp_path / "x")
+    desktop_files = list((tree / "usr/share/applications").glob("*.desktop"))
+    assert [p.name for p in desktop_files] == [f"{build_deb.APP_ID}.desktop"]
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(desktop_files[0])
+    d = entry["Desktop Entry"]
+    assert d["Exec"] == "editedid %F" and d["Icon"] == "editedid" and d["Terminal"] == "false"
+    mime = d["MimeType"].split(";")
+    assert {"image/jpeg", "image/png", "image/tiff", "image/webp", build_deb.PROJECT_MIME} <= set(
+        mime
+    )
+    assert mime[-1] == ""  # the list ends with ';' (desktop-entry spec)
+    if shutil.which("desktop-file-validate"):  # freedesktop's validator, when installed
+        out = subprocess.run(
+            ["desktop-file-validate", str(desktop_files[0])], capture_output=True, text=True
+        )
+        assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+    for size in build_deb.ICON_SIZES:
+        png = tree / f"usr/share/icons/hicolor/{size}x{size}/apps/editedid.png"
+        with Image.open(png) as im:
+            assert im.size == (size, size) and im.mode == "RGBA"
+    assert (tree / "usr/share/icons/hicolor/scalable/apps/editedid.svg").is_file()
+    types = ET.parse(tree / "usr/share/mime/packages/editedid.xml").getroot()
+    ns = "{http://www.freedesktop.org/standards/shared-mime-info}"
+    (project,) = types.findall(f"{ns}mime-type")
+    assert project.get("type") == build_deb.PROJECT_MIME
+    assert project.find(f"{ns}glob").get("pattern") == "*.editedid"
+    meta_path = tree / f"usr/share/metainfo/{build_deb.APP_ID}.metainfo.xml"
+    meta = ET.parse(meta_path).getroot()
+    assert meta.get("type") == "desktop-application" and meta.findtext("id") == build_deb.APP_ID
+    assert meta.find("launchable").text == desktop_files[0].name
+    assert meta.findtext("project_license") == "Apache-2.0"
+    assert {b.text for b in meta.iter("binary")} == {"editedid", "editedid-cli"}
+    if shutil.which("appstreamcli"):  # the AppStream reference validator, when installed
+        out = subprocess.run(
+            ["appstreamcli", "validate", "--no-net", "--pedantic", str(meta_path)],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _dpkg_root(root: Path) -> list[str]:
+    """A throwaway dpkg database: a fresh admindir knows no installed package."""
+    admin = root / "var/lib/dpkg"
+    for sub in ("info", "updates", "triggers"):
+        (admin / sub).mkdir(parents=True, exist_ok=True)
+    for name in ("status", "available"):
+        (admin / name).touch()
+    # What any desktop system has: the shared MIME database's own package file, so the
+    # maintainer scripts rebuild the cache (without it update-mime-database does nothing).
+    packages = root / "usr/share/mime/packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    (packages / "base.xml").write_text(
+        '<?xml version="1.0"?>\n<mime-info xmlns="http://www.freedesktop.org/standards/'
+        'shared-mime-info"><mime-type type="text/plain"><glob pattern="*.txt"/>'
+        "</mime-type></mime-info>\n"
+    )
+    # and the icon theme (gtk-update-icon-cache only indexes a theme with an index.theme)
+    theme = root / "usr/share/icons/hicolor"
+    theme.mkdir(parents=True, exist_ok=True)
+    (theme / "index.theme").write_text(
+        "[Icon Theme]\nName=Hicolor\nDirectories=48x48/apps\n\n"
+        "[48x48/apps]\nSize=48\nContext=Applications\nType=Threshold\n"
+    )
+    # --root: install under `root`; --force-script-chrootless: run the maintainer scripts
+    # here with DPKG_ROOT set (a chroot into `root` would need a whole system in it);
+    # --force-depends: the fresh database has no libc6, libxcb1, ... "installed", although
+    # the host has the libraries (the real Depends are checked by apt in the release workflow).
+    return ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends"]
+
+
+def _user_data(home: Path) -> dict[Path, bytes]:
+    """Models and settings as a user of the app has them (they must survive a purge)."""
+    models = home / ".local/share/EditedID/models/CompVis--stable-diffusion-v1-4"
+    data = {
+        models / "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+        home / ".config/EditedID/EditedID Desktop.conf": b"[General]\nlast_folder=/photos\n",
+    }
+    for path, content in data.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return data
+
+
+def _install_use_purge(deb: Path, root: Path, use) -> None:
+    """Install `deb` into `root`, call use(root, env), purge, check what is left."""
+    dpkg = _dpkg_root(root)
+    before = {p for p in root.rglob("*")}
+    home = root / "home/user"
+    data = _user_data(home)
+    out = subprocess.run([*dpkg, "-i", str(deb)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for path in ("opt/editedid/EditedID", "usr/bin/editedid", "usr/bin/editedid-cli"):
+        assert os.access(root / path, os.X_OK), path
+    cache = (root / "usr/share/mime/mime.cache").read_bytes()
+    assert b"application/x-editedid-project" in cache  # postinst updated the MIME cache
+    if shutil.which("gtk-update-icon-cache"):
+        assert b"editedid" in (root / "usr/share/icons/hicolor/icon-theme.cache").read_bytes()
+    if shutil.which("update-desktop-database"):  # "Open with EditedID" for photos
+        mimeinfo = (root / "usr/share/applications/mimeinfo.cache").read_text()
+        assert f"image/jpeg={build_deb.APP_ID}.desktop;" in mimeinfo
+    env = dict(os.environ, HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    env.pop("EDITEDID_MODELS_DIR", None)
+    env.pop("XDG_DATA_HOME", None)
+    env.pop("XDG_CONFIG_HOME", None)
+    use(root, env)
+    (root / "opt/editedid/__pycache__").mkdir(exist_ok=True)  # what a run as root may leave
+    (root / "opt/editedid/__pycache__/x.cpython-311.pyc").write_bytes(b"")
+    out = subprocess.run([*dpkg, "--purge", "editedid"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not (root / "opt/editedid").exists()
+    status = (root / "var/lib/dpkg/status").read_text()
+    assert "Package: editedid" not in status or "Status: purge ok not-installed" in status
+    left = {p for p in root.rglob("*") if p.is_file()} - before
+    user = {p for p in left if home in p.parents}
+    assert {p for p in data} <= user and all(p.read_bytes() == c for p, c in data.items())
+    system = left - user
+    # Only dpkg's own database and the caches the maintainer scripts rebuilt, which no
+    # longer know EditedID.
+    caches = [
+        p
+        for p in system
+        if root / "usr/share/mime" in p.parents or p.name in ("mimeinfo.cache", "icon-theme.cache")
+    ]
+    stray = [p for p in system - set(caches) if root / "var/lib/dpkg" not in p.parents]
+    assert not stray, stray
+    for path in caches:
+        assert b"editedid" not in path.read_bytes(), path
+    assert not list((root / "var/lib/dpkg/info").glob("editedid.*"))
+
+
+@needs_dpkg
+def test_deb_installs_into_a_throwaway_root_and_purges_to_the_users_data(stand_in_deb, tmp_path):
+    def use(root, env):
+        for launcher, expect in (("editedid", "--self-test"), ("editedid-cli", "--cli restore")):
+            args = expect.split()[-1:] if launcher == "editedid" else ["restore"]
+            out = subprocess.run(
+                [str(root / "usr/bin" / launcher), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            assert out.stdout.strip() == f"EditedID called with: {expect}"
+
+    _install_use_purge(stand_in_deb, tmp_path / "root", use)
+
+
+@needs_dpkg
+def test_depends_come_from_the_binaries_not_a_list(tmp_path, monkeypatch):
+    result = deb_depends.analyse(_stand_in_bundle(tmp_path / "a"))
+    names = {d.split()[0] for d in result["depends"]}
+    assert {"libc6", "libmd0", "libselinux1"} <= names  # dpkg's NEEDED, via dpkg -S
+    assert result["needs"]["libmd.so.0"] == ["_internal/libdemo.so"]
+    assert "libmd0" not in {
+        d.split()[0]
+        for d in deb_depends.analyse(_stand_in_bundle(tmp_path / "b", ship_libmd=True))["depends"]
+    }  # shipped: no Depends
+    monkeypatch.setattr(deb_depends, "_ldconfig", lambda: {})  # a machine without them
+    assert "libmd.so.0" in deb_depends.analyse(_stand_in_bundle(tmp_path / "c"))["unknown"]
+    assert build_deb.debian_version("1.2.0rc1") == "1.2.0~rc1"  # sorts before 1.2.0 in dpkg
+    assert build_deb.debian_version("0.1.0") == "0.1.0"
+
+
+@pytest.mark.slow
+@needs_dpkg
+def test_the_bundles_deb_installs_runs_and_purges_to_the_users_data(linux_bundle_check, tmp_path):
+    """The real .deb (built by the check above, not again): installed into a throwaway
+    root, its self-test and a classic restore run from the installed launchers."""
+    from tests.helpers import sample_photo
+
+    deb_path = re.search(r"== deb: \d+ MB (\S+\.deb)", linux_bundle_check).group(1)
+    photo = Image.open(sample_photo("grace_hopper")).convert("RGB")
+    pair = tmp_path / "photos"
+    pair.mkdir()
+    photo.save(pair / "original.jpg")
+    brighter = np.clip(np.asarray(photo).astype(int) + 20, 0, 255).astype(np.uint8)
+    Image.fromarray(brighter).save(pair / "edited.png")
+
+    def use(root, env):
+        test = subprocess.run(
+            [str(root / "usr/bin/editedid"), "--self-test"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert test.returncode == 0 and "RESULT: PASS" in test.stdout, test.stdout + test.stderr
+        out = pair / "restored.png"
+        cli = subprocess.run(
+            [
+                str(root / "usr/bin/editedid-cli"),
+                "restore",
+                "--original",
+                str(pair / "original.jpg"),
+                "--edited",
+                str(pair / "edited.png"),
+                "--out",
+                str(out),
+                "--mode",
+                "classic",
+                "--face-backend",
+                "dlib",
+                "--faces",
+                "all",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        sidecar = json.loads(out.with_name("restored.png.json").read_text())
+        assert sidecar["mode"] == "classic" and len(sidecar["faces"]) == 1
+        with Image.open(out) as restored:
+            assert restored.size == photo.size
+
+    _install_use_purge(Path(deb_path), tmp_path / "root", use)
