@@ -38,6 +38,7 @@ from .batch_widgets import (
     format_eta,
     summary_bar,
 )
+from .cluster_panel import ClusterPanel
 
 __all__ = ["BatchDialog", "BatchWorker", "format_eta"]
 
@@ -56,9 +57,10 @@ class BatchWorker(QObject):
 
     def __init__(
         self, plan: BatchPlan, params, *, restorer, backend, processor, overwrite,
-        strip_location: bool = True, faces: str = "changed",
+        strip_location: bool = True, faces: str = "changed", executor=None,
     ):  # fmt: skip
         super().__init__()
+        self.executor = executor  # None: this computer; else the Ray cluster's
         self.plan, self.params, self.restorer = plan, params, restorer
         self.backend, self.processor, self.overwrite = backend, processor, overwrite
         self.strip_location, self.faces = strip_location, faces
@@ -80,6 +82,7 @@ class BatchWorker(QObject):
                 overwrite=self.overwrite,
                 strip_location=self.strip_location,
                 faces=self.faces,
+                executor=self.executor,
             )
         except Exception as error:  # noqa: BLE001 - shown in the dialog, never a crash
             self.failed.emit(str(error) or type(error).__name__)
@@ -132,12 +135,17 @@ class BatchDialog(QDialog):
         self.folders_box = FoldersBox(backend)
         self.check_section = CheckSection()
         self.run_section = RunSection()
+        self.cluster_panel = ClusterPanel()
         self.results = ResultsSplitter()
         bottom, self.summary_label, self.open_report_button, self.close_button = summary_bar()
         layout = QVBoxLayout(self)
         layout.addWidget(self.folders_box)
         layout.addWidget(self.check_section, 2)
         layout.addWidget(self.run_section)
+        layout.addWidget(self.cluster_panel)  # shown only when a cluster is chosen
+        buttons = self.run_section.layout().itemAt(0).layout()  # Start, Pause, Cancel, ETA
+        cancel = self.run_section.cancel_button
+        buttons.insertWidget(buttons.indexOf(cancel) + 1, self.cluster_panel.controls)
         layout.addWidget(self.results, 3)
         layout.addLayout(bottom)
         self._alias_widgets()
@@ -269,6 +277,11 @@ class BatchDialog(QDialog):
             f"Started: {plan.summary()} Mode: {self.mode}. "
             f"Restoring {FACE_SELECTION_TEXT[self.faces]}."
         )
+        try:  # "Run on": None for this computer, else the Ray cluster's executor
+            executor = self.cluster_panel.executor(self.mode, restorer, self.processor)
+        except Exception as error:  # noqa: BLE001 - a bad address or no Ray: said inline
+            self._status(str(error), ERROR_COLOR)
+            return False
         self._worker = BatchWorker(
             plan,
             params,
@@ -278,6 +291,7 @@ class BatchDialog(QDialog):
             overwrite=self.overwrite_check.isChecked(),
             strip_location=self.strip_location,
             faces=self.faces,
+            executor=executor,
         )
         self._thread = QThread()
         _LIVE.add((self._thread, self._worker))
@@ -351,6 +365,7 @@ class BatchDialog(QDialog):
     @Slot(object)
     def _on_progress(self, p: BatchProgress) -> None:
         self.run_section.show_progress(p)
+        self.cluster_panel.show_progress(p)
         if p.stage == "paused" and not p.steps:
             self._log("Paused.")
         elif p.stage == "stopped" and not p.steps:
@@ -419,6 +434,7 @@ class BatchDialog(QDialog):
         self.folders_box.set_editable(not running)
         self.check_button.setEnabled(not running)
         self.run_section.set_running(running)
+        self.cluster_panel.set_running(running)
 
     @Slot()
     def _invalidate_check(self) -> None:
