@@ -103,6 +103,7 @@ class ClusterPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.workers_table.setMaximumHeight(130)
+        self.cpus_per_worker = 1.0  # a worker's CPUs on a cluster without GPUs
         self._rows: dict[str, int] = {}
         self._done: dict[str, int] = {}
         self._running = False
@@ -170,7 +171,9 @@ class ClusterPanel(QWidget):
 
         spec = WorkerSpec(mode, model_options(restorer), processor)
         self._reset_workers()
-        return RayExecutor(spec, cluster=address, workers=self.workers())
+        return RayExecutor(
+            spec, cluster=address, workers=self.workers(), cpus_per_worker=self.cpus_per_worker
+        )
 
     # -- check -----------------------------------------------------------------------
     @Slot()
@@ -222,6 +225,7 @@ class ClusterPanel(QWidget):
             return
         if p.stage == "worker ready":
             self._set(row, 2, "ready", OK_COLOR)
+            self._set(row, 3, str(self._done.setdefault(p.worker, 0)))
             return
         if p.stage in ("file done", "file failed", "skipped"):
             self._done[p.worker] = self._done.get(p.worker, 0) + (p.stage != "skipped")

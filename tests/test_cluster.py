@@ -425,3 +425,35 @@ def test_a_killed_driver_resumes_and_leaves_no_worker_behind(ray_cluster, tmp_pa
     assert report.skipped == len(finished) and report.ok == 10 - len(finished)
     assert all(p.read_bytes() == data for p, data in finished.items())
     assert not [p for p in out.iterdir() if ".part" in p.name or p.name.startswith(".editedid")]
+
+
+# --- the app ------------------------------------------------------------------------------
+def test_batch_dialog_runs_on_the_cluster_with_per_worker_progress(ray_cluster, qtbot, tmp_path):
+    from editedid_desktop.batch_dialog import BatchDialog
+
+    orig, edit, out = make_folders(tmp_path)
+    dialog = BatchDialog(EditedIDParams, lambda: None, processor=SteppingProcessor(steps=3))
+    qtbot.addWidget(dialog)
+    panel = dialog.cluster_panel
+    assert not panel.use_cluster() and panel.isHidden()  # this computer, by default
+    assert panel.executor("classic", get_restorer("classic")) is None
+    dialog.set_folders(orig, edit, out)
+    dialog.set_mode("classic")
+    panel.set_cluster("auto", workers=2)
+    assert not panel.isHidden() and panel.workers() == 2
+    with qtbot.waitSignal(panel.checked, timeout=60000):
+        panel.check_cluster_button.click()
+    assert "1 machine, 0 GPUs, 2 CPUs" in panel.cluster_status.text()
+    panel.cpus_per_worker = 0.5  # two workers on two busy cores
+    with qtbot.waitSignal(dialog.batch_finished, timeout=120000) as blocker:
+        assert dialog.start()
+        assert not panel.address_edit.isEnabled()  # no change of cluster mid-batch
+    report = blocker.args[0]
+    assert report.ok == 5 and report.failed == 2
+    lines = panel.worker_lines()
+    assert lines and all(line.startswith("worker ") for line in lines)  # those that started
+    assert sum(int(line.rsplit("|", 1)[1]) for line in lines) == 5  # restored by the workers
+    assert panel.address_edit.isEnabled()
+    panel.set_cluster("not an address")
+    with pytest.raises(InputError, match="HOST:PORT"):
+        panel.executor("classic", get_restorer("classic"))

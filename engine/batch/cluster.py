@@ -415,7 +415,7 @@ class _Dispatch:
         """Hand `entry` to `slot`; False when it got its row here (skipped, failed)."""
         run, item = self.run, entry.item
         run.focus(entry.position, item)
-        run.worker = slot.label
+        run.worker = ""  # what fails here failed on this computer, not on the worker
         if entry.job is None:
             if is_finished(item.output, item.original, item.edited):  # done meanwhile
                 run.add_row(_skipped_row(item, self.old_rows, run.report.mode), "skipped")
@@ -439,6 +439,7 @@ class _Dispatch:
                 return False
         entry.attempts += 1
         slot.entry, slot.task = entry, slot.actor.restore.remote(entry.job)
+        run.worker = slot.label
         run.emit("file", message=f"{item.original.name} + {item.edited.name}")
         return True
 
