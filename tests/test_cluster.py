@@ -35,6 +35,7 @@ from engine.batch.remote import (
 from engine.batch.run import REPORT_NAME, is_finished, plan_batch, run_batch, sidecar_path
 from engine.cli.batch import batch_cli
 from engine.errors import InputError, ModelError
+from engine.io.export import read_sidecar
 from engine.params import EditedIDParams
 from engine.restorers import get_restorer
 from tests.fixtures.batch import FakeProcessor, make_folders, save_image
@@ -183,8 +184,10 @@ def test_cli_cluster_options_are_checked_before_any_work(tmp_path, capsys):
 
 def test_a_file_restored_from_bytes_equals_the_local_result(tmp_path):
     """The worker's round trip in one process: same bytes, same sidecar (with the
-    driver's paths), the same failure messages, its scratch folder gone."""
-    orig, edit, out = make_folders(tmp_path)
+    driver's paths, resolved, as locally), the same failure messages, its scratch gone."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")  # folders reached through a link
+    orig, edit, out = make_folders(tmp_path / "link")
     full = edit / "A06.TIF"  # a08: decodes its header, then the pixels run out
     save_image(np.asarray(Image.open(full)), orig / "a08.png")
     Image.open(full).convert("RGB").save(edit / "whole.jpg", quality=95)
@@ -218,7 +221,10 @@ def test_a_file_restored_from_bytes_equals_the_local_result(tmp_path):
         write_outcome(item, job, outcome, overwrite=False)
         assert item.output.read_bytes() == (out / item.output.name).read_bytes()
         side = json.loads(sidecar_path(item.output).read_text())
-        assert side["inputs"]["edited"]["path"] == str(item.edited.resolve())
+        assert side["inputs"]["edited"]["path"] == str(
+            tmp_path / "real" / "edit" / item.edited.name
+        )
+        assert side["inputs"] == read_sidecar(out / item.output.name)["inputs"]
         assert is_finished(item.output, item.original, item.edited)
     assert statuses["a08.jpg"] == "failed" and statuses["a07.jpg"] == "driver"
     assert list(statuses.values()).count("ok") == 5
