@@ -122,6 +122,77 @@ def test_identity_change_is_separated_from_glasses_with_attention():
     assert iou(both, truth) > iou(attention, truth) + 0.2
 
 
+def _rim_neck_arm_pair(size: int = 512, temples: bool = False):
+    """Aligned crops of one synthetic face whose edit draws glasses (a strong difference)
+    and, as an identity change and misalignment do, changes the face, the hair rim, the
+    neck and a neighbour's arm beside it slightly. (original, edited, face mask,
+    glasses, {part: where})."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    cx, cy, rx, ry = size * 0.5, size * 0.47, size * 0.2, size * 0.27
+    face = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+    hair = (((xx - cx) / (rx * 1.25)) ** 2 + ((yy - cy + size * 0.04) / (ry * 1.1)) ** 2 <= 1) & (
+        yy < cy
+    )
+    neck = (np.abs(xx - cx) < rx * 0.55) & (yy > cy) & ~face
+    arm = (xx > cx + rx * 1.35) & (xx < cx + rx * 1.75) & (yy > cy)
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (90, 110, 140)
+    for where, rgb in ((hair, (60, 45, 35)), (neck, (200, 160, 135)), (face, (210, 170, 145))):
+        image[where] = rgb
+    image[arm] = (190, 150, 125)
+    edited = image.copy()
+    edited[face] += (8, -4, -6)  # the new identity: a little everywhere on the face
+    rim = cv2.dilate(hair.astype(np.uint8), np.ones((13, 13), np.uint8)) > 0
+    rim &= ~hair & ~face
+    edited[rim] = (95, 72, 55)  # the hair, a few pixels off
+    edited[neck] += (75, 62, 50)  # a shade lighter
+    edited[arm] += (-80, -70, -60)  # a shade darker
+    glasses = np.zeros((size, size), np.uint8)
+    eye_y = int(cy - ry * 0.15)
+    for ex in (cx - rx * 0.45, cx + rx * 0.45):
+        cv2.ellipse(glasses, (int(ex), eye_y), (int(rx * 0.35), int(ry * 0.17)), 0, 0, 360, 255, 7)
+    cv2.line(glasses, (int(cx - rx * 0.1), eye_y), (int(cx + rx * 0.1), eye_y), 255, 6)
+    if temples:  # the glasses' arms run into the hair rim; a strap on to the crop's edge
+        ends = (int(cx - rx * 1.3), int(cx - rx * 0.8)), (int(cx + rx * 0.8), size - 1)
+        for x0, x1 in ends:
+            cv2.line(glasses, (x0, eye_y - 40), (x1, eye_y), 255, 5)
+    edited[glasses > 0] = (15, 12, 18)
+
+    def photo_like(array):  # sensor noise, 8 bits
+        return np.clip(array + rng.normal(0, 2.0, array.shape) + 0.5, 0, 255).astype(np.uint8)
+
+    parts = {"hair rim": rim, "neck": neck, "neighbour's arm": arm}
+    return photo_like(image), photo_like(edited), face.astype(np.uint8) * 255, glasses, parts
+
+
+def test_element_mask_keeps_the_edit_and_drops_rim_neck_and_arm():
+    """D12 (issue 12): slight differences around the face (hair rim, neck, a neighbour's
+    arm) are not the element; the glasses, a strong difference, are."""
+    from engine.photo.masks import new_content_difference
+
+    original, edited, face, glasses, parts = _rim_neck_arm_pair()
+    diff = new_content_difference(original, edited, 3.0, 1.0)
+    mask = element_mask_from_difference(original, edited, face) > 127
+    assert mask[glasses > 0].mean() > 0.95
+    for name, where in parts.items():
+        assert np.median(diff[where]) > 18.0, name  # each passes the plain threshold ...
+        assert mask[where].mean() < 0.02, name  # ... and is still left out
+    assert mask.sum() < 3 * (glasses > 0).sum()
+
+    # Glasses whose arms reach into the hair rim and a strap that runs off the crop: the
+    # rim stays out (too thin to be an element) and the mask ends near the face.
+    original, edited, face, glasses, parts = _rim_neck_arm_pair(temples=True)
+    mask = element_mask_from_difference(original, edited, face) > 127
+    assert mask[glasses > 0].mean() > 0.6
+    rim = parts["hair rim"] & (glasses == 0)
+    assert mask[rim].mean() < 0.05
+    columns = np.nonzero(mask.any(axis=0))[0]
+    face_right = np.nonzero(face.any(axis=0))[0].max()
+    assert columns.max() < face_right + 0.6 * 2 * np.sqrt((face > 0).sum() / np.pi)
+    assert mask[:, -20:].sum() == 0
+
+
 def test_attention_mask():
     amap = np.zeros((16, 16), np.float32)
     amap[6:9, 4:12] = 1.0

@@ -40,6 +40,13 @@ DIFF_MIN_DELTA_E = 18.0  # difference never counts below this CIE76 delta E
 FACE_DIFF_MAD_K = 2.5  # inside the face: threshold >= median + k * MAD of the difference
 MIN_BLOB_FRACTION = 0.0005  # blobs under this fraction of the crop area are dropped
 ELEMENT_DILATE_PX = 2.0  # px at 512: final dilation of the element mask
+# Tightening (issue 12 D12), chosen on tests/test_masks.py's synthetic pair and drawn glasses:
+ELEMENT_CORE_FACTOR = 2.0  # a blob is an element only with a core differing this many
+#   times the threshold: slight differences (hair rim, neck, an arm) have no such core
+RIM_OPEN_FRACTION = 0.03  # of the face diameter: weak (non-core) parts thinner than twice
+#   this are misalignment rims and are opened away
+ELEMENT_REACH_FRACTION = 0.5  # of the face diameter: the mask ends this far from the face
+CROP_FACE_DIAMETER = 0.47  # of the crop: the face's diameter in a canonical crop (no mask)
 
 ATTENTION_THRESHOLD = 0.5
 ATTENTION_DILATE_PX = 6.0  # px at 512
@@ -194,6 +201,11 @@ def _otsu(values: np.ndarray) -> float:
     return float(t) / 255.0 * hi
 
 
+def _face_diameter(face_mask: np.ndarray) -> float:
+    """The diameter of the disk with the face mask's area (pixels)."""
+    return 2.0 * float(np.sqrt((face_mask > 127).sum() / np.pi))
+
+
 def element_mask_from_difference(
     original_crop: FaceCrop | np.ndarray,
     edited_crop: FaceCrop | np.ndarray,
@@ -211,9 +223,16 @@ def element_mask_from_difference(
     2. Threshold: the largest of `min_delta_e`, Otsu's threshold over the pixels that
        differ at all, and - inside the face mask - median + FACE_DIFF_MAD_K * MAD of the
        difference over the face.
-    3. Opening (specks), closing (gaps in thin frames), blobs under MIN_BLOB_FRACTION of
+    3. Tightening, sized to the face (its diameter from the face mask, else
+       CROP_FACE_DIAMETER): parts that pass the threshold only weakly are opened with a
+       disk of RIM_OPEN_FRACTION of the face (thin rims that misalignment leaves along
+       hair, jaw and shoulders go), and a blob is kept only when it has a core differing
+       ELEMENT_CORE_FACTOR times the threshold (hysteresis: a neck or a neighbour's arm
+       a shade lighter has none; glasses, a hat, a scarf do).
+    4. Opening (specks), closing (gaps in thin frames), blobs under MIN_BLOB_FRACTION of
        the crop dropped; with a face mask, only blobs within NEAR_FACE_PX of the face are
-       kept (an element belongs to this face); slight dilation.
+       kept (an element belongs to this face) and only their part within
+       ELEMENT_REACH_FRACTION of the face's diameter of it; slight dilation.
 
     Separating the element from the identity change: a new identity changes the whole
     face a little (skin tone, shading, features shifted by a few pixels) - a broad,
@@ -245,13 +264,25 @@ def element_mask_from_difference(
             med = float(np.median(values))
             mad = float(np.median(np.abs(values - med))) * 1.4826
             thresh[inside] = np.maximum(thresh[inside], med + FACE_DIFF_MAD_K * mad)
-    mask = (diff > thresh).astype(np.uint8) * 255
+    has_face = face is not None and bool((face > 127).any())
+    diameter = _face_diameter(face) if has_face else CROP_FACE_DIAMETER * size
+    min_blob = max(4, int(MIN_BLOB_FRACTION * size * size))
+    # The core is measured against `min_delta_e`, not the adaptive threshold: when an
+    # element dominates the difference, Otsu's split already sits high, and inside a
+    # face whose identity changed the robust threshold does; the element is its core.
+    core = (diff > np.maximum(thresh, ELEMENT_CORE_FACTOR * min_delta_e)).astype(np.uint8) * 255
+    weak = (diff > thresh).astype(np.uint8) * 255
+    weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _disk(RIM_OPEN_FRACTION * diameter))
+    mask = np.maximum(weak, core)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disk(_px(1.0, size)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disk(_px(2.0, size)))
-    mask = remove_small_blobs(mask, max(4, int(MIN_BLOB_FRACTION * size * size)))
-    if face is not None and (face > 127).any():
+    mask = remove_small_blobs(mask, min_blob)
+    core = remove_small_blobs(np.minimum(mask, core), max(4, min_blob // 4))
+    mask = combine_element_masks(difference=mask, attention=core, fallback=False)
+    if has_face:
         near = dilate(face, _px(NEAR_FACE_PX, size))
         mask = combine_element_masks(difference=mask, attention=near, fallback=False)
+        mask = np.minimum(mask, dilate(face, ELEMENT_REACH_FRACTION * diameter))
     mask = dilate(mask, _px(ELEMENT_DILATE_PX, size))
     if attention_mask is not None:
         mask = combine_element_masks(difference=mask, attention=attention_mask)
