@@ -493,8 +493,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "deb")
     parser.add_argument(
         "--compress",
-        default=os.environ.get("EDITEDID_DEB_COMPRESS", "gzip"),
-        help="dpkg-deb compressor: gzip (default: fast, readable by every dpkg) or xz",
+        default=os.environ.get("EDITEDID_DEB_COMPRESS", "zstd"),
+        help="dpkg-deb compressor: zstd (default: fast; dpkg of Debian 12 and Ubuntu 21.10 on), xz (smallest, slow), gzip (any dpkg)",
     )
     args = parser.parse_args(argv)
     deb = build(
