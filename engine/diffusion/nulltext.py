@@ -5,9 +5,16 @@ phi_e^i) is optimised so that the guided hybrid-solver step from the current lat
 on the stored (mixed) trajectory point. The loss of a face is the sum of both MSEs (eq. 4);
 both identities of every face share one UNet forward/backward per iteration.
 
-Each face has its own Adam optimiser and its own early stop, so a face gives the same
-result whether it runs alone or batched with others (Adam is elementwise; the UNet
-treats samples independently).
+All faces share one batch, one embedding tensor and one batched Adam (`BatchedAdam`,
+elementwise like torch.optim.Adam, with a step count per face), and each face has its
+own early stop, so a face gives the same result whether it runs alone or batched with
+others (the UNet treats samples independently). The iteration is a fixed-shape,
+sync-free step: early stop is an on-device mask (a stopped face keeps its batch slot,
+its embeddings and Adam state frozen), losses, iteration counts and the loss scale stay
+on the device, and a skipped fp16 step is a torch.where, not a Python `if` - so the host
+never waits for the GPU inside a step and the step could be captured as a CUDA graph.
+Only on the CPU, where a host read costs nothing, does the loop read the stop mask to
+end a step once every face has stopped (`exit_check`).
 
 Half precision. The embeddings and Adam stay in fp32; the UNet runs in the model's dtype.
 In fp16 the gradient reaching the UNet's output is ~1e-4 x the residual, below fp16's
@@ -15,7 +22,8 @@ smallest normal number (6.1e-5) once the loss is <= 1e-2: it underflows and the 
 loses its direction (cosine to the fp32 gradient 0.25 at loss 1e-5). So the loss is
 scaled before the backward pass and the fp32 gradients unscaled before Adam (dynamic
 loss scaling as in torch.amp: a step with non-finite gradients is skipped and the scale
-halved). bf16 and fp32 share fp32's exponent range and run unscaled.
+halved; per face here, on the device). bf16 and fp32 share fp32's exponent range and run
+unscaled.
 """
 
 from __future__ import annotations
@@ -93,23 +101,63 @@ MIN_LOSS_SCALE = 1.0
 
 
 class LossScaler:
-    """Dynamic loss scale for the null-text backward pass (see module docstring)."""
+    """Dynamic loss scale for the null-text backward pass (see module docstring).
+
+    `scale` starts as a float and lives on the device (0-dim tensor) once a step used it;
+    `skipped` counts skipped face-steps, on the device too.
+    """
 
     def __init__(self, unet_dtype: torch.dtype) -> None:
         self.scale = FP16_LOSS_SCALE if unet_dtype == torch.float16 else 1.0
-        self.skipped = 0
+        self.skipped: torch.Tensor | int = 0
 
-    def unscale_and_check(self, leaves: list[torch.Tensor]) -> bool:
-        """Divide the gradients of `leaves` by the scale; False (and a lower scale for the
-        next try) when any of them is not finite, in which case the caller skips the step."""
-        grads = [leaf.grad for leaf in leaves if leaf.grad is not None]
-        if self.scale != 1.0:
-            torch._foreach_mul_(grads, 1.0 / self.scale)
-        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
-        if not finite:
-            self.skipped += 1
-            self.scale = max(MIN_LOSS_SCALE, self.scale / 2.0)
+    def scale_on(self, like: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.scale, torch.Tensor):
+            self.scale = torch.tensor(float(self.scale), device=like.device)
+        return self.scale
+
+    def unscale_and_check(self, grad: torch.Tensor, faces: int) -> torch.Tensor:
+        """Divide `grad` ((2F, ...) rows [originals..., edited...]) by the scale in place;
+        return a (F,) bool tensor: which faces' gradients are finite. Any non-finite
+        face halves the scale for the next try; that face's step is to be skipped."""
+        scale = self.scale_on(grad)
+        grad.div_(scale)
+        rows = torch.isfinite(grad).flatten(1).all(1)
+        finite = rows[:faces] & rows[faces:]
+        bad = ~finite
+        self.scale = torch.where(bad.any(), (scale / 2.0).clamp_min(MIN_LOSS_SCALE), scale)
+        self.skipped = self.skipped + bad.sum()
         return finite
+
+
+class BatchedAdam:
+    """torch.optim.Adam's update (defaults: betas 0.9 / 0.999, eps 1e-8, no weight
+    decay) on one (rows, ...) tensor, with a step count per row and a mask of the rows
+    that step. torch.optim.Adam keeps one step count per tensor, so per-face early stop
+    in one tensor needs this; the arithmetic mirrors torch's single-tensor Adam."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        shape = (param.shape[0],) + (1,) * (param.ndim - 1)
+        self.steps = param.new_zeros(shape)
+
+    @torch.no_grad()
+    def step(self, param: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor) -> None:
+        """One Adam step for the rows where `rows` (bool, (rows,)) is True."""
+        beta1, beta2 = self.betas
+        mask = rows.view(self.steps.shape)
+        self.steps = self.steps + mask.to(self.steps.dtype)
+        grad = torch.where(mask, grad, torch.zeros_like(grad))  # no NaN into the state
+        self.exp_avg = torch.where(mask, self.exp_avg.lerp(grad, 1 - beta1), self.exp_avg)
+        sq = self.exp_avg_sq.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+        self.exp_avg_sq = torch.where(mask, sq, self.exp_avg_sq)
+        step = self.steps.clamp_min(1.0)
+        step_size = self.lr / (1 - torch.pow(beta1, step))
+        denom = (self.exp_avg_sq.sqrt() / (1 - torch.pow(beta2, step)).sqrt()).add_(self.eps)
+        update = self.exp_avg / denom * step_size
+        param.sub_(torch.where(mask, update, torch.zeros_like(update)))
 
 
 def _face_losses(x_next: torch.Tensor, target: torch.Tensor, faces: int) -> torch.Tensor:
@@ -129,19 +177,26 @@ def optimise_null_text(
     stats: UNetStats,
     on_step: StepCallback | None = None,
     check_cancel: Callable[[], None] = lambda: None,
+    exit_check: bool | None = None,
 ) -> NullTextResult:
     """Optimise phi_o^i, phi_e^i for every step i and face (eq. 4-5).
 
     uncond_init: (1, 77, D) embedding of the empty prompt, the starting point.
+    exit_check: read the stop mask on the host after each iteration and end the step
+    once every face has stopped (None: only on the CPU, where the read is free). Off,
+    a step always runs nulltext_iters iterations with stopped faces frozen: the same
+    results, no host-device synchronisation.
     """
     faces = trajectories.original[0].shape[0]
     n = plan.steps
     cond = torch.cat([cond_original, cond_edited])
-    phi_o = [uncond_init.detach().float().clone() for _ in range(faces)]
-    phi_e = [uncond_init.detach().float().clone() for _ in range(faces)]
+    x = torch.cat([trajectories.original[0], trajectories.edited[0]]).float()
+    # phi: (2F, 77, D) fp32 rows [phi_o of each face..., phi_e of each face...]
+    phi = uncond_init.detach().float().expand(2 * faces, -1, -1).clone()
+    if exit_check is None:
+        exit_check = x.device.type == "cpu"
     out_o: list[torch.Tensor] = []
     out_e: list[torch.Tensor] = []
-    x = torch.cat([trajectories.original[0], trajectories.edited[0]]).float()
     chain = [x]
     losses = x.new_zeros(faces, n)
     initial = x.new_zeros(faces, n)
@@ -158,24 +213,20 @@ def optimise_null_text(
             eps_cond = predict_noise(model, x, t, cond, None, 1.0, stats).float()
         step = _Step(i, t, x, eps_cond, target, prev_x0, prev_lam)
         # 2. Fit phi_o^i, phi_e^i of every face so the guided step lands on them (eq. 4).
-        first, used = _fit_embeddings(model, step, phi_o, phi_e, plan, params, stats, scaler,
-                                      check_cancel)  # fmt: skip
-        for f in range(faces):
-            phi_o[f], phi_e[f] = phi_o[f].detach(), phi_e[f].detach()
+        first, used = _fit_embeddings(
+            model, step, phi, plan, params, stats, scaler, check_cancel, exit_check
+        )
         # 3. Take the step with the fitted embeddings: the chain the next step starts from.
         with torch.no_grad():
-            eps_u = _unconditional(model, x, t, torch.cat(phi_o + phi_e), stats, grad=False)
+            eps_u = _unconditional(model, x, t, phi, stats, grad=False)
             eps = eps_u + params.guidance * (eps_cond - eps_u)
             x_next, x0 = reconstruction_step(plan, i, x, eps, prev_x0, prev_lam)
             losses[:, i] = _face_losses(x_next, target, faces)
-        initial[:, i] = (
-            losses[:, i]
-            if params.nulltext_iters == 0
-            else torch.tensor(first, device=x.device, dtype=initial.dtype)
-        )
-        iterations[:, i] = torch.tensor(used, device=x.device)
-        out_o.append(torch.cat(phi_o).to(cond.dtype))
-        out_e.append(torch.cat(phi_e).to(cond.dtype))
+        initial[:, i] = losses[:, i] if params.nulltext_iters == 0 else first
+        iterations[:, i] = used
+        # copies: phi itself goes on changing in place in the next steps
+        out_o.append(phi[:faces].to(cond.dtype, copy=True))
+        out_e.append(phi[faces:].to(cond.dtype, copy=True))
         x, prev_x0, prev_lam = x_next, x0, plan.lam(i)
         chain.append(x)
         if on_step is not None:
@@ -206,43 +257,36 @@ class _Step:
 
 
 def _fit_embeddings(
-    model, step: _Step, phi_o, phi_e, plan, params, stats, scaler, check_cancel
-) -> tuple[list[float], list[int]]:
-    """Adam on each face's (phi_o^i, phi_e^i), in place; a face stops once its loss is
-    below eps + i * 2 eps. Returns each face's first loss and the iterations it used."""
-    faces = len(phi_o)
+    model, step: _Step, phi, plan, params, stats, scaler, check_cancel, exit_check
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on every face's (phi_o^i, phi_e^i) rows of `phi`, in place; a face stops once
+    its loss is below eps + i * 2 eps (it still takes the step of that iteration, as
+    before). Returns each face's first loss and the iterations it used, on the device."""
+    faces = phi.shape[0] // 2
     lr = params.nulltext_lr * (1.0 - step.i / 100.0)
     threshold = params.nulltext_early_stop + step.i * 2 * params.nulltext_early_stop
-    leaves = [(phi_o[f].requires_grad_(True), phi_e[f].requires_grad_(True)) for f in range(faces)]
-    optimisers = [torch.optim.Adam(list(pair), lr=lr) for pair in leaves]
-    first, used = [0.0] * faces, [0] * faces
-    active = list(range(faces))
+    adam = BatchedAdam(phi, lr)
+    active = torch.ones(faces, dtype=torch.bool, device=phi.device)
+    first = phi.new_zeros(faces)
+    used = torch.zeros(faces, dtype=torch.long, device=phi.device)
     for it in range(params.nulltext_iters):
         check_cancel()
-        idx = torch.tensor(active + [faces + f for f in active], device=step.x.device)
-        uncond = torch.cat([phi_o[f] for f in active] + [phi_e[f] for f in active])
-        eps_u = _unconditional(model, step.x[idx], step.t, uncond, stats, grad=True)
-        eps = eps_u + params.guidance * (step.eps_cond[idx] - eps_u)
-        hist = step.prev_x0[idx] if step.prev_x0 is not None else None
-        x_next, _ = reconstruction_step(plan, step.i, step.x[idx], eps, hist, step.prev_lam)
-        face_loss = _face_losses(x_next, step.target[idx], len(active))
-        for f in active:
-            optimisers[f].zero_grad(set_to_none=True)
-        (face_loss.sum() * scaler.scale).backward()
-        stats.count_backward(2 * len(active))
-        finite = scaler.unscale_and_check([leaf for f in active for leaf in leaves[f]])
-        still_active = []
-        for slot, f in enumerate(active):
-            value = float(face_loss[slot].detach())
-            if it == 0:
-                first[f] = value
-            if finite:
-                optimisers[f].step()
-            used[f] = it + 1
-            if value >= threshold:
-                still_active.append(f)
-        active = still_active
-        if not active:
+        leaf = phi.detach().requires_grad_(True)
+        eps_u = _unconditional(model, step.x, step.t, leaf, stats, grad=True)
+        with torch.enable_grad():
+            eps = eps_u + params.guidance * (step.eps_cond - eps_u)
+            x_next, _ = reconstruction_step(plan, step.i, step.x, eps, step.prev_x0, step.prev_lam)
+            face_loss = _face_losses(x_next, step.target, faces)
+            (face_loss.sum() * scaler.scale_on(face_loss)).backward()
+        stats.count_backward(2 * faces)
+        finite = scaler.unscale_and_check(leaf.grad, faces)
+        loss = face_loss.detach()
+        if it == 0:
+            first = loss
+        adam.step(phi, leaf.grad, torch.cat([active & finite] * 2))
+        used = used + active.long()
+        active = active & (loss >= threshold)
+        if exit_check and not bool(active.any()):
             break
     return first, used
 
