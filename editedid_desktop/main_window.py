@@ -12,9 +12,10 @@ the saved result.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -45,9 +46,15 @@ from .model_manager import LICENSE_URL, ModelManagerDialog, check_model_source
 from .params_panel import ParamsPanel
 from .settings import Settings
 from .theme import STYLE_SHEET, app_icon
-from .worker import EngineHost
+from .worker import WARM_UP_MODULES, EngineHost
 
 APP_NAME = "EditedID Desktop"
+WARM_UP_GRACE_MS = 1000  # start loading the engine by then even if the window never painted
+
+
+def engine_loaded() -> bool:
+    """True when the modules the worker's warm-up imports are already in this process."""
+    return all(m in sys.modules for _, modules in WARM_UP_MODULES for m in modules)
 
 
 class ModelBanner(QFrame):
@@ -58,15 +65,8 @@ class ModelBanner(QFrame):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE
-
         self.setObjectName("modelBanner")
-        self.label = QLabel(
-            f"<b>No Stable Diffusion model installed yet.</b> The identity restore needs "
-            f"{DEFAULT_SD_MODEL} ({SD15_DOWNLOAD_SIZE}; "
-            f"<a href='{LICENSE_URL}' style='color:#ffd98a'>licence</a>). "
-            "Until then the <b>classic preview</b> works: open two photos and it appears at once."
-        )
+        self.label = QLabel()  # words set by describe(), once the engine is loaded
         self.label.setWordWrap(True)
         self.label.setOpenExternalLinks(True)
         self.manager_button = QPushButton("Open Model Manager…")
@@ -79,6 +79,16 @@ class ModelBanner(QFrame):
         layout.addWidget(self.label, 1)
         layout.addWidget(self.manager_button)
         layout.addWidget(self.classic_button)
+
+    def describe(self) -> None:
+        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE  # torch
+
+        self.label.setText(
+            f"<b>No Stable Diffusion model installed yet.</b> The identity restore needs "
+            f"{DEFAULT_SD_MODEL} ({SD15_DOWNLOAD_SIZE}; "
+            f"<a href='{LICENSE_URL}' style='color:#ffd98a'>licence</a>). "
+            "Until then the <b>classic preview</b> works: open two photos and it appears at once."
+        )
 
 
 class MainWindow(QMainWindow):
@@ -94,9 +104,8 @@ class MainWindow(QMainWindow):
         self.settings = settings if settings is not None else Settings()
         self.session = Session()
         self.masks = MaskDocument(self)
-        self.engine = engine or EngineHost(
-            self.settings.model_config(), self.settings.face_config(), self
-        )
+        # Configured by _on_engine_ready: the settings' model paths import the engine (torch).
+        self.engine = engine or EngineHost(parent=self)
         self._owns_engine = engine is None
         self.model_state = "not loaded"
         self.error_box: QMessageBox | None = None
@@ -124,7 +133,7 @@ class MainWindow(QMainWindow):
         self._restore_window()
         self.update_actions()
         self.update_status_labels()
-        self.check_model_installed()
+        self.start_engine()
 
     # ================================================================ construction
     def _build_central(self) -> None:
@@ -182,6 +191,15 @@ class MainWindow(QMainWindow):
         self.face_label = QLabel()
         self.zoom_label = QLabel("100 %")
         for widget in (self.stage_label, self.progress_bar, self.cancel_button):
+            bar.addPermanentWidget(widget)
+            widget.hide()
+        # While start_engine loads the heavy modules (hidden once they are loaded).
+        self.loading_label = QLabel("Loading the engine (torch, diffusers, face models)…")
+        self.loading_label.setObjectName("loadingLabel")
+        self.loading_bar = QProgressBar()
+        self.loading_bar.setRange(0, 0)  # busy: the imports cannot say how far they are
+        self.loading_bar.setFixedWidth(120)
+        for widget in (self.loading_label, self.loading_bar):
             bar.addPermanentWidget(widget)
             widget.hide()
         for widget in (self.device_label, self.model_label, self.face_label, self.zoom_label):
@@ -259,6 +277,8 @@ class MainWindow(QMainWindow):
     def update_status_labels(self) -> None:
         device = self.settings.device
         try:
+            if "torch" not in sys.modules:  # start_engine imports it off the UI thread
+                raise LookupError
             import torch
 
             gpu = torch.cuda.is_available()
@@ -266,6 +286,8 @@ class MainWindow(QMainWindow):
                 device_text = "CPU"
             else:
                 device_text = f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "GPU (missing)"
+        except LookupError:
+            device_text = f"{device} (checking…)"
         except Exception:  # noqa: BLE001
             device_text = device
         self.device_label.setText(f"Device: {device_text}")
@@ -299,6 +321,49 @@ class MainWindow(QMainWindow):
         if combo is not None and combo.currentIndex() != index:
             combo.setCurrentIndex(index)
 
+    # ================================================================ start-up
+    def start_engine(self) -> None:
+        """Load torch, diffusers, the engine and the face models on the worker thread, so
+        the window paints at once (they take 5-25 s on a cold disk); a note in the status
+        bar says so meanwhile. Photos opened meanwhile are analysed once they are loaded."""
+        self.engine_ready = False
+        self.engine.worker.warmed_up.connect(self._on_engine_ready)
+        if engine_loaded():  # e.g. a second window: nothing to wait for
+            self._on_engine_ready("")
+            return
+        self.loading_label.show()
+        self.loading_bar.show()
+        # Start once the window has painted: the imports hold the GIL for long stretches
+        # (loading libtorch), which would hold back the first paint. The timer covers a
+        # window that is never shown.
+        self._warm_up_started = False
+        self.installEventFilter(self)
+        QTimer.singleShot(WARM_UP_GRACE_MS, self._start_warm_up)
+
+    def _start_warm_up(self) -> None:
+        if not self._warm_up_started:
+            self._warm_up_started = True
+            self.removeEventFilter(self)
+            self.engine.warm_up()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self and event.type() == QEvent.Type.Paint:
+            QTimer.singleShot(0, self._start_warm_up)  # after this paint has reached the screen
+        return super().eventFilter(watched, event)
+
+    def _on_engine_ready(self, problem: str) -> None:
+        if self.engine_ready:
+            return
+        self.engine_ready = True
+        self.engine.configure(self.settings.model_config(), self.settings.face_config())
+        self.loading_label.hide()
+        self.loading_bar.hide()
+        self.check_model_installed()
+        if problem:  # the first analysis or restore reports it in full
+            self.statusBar().showMessage(f"The engine did not load: {problem}", 15000)
+        elif not self.session.has_photos:
+            self.statusBar().showMessage("Open an original and an edited photo to start.")
+
     # ================================================================ first run
     def check_model_installed(self) -> bool:
         """Show the first-run banner when the configured SD model is not on disk."""
@@ -310,6 +375,8 @@ class MainWindow(QMainWindow):
         elif self.model_state == "not installed":
             self.model_state = "not loaded"
         show = not ok and not self.settings.model_banner_dismissed
+        if show:
+            self.banner.describe()
         self.banner.setVisible(show)
         self._banner_row.setVisible(show)
         self.banner.setToolTip(message)

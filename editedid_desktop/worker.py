@@ -4,7 +4,8 @@
 job; the engine keeps its inversion cache on the model object, so a re-run after a mask
 or overlap change repeats only the entanglement stage. The UI thread never calls it
 directly: `EngineHost` (lives in the UI thread) posts jobs as queued signals to the
-worker's QThread and sets the cancel Event; results come back as Qt signals, queued into the UI thread.
+worker's QThread and sets the cancel Event; results come back as Qt signals, queued
+into the UI thread.
 Every job ends with exactly one of `analyzed` / `classic_ready` / `finished` /
 `model_loaded`, `failed` or `cancelled`, followed by `job_done(kind)`.
 """
@@ -12,8 +13,10 @@ Every job ends with exactly one of `analyzed` / `classic_ready` / `finished` /
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,13 @@ from engine.params import EditedIDParams
 log = logging.getLogger(__name__)
 
 WORKER_STACK_BYTES = 8 * 1024 * 1024
+# What warm_up imports, in order, with the words the status bar shows meanwhile: the
+# libraries every analysis and restore needs (torch alone takes seconds on a cold disk).
+WARM_UP_MODULES = (
+    ("torch", ("torch",)),
+    ("the engine", ("engine.photo.pipeline", "engine.restorers", "engine.models.loading")),
+    ("diffusers", ("diffusers", "transformers")),
+)
 
 LOW_MEMORY_MESSAGE = (
     "Out of GPU memory: retrying once with attention slicing and VAE tiling (slower)…"
@@ -112,6 +122,7 @@ class EngineWorker(QObject):
     cancelled = Signal()
     status = Signal(str)
     job_done = Signal(str)  # kind, after every job whatever its outcome
+    warmed_up = Signal(str)  # after warm_up: "" when ready, else why the engine cannot load
 
     def __init__(
         self,
@@ -148,6 +159,25 @@ class EngineWorker(QObject):
         """Adopt an already loaded model (tests, self-test)."""
         self._model = model
         self._model_key = dict(self.model_config)
+
+    @Slot()
+    def warm_up(self) -> None:
+        """Import the heavy libraries and load the face models before the first job, so
+        the window paints at once and the first analysis does not wait for them."""
+        start = time.perf_counter()
+        problem = ""
+        try:
+            for stage, modules in WARM_UP_MODULES:
+                self.status.emit(f"Loading {stage}…")
+                for module in modules:
+                    importlib.import_module(module)
+            if self.face_config:  # else the window configures it later: load it then
+                self._ensure_analyzer()
+        except Exception as exc:  # noqa: BLE001 - the first real job reports it in full
+            log.warning("Warm-up stopped:\n%s", traceback.format_exc())
+            problem = f"{type(exc).__name__}: {exc}"
+        log.info("Engine warm-up took %.1f s", time.perf_counter() - start)
+        self.warmed_up.emit(problem)
 
     @Slot(int)
     def load_model(self, generation: int = 0) -> None:
@@ -342,6 +372,24 @@ def _union_box(boxes: dict[int, tuple], faces: list[int]) -> tuple | None:
     return (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
 
 
+def opencv_on_the_calling_thread() -> None:
+    """Switch off OpenCV's own thread pool (process-wide), so cv2 calls run on the thread
+    that makes them.
+
+    Why: the engine worker hung inside cv2.dilate (a 0.3 s call) for minutes: py-spy
+    showed the worker's only frames in cv2's native code, the UI thread idle in its event
+    loop (tests/test_worker.py -k analyze_and_classic looped under load, issue 12). That
+    is OpenCV's pthreads pool (parallel_for_) never finishing a job, not dlib, the GIL or
+    Qt. The engine's cv2 work is on masks and crops of a few hundred pixels, where the
+    pool gains little; a hang costs the whole session.
+    """
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - a hard dependency of the engine
+        return
+    cv2.setNumThreads(0)  # 0: "disable threading optimizations" (OpenCV's docs)
+
+
 def _empty_cuda_cache() -> None:
     try:
         import torch
@@ -369,6 +417,7 @@ class EngineHost(QObject):
     _post_classic = Signal(object)
     _post_restore = Signal(object)
     _post_load_model = Signal(int)
+    _post_warm_up = Signal()
 
     def __init__(
         self,
@@ -380,6 +429,7 @@ class EngineHost(QObject):
         self._pending: dict[str, int] = {}
         self._generation = 0
         self.worker = EngineWorker(model_config, face_config)
+        opencv_on_the_calling_thread()
         self.thread = QThread()
         self.thread.setObjectName("editedid-engine")
         # Torch, dlib and the SD pipeline recurse deeply on this thread; give it the main
@@ -394,6 +444,7 @@ class EngineHost(QObject):
         self._post_classic.connect(self.worker.classic, queued)
         self._post_restore.connect(self.worker.restore, queued)
         self._post_load_model.connect(self.worker.load_model, queued)
+        self._post_warm_up.connect(self.worker.warm_up, queued)
         self.thread.start()
 
     # -- state ------------------------------------------------------------------------
@@ -439,6 +490,11 @@ class EngineHost(QObject):
 
     def load_model(self) -> None:
         self._post_load_model.emit(self._submit("load_model"))
+
+    def warm_up(self) -> None:
+        """Load the heavy modules on the worker thread (ends with worker.warmed_up); not a
+        job the user waits on or cancels, so busy stays False; later jobs queue behind."""
+        self._post_warm_up.emit()
 
     def cancel(self) -> None:
         """Stop the running job within one diffusion step (thread-safe Event)."""

@@ -44,3 +44,47 @@ def test_main_runs_and_returns(qtbot, qapp, monkeypatch, tmp_path):
     assert app_module.main([]) == 0
     assert shown and shown[0].windowTitle() == "EditedID Desktop"
     shown[0].close()
+
+
+def test_window_paints_first_and_loads_the_engine_behind_a_note(qtbot, qapp, monkeypatch, tmp_path):
+    """First start: the window is up and usable while torch & co. load on the worker; the
+    note goes and the first-run check runs once they are loaded (issue 12)."""
+    import threading
+
+    from editedid_desktop import main_window, worker
+    from editedid_desktop.settings import Settings
+
+    gate = threading.Event()
+    imported = []
+
+    def slow_import(name):  # the worker's imports wait until the test lets them go on
+        gate.wait(30)
+        imported.append(name)
+        return __import__(name)
+
+    monkeypatch.setattr(main_window, "engine_loaded", lambda: False)  # as in a new process
+    monkeypatch.setattr(worker.importlib, "import_module", slow_import)
+    settings = Settings.from_ini(tmp_path / "s.ini")
+    settings.models_dir = str(tmp_path / "no-models")  # the first-run banner is due
+    settings.face_backend = "dlib"
+    window = main_window.MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    try:
+        window.show()
+        qtbot.waitExposed(window)
+        assert window.loading_label.isVisible() and window.loading_bar.isVisible()
+        assert "Loading the engine" in window.loading_label.text()
+        assert not window.engine_ready and not window.banner.isVisible()
+        qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Loading torch…")
+        # The window answers meanwhile: the Advanced tab opens from the View menu.
+        window.params_dock.toggleViewAction().trigger()
+        assert window.params_dock.isVisible()
+        assert imported == []
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: window.engine_ready, timeout=60000)
+    assert imported[0] == "torch"
+    assert not window.loading_label.isVisible() and not window.loading_bar.isVisible()
+    assert window.banner.isVisible() and "not installed" in window.model_label.text()
+    assert "checking" not in window.device_label.text()
+    window.close()

@@ -191,3 +191,16 @@ def test_merge_results_composes_faces():
     assert (merged.image[:2] == 100).all() and (merged.image[2:] == 200).all()
     assert merged.changed_alpha.min() == 1
     assert len(merged.sidecar["runs"]) == 2
+
+
+def test_host_runs_opencv_on_the_calling_thread(qtbot, tiny_sd_dir, tmp_path):
+    """OpenCV's own thread pool hung the worker inside cv2.dilate (issue 12): the host
+    switches it off, so cv2 calls run on the thread that makes them."""
+    import cv2
+
+    cv2.setNumThreads(4)
+    host = EngineHost(tiny_model_config(tiny_sd_dir, tmp_path), {"backend": "dlib"})
+    try:
+        assert cv2.getNumThreads() == 1
+    finally:
+        host.shutdown()
