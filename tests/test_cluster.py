@@ -355,20 +355,28 @@ def test_cancel_on_ray_keeps_finished_files_and_writes_no_half_file(ray_cluster,
     orig, edit, out = make_folders(tmp_path)
     executor = _executor(_stepping(40))
     cancel, pause = threading.Event(), threading.Event()
-    events = []
+    events, held = [], []
 
     def on_progress(p):
         events.append(p)
         if p.stage == "reconstruction" and p.step >= 2:
             pause.set()  # the workers hold at their next step ...
-        if p.stage == "paused":
+        if p.stage == "paused" and p.worker:  # ... one reports it holds inside its file
+            held.append(p.worker)
             cancel.set()  # ... and a cancel while paused ends the batch
 
-    report = run_batch(
-        plan_batch(orig, edit, out), EditedIDParams(), mode="classic", executor=executor,
-        on_progress=on_progress, pause=pause, cancel=cancel,
-    )  # fmt: skip
-    assert report.cancelled and events[-1].stage == "cancelled"
+    # Were the workers deaf to the pause, the batch would wait forever with files left:
+    # this ends it then, and `held` stays empty.
+    guard = threading.Timer(120, cancel.set)
+    guard.start()
+    try:
+        report = run_batch(
+            plan_batch(orig, edit, out), EditedIDParams(), mode="classic", executor=executor,
+            on_progress=on_progress, pause=pause, cancel=cancel,
+        )  # fmt: skip
+    finally:
+        guard.cancel()
+    assert held and report.cancelled and events[-1].stage == "cancelled"
     assert report.count("cancelled") >= 1 and len(report.rows) < 7
     for row in report.rows:
         assert is_finished(Path(row.output)) == (row.status == "ok"), row
@@ -463,3 +471,14 @@ def test_batch_dialog_runs_on_the_cluster_with_per_worker_progress(ray_cluster, 
     panel.set_cluster("not an address")
     with pytest.raises(InputError, match="HOST:PORT"):
         panel.executor("classic", get_restorer("classic"))
+
+
+def test_a_worker_with_another_engine_or_model_is_sent_away():
+    from engine.batch.cluster import mismatch
+
+    first = {"engine": "0.1.0", "mode": "diffusion", "fingerprint": "abc"}
+    assert mismatch(None, first) == "" and mismatch(first, dict(first)) == ""
+    assert "fingerprint 'xyz' differs from 'abc'" in mismatch(
+        first, {**first, "fingerprint": "xyz"}
+    )
+    assert "engine '0.2.0'" in mismatch(first, {**first, "engine": "0.2.0"})

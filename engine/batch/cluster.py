@@ -487,13 +487,10 @@ class _Dispatch:
             self.start_problems.append((info.get("error_kind", "other"), info["error"]))
             self.drop(slot, f"could not start: {info['error']}")
             return
-        first = next((s.info for s in self.slots if s.info), None)
-        if first is not None:
-            for key in ("engine", "mode", "fingerprint"):
-                if info.get(key) != first.get(key):
-                    why = f"its {key} {info.get(key)!r} differs from {first.get(key)!r}"
-                    self.drop(slot, f"sent away: {why} (every worker must run the same)")
-                    return
+        why = mismatch(next((s.info for s in self.slots if s.info), None), info)
+        if why:
+            self.drop(slot, f"sent away: {why} (every worker must run the same)")
+            return
         slot.info = info
         slot.label = f"{slot.label} ({info.get('host', '?')}, {info.get('device', '?')})"
         self.run.parallel = sum(1 for s in self.slots if s.info)
@@ -675,6 +672,17 @@ class _Dispatch:
         offset = len(order)
         order.update({str(i.output): offset + n for n, i in enumerate(self.run.plan.items)})
         self.run.report.rows.sort(key=lambda r: order.get(r.output, len(order)))
+
+
+def mismatch(first: dict | None, info: dict) -> str:
+    """Why a worker may not join a batch that `first` serves ("" when it may): another
+    EditedID version, mode or model (its fingerprint) would make the batch uneven."""
+    if first is None:
+        return ""
+    for key in ("engine", "mode", "fingerprint"):
+        if info.get(key) != first.get(key):
+            return f"its {key} {info.get(key)!r} differs from {first.get(key)!r}"
+    return ""
 
 
 class _Result:
