@@ -367,7 +367,7 @@ def test_cancel_on_ray_keeps_finished_files_and_writes_no_half_file(ray_cluster,
 
     # Were the workers deaf to the pause, the batch would wait forever with files left:
     # this ends it then, and `held` stays empty.
-    guard = threading.Timer(120, cancel.set)
+    guard = threading.Timer(60, cancel.set)
     guard.start()
     try:
         report = run_batch(
