@@ -104,15 +104,66 @@ def copy_bundle(bundle: Path, dest: Path) -> None:
     )
 
 
+def is_shared_library(path: Path) -> bool:
+    """libfoo.so, libfoo.so.6, libcrypto-5409cd36.so.1.1.1k, x.cpython-311-x86_64-linux-gnu.so"""
+    return re.search(r"\.so(\.[0-9A-Za-z]+)*$", path.name) is not None
+
+
+def _head(path: Path, size: int) -> bytes:
+    with path.open("rb") as f:
+        return f.read(size)
+
+
 def normalise_modes(tree: Path) -> None:
-    """0755 for folders and executables, 0644 for the rest (dpkg and lintian expect it)."""
+    """0755 for folders, programs and scripts that have an execute bit; 0644 for the rest,
+    shared libraries and data files with a stray execute bit included (wheels ship some:
+    lintian's shared-library-is-executable, executable-not-elf-or-script)."""
     for path in [tree, *tree.rglob("*")]:
         if path.is_symlink():
             continue
         mode = path.stat().st_mode
-        want = 0o755 if path.is_dir() or mode & 0o111 else 0o644
+        if path.is_dir():
+            want = 0o755
+        elif mode & 0o111 and not is_shared_library(path):
+            want = 0o755 if _head(path, 4) in (b"\x7fELF",) or _head(path, 2) == b"#!" else 0o644
+        else:
+            want = 0o644
         if mode & 0o7777 != want:
             path.chmod(want)
+
+
+def strip_libraries(tree: Path) -> int:
+    """Strip symbol tables and debug sections from the shared libraries, as dh_strip does
+    (`--strip-unneeded`; the dynamic symbols stay). Programs are left alone: the
+    PyInstaller executable carries its archive after the ELF image. Each stripped file is
+    written anew, so the bundle the package links to keeps its own copy. Bytes saved."""
+    saved = 0
+    for path in sorted(tree.rglob("*")):
+        if path.is_symlink() or not path.is_file() or not is_shared_library(path):
+            continue
+        if _head(path, 4) != b"\x7fELF":
+            continue
+        tmp = path.with_name(path.name + ".stripped")
+        result = subprocess.run(
+            [
+                "strip",
+                "--remove-section=.comment",
+                "--remove-section=.note",
+                "--strip-unneeded",
+                "-o",
+                str(tmp),
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:  # e.g. a file strip does not understand: keep it
+            tmp.unlink(missing_ok=True)
+            continue
+        saved += path.stat().st_size - tmp.stat().st_size
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    return saved
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -424,6 +475,11 @@ def build(bundle: Path, out: Path, variant: str, work: Path, compress: str) -> P
     doc = usr / "share/doc" / PACKAGE
     write(doc / "copyright", copyright_text(bundle, license_))
     write_gz(doc / "changelog.Debian.gz", changelog(version, date_rfc))
+    saved = strip_libraries(stage / "opt/editedid")
+    print(f"build_deb: stripping the shared libraries saved {saved / 2**20:.0f} MiB")
+    overrides = usr / "share/lintian/overrides" / PACKAGE
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "packaging/lintian-overrides", overrides)
     normalise_modes(stage)
 
     control = stage / "DEBIAN"
@@ -476,9 +532,19 @@ def build(bundle: Path, out: Path, variant: str, work: Path, compress: str) -> P
 
     out.mkdir(parents=True, exist_ok=True)
     # Named like the other downloads (GitHub release assets keep only [A-Za-z0-9._-]).
+    # gzip -1: the default -9 takes minutes on 1.5 GB for a few percent; xz at its default.
+    level = ["-z1"] if compress == "gzip" else []
     deb = out / f"EditedID-{project['version']}-linux-amd64-{variant}.deb"
     subprocess.run(
-        ["dpkg-deb", "--root-owner-group", f"-Z{compress}", "--build", str(stage), str(deb)],
+        [
+            "dpkg-deb",
+            "--root-owner-group",
+            f"-Z{compress}",
+            *level,
+            "--build",
+            str(stage),
+            str(deb),
+        ],
         check=True,
     )
     shutil.rmtree(stage)
@@ -493,8 +559,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "deb")
     parser.add_argument(
         "--compress",
-        default=os.environ.get("EDITEDID_DEB_COMPRESS", "zstd"),
-        help="dpkg-deb compressor: zstd (default: fast; dpkg of Debian 12 and Ubuntu 21.10 on), xz (smallest, slow), gzip (any dpkg)",
+        default=os.environ.get("EDITEDID_DEB_COMPRESS", "gzip"),
+        help="dpkg-deb compressor: gzip (default, level 1: fast) or xz (smallest, slow; the "
+        "release workflow's). Not zstd: dpkg reads it, but lintian and Debian's archive tools "
+        "reject it",
     )
     args = parser.parse_args(argv)
     deb = build(

@@ -391,6 +391,18 @@ def test_deb_desktop_entry_icons_mime_and_metainfo(stand_in_deb, tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
 
 
+@needs_dpkg
+@pytest.mark.skipif(not shutil.which("lintian"), reason="lintian is not installed (apt)")
+def test_lintian_finds_no_error_in_the_stand_in_package(stand_in_deb):
+    """lintian itself where it is installed (Debian's package; about 10 s here): no
+    errors beyond the overrides packaging/lintian-overrides explains."""
+    out = subprocess.run(
+        ["lintian", "--fail-on", "error", str(stand_in_deb)], capture_output=True, text=True
+    )
+    errors = [line for line in out.stdout.splitlines() if line.startswith("E:")]
+    assert out.returncode == 0 and not errors, out.stdout + out.stderr
+
+
 def _dpkg_root(root: Path) -> list[str]:
     """A throwaway dpkg database: a fresh admindir knows no installed package."""
     admin = root / "var/lib/dpkg"
