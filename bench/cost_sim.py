@@ -176,6 +176,7 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict) 
     on_gpu = sum(resident.values())
     calls = cost.unet_calls(params, faces)
     stages: dict[str, dict] = {}
+    per_sample: dict[str, float] = {}
 
     def add(stage: str, m: Measured, count: int, fwd: int = 0, bwd: int = 0) -> None:
         row = stages.setdefault(stage, {"forward": 0, "backward": 0, "tflop": 0.0, "peak_gib": 0.0})
@@ -191,6 +192,7 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict) 
         if key not in cache:
             cache[key] = measure(_call(model, params, call, size))
         add(call.stage, cache[key], call.calls, call.samples, call.samples * call.backward)
+        per_sample[call.kind] = cache[key].tflop / call.batch
     add("decode", _vae(model, "decode", faces, cache, size), 1)
     total = {
         "forward": sum(r["forward"] for r in stages.values()),
@@ -198,7 +200,13 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict) 
         "tflop": sum(r["tflop"] for r in stages.values()),
         "peak_gib": max(r["peak_gib"] for r in stages.values()),
     }
-    return {"faces": faces, "size": size, "stages": stages, "total": total}
+    return {
+        "faces": faces,
+        "size": size,
+        "stages": stages,
+        "total": total,
+        "tflop_per_sample": per_sample,
+    }
 
 
 def _vae(model, which: str, batch: int, cache: dict, size: int) -> Measured:

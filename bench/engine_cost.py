@@ -39,7 +39,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.diffusion.restore import FacePair, InversionCache, restore_faces  # noqa: E402
-from engine.models.loading import SDModel, choose_device, choose_dtype, load_sd_model  # noqa: E402
+from engine.models.loading import (  # noqa: E402
+    SDModel,
+    choose_device,
+    choose_dtype,
+    load_sd_model,
+    tune_for_device,
+)
 from engine.params import EditedIDParams  # noqa: E402
 
 EDITEDID_LABEL = "EditedID (6 steps, hybrid)"
@@ -69,6 +75,7 @@ def random_sd14_model(device: torch.device | str, dtype: torch.dtype, seed: int 
         text = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg / "text_encoder"))
     for module in (unet, vae, text):
         module.to(device, dtype).eval().requires_grad_(False)
+    tune_for_device(unet, device)
     sched = DDIMScheduler.from_config(DDIMScheduler.load_config(cfg / "scheduler"))
     return SDModel(
         unet=unet,
@@ -182,9 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", action="store_true", help="one untimed EditedID run first")
     parser.add_argument("--simulate", action="store_true", help="meta device: FLOPs, memory")
     parser.add_argument("--json", action="store_true", help="with --simulate: JSON output")
+    parser.add_argument(
+        "--write-table",
+        action="store_true",
+        help="with --simulate: record the per-sample figures the presets' costs use",
+    )
     args = parser.parse_args(argv)
     if args.simulate:
-        return simulate_main(args.json, args.nulltext_iters)
+        return simulate_main(args.json, args.nulltext_iters, args.write_table)
 
     device = choose_device(args.device)
     dtype = choose_dtype(device, args.dtype, allow_cpu_half=True)
@@ -263,12 +275,26 @@ def simulate_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-def simulate_main(as_json: bool, nulltext_iters: int) -> int:
+def cost_table_of(data: dict) -> dict:
+    """engine/diffusion/cost_table.json's content from a simulation."""
+    at512 = {r["faces"]: r for r in data["runs"] if r["size"] == 512}
+    return {
+        "source": "python bench/engine_cost.py --simulate --write-table (full SD 1.4, fp16, meta)",
+        "tflop_per_sample_512": {k: round(v, 4) for k, v in at512[1]["tflop_per_sample"].items()},
+        "peak_gib_512": {str(f): round(r["total"]["peak_gib"], 2) for f, r in at512.items()},
+    }
+
+
+def simulate_main(as_json: bool, nulltext_iters: int, write_table: bool = False) -> int:
     import json
+
+    from engine.diffusion.cost import write_cost_table
 
     start = time.perf_counter()
     data = simulate_all(nulltext_iters)
     data["seconds"] = round(time.perf_counter() - start, 1)
+    if write_table:
+        write_cost_table(cost_table_of(data))
     peaks = {r["faces"]: r["total"]["peak_gib"] for r in data["runs"] if r["size"] == 512}
     last = f"simulated peak GiB at 512: 1 face {peaks[1]:.2f}, 4 faces {peaks[4]:.2f}"
     if as_json:

@@ -16,7 +16,12 @@ from engine.errors import Cancelled, OutOfMemory
 from engine.models.fallback import is_out_of_memory, restore_with_fallback
 from engine.models.loading import WEIGHT_COMPONENTS, LowMemory, load_sd_model
 
-NONE, SAVERS, OFFLOAD = (False, False, False), (True, True, False), (True, True, True)
+# (attention_slicing, vae_tiling, cpu_offload, offload_encoders)
+NONE, LOW, ON_CPU = (
+    (False, False, False, False),
+    (False, True, False, True),
+    (False, True, False, False),
+)
 CUDA = torch.device("cuda")
 
 
@@ -51,7 +56,7 @@ def _state(model) -> tuple:
     low = model.low_memory
     weights = next(model.unet.parameters())
     return (
-        (low.attention_slicing, low.vae_tiling, low.cpu_offload),
+        (low.attention_slicing, low.vae_tiling, low.cpu_offload, low.offload_encoders),
         model.device.type,
         (
             model.dtype,
@@ -96,26 +101,50 @@ def _real_forward(model) -> torch.Tensor:
 def test_full_ladder_down_to_cpu_then_settings_come_back(model):
     moves = _fake_cuda(model)
     messages: list[str] = []
-    run = FlakyRun(3)
+    run = FlakyRun(2)
     result = restore_with_fallback(run, model, on_message=messages.append)
     assert result.dtype == torch.float32 and result.device.type == "cpu"  # a real CPU run
     fp16, fp32 = (torch.float16, torch.float16), (torch.float32, torch.float32)
     assert run.states == [
         (NONE, "cuda", fp16),
-        (SAVERS, "cuda", fp16),
-        (OFFLOAD, "cuda", fp16),
-        (SAVERS, "cpu", fp32),
+        (LOW, "cuda", fp16),
+        (ON_CPU, "cpu", fp32),
     ]
-    assert len(messages) == 3
-    assert "attention slicing" in messages[0] and "CPU offload" in messages[1]
-    assert "fell back to CPU" in messages[2]
+    assert len(messages) == 2
+    assert "VAE and text encoder off the GPU" in messages[0]
+    assert "fell back to CPU" in messages[1]
     # restored afterwards: no savers, the GPU, fp16 (moves recorded through .to())
     assert _state(model) == (NONE, "cuda", fp16)
     assert all(p.dtype == torch.float16 for p in model.vae.parameters())
-    assert ("unet", "cpu", torch.float32) in moves and moves[-1][1:] == ("cuda", torch.float16)
-    # Between the offload attempt and the CPU attempt nothing may go to the (full) GPU.
-    to_cpu = moves[run.moves_seen[2] : run.moves_seen[3]]
+    placed = [m for m in moves if m[1:] != (None, None)]  # not channels_last-only moves
+    assert ("unet", "cpu", torch.float32) in placed and placed[-1][1:] == ("cuda", torch.float16)
+    # Between the GPU attempts and the CPU attempt nothing may go to the (full) GPU.
+    to_cpu = moves[run.moves_seen[1] : run.moves_seen[2]]
     assert to_cpu and all(device == "cpu" for _, device, _ in to_cpu), to_cpu
+
+
+def test_every_rung_lowers_gpu_memory_and_none_slices_attention(model):
+    """Issue 13: sliced attention keeps its maps for null-text's backward (more memory,
+    not less), so no rung switches it on; the weights on the GPU shrink at every rung."""
+    _fake_cuda(model)
+    on_gpu = []
+
+    def run(m):
+        assert not m.low_memory.attention_slicing
+        gpu = m.device.type == "cuda"
+        on_gpu.append(
+            sum(
+                sum(p.numel() for p in getattr(m, name).parameters())
+                for name in WEIGHT_COMPONENTS
+                if gpu and not m.low_memory.offloads(name)
+            )
+        )
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(OutOfMemory):
+        restore_with_fallback(run, model, on_message=None)
+    assert len(on_gpu) == 3 and on_gpu[0] > on_gpu[1] > on_gpu[2] == 0
+    assert on_gpu[1] == sum(p.numel() for p in model.unet.parameters())  # the UNet stays
 
 
 @pytest.mark.parametrize("error", [OutOfMemory, RuntimeError])
@@ -124,38 +153,38 @@ def test_first_rung_that_works_stops_the_ladder(model, error):
     messages: list[str] = []
     run = FlakyRun(1, error)
     restore_with_fallback(run, model, on_message=messages.append)
-    assert [s[0] for s in run.states] == [NONE, SAVERS] and len(messages) == 1
+    assert [s[0] for s in run.states] == [NONE, LOW] and len(messages) == 1
     assert _state(model)[0] == NONE
 
 
 def test_keep_fallback_keeps_what_worked(model):
     _fake_cuda(model)
-    run = FlakyRun(2)
+    run = FlakyRun(1)
     restore_with_fallback(run, model, on_message=None, keep_fallback=True)
-    assert _state(model)[0] == OFFLOAD and model.device == CUDA
+    assert _state(model)[0] == LOW and model.device == CUDA
 
 
 def test_user_savers_are_not_retried_and_come_back(model):
     _fake_cuda(model)
-    model.set_low_memory(LowMemory(attention_slicing=True, vae_tiling=True))
+    model.set_low_memory(LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1))
     messages: list[str] = []
     run = FlakyRun(1)
     restore_with_fallback(run, model, on_message=messages.append)
-    assert [s[0] for s in run.states] == [SAVERS, OFFLOAD]  # rung 1 would change nothing
-    assert "CPU offload" in messages[0] and _state(model)[0] == SAVERS
+    assert [s[0] for s in run.states] == [LOW, ON_CPU]  # rung 1 would change nothing
+    assert "fell back to CPU" in messages[0] and _state(model)[0] == LOW
 
 
-def test_user_offload_is_kept_on_the_first_rung(model):
+def test_user_offload_and_slicing_are_kept_on_the_first_rung(model):
     _fake_cuda(model)
-    model.set_low_memory(LowMemory(cpu_offload=True))
+    model.set_low_memory(LowMemory(attention_slicing=True, cpu_offload=True))
     run = FlakyRun(2)
     restore_with_fallback(run, model, on_message=None)
     assert [(s[0], s[1]) for s in run.states] == [
-        ((False, False, True), "cuda"),
-        (OFFLOAD, "cuda"),  # savers added, offload kept (never the whole model on the GPU)
-        (SAVERS, "cpu"),
+        ((True, False, True, False), "cuda"),
+        ((True, True, True, True), "cuda"),  # tiling added, the user's settings kept
+        (ON_CPU, "cpu"),
     ]
-    assert _state(model)[:2] == ((False, False, True), "cuda")
+    assert _state(model)[:2] == ((True, False, True, False), "cuda")
 
 
 def test_cpu_model_tries_savers_then_gives_a_clear_error(model):

@@ -822,3 +822,24 @@ def test_alphas_from_a_scheduler_config_with_zero_timesteps(tmp_path):
     with pytest.raises(ModelError, match="num_train_timesteps") as err:
         models.alphas_cumprod_from_config(cfg)
     assert str(cfg) in str(err.value)
+
+
+def test_cuda_tuning_only_on_cuda(monkeypatch):
+    """channels_last weights and cudnn.benchmark on CUDA; nothing changes on the CPU."""
+    from diffusers import UNet2DConditionModel
+
+    from engine.models.loading import tune_for_device
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, cross_attention_dim=32,
+        attention_head_dim=8, norm_num_groups=32,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )  # fmt: skip
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert not tune_for_device(unet, "cpu")
+    assert unet.conv_in.weight.is_contiguous() and not torch.backends.cudnn.benchmark
+    assert tune_for_device(unet, "cuda")  # moves nothing: only the layout changes
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not unet.conv_in.weight.is_contiguous()
+    assert torch.backends.cudnn.benchmark

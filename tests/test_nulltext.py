@@ -286,3 +286,36 @@ def test_loss_scaler_skips_a_faces_step_on_the_device():
     assert int(scaler.skipped) == 1
     scaler.unscale_and_check(torch.ones(4, 3), faces=2)
     assert float(scaler.scale) == FP16_LOSS_SCALE / 2  # finite: the scale stays
+
+
+def test_micro_batched_passes_equal_one_pass(tiny_model):
+    """Null-text's forward + backward in chunks of faces (the memory bound) gives the
+    one-pass result, with one backward call per chunk."""
+    params = EditedIDParams(steps=3, dpm_range=(2, 3), nulltext_iters=3, nulltext_early_stop=1e-3)
+    plan = make_plan(params.steps, params.dpm_range, tiny_model.alphas_cumprod)
+    cond_o, cond_e, uncond = encode_text(
+        tiny_model, [params.original_prompt, params.edited_prompt, ""]
+    ).split(1)
+    gen = torch.Generator().manual_seed(5)
+    trajs = []
+    for scale in (0.05, 0.2, 0.4):
+        z = torch.randn(1, 4, 8, 8, generator=gen)
+        pts = _sample_trajectory(tiny_model, z, cond_o, uncond + scale, plan, params.guidance)
+        trajs.append(AlignedTrajectories(pts, [p.clone() for p in pts], torch.zeros(1, 3)))
+    results, stats = {}, {}
+    for batch_faces in (None, 2):
+        stats[batch_faces] = UNetStats()
+        results[batch_faces] = optimise_null_text(
+            tiny_model, AlignedTrajectories.stack(trajs), cond_o.expand(3, -1, -1),
+            cond_e.expand(3, -1, -1), uncond, plan, params, stats[batch_faces],
+            exit_check=False, batch_faces=batch_faces,
+        )  # fmt: skip
+    one, chunked = results[None], results[2]
+    assert torch.equal(one.iterations, chunked.iterations)
+    torch.testing.assert_close(chunked.losses, one.losses, rtol=1e-5, atol=1e-8)
+    for i in range(plan.steps):
+        torch.testing.assert_close(
+            chunked.uncond_edited[i], one.uncond_edited[i], atol=1e-3, rtol=0
+        )
+    assert stats[2].backward_calls == 2 * stats[None].backward_calls  # chunks of 2 + 1 faces
+    assert stats[2].backward_samples == stats[None].backward_samples

@@ -331,3 +331,50 @@ def test_element_mask_prepass_reports_its_stage_and_cancels_within_one_unet_call
     assert len(maps) == 4 and all(m.shape == (SIZE, SIZE) for m in maps)
     alone = element_attention_maps(tiny_model, crops[:1], FAST)[0]
     np.testing.assert_allclose(maps[0], alone, atol=1e-4)  # one face alone: the same map
+
+
+def test_element_mask_prepass_one_sample_equals_the_six_sample_batch(tiny_model):
+    """The pre-pass runs the one sample it reads (edited branch, conditional half); its
+    maps equal those of the 2 CFG halves x 3 branches batch it used to run."""
+    from engine.diffusion.attention import EntanglementAttention, GateConfig
+    from engine.diffusion.restore import _prompts, element_attention_maps, prepass_maps
+
+    crops = [face_crop(name, SIZE) for name in ("astronaut", "grace_hopper")]
+    stats = UNetStats()
+    maps = element_attention_maps(tiny_model, crops, FAST, stats=stats)
+    assert stats.forward_samples == len(crops) and stats.forward_calls == len(crops)
+    prompts = _prompts(tiny_model, FAST)
+    gen = torch.Generator().manual_seed(0)
+    noisy = torch.randn(1, 4, SIZE // 2, SIZE // 2, generator=gen)
+    new = prepass_maps(tiny_model, noisy, 500, prompts, FAST, UNetStats())
+    empty = torch.zeros(1, 1, SIZE // 2, SIZE // 2)
+    old_config = GateConfig(1, empty, empty, self_attention=False, cross_attention=False,
+                            capture_tokens=prompts.capture)  # fmt: skip
+    gate = EntanglementAttention(tiny_model.unet, old_config)
+    with gate, torch.no_grad():
+        predict_noise(
+            tiny_model,
+            torch.cat([noisy] * 3),
+            500,
+            torch.cat([prompts.cond_edited] * 3),
+            torch.cat([prompts.uncond] * 3),
+            FAST.guidance,
+            UNetStats(),
+        )
+    torch.testing.assert_close(new, gate.captured_maps(), rtol=0, atol=1e-5)
+    assert len(maps) == 2 and float(np.abs(maps[0] - maps[1]).max()) > 1e-3
+
+
+def test_prompts_are_encoded_once_for_the_prepass_and_the_restore(tiny_model):
+    from engine.diffusion.restore import element_attention_maps
+
+    params = FAST.replace(base_prompt="a photo of a face seen once", nulltext_iters=0)
+    calls = []
+    hook = tiny_model.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        element_attention_maps(tiny_model, [face_crop("astronaut", SIZE)], params)
+        restore_faces(tiny_model, [_pair()], params, cache=InversionCache())
+        restore_faces(tiny_model, [_pair()], params, cache=InversionCache())
+    finally:
+        hook.remove()
+    assert len(calls) == 1

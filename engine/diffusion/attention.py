@@ -84,6 +84,10 @@ class GateConfig:
     # positions of "face" / "glasses" are padding, as prompt-to-prompt edits only
     # attn[h // 2:]. "both" is kept as an ablation.
     cross_attention_halves: str = "cond"
+    # capture_only: the batch is F conditional samples of one branch (no CFG halves, no
+    # branches); cross-attention maps of capture_tokens are read from every sample and
+    # nothing is gated (the element-mask pre-pass).
+    capture_only: bool = False
     # How mode "map" computes the gated rows: "sdpa" (fused attention, no maps; the
     # default) or "maps" (explicit softmax maps in query_chunk rows: the reference).
     self_attention_impl: str = "sdpa"
@@ -364,6 +368,13 @@ class _GatedProcessor:
 
     def _check_batch(self, batch: int) -> None:
         faces = self.owner.config.faces
+        if self.owner.config.capture_only:
+            if batch != faces:
+                raise ValueError(
+                    f"Capture-only attention at {self.name} got a UNet batch of {batch}; it "
+                    f"expects one conditional sample per face ({faces})."
+                )
+            return
         if batch != HALVES * BRANCHES * faces:
             raise ValueError(
                 f"Entanglement attention at {self.name} got a UNet batch of {batch}; it expects "
@@ -496,6 +507,8 @@ class GatedCrossAttnProcessor(_GatedProcessor):
         p = _project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         self._check_batch(p.batch)
         cfg = self.owner.config
+        if cfg.capture_only:
+            return _finish(attn, p, self._capture_all(attn, p))
         replace = cfg.cross_attention and (cfg.original_token_columns or cfg.edited_token_columns)
         captured = [] if cfg.capture_tokens else None
 
@@ -527,6 +540,20 @@ class GatedCrossAttnProcessor(_GatedProcessor):
             self.owner._accumulate(torch.cat(captured, dim=1))  # (F, Q, n)
         return _finish(attn, p, out)
 
+    def _capture_all(self, attn, p: _Projected) -> torch.Tensor:
+        """capture_only: plain attention whose maps of capture_tokens (mean over heads)
+        are kept for every sample of the batch."""
+        cfg, heads = self.owner.config, attn.heads
+        if max(cfg.capture_tokens) >= p.key.shape[1]:
+            raise ValueError(
+                f"capture_tokens {cfg.capture_tokens} are outside the {p.key.shape[1]} text "
+                "tokens of the prompts."
+            )
+        maps = attn.get_attention_scores(p.query, p.key, p.mask)  # (F * heads, Q, 77)
+        cols = maps.view(p.batch, heads, *maps.shape[1:])[..., cfg.capture_tokens]
+        self.owner._accumulate(cols.float().mean(dim=1))
+        return torch.bmm(maps.to(p.value.dtype), p.value)
+
 
 class EntanglementAttention:
     """Owns the processors for one run; use as a context manager around the entanglement
@@ -547,6 +574,8 @@ class EntanglementAttention:
             for n in names
             if config.self_attention and _is_attn(n, "attn1") and _block(n) in config.gate_blocks
         ]
+        if config.capture_only:
+            self._gated = []
         wants_cross = config.capture_tokens or (
             config.cross_attention
             and (config.original_token_columns or config.edited_token_columns)

@@ -5,16 +5,20 @@
 and whether a backward pass follows. tests/test_cost.py checks it against the
 `UNetStats` of real runs, stage by stage, so it cannot drift from the engine.
 bench/engine_cost.py --simulate replays each distinct call on the full SD 1.4
-architecture on the `meta` device for FLOPs and memory.
+architecture on the `meta` device for FLOPs and memory, and records per-sample TFLOP and
+the peaks in COST_TABLE (`--write-table`), from which the quality presets' costs are
+printed (`describe_presets`: the CLI's --help, the app's tooltip).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from engine.params import EditedIDParams
+from engine.params import PRESETS, EditedIDParams, with_preset
 
 PREPASS, INVERSION, NULLTEXT, ENTANGLEMENT = (
     "element masks",
@@ -23,6 +27,8 @@ PREPASS, INVERSION, NULLTEXT, ENTANGLEMENT = (
     "entanglement",
 )
 STAGE_ORDER = (PREPASS, INVERSION, NULLTEXT, ENTANGLEMENT)
+# A Python module (not a data file) so every bundle carries it without packaging rules.
+COST_TABLE = Path(__file__).with_name("cost_table.py")
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,25 @@ class UNetCall:
         return self.kind == "backward"
 
 
-def unet_calls(params: EditedIDParams, faces: int, *, prepass: bool = True) -> list[UNetCall]:
+def unet_calls(
+    params: EditedIDParams,
+    faces: int,
+    *,
+    prepass: bool = True,
+    nulltext_batch_faces: int | None | str = "default",
+) -> list[UNetCall]:
     """Every UNet call of a fresh restore of `faces` faces in one batch (early stop off).
 
     prepass: include the element-mask pre-pass (run when masks are automatic).
+    nulltext_batch_faces: faces per null-text forward + backward pass ("default": the
+    model's default, LowMemory().nulltext_batch_faces).
     """
+    from engine.diffusion.nulltext import face_chunks
     from engine.diffusion.restore import PREPASS_SAMPLES_PER_FACE
+    from engine.models.loading import LowMemory
+
+    if nulltext_batch_faces == "default":
+        nulltext_batch_faces = LowMemory().nulltext_batch_faces
 
     n, it, pair = params.steps, params.nulltext_iters, 2 * faces
     out = []
@@ -62,7 +81,9 @@ def unet_calls(params: EditedIDParams, faces: int, *, prepass: bool = True) -> l
     out.append(UNetCall(INVERSION, "plain", pair, n))  # look-ahead noise is reused
     out.append(UNetCall(NULLTEXT, "plain", pair, n))  # conditional noise per step
     if it:
-        out.append(UNetCall(NULLTEXT, "backward", pair, n * it))
+        sizes = [b - a for a, b in face_chunks(faces, nulltext_batch_faces)]
+        for size in sorted(set(sizes), reverse=True):
+            out.append(UNetCall(NULLTEXT, "backward", 2 * size, n * it * sizes.count(size)))
     out.append(UNetCall(NULLTEXT, "plain", pair, n))  # the step with the fitted embeddings
     out.append(UNetCall(ENTANGLEMENT, "gated", 2 * 3 * faces, n))
     return [c for c in out if c.calls]
@@ -94,3 +115,67 @@ def sd_alphas_cumprod() -> torch.Tensor:
     """SD 1.x's training schedule (scaled_linear betas 0.00085..0.012, 1000 steps)."""
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
+
+
+def cost_table() -> dict:
+    """Per-sample TFLOP at 512 px per call kind and simulated peaks, as recorded by
+    `python bench/engine_cost.py --simulate --write-table`."""
+    from engine.diffusion.cost_table import TABLE
+
+    return TABLE
+
+
+def write_cost_table(table: dict) -> None:
+    """Record `table` (values: numbers, strings, one level of dicts) as
+    engine/diffusion/cost_table.py, formatted as ruff formats it."""
+    lines = ['"""Recorded by `python bench/engine_cost.py --simulate --write-table`."""', ""]
+    lines.append("TABLE = {")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines.append(f"    {json.dumps(key)}: {{")
+            lines += [f"        {json.dumps(k)}: {json.dumps(v)}," for k, v in value.items()]
+            lines.append("    },")
+        else:
+            lines.append(f"    {json.dumps(key)}: {json.dumps(value)},")
+    COST_TABLE.write_text("\n".join(lines + ["}", ""]), encoding="utf-8")
+
+
+def tflop(calls: list[UNetCall], table: dict | None = None) -> float:
+    """TFLOP of `calls` at 512 px from the recorded per-sample figures."""
+    per = (table or cost_table())["tflop_per_sample_512"]
+    return sum(c.samples * per[c.kind] for c in calls)
+
+
+def preset_costs(faces: int = 1, table: dict | None = None) -> dict[str, dict[str, float]]:
+    """{preset: {"forward", "backward", "tflop", "peak_gib"}} per face at 512 px."""
+    table = table or cost_table()
+    out = {}
+    for name in PRESETS:
+        calls = unet_calls(with_preset(EditedIDParams(), name), faces)
+        rows = samples_by_stage(calls).values()
+        out[name] = {
+            "forward": sum(r["forward"] for r in rows) / faces,
+            "backward": sum(r["backward"] for r in rows) / faces,
+            "tflop": tflop(calls, table) / faces,
+            "peak_gib": table["peak_gib_512"][str(faces)],
+        }
+    return out
+
+
+def describe_presets() -> dict[str, str]:
+    """{preset: one line saying what it sets and costs per face at 512 px}."""
+    costs = preset_costs(1)
+    out = {}
+    for name, values in PRESETS.items():
+        c = costs[name]
+        knobs = ", ".join(f"{k} {_show(v)}" for k, v in values.items())
+        out[name] = (
+            f"{knobs}: {c['forward']:.0f} UNet forward + {c['backward']:.0f} backward samples, "
+            f"{c['tflop']:.0f} UNet TFLOP per face at 512 px, simulated peak "
+            f"{c['peak_gib']:.1f} GiB for one face in fp16"
+        )
+    return out
+
+
+def _show(value) -> str:
+    return f"{value[0]}-{value[1]}" if isinstance(value, tuple) else str(value)

@@ -178,6 +178,7 @@ def optimise_null_text(
     on_step: StepCallback | None = None,
     check_cancel: Callable[[], None] = lambda: None,
     exit_check: bool | None = None,
+    batch_faces: int | None = None,
 ) -> NullTextResult:
     """Optimise phi_o^i, phi_e^i for every step i and face (eq. 4-5).
 
@@ -186,6 +187,8 @@ def optimise_null_text(
     once every face has stopped (None: only on the CPU, where the read is free). Off,
     a step always runs nulltext_iters iterations with stopped faces frozen: the same
     results, no host-device synchronisation.
+    batch_faces: faces per forward + backward pass (None: all; a memory bound, results
+    unchanged); the optimiser and the other passes still take every face at once.
     """
     faces = trajectories.original[0].shape[0]
     n = plan.steps
@@ -214,7 +217,7 @@ def optimise_null_text(
         step = _Step(i, t, x, eps_cond, target, prev_x0, prev_lam)
         # 2. Fit phi_o^i, phi_e^i of every face so the guided step lands on them (eq. 4).
         first, used = _fit_embeddings(
-            model, step, phi, plan, params, stats, scaler, check_cancel, exit_check
+            model, step, phi, plan, params, stats, scaler, check_cancel, exit_check, batch_faces
         )
         # 3. Take the step with the fitted embeddings: the chain the next step starts from.
         with torch.no_grad():
@@ -256,8 +259,19 @@ class _Step:
     prev_lam: float | None
 
 
+def face_chunks(faces: int, batch_faces: int | None) -> list[tuple[int, int]]:
+    """[start, stop) face ranges of at most batch_faces faces (one range for None)."""
+    size = batch_faces or faces
+    return [(a, min(a + size, faces)) for a in range(0, faces, size)]
+
+
+def _rows(t: torch.Tensor, a: int, b: int, faces: int) -> torch.Tensor:
+    """Rows of faces [a, b) of a [originals..., edited...] batch, in the same layout."""
+    return torch.cat([t[a:b], t[faces + a : faces + b]])
+
+
 def _fit_embeddings(
-    model, step: _Step, phi, plan, params, stats, scaler, check_cancel, exit_check
+    model, step: _Step, phi, plan, params, stats, scaler, check_cancel, exit_check, batch_faces
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on every face's (phi_o^i, phi_e^i) rows of `phi`, in place; a face stops once
     its loss is below eps + i * 2 eps (it still takes the step of that iteration, as
@@ -269,26 +283,53 @@ def _fit_embeddings(
     active = torch.ones(faces, dtype=torch.bool, device=phi.device)
     first = phi.new_zeros(faces)
     used = torch.zeros(faces, dtype=torch.long, device=phi.device)
+    chunks = face_chunks(faces, batch_faces)
     for it in range(params.nulltext_iters):
         check_cancel()
-        leaf = phi.detach().requires_grad_(True)
-        eps_u = _unconditional(model, step.x, step.t, leaf, stats, grad=True)
-        with torch.enable_grad():
-            eps = eps_u + params.guidance * (step.eps_cond - eps_u)
-            x_next, _ = reconstruction_step(plan, step.i, step.x, eps, step.prev_x0, step.prev_lam)
-            face_loss = _face_losses(x_next, step.target, faces)
-            (face_loss.sum() * scaler.scale_on(face_loss)).backward()
-        stats.count_backward(2 * faces)
-        finite = scaler.unscale_and_check(leaf.grad, faces)
-        loss = face_loss.detach()
+        grads, losses = [], []
+        for a, b in chunks:  # one forward + backward per chunk of faces
+            grad, loss = _loss_and_grad(model, step, phi, plan, params, stats, scaler, a, b)
+            grads.append(grad)
+            losses.append(loss)
+        grad = _merge(grads, chunks)
+        loss = torch.cat(losses)
+        finite = scaler.unscale_and_check(grad, faces)
         if it == 0:
             first = loss
-        adam.step(phi, leaf.grad, torch.cat([active & finite] * 2))
+        adam.step(phi, grad, torch.cat([active & finite] * 2))
         used = used + active.long()
         active = active & (loss >= threshold)
         if exit_check and not bool(active.any()):
             break
     return first, used
+
+
+def _loss_and_grad(model, step: _Step, phi, plan, params, stats, scaler, a: int, b: int):
+    """Faces [a, b): their joint losses and the (scaled) gradient w.r.t. their phi rows."""
+    faces, n = phi.shape[0] // 2, b - a
+    whole = n == faces  # no copies when one pass takes every face
+
+    def rows(t):
+        return t if whole or t is None else _rows(t, a, b, faces)
+
+    leaf = rows(phi).detach().requires_grad_(True)
+    x = rows(step.x)
+    eps_u = _unconditional(model, x, step.t, leaf, stats, grad=True)
+    with torch.enable_grad():
+        eps = eps_u + params.guidance * (rows(step.eps_cond) - eps_u)
+        x_next, _ = reconstruction_step(plan, step.i, x, eps, rows(step.prev_x0), step.prev_lam)
+        face_loss = _face_losses(x_next, rows(step.target), n)
+        (face_loss.sum() * scaler.scale_on(face_loss)).backward()
+    stats.count_backward(2 * n)
+    return leaf.grad, face_loss.detach()
+
+
+def _merge(grads: list[torch.Tensor], chunks: list[tuple[int, int]]) -> torch.Tensor:
+    """Chunk gradients ([o_a..o_b, e_a..e_b] each) back into one [o..., e...] tensor."""
+    if len(grads) == 1:
+        return grads[0]
+    halves = [g.chunk(2) for g in grads]
+    return torch.cat([h[0] for h in halves] + [h[1] for h in halves])
 
 
 def _unconditional(model, x, t, uncond, stats: UNetStats, grad: bool) -> torch.Tensor:

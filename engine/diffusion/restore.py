@@ -262,7 +262,7 @@ def _prompts(model, params: EditedIDParams) -> _Prompts:
     face_in_t = word_columns(tok, p_e, params.face_words)
     words = tuple(w for w in params.element_words if w.strip())
     element_cols = word_columns(tok, p_e, words) if words else []
-    cond_o, cond_e, uncond = encode_text(model, [p_o, p_e, ""]).split(1)
+    cond_o, cond_e, uncond = _encoded(model, (p_o, p_e, "")).split(1)
     return _Prompts(
         cond_o,
         cond_e,
@@ -271,6 +271,25 @@ def _prompts(model, params: EditedIDParams) -> _Prompts:
         [(c, c) for c in element_cols],  # P_t = P_e: same columns
         element_cols,
     )
+
+
+# Prompt embeddings kept per model (the pre-pass and the restore of one photo ask for the
+# same three prompts); a few entries, keyed by the texts and the model's device and dtype.
+_TEXT_CACHE_SIZE = 8
+
+
+def _encoded(model, texts: tuple[str, ...]) -> torch.Tensor:
+    cache = getattr(model, "_editedid_text_cache", None)
+    if cache is None:
+        cache = OrderedDict()
+        model._editedid_text_cache = cache
+    key = (texts, str(model.device), str(model.dtype), str(getattr(model, "fingerprint", "")))
+    if key not in cache:
+        cache[key] = encode_text(model, list(texts))
+        while len(cache) > _TEXT_CACHE_SIZE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 def _invert_faces(
@@ -287,9 +306,11 @@ def _invert_faces(
     middle = _clock(model)
     stats.stage = "nulltext"
     timings["inversion"] += middle - start
+    low = getattr(model, "low_memory", None)
     null = optimise_null_text(
-        model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel
-    )
+        model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel,
+        batch_faces=getattr(low, "nulltext_batch_faces", None),
+    )  # fmt: skip
     timings["nulltext"] += _clock(model) - middle
     return [
         _CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
@@ -618,9 +639,10 @@ def _in_chunks(indices: list[int], max_batch: int | None, fn: Callable[[list[int
 
 
 ELEMENT_MASKS_STAGE = "element masks"
-# UNet samples per face of the pre-pass: 2 CFG halves x 3 branches (the edited branch's
-# conditional half is the one read).
-PREPASS_SAMPLES_PER_FACE = 6
+# UNet samples per face of the pre-pass: the edited branch's conditional half, the only
+# one whose maps are read (the UNet treats samples independently, so the maps equal
+# those of the 2 x 3-sample entanglement-shaped batch this once ran).
+PREPASS_SAMPLES_PER_FACE = 1
 
 
 @torch.no_grad()
@@ -680,18 +702,18 @@ def prepass_maps(
     """One face's pre-pass UNet call: (1, n, h, w) maps of the element tokens at the
     latent resolution, from the edited branch's conditional half (None: nothing captured)."""
     size = tuple(noisy.shape[-2:])
-    empty = torch.zeros(1, 1, *size, device=noisy.device)
+    empty = torch.zeros(noisy.shape[0], 1, *size, device=noisy.device)
     config = GateConfig(
-        faces=1,
+        faces=noisy.shape[0],
         face_mask=empty,
         element_mask=empty,
         self_attention=False,
         cross_attention=False,
         capture_tokens=prompts.capture,
+        capture_only=True,
     )
-    cond = torch.cat([prompts.cond_edited[:1]] * 3)
-    uncond = torch.cat([prompts.uncond[:1]] * 3)
+    cond = prompts.cond_edited[:1].expand(noisy.shape[0], -1, -1)
     gate = EntanglementAttention(model.unet, config)
     with gate:
-        predict_noise(model, torch.cat([noisy] * 3), timestep, cond, uncond, params.guidance, stats)
+        predict_noise(model, noisy, timestep, cond, None, 1.0, stats)
     return gate.captured_maps()

@@ -5,17 +5,26 @@
         on_message=status_bar.showMessage,
     )
 
-`restore_faces` already halves its face batch on out-of-memory and raises
+`restore_faces` already micro-batches on out-of-memory: it halves its face batch (for
+inversion + null-text and for entanglement apart) down to one face, and raises
 `engine.errors.OutOfMemory` when even one face does not fit; this wrapper is the next
-level up. The ladder, each rung tried only when it changes something:
+level up. Every rung lowers peak memory (bench/engine_cost.py --simulate measures it);
+each is tried only when it changes something:
 
-1. `LowMemory(attention_slicing=True, vae_tiling=True)` via `SDModel.set_low_memory`;
-2. the same plus `cpu_offload=True` (components live in RAM, each moved to the GPU only
-   while it runs: `SDModel.use`);
-3. the CPU in fp32: every weight module is moved with `module.to(device="cpu",
+1. `LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1)`: the VAE
+   and the text encoder wait on the CPU while the UNet works (their ~0.4 GB in fp16), the
+   VAE encodes and decodes tile by tile, and null-text's forward + backward passes take
+   one face at a time (the rest of the batch stays together);
+2. the CPU in fp32: every weight module is moved with `module.to(device="cpu",
    dtype=torch.float32)` and the model's `device` / `dtype` fields are set to match
-   (the engine reads them for every tensor it makes), then slicing and tiling are kept
-   on to bound RAM. Much slower, but it finishes. Message: "... fell back to CPU ...".
+   (the engine reads them for every tensor it makes), VAE tiling kept on to bound RAM.
+   Much slower, but it finishes. Message: "... fell back to CPU ...".
+
+Not rungs: attention slicing (diffusers' sliced processor keeps its maps for null-text's
+backward pass, where SDPA keeps none: it RAISES null-text memory, 1.9 -> 4.2 GiB for one
+face at 512 in issue 13's estimate) and full CPU offload (the UNet must stay on the GPU
+through each forward and backward pass, so the peak is that of rung 1; it only adds
+transfers). User settings with either are kept on rung 1.
 
 Afterwards (success or final failure) the caller's previous settings come back: memory
 savers, device and dtype, so the next photo tries the fast path again. Pass
@@ -36,12 +45,11 @@ from typing import TypeVar
 import torch
 
 from engine.errors import OutOfMemory
-from engine.models.loading import WEIGHT_COMPONENTS, LowMemory
+from engine.models.loading import WEIGHT_COMPONENTS, LowMemory, tune_for_device
 
 T = TypeVar("T")
 
-LOW_MEMORY = LowMemory(attention_slicing=True, vae_tiling=True)
-OFFLOAD = LowMemory(attention_slicing=True, vae_tiling=True, cpu_offload=True)
+ON_CPU = LowMemory(vae_tiling=True)
 CPU = torch.device("cpu")
 
 
@@ -61,11 +69,12 @@ def _free_memory() -> None:
 def move_model(model, device: torch.device | str, dtype: torch.dtype) -> None:
     """Move every weight module of an SDModel and update its device/dtype fields."""
     device = torch.device(device)
-    home = CPU if model.low_memory.cpu_offload else device
     for name in WEIGHT_COMPONENTS:
+        home = CPU if model.low_memory.offloads(name) else device
         getattr(model, name).to(device=home, dtype=dtype)
     model.device = device
     model.dtype = dtype
+    tune_for_device(model.unet, device)
 
 
 def _same(a: LowMemory, b: LowMemory) -> bool:
@@ -126,30 +135,28 @@ def _rungs(model, previous_low: LowMemory, previous_device, on_gpu: bool):
     """The ladder for this model: (message, apply) pairs, each only when it changes
     something (module docstring)."""
     rungs: list[tuple[str, Callable[[], None]]] = []
-    if not (previous_low.attention_slicing and previous_low.vae_tiling):
-        rungs.append(
-            (
-                "Out of GPU memory; retrying with attention slicing and VAE tiling "
-                "(slower, less memory).",
-                lambda: model.set_low_memory(
-                    LowMemory(True, True, cpu_offload=previous_low.cpu_offload)
-                ),
-            )
+    lower = LowMemory(
+        **(
+            vars(previous_low)
+            | {"vae_tiling": True, "offload_encoders": True, "nulltext_batch_faces": 1}
         )
-    if on_gpu and not previous_low.cpu_offload:
+    )
+    if not _same(lower, previous_low):
         rungs.append(
             (
-                "Still out of GPU memory; retrying with CPU offload (model parts wait in RAM).",
-                lambda: model.set_low_memory(OFFLOAD),
+                "Out of GPU memory; retrying with the VAE and text encoder off the GPU while "
+                "the UNet works, VAE tiling and null-text one face at a time (a little "
+                "slower, less memory).",
+                lambda: model.set_low_memory(lower),
             )
         )
     if on_gpu:
 
         def to_cpu() -> None:
-            # Move first, then drop offload: set_low_memory sends modules to model.device,
-            # which must already be the CPU (never the full model onto the full GPU).
+            # Drop offload first (nothing moves: the GPU is full), then move everything.
+            model.low_memory = LowMemory(**vars(ON_CPU))
             move_model(model, CPU, torch.float32)
-            model.set_low_memory(LOW_MEMORY)
+            model.set_low_memory(ON_CPU)
 
         rungs.append(
             (
@@ -175,6 +182,7 @@ def _restore(model, low: LowMemory, device, dtype, say: Callable[[str], None]) -
         if not is_out_of_memory(error):
             raise
         _free_memory()
-        model.set_low_memory(LOW_MEMORY)
+        model.low_memory = LowMemory(**vars(ON_CPU))
         move_model(model, CPU, torch.float32)
+        model.set_low_memory(ON_CPU)
         say("The GPU is still too full to take the model back; it stays on the CPU.")

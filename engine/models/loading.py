@@ -274,11 +274,29 @@ class LowMemory:
         encoder (~0.4 GB in fp16) are off the GPU while the UNet works. What it cannot
         save: the UNet (1.7 GB in fp16) must stay on the GPU through null-text's forward
         AND backward passes, because autograd keeps its weights for the backward.
+    offload_encoders: keep only the VAE and the text encoder on the CPU, each moved to
+        the device while it runs; the UNet stays. Saves their ~0.4 GB (fp16) during all
+        UNet work at the cost of two small transfers per VAE / text call (the first rung
+        of the out-of-memory ladder, engine.models.fallback).
+
+    attention_slicing raises null-text memory (the sliced processor keeps its maps for
+    the backward pass, where SDPA keeps none), so the out-of-memory ladder never uses it;
+    it stays a user setting for old GPUs whose SDPA falls back to materialised maps.
     """
 
     attention_slicing: bool = False
     vae_tiling: bool = False
     cpu_offload: bool = False
+    offload_encoders: bool = False
+    # Faces per null-text forward + backward pass (None = all at once): the backward keeps
+    # ~0.9 GiB of activations per sample at 512 px in fp16, so 4 faces (8 samples) in one
+    # pass need ~7 GiB on top of the weights; 2 faces per pass keep 4 faces within 8 GB.
+    # Results do not depend on it (faces are independent). The ladder's rung 1 sets 1.
+    nulltext_batch_faces: int | None = 2
+
+    def offloads(self, name: str) -> bool:
+        """Whether component `name` waits on the CPU between its uses."""
+        return self.cpu_offload or (self.offload_encoders and name != "unet")
 
 
 @dataclass
@@ -317,7 +335,7 @@ class SDModel:
         Yields the module.
         """
         module = self._module(name)
-        offload = self.low_memory.cpu_offload and self.device.type != "cpu"
+        offload = self.low_memory.offloads(name) and self.device.type != "cpu"
         depth = self._in_use.get(name, 0)
         if offload and depth == 0:
             module.to(self.device)
@@ -326,7 +344,7 @@ class SDModel:
             yield module
         finally:
             self._in_use[name] -= 1
-            if offload and self._in_use[name] == 0 and self.low_memory.cpu_offload:
+            if offload and self._in_use[name] == 0 and self.low_memory.offloads(name):
                 module.to("cpu")
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -348,10 +366,9 @@ class SDModel:
             self.vae.enable_tiling()
         else:
             self.vae.disable_tiling()
-        home = torch.device("cpu") if low.cpu_offload else self.device
         for name in WEIGHT_COMPONENTS:
             if self._in_use.get(name, 0) == 0:
-                self._module(name).to(home)
+                self._module(name).to(torch.device("cpu") if low.offloads(name) else self.device)
         self.low_memory = LowMemory(**vars(low))
 
     def describe(self) -> dict[str, Any]:
@@ -363,6 +380,18 @@ class SDModel:
             "dtype": str(self.dtype).replace("torch.", ""),
             "source_kind": self.source_kind,
         }
+
+
+def tune_for_device(unet: torch.nn.Module, device: torch.device | str) -> bool:
+    """CUDA only: UNet weights in channels_last (NHWC; tensor-core convolutions without
+    layout transposes) and cudnn.benchmark (the fastest convolution algorithm per shape;
+    a restore repeats a handful of shapes hundreds of times). Elsewhere nothing changes
+    (on the CPU both are slower or meaningless). Returns whether it tuned."""
+    if torch.device(device).type != "cuda":
+        return False
+    unet.to(memory_format=torch.channels_last)
+    torch.backends.cudnn.benchmark = True
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,6 +466,7 @@ def load_sd_model(
         local_path=path,
     )
     model.set_low_memory(low)
+    tune_for_device(model.unet, dev)
     log.info("Loaded %s (%s) on %s as %s, fingerprint %s", model_id, kind, dev, dt, fp)
     return model
 

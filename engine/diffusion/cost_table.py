@@ -1,0 +1,15 @@
+"""Recorded by `python bench/engine_cost.py --simulate --write-table`."""
+
+TABLE = {
+    "source": "python bench/engine_cost.py --simulate --write-table (full SD 1.4, fp16, meta)",
+    "tflop_per_sample_512": {
+        "capture": 0.8033,
+        "plain": 0.8033,
+        "backward": 1.7217,
+        "gated": 0.8359,
+    },
+    "peak_gib_512": {
+        "1": 3.91,
+        "4": 8.19,
+    },
+}
