@@ -29,7 +29,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.params import GATE_BLOCK_NAMES, GATE_MODES, PARAM_HELP, EditedIDParams
+from engine.diffusion.cost import describe_presets
+from engine.params import (
+    GATE_BLOCK_NAMES,
+    GATE_MODES,
+    PARAM_HELP,
+    PRESETS,
+    EditedIDParams,
+    preset_of,
+    with_preset,
+)
 
 from .binder import bind
 from .model.draft import Draft
@@ -100,6 +109,7 @@ class ParamsPanel(QWidget):
         self.draft = Draft(lambda: session.params, self._write_params, session.params_changed)
         self.destroyed.connect(self.draft.close)
         self.widgets: dict[str, Any] = self._make_widgets()
+        self.preset_box = self._make_preset_box()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -125,6 +135,43 @@ class ParamsPanel(QWidget):
         body.addWidget(self.reset_button, alignment=Qt.AlignmentFlag.AlignRight)
         body.addStretch(1)
         self._bind()
+        session.params_changed.connect(self._show_preset)
+        self._show_preset()
+
+    # -- quality preset (steps, null-text iterations: the paper's speed knob) ------------
+    def _make_preset_box(self) -> QComboBox:
+        box = QComboBox()
+        costs = describe_presets()
+        for name in PRESETS:
+            box.addItem(name.capitalize(), name)
+            box.setItemData(box.count() - 1, costs[name], Qt.ItemDataRole.ToolTipRole)
+        box.addItem("Custom", None)
+        box.setItemData(
+            box.count() - 1,
+            "Steps or null-text iterations set by hand.",
+            Qt.ItemDataRole.ToolTipRole,
+        )
+        box.setToolTip(
+            "Speed against quality: diffusion steps and null-text iterations. Cost per face "
+            "(UNet samples, TFLOP at 512 px, simulated peak memory):\n"
+            + "\n".join(f"{name.capitalize()} - {text}" for name, text in costs.items())
+        )
+        box.activated.connect(self._apply_preset)
+        return box
+
+    def _apply_preset(self, index: int) -> None:
+        name = self.preset_box.itemData(index)
+        if name is None:  # "Custom" names what the fields hold; choosing it changes nothing
+            self._show_preset()
+            return
+        self.session.params = with_preset(self.session.params, name)
+        self.draft.revert()
+
+    def _show_preset(self, *_args) -> None:
+        index = self.preset_box.findData(preset_of(self.session.params))
+        self.preset_box.blockSignals(True)
+        self.preset_box.setCurrentIndex(index if index >= 0 else self.preset_box.count() - 1)
+        self.preset_box.blockSignals(False)
 
     def _write_params(self, params: EditedIDParams) -> None:
         self.session.params = params
@@ -169,6 +216,9 @@ class ParamsPanel(QWidget):
         w = self.widgets
         steps = QGroupBox("Steps and solver")
         form = QFormLayout(steps)
+        quality = QLabel("Quality")
+        quality.setToolTip(self.preset_box.toolTip())
+        form.addRow(quality, self.preset_box)
         _row(form, "Steps", "steps", w["steps"])
         _row(form, "DPM-Solver++ steps", "dpm_range", _pair(*w["dpm_range"], "to"))
         _row(form, "Guidance", "guidance", w["guidance"])

@@ -55,6 +55,23 @@ def add_param_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="Read parameters from a JSON file (a sidecar works); options override it.",
     )
+    add_preset_option(group)
+
+
+def add_preset_option(group) -> None:
+    """--preset fast|balanced|best, each with what it sets and costs (engine_cost's
+    counts x the recorded per-sample figures of the full SD 1.4 model)."""
+    from engine.diffusion.cost import describe_presets
+    from engine.params import PRESETS
+
+    lines = "; ".join(f"{name}: {text}" for name, text in describe_presets().items())
+    group.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help=f"Quality/speed preset (steps, null-text iterations; options given override "
+        f"it). {lines}.",
+    )
 
 
 def _show(value) -> str:
@@ -101,8 +118,8 @@ def _json_int(digits: str) -> int | float:
 
 
 def params_from_args(args: argparse.Namespace) -> EditedIDParams:
-    """--params-json (a parameters file or a sidecar), then every option given on top,
-    checked together once; a bad value is named with its file or its option."""
+    """--params-json (a parameters file or a sidecar), then --preset, then every option
+    given on top, checked together once; a bad value is named with its file or option."""
     given: dict[str, typing.Any] = {}
     origins: dict[str, object] = {}
     path = getattr(args, "params_json", None)
@@ -117,6 +134,12 @@ def params_from_args(args: argparse.Namespace) -> EditedIDParams:
         else:
             given.update(from_file)
             origins.update(dict.fromkeys(from_file, path))
+    preset = getattr(args, "preset", None)
+    if preset:
+        from engine.params import PRESETS
+
+        given.update(PRESETS[preset])
+        origins.update(dict.fromkeys(PRESETS[preset], "--preset"))
     for f in dataclasses.fields(EditedIDParams):
         value = getattr(args, f.name, None)
         if value is not None:
