@@ -2,8 +2,8 @@
 reports as a local batch, lost workers, a killed driver, pause and cancel, and a plain
 batch that never imports Ray.
 
-One local Ray instance (2 CPUs, no dashboard) serves the whole session; each batch
-starts its own actors on it, with half a CPU each so two fit on a 2-core machine.
+One local Ray instance (2 CPUs, no dashboard) serves the module; each batch starts its
+own actors on it, with half a CPU each so two fit on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ class SteppingProcessor(FakeProcessor):
         self.lock = threading.Lock()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray for the session: started once, shut down at the end."""
+    """A local Ray for this module's tests: started once (only they use it), shut down
+    after them, so no other test module runs with Ray in its process."""
     import ray
 
     ray.init(
@@ -96,7 +97,8 @@ def _studio_folders(root: Path, pairs: int = 8) -> tuple[Path, Path]:
     ]
     for i in range(pairs):
         photo = photos[i % 2]
-        edited = np.clip(photo.astype(int) + [3 * i, -2 * i, i], 0, 255).astype(np.uint8)
+        shift = [3 * i + 4, -2 * i - 3, i + 2]  # every edit differs from its original
+        edited = np.clip(photo.astype(int) + shift, 0, 255).astype(np.uint8)
         save_image(photo, orig / f"p{i:02}.png")
         save_image(edited, edit / f"p{i:02}_edited.png")
     save_image(photos[0], orig / "zz.png")
@@ -331,6 +333,7 @@ def test_a_worker_killed_mid_file_is_replaced_and_every_file_finishes_once(ray_c
     assert not [p for p in out.iterdir() if ".part" in p.name]
 
 
+@pytest.mark.slow  # three worker starts on two busy cores: ~10 s
 def test_a_file_whose_workers_keep_dying_fails_with_the_reason(ray_cluster, tmp_path):
     import ray
 
