@@ -168,13 +168,28 @@ def _call(model, params: EditedIDParams, call: cost.UNetCall, size: int):
 
 
 # --- a whole configuration -----------------------------------------------------------------
-def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict) -> dict:
-    """Stages of one fresh restore of `faces` faces at `size` px: samples, TFLOP, peak."""
-    from engine.diffusion.latents import encode_text
+# the weights each stage runs (with offload_encoders the others wait on the CPU)
+_STAGE_WEIGHTS = {"text": "text_encoder", "encode": "vae", "decode": "vae"}
 
+
+def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict, low=None) -> dict:
+    """Stages of one fresh restore of `faces` faces at `size` px: samples, TFLOP, peak.
+
+    low: the model's LowMemory (default: a fresh one); offload_encoders keeps the VAE and
+    text encoder off the GPU outside their stages, nulltext_batch_faces sets the faces per
+    null-text forward + backward pass. (VAE tiling is not modelled: VAE peaks are untiled.)
+    """
+    from engine.diffusion.latents import encode_text
+    from engine.models.loading import LowMemory
+
+    low = low or LowMemory()
     resident = {n: weights_gib(getattr(model, n)) for n in ("unet", "vae", "text_encoder")}
-    on_gpu = sum(resident.values())
-    calls = cost.unet_calls(params, faces)
+
+    def weights_for(stage: str) -> float:
+        own = _STAGE_WEIGHTS.get(stage, "unet")
+        return sum(g for n, g in resident.items() if n in ("unet", own) or not low.offloads(n))
+
+    calls = cost.unet_calls(params, faces, nulltext_batch_faces=low.nulltext_batch_faces)
     stages: dict[str, dict] = {}
     per_sample: dict[str, float] = {}
 
@@ -183,7 +198,7 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict) 
         row["forward"] += fwd
         row["backward"] += bwd
         row["tflop"] += m.tflop * count
-        row["peak_gib"] = max(row["peak_gib"], on_gpu + m.peak_gib)
+        row["peak_gib"] = max(row["peak_gib"], weights_for(stage) + m.peak_gib)
 
     add("text", measure(lambda: encode_text(model, ["a", "b", ""])), 1)
     add("encode", _vae(model, "encode", 2 * faces, cache, size), 1)

@@ -243,15 +243,21 @@ def simulate_all(nulltext_iters: int = 10, params: EditedIDParams | None = None)
     from engine.diffusion.cost import nti_p2p_samples, samples_by_stage, unet_calls
 
     params = params or EditedIDParams(nulltext_iters=nulltext_iters, nulltext_early_stop=0.0)
+    from engine.models.loading import LowMemory
+
     model = random_sd14_model("meta", torch.float16)
     cache: dict = {}
     runs = [simulate(model, params, f, s, cache) for s in SIM_SIZES for f in SIM_FACES]
+    # the out-of-memory ladder's first rung (engine.models.fallback), at 512 px
+    rung = LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1)
+    low_runs = [simulate(model, params, f, 512, cache, rung) for f in SIM_FACES]
     base = baseline_params(50, nulltext_iters)
     base_counts = samples_by_stage(unet_calls(base, 1, prepass=False))
     return {
         "params": params.to_dict(),
         "dtype": "float16",
         "runs": runs,
+        "low_memory_rung_512": low_runs,
         "baselines": {
             "engine_dual_image_3_branch_50_steps": {
                 "forward": sum(r["forward"] for r in base_counts.values()),
@@ -313,6 +319,11 @@ def simulate_main(as_json: bool, nulltext_iters: int, write_table: bool = False)
             f"baselines (UNet samples fwd + bwd per face): this engine at 50 DDIM steps "
             f"(dual-image, 3-branch null-text + P2P) {e['forward']} + {e['backward']}; "
             f"single-image NTI + P2P (50 steps) {n['forward']} + {n['backward']}"
+        )
+        low = {r["faces"]: r["total"]["peak_gib"] for r in data["low_memory_rung_512"]}
+        print(
+            f"with the out-of-memory ladder's first rung (VAE + text encoder off the GPU, "
+            f"null-text one face per pass) at 512: 1 face {low[1]:.2f}, 4 faces {low[4]:.2f} GiB"
         )
         print(f"({data['seconds']} s)")
     print(last)

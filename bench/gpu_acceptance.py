@@ -49,7 +49,10 @@ from engine.params import EditedIDParams  # noqa: E402
 
 # Packages the sealed GPU machine lacks or the engine must not need.
 FORBIDDEN = ("dlib", "PySide6", "insightface", "onnxruntime", "matplotlib")
-TARGETS = "<= 2.5 s per face and <= 8 GB peak for one face at 512 px fp16 on H100/H200"
+TARGETS = (
+    "issue 13: <= 1.0 s for one face, <= 0.6 s per face with 4 faces, <= 5 GB peak with one "
+    "and <= 8 GB with 4, at 512 px fp16 on H100/H200 (warm)"
+)
 
 
 def forbidden_imported() -> list[str]:

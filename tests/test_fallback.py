@@ -218,3 +218,16 @@ def test_is_out_of_memory():
     assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(MemoryError())  # host RAM: the CPU rung would not help
+
+
+def test_low_vram_option_uses_only_savers_that_lower_memory(tiny_sd_dir):
+    import argparse
+
+    from engine.restorers.diffusion import load_model_from_options
+
+    args = argparse.Namespace(model=str(tiny_sd_dir), device="cpu", dtype=None,
+                              allow_pickle=False, allow_download=False, low_vram=True,
+                              cpu_offload=False)  # fmt: skip
+    low = load_model_from_options(args).low_memory
+    assert not low.attention_slicing  # it raises null-text memory (module docstring)
+    assert low.vae_tiling and low.offload_encoders and low.nulltext_batch_faces == 1

@@ -31,7 +31,11 @@ def _model_options(default_model: str) -> list[tuple[str, dict]]:
         }),
         ("--device", {"default": None, "help": "cuda, cuda:N or cpu (default: best available)."}),
         ("--dtype", {"default": None, "help": "fp16, bf16 or fp32 (default: fp16 on CUDA)."}),
-        ("--low-vram", {"action": "store_true", "help": "Attention slicing and VAE tiling."}),
+        ("--low-vram", {
+            "action": "store_true",
+            "help": "VAE tiling; VAE and text encoder off the GPU while the UNet works; "
+            "null-text one face per pass.",
+        }),
         ("--cpu-offload", {"action": "store_true", "help": "Keep idle model parts in RAM."}),
         ("--allow-pickle", {
             "action": "store_true",
@@ -56,10 +60,13 @@ def load_model_from_options(args: argparse.Namespace):
         allow_pickle=args.allow_pickle,
         allow_download=args.allow_download,
         models_dir=getattr(args, "models_dir", None),
+        # --low-vram: the savers that lower null-text's peak (not attention slicing,
+        # which keeps its maps for the backward pass: see engine.models.fallback)
         low_memory=LowMemory(
-            attention_slicing=low_vram,
             vae_tiling=low_vram,
             cpu_offload=bool(getattr(args, "cpu_offload", False)),
+            offload_encoders=low_vram,
+            nulltext_batch_faces=1 if low_vram else LowMemory().nulltext_batch_faces,
         ),
     )
 
