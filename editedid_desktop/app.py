@@ -72,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     apply_privacy_defaults()  # portraits never leave the machine: no library telemetry
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if QApplication.instance() is None:
+        from .qt_platform import xcb_problem
+
+        problem = xcb_problem()  # Qt would abort without naming the missing library
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
     app = QApplication.instance() or QApplication(args)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APP_NAME)

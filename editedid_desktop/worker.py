@@ -13,12 +13,12 @@ Every job ends with exactly one of `analyzed` / `classic_ready` / `finished` /
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 import numpy as np
@@ -170,7 +170,7 @@ class EngineWorker(QObject):
             for stage, modules in WARM_UP_MODULES:
                 self.status.emit(f"Loading {stage}…")
                 for module in modules:
-                    importlib.import_module(module)
+                    import_module(module)
             if self.face_config:  # else the window configures it later: load it then
                 self._ensure_analyzer()
         except Exception as exc:  # noqa: BLE001 - the first real job reports it in full

@@ -72,5 +72,14 @@ say "pip install -e \".[dev]\" (EditedID Desktop and its development tools)"
 "$VPY" -m pip install -e ".[dev]"
 
 "$VPY" -c 'import torch; print("[install] torch", torch.__version__, "| CUDA available:", torch.cuda.is_available())'
+
+# Qt's X11 plugin needs system libraries the PySide6 wheel does not bring (libxcb-cursor0,
+# libxcb-icccm4, ...): ldd on the plugin finds the missing ones; print the apt/dnf command.
+if [ "$(uname -s)" = "Linux" ]; then
+  say "checking the system libraries Qt's X11 platform needs"
+  if ! "$VPY" -m editedid_desktop.qt_platform | sed 's/^/[install] /'; then
+    say "install the packages above before starting the app (the command needs sudo)"
+  fi
+fi
 say "done. Start the app with: .venv/bin/editedid"
 say "command line: .venv/bin/editedid-cli --help"

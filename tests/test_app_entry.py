@@ -60,3 +60,55 @@ def test_self_test_flag_runs_the_self_test_and_opens_no_window(monkeypatch, caps
     assert "RESULT: PASS" in capsys.readouterr().out
     monkeypatch.setattr(selftest, "run_self_test", lambda report, *, device=None: 1)
     assert app.main(["editedid", "--self-test"]) == 1
+
+
+def test_missing_qt_system_library_is_named_with_the_install_command(tmp_path):
+    """Where Qt's xcb plugin cannot load, the app says which library is missing and how to
+    install it, instead of Qt's abort (issue 12). The plugin here is a copy of PySide6's
+    whose libxcb-cursor dependency is renamed to one no system has."""
+    from editedid_desktop.qt_platform import xcb_plugin
+
+    real = xcb_plugin()
+    if real is None:
+        pytest.skip("no X11 platform plugin in this PySide6 (not Linux)")
+    data = real.read_bytes()
+    assert data.count(b"libxcb-cursor.so.0") == 1
+    fake = tmp_path / "libqxcb.so"
+    fake.write_bytes(data.replace(b"libxcb-cursor.so.0", b"libxcb-cursor.so.9"))
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="xcb",
+        DISPLAY=":0",
+        LD_LIBRARY_PATH=str(real.parents[2] / "lib"),  # Qt's own libraries, as in place
+    )
+    code = (
+        "import sys; from pathlib import Path; import editedid_desktop.qt_platform as q; "
+        f"q.xcb_plugin = lambda: Path({str(fake)!r}); "
+        "from editedid_desktop.app import main; sys.exit(main(['editedid']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot open its window" in done.stderr
+    assert "libxcb-cursor.so.9" in done.stderr  # named, with how to find its package
+    assert "apt-file search libxcb-cursor.so.9" in done.stderr
+    assert "qt.qpa.plugin" not in done.stderr  # Qt never got to abort
+
+
+def test_install_commands_for_missing_qt_libraries():
+    from editedid_desktop.qt_platform import install_commands, parse_ldd
+
+    ldd = (
+        "\tlibxcb-cursor.so.0 => not found\n"
+        "\tlibxcb.so.1 => /lib/x86_64-linux-gnu/libxcb.so.1 (0x00007f)\n"
+        "\tlibxcb-icccm.so.4 => not found\n"
+        "\tlibxcb-icccm.so.4 => not found\n"
+        "\tlibxkbcommon-x11.so.0 => not found\n"
+    )
+    missing = parse_ldd(ldd)
+    assert missing == ["libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxkbcommon-x11.so.0"]
+    assert install_commands(missing) == [
+        "sudo apt install libxcb-cursor0 libxcb-icccm4 libxkbcommon-x11-0",
+        "sudo dnf install libxkbcommon-x11 xcb-util-cursor xcb-util-wm",
+    ]

@@ -63,7 +63,7 @@ def test_window_paints_first_and_loads_the_engine_behind_a_note(qtbot, qapp, mon
         return __import__(name)
 
     monkeypatch.setattr(main_window, "engine_loaded", lambda: False)  # as in a new process
-    monkeypatch.setattr(worker.importlib, "import_module", slow_import)
+    monkeypatch.setattr(worker, "import_module", slow_import)
     settings = Settings.from_ini(tmp_path / "s.ini")
     settings.models_dir = str(tmp_path / "no-models")  # the first-run banner is due
     settings.face_backend = "dlib"
