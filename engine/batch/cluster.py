@@ -107,7 +107,9 @@ def connect(cluster: str, *, workers: int | None = None, cpus_per_worker: float 
         raise ClusterError(
             f"Cannot connect to {cluster_address_text(cluster)}: {error}. Start the head "
             "with `ray start --head` and give its address (ray://HOST:10001 from another "
-            "machine, or auto on a machine of the cluster)."
+            "machine, or auto on a machine of the cluster). A head that asks for a token "
+            "(Ray 2.59 and later) is reached with RAY_AUTH_MODE=token set here and its "
+            "token (`ray get-auth-token` on the head) in ~/.ray/auth_token."
         ) from error
     return True
 
