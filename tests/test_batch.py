@@ -586,3 +586,30 @@ def test_batch_leaves_unchanged_faces_alone_and_reports_why(tmp_path, capsys):
     assert rows["kept.png"]["faces"] == "1" and rows["kept.png"]["left_alone"] == ""
     with pytest.raises(InputError, match="faces must be"):
         run_batch(plan_batch(orig, edit, tmp_path / "x"), EditedIDParams(), faces="some")
+
+
+# --- issue 14: the executor seam ---------------------------------------------------------
+def test_an_executor_decides_who_restores_and_the_batch_keeps_rows_and_reports(folders):
+    """run_batch hands the plan's files to its executor; rows, reports and resume stay the
+    batch's (the local executor is the default; engine.batch.cluster's runs on Ray)."""
+    orig, edit, out = folders
+    seen = []
+
+    class Backwards(batch.BatchExecutor):
+        name = "backwards"
+
+        def run_items(self, run, overwrite, old_rows):
+            for item in reversed(run.plan.items):
+                seen.append(item.edited.name)
+                run.begin(item)
+                run.process(item, overwrite)
+
+    fake = FakeProcessor()
+    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
+                       executor=Backwards())  # fmt: skip
+    assert fake.calls == seen == sorted(seen, key=str.casefold, reverse=True)
+    assert report.ok == 5 and report.failed == 2
+    assert [r["status"] for r in _read_csv(report.report_path)].count("ok") == 5
+    again = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    assert again.skipped == 5  # the default (local) executor resumes what it finished
+    assert isinstance(batch.LocalExecutor(), batch.BatchExecutor) and batch.LocalExecutor.runs_here
