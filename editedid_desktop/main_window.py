@@ -253,9 +253,10 @@ class MainWindow(QMainWindow):
         name = self.session.edited_path.name if self.session.edited_path else ""
         if self.session.project_path is not None:
             name = self.session.project_path.name
-        title = f"{name} — {APP_NAME}" if name else APP_NAME
-        self.setWindowTitle(("• " if self.session.dirty else "") + title)
-        self.setWindowModified(bool(self.session.dirty))  # the platform's own mark (macOS)
+        # "[*]": Qt shows "name* — EditedID Desktop" while there is unsaved work (the
+        # asterisk Photoshop users know; macOS marks the close button instead).
+        self.setWindowTitle(f"{name}[*] — {APP_NAME}" if name else APP_NAME)
+        self.setWindowModified(bool(self.session.dirty and name))
 
     def update_actions(self, *_: object) -> None:
         running = self.engine.pending("restore") > 0
