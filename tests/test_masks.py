@@ -118,7 +118,9 @@ def test_identity_change_is_separated_from_glasses_with_attention():
     attention = element_mask_from_attention(amap, size=512)
     both = element_mask_from_difference(o_crop, e_crop, face_mask, attention_mask=attention)
     assert iou(both, truth) > 0.5
-    assert iou(both, truth) > iou(diff_only, truth) + 0.2
+    # The difference alone got tighter (issue 12 D12: 0.21 -> 0.53), so attention adds
+    # less than it used to (+0.5 then, +0.18 now); it must still add.
+    assert iou(both, truth) > iou(diff_only, truth) + 0.1
     assert iou(both, truth) > iou(attention, truth) + 0.2
 
 
@@ -136,14 +138,19 @@ def _rim_neck_arm_pair(size: int = 512, temples: bool = False):
     )
     neck = (np.abs(xx - cx) < rx * 0.55) & (yy > cy) & ~face
     arm = (xx > cx + rx * 1.35) & (xx < cx + rx * 1.75) & (yy > cy)
+    jacket_top = int(cy + ry + 10)  # dark shoulders beside the neck, below the chin
+    shoulders = (yy >= jacket_top) & (np.abs(xx - cx) > rx * 0.6) & (np.abs(xx - cx) < rx * 1.3)
     image = np.empty((size, size, 3), np.float32)
     image[:] = (90, 110, 140)
     for where, rgb in ((hair, (60, 45, 35)), (neck, (200, 160, 135)), (face, (210, 170, 145))):
         image[where] = rgb
     image[arm] = (190, 150, 125)
+    image[np.roll(shoulders, -20, axis=0)] = (235, 235, 235)  # a white collar above them
     edited = image.copy()
+    image[shoulders] = edited[np.roll(shoulders, -7, axis=0)] = (20, 22, 35)
+    shoulder_edge = np.roll(shoulders, -7, axis=0) & ~shoulders  # 7 px off: misalignment
     edited[face] += (8, -4, -6)  # the new identity: a little everywhere on the face
-    rim = cv2.dilate(hair.astype(np.uint8), np.ones((13, 13), np.uint8)) > 0
+    rim = cv2.dilate(hair.astype(np.uint8), np.ones((33, 33), np.uint8)) > 0
     rim &= ~hair & ~face
     edited[rim] = (95, 72, 55)  # the hair, a few pixels off
     edited[neck] += (75, 62, 50)  # a shade lighter
@@ -162,13 +169,14 @@ def _rim_neck_arm_pair(size: int = 512, temples: bool = False):
     def photo_like(array):  # sensor noise, 8 bits
         return np.clip(array + rng.normal(0, 2.0, array.shape) + 0.5, 0, 255).astype(np.uint8)
 
-    parts = {"hair rim": rim, "neck": neck, "neighbour's arm": arm}
+    parts = {"hair rim": rim, "neck": neck, "neighbour's arm": arm, "shoulders": shoulder_edge}
     return photo_like(image), photo_like(edited), face.astype(np.uint8) * 255, glasses, parts
 
 
 def test_element_mask_keeps_the_edit_and_drops_rim_neck_and_arm():
     """D12 (issue 12): slight differences around the face (hair rim, neck, a neighbour's
-    arm) are not the element; the glasses, a strong difference, are."""
+    arm) and edges the alignment drifted off away from the face (shoulders) are not the
+    element; the glasses, a strong difference, are."""
     from engine.photo.masks import new_content_difference
 
     original, edited, face, glasses, parts = _rim_neck_arm_pair()

@@ -35,6 +35,8 @@ ELLIPSE_BELOW_EYES = 1.6  # 5-point ellipse: chin below the eyes, in eye-mouth d
 
 DIFF_BLUR_SIGMA = 1.0  # px at 512: Gaussian blur of both crops (noise, JPEG)
 DIFF_SHIFT_PX = 3.0  # px at 512: misalignment the difference tolerates
+FAR_SHIFT_PX = 8.0  # px at 512: ... farther than FAR_FROM_FACE_PX from the face mask
+FAR_FROM_FACE_PX = 16.0  # px at 512
 NEAR_FACE_PX = 48.0  # px at 512: element blobs must come this close to the face mask
 DIFF_MIN_DELTA_E = 18.0  # difference never counts below this CIE76 delta E
 FACE_DIFF_MAD_K = 2.5  # inside the face: threshold >= median + k * MAD of the difference
@@ -219,7 +221,9 @@ def element_mask_from_difference(
     1. Shift-tolerant Lab delta E (`new_content_difference`): how far each edited pixel
        lies outside the colours the original shows within DIFF_SHIFT_PX of it, both
        crops lightly blurred (noise, JPEG). Moved edges (the similarity fitted to two
-       different faces never lines hair and background up exactly) drop out.
+       different faces never lines hair and background up exactly) drop out; farther
+       than FAR_FROM_FACE_PX from the face, where that fit drifts more (collar,
+       shoulders), edges moved by up to FAR_SHIFT_PX do.
     2. Threshold: the largest of `min_delta_e`, Otsu's threshold over the pixels that
        differ at all, and - inside the face mask - median + FACE_DIFF_MAD_K * MAD of the
        difference over the face.
@@ -251,13 +255,18 @@ def element_mask_from_difference(
             "differ in size; align the original into the edited crop first."
         )
     size = edit.shape[0]
-    diff = new_content_difference(orig, edit, _px(DIFF_SHIFT_PX, size), _px(DIFF_BLUR_SIGMA, size))
+    blur = _px(DIFF_BLUR_SIGMA, size)
+    diff = new_content_difference(orig, edit, _px(DIFF_SHIFT_PX, size), blur)
+    face = None if face_mask is None else as_mask_u8(face_mask, "face mask")
+    if face is not None and (face > 127).any():
+        # Away from the face the alignment (fitted to the faces) drifts further: there,
+        # content counts as new only beyond FAR_SHIFT_PX (collar and shoulder edges).
+        far = dilate(face, _px(FAR_FROM_FACE_PX, size)) <= 127
+        diff[far] = new_content_difference(orig, edit, _px(FAR_SHIFT_PX, size), blur)[far]
     thresh = np.full(diff.shape, min_delta_e, np.float32)
     changed = diff[diff > 2.0]
     thresh = np.maximum(thresh, _otsu(changed))
-    face = None
-    if face_mask is not None:
-        face = as_mask_u8(face_mask, "face mask")
+    if face is not None:
         inside = face > 127
         if inside.any():
             values = diff[inside]
