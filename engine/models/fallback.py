@@ -77,6 +77,14 @@ def move_model(model, device: torch.device | str, dtype: torch.dtype) -> None:
     tune_for_device(model.unet, device)
 
 
+def lower_memory(low: LowMemory) -> LowMemory:
+    """Rung 1 of the ladder from the settings `low`: the savers that lower the peak (VAE
+    tiling, VAE and text encoder off the GPU while the UNet works, null-text one face per
+    pass), the user's other settings kept. For callers with their own retry (the app)."""
+    changes = {"vae_tiling": True, "offload_encoders": True, "nulltext_batch_faces": 1}
+    return LowMemory(**(vars(low) | changes))
+
+
 def _same(a: LowMemory, b: LowMemory) -> bool:
     return vars(a) == vars(b)
 
@@ -135,12 +143,7 @@ def _rungs(model, previous_low: LowMemory, previous_device, on_gpu: bool):
     """The ladder for this model: (message, apply) pairs, each only when it changes
     something (module docstring)."""
     rungs: list[tuple[str, Callable[[], None]]] = []
-    lower = LowMemory(
-        **(
-            vars(previous_low)
-            | {"vae_tiling": True, "offload_encoders": True, "nulltext_batch_faces": 1}
-        )
-    )
+    lower = lower_memory(previous_low)
     if not _same(lower, previous_low):
         rungs.append(
             (
