@@ -137,7 +137,7 @@ def main() -> None:
     seconds, _, files = timed(orig, edit, root / "local", params, restorer)
     rows.append(("local (this process)", 1, files, seconds, seconds))
     t0 = time.monotonic()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
              logging_level="warning")  # fmt: skip
     ray_start = time.monotonic() - t0
     for workers in args.workers:

@@ -68,8 +68,8 @@ def ray_cluster():
     import ray
 
     ray.init(
-        num_cpus=2, include_dashboard=False, namespace="editedid", log_to_driver=False,
-        object_store_memory=200 * 2**20, logging_level="warning",
+        address="local", num_cpus=2, include_dashboard=False, namespace="editedid",
+        log_to_driver=False, object_store_memory=200 * 2**20, logging_level="warning",
     )  # fmt: skip
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

@@ -100,7 +100,8 @@ def connect(cluster: str, *, workers: int | None = None, cpus_per_worker: float 
     try:
         if cluster == "local":
             cpus = max(os.cpu_count() or 1, int((workers or 1) * cpus_per_worker + 0.999))
-            ray.init(num_cpus=cpus, include_dashboard=False, **options)
+            # address='local': a new private Ray even where `ray start` runs one already
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **options)
         else:
             ray.init(address=cluster, **options)
     except (ConnectionError, RuntimeError, ValueError, RayError) as error:
