@@ -70,18 +70,20 @@ def score_text(score: Any) -> str:
     )
 
 
-def verdict_text(face: Any) -> tuple[str, str]:
+def verdict_text(face: Any, included: bool = False) -> tuple[str, str]:
     """(short label, reason) for a face the engine leaves alone by default, else ("", "").
 
     "not a face? — include": the detection looks like no face (engine.faces.plausibility);
     "unchanged — include?": the edit kept the identity, restoring it would only blur it.
+    Once the user ticks such a face (`included`), the label says so: "... — included".
     """
     why = getattr(face, "left_alone_reason", None)
     if not why or face.original_index is None:
         return "", ""
-    if not getattr(face, "plausible", True):
-        return "not a face? — include", why
-    return "unchanged — include?", why
+    what = "not a face?" if not getattr(face, "plausible", True) else "unchanged"
+    if included:
+        return f"{what} — included", why
+    return (f"{what} — include" if what == "not a face?" else f"{what} — include?"), why
 
 
 def linked_overlap(settings: FaceSettings, which: int, percent: int) -> tuple[float, float]:
@@ -205,6 +207,8 @@ class FacePanel(QFrame):
     def _bind(self) -> None:
         draft = self.draft
         bind(draft, "enabled", self.enabled_box, "checked")
+        self.enabled_box.toggled.connect(self._show_verdict)
+        self._show_verdict()
         bind(
             draft,
             "element_words",
@@ -263,10 +267,7 @@ class FacePanel(QFrame):
         self.original_thumb.setPixmap(array_to_pixmap(getattr(face, "thumb_original", None)))
         self.edited_thumb.setPixmap(array_to_pixmap(getattr(face, "thumb_edited", None)))
         self.id_before.setText(score_text(getattr(face, "id_before", None)))
-        verdict, why = verdict_text(face)
-        self.verdict.setText(verdict)
-        self.verdict.setToolTip(why)
-        self.verdict.setVisible(bool(verdict))
+        self._show_verdict()
         self._fill_pairing_combo()
         notes = list(getattr(face, "warnings", []) or [])
         if getattr(face, "too_small", False) and not any("small" in n for n in notes):
@@ -275,6 +276,12 @@ class FacePanel(QFrame):
             notes.insert(0, "No matching face in the original photo: choose one below.")
         self.warnings.setText("\n".join(f"⚠ {n}" for n in notes))
         self.warnings.setVisible(bool(notes))
+
+    def _show_verdict(self, *_: object) -> None:
+        verdict, why = verdict_text(self.face, self.enabled_box.isChecked())
+        self.verdict.setText(verdict)
+        self.verdict.setToolTip(why)
+        self.verdict.setVisible(bool(verdict))
 
     def _fill_pairing_combo(self) -> None:
         analysis = self.session.analysis

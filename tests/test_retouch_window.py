@@ -52,3 +52,27 @@ def test_swapped_roles_are_flagged_and_swapped_with_one_click(qtbot, window, pho
     assert notice.isVisible()
     qtbot.mouseClick(notice.keep_button, Qt.MouseButton.LeftButton)
     assert not notice.isVisible() and window.session.original_path == edited
+
+
+def test_a_face_left_alone_says_included_once_ticked(qtbot):
+    """The flag of a face the engine leaves alone follows its tick box."""
+    import types
+
+    from editedid_desktop.face_panel import FacePanel
+    from editedid_desktop.model.session import Session
+
+    face = types.SimpleNamespace(
+        index=0, original_index=0, plausible=True, warnings=[], too_small=False,
+        left_alone_reason="unchanged: the edit kept the identity (84% same person)",
+    )  # fmt: skip
+    session = Session()
+    session.update_face(0, enabled=False)  # as set_analysis leaves such a face
+    panel = FacePanel(session, face)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert panel.verdict.text() == "unchanged — include?" and not panel.enabled_box.isChecked()
+    assert "84% same person" in panel.verdict.toolTip()
+    qtbot.mouseClick(panel.enabled_box, Qt.MouseButton.LeftButton)
+    assert session.settings_for(0).enabled and panel.verdict.text() == "unchanged — included"
+    session.update_face(0, enabled=False)  # the session wins, the label follows
+    assert panel.verdict.text() == "unchanged — include?"
