@@ -109,8 +109,8 @@ def merge_results(edited: np.ndarray, results: list[Any]) -> Any:
     )
 
 
-class EngineWorker(QObject):
-    """Runs engine jobs (called on the worker thread); holds the model between jobs."""
+class WorkerSignals(QObject):
+    """What the engine worker reports (EngineWorker emits; WorkerRelay re-emits)."""
 
     progress = Signal(str, int, int)  # stage, step, total
     preview = Signal(object, object)  # RGB uint8 array, face box (x0, y0, x1, y1) or None
@@ -123,6 +123,40 @@ class EngineWorker(QObject):
     status = Signal(str)
     job_done = Signal(str)  # kind, after every job whatever its outcome
     warmed_up = Signal(str)  # after warm_up: "" when ready, else why the engine cannot load
+
+
+SIGNAL_NAMES = (
+    "progress", "preview", "analyzed", "classic_ready", "finished", "model_loaded",
+    "failed", "cancelled", "status", "job_done", "warmed_up",
+)  # fmt: skip
+
+
+class WorkerRelay(WorkerSignals):
+    """The worker as the UI thread sees it (`EngineHost.worker`): its signals re-emitted
+    by this object, which lives in the UI thread, and its state read through.
+
+    Why: a slot that is not a method of a QObject (a lambda, a bound method of a plain
+    object, pytest-qt's waitSignal) runs in the thread that emits. Connected to the
+    worker itself it would run on the worker thread, touching widgets and timers there
+    ("QObject::killTimer: Timers cannot be stopped from another thread"). Connected
+    here, every slot runs in the UI thread, whatever its kind.
+    """
+
+    def __init__(self, worker: EngineWorker, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._worker = worker
+        for name in SIGNAL_NAMES:  # signal to signal: queued into this object's thread
+            getattr(worker, name).connect(getattr(self, name))
+
+    def __getattr__(self, name: str) -> Any:  # model, cancel_event, ... of the worker
+        worker = self.__dict__.get("_worker")
+        if worker is None:
+            raise AttributeError(name)
+        return getattr(worker, name)
+
+
+class EngineWorker(WorkerSignals):
+    """Runs engine jobs (called on the worker thread); holds the model between jobs."""
 
     def __init__(
         self,
@@ -428,23 +462,24 @@ class EngineHost(QObject):
         super().__init__(parent)
         self._pending: dict[str, int] = {}
         self._generation = 0
-        self.worker = EngineWorker(model_config, face_config)
+        self._worker = EngineWorker(model_config, face_config)
+        self.worker = WorkerRelay(self._worker, self)  # what the window connects to
         opencv_on_the_calling_thread()
         self.thread = QThread()
         self.thread.setObjectName("editedid-engine")
         # Torch, dlib and the SD pipeline recurse deeply on this thread; give it the main
         # thread's usual room rather than a platform default that may be smaller.
         self.thread.setStackSize(WORKER_STACK_BYTES)
-        self.worker.moveToThread(self.thread)
+        self._worker.moveToThread(self.thread)
         queued = Qt.ConnectionType.QueuedConnection
-        self.worker.job_done.connect(self._on_job_done, queued)
-        self._post_configure.connect(self.worker.configure, queued)
-        self._post_set_model.connect(self.worker.set_model, queued)
-        self._post_analyze.connect(self.worker.analyze, queued)
-        self._post_classic.connect(self.worker.classic, queued)
-        self._post_restore.connect(self.worker.restore, queued)
-        self._post_load_model.connect(self.worker.load_model, queued)
-        self._post_warm_up.connect(self.worker.warm_up, queued)
+        self._worker.job_done.connect(self._on_job_done, queued)
+        self._post_configure.connect(self._worker.configure, queued)
+        self._post_set_model.connect(self._worker.set_model, queued)
+        self._post_analyze.connect(self._worker.analyze, queued)
+        self._post_classic.connect(self._worker.classic, queued)
+        self._post_restore.connect(self._worker.restore, queued)
+        self._post_load_model.connect(self._worker.load_model, queued)
+        self._post_warm_up.connect(self._worker.warm_up, queued)
         self.thread.start()
 
     # -- state ------------------------------------------------------------------------
@@ -499,12 +534,12 @@ class EngineHost(QObject):
     def cancel(self) -> None:
         """Stop the running job within one diffusion step (thread-safe Event)."""
         if self.busy:
-            self.worker.cancelled_upto = self._generation
-            self.worker.cancel_event.set()
+            self._worker.cancelled_upto = self._generation
+            self._worker.cancel_event.set()
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Cancel, let the running job end, stop the thread; jobs not started are dropped."""
-        self.worker.cancelled_upto = self._generation
-        self.worker.cancel_event.set()
+        self._worker.cancelled_upto = self._generation
+        self._worker.cancel_event.set()
         self.thread.quit()
         self.thread.wait(int(timeout_s * 1000))

@@ -3,7 +3,6 @@ responsiveness, errors and model reuse."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PySide6.QtCore import QCoreApplication, QThread, QTimer
@@ -55,6 +54,8 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine.photo.pipeline, "analyze_photos", recording)
+    slot_threads = []  # a plain callable as slot runs in the UI thread, never the worker's
+    host.worker.analyzed.connect(lambda _: slot_threads.append(QThread.currentThread()))
     with qtbot.waitSignal(host.worker.analyzed, timeout=60000) as analyzed:
         host.analyze(AnalyzeRequest(*photos))
     analysis = analyzed.args[0]
@@ -62,6 +63,7 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
     assert analysis.faces[0].original_index == 0
     assert threads == [host.thread] and isinstance(host.thread, QThread)
     assert host.thread is not QCoreApplication.instance().thread()
+    assert slot_threads == [QCoreApplication.instance().thread()]
 
     with qtbot.waitSignal(host.worker.classic_ready, timeout=30000) as ready:
         host.classic(ClassicRequest(analysis, faces=[0]))
