@@ -117,7 +117,8 @@ def _head(path: Path, size: int) -> bytes:
 def normalise_modes(tree: Path) -> None:
     """0755 for folders, programs and scripts that have an execute bit; 0644 for the rest,
     shared libraries and data files with a stray execute bit included (wheels ship some:
-    lintian's shared-library-is-executable, executable-not-elf-or-script)."""
+    lintian's shared-library-is-executable, executable-not-elf-or-script). Files linked to
+    the bundle are copied before, so dist/EditedID keeps its modes."""
     for path in [tree, *tree.rglob("*")]:
         if path.is_symlink():
             continue
@@ -129,6 +130,10 @@ def normalise_modes(tree: Path) -> None:
         else:
             want = 0o644
         if mode & 0o7777 != want:
+            if path.is_file() and path.stat().st_nlink > 1:  # linked to the bundle: a copy
+                tmp = path.with_name(path.name + ".copy")
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, path)
             path.chmod(want)
 
 

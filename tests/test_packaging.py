@@ -315,6 +315,8 @@ def test_deb_files_permissions_md5sums_copyright_changelog(stand_in_deb, tmp_pat
         elif not mode.startswith("l"):
             assert mode in ("-rw-r--r--", "-rwxr-xr-x"), (path, mode)
     assert files["opt/editedid/EditedID"][0] == "-rwxr-xr-x"  # was 0700 in the bundle
+    bundle = stand_in_deb.parent.parent / "EditedID"
+    assert (bundle / "EditedID").stat().st_mode & 0o777 == 0o700  # and still is there
     assert files["usr/bin/editedid"][0] == files["usr/bin/editedid-cli"][0] == "-rwxr-xr-x"
     assert "opt/editedid/install-desktop-entry.sh" not in files  # per-user extras stay out
     tree = _extract(stand_in_deb, tmp_path / "x")
