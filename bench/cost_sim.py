@@ -221,6 +221,7 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict, 
         "stages": stages,
         "total": total,
         "tflop_per_sample": per_sample,
+        "nulltext_faces_per_pass": low.nulltext_batch_faces or faces,
     }
 
 

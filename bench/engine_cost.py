@@ -243,11 +243,21 @@ def simulate_all(nulltext_iters: int = 10, params: EditedIDParams | None = None)
     from engine.diffusion.cost import nti_p2p_samples, samples_by_stage, unet_calls
 
     params = params or EditedIDParams(nulltext_iters=nulltext_iters, nulltext_early_stop=0.0)
+    from engine.diffusion.restore import NULLTEXT_GIB_PER_SAMPLE_512, NULLTEXT_MEMORY_SHARE
     from engine.models.loading import LowMemory
 
     model = random_sd14_model("meta", torch.float16)
     cache: dict = {}
-    runs = [simulate(model, params, f, s, cache) for s in SIM_SIZES for f in SIM_FACES]
+    # null-text faces per pass as nulltext_faces_per_pass picks them on an 8 GB card
+    # (~4.9 GiB free after the CUDA context and the weights), the target card
+    card = 8e9 / 2**30 - 0.4 - 2.15
+    runs = []
+    for s in SIM_SIZES:
+        for f in SIM_FACES:
+            per_face = 2 * NULLTEXT_GIB_PER_SAMPLE_512 * (s / 512) ** 2
+            fits = max(1, int(NULLTEXT_MEMORY_SHARE * card // per_face))
+            low = LowMemory(nulltext_batch_faces=min(f, fits))
+            runs.append(simulate(model, params, f, s, cache, low))
     # the out-of-memory ladder's first rung (engine.models.fallback), at 512 px
     rung = LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1)
     low_runs = [simulate(model, params, f, 512, cache, rung) for f in SIM_FACES]
@@ -274,6 +284,8 @@ def simulate_table(data: dict) -> str:
     for run_ in data["runs"]:
         rows = list(run_["stages"].items()) + [("**total**", run_["total"])]
         for stage, r in rows:
+            if stage == "nulltext":
+                stage = f"nulltext ({run_['nulltext_faces_per_pass']} face(s) per pass)"
             lines.append(
                 f"| {run_['size']} | {run_['faces']} | {stage} | {r['forward']} | "
                 f"{r['backward']} | {r['tflop']:.1f} | {r['peak_gib']:.2f} |"

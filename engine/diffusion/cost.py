@@ -59,20 +59,15 @@ def unet_calls(
     faces: int,
     *,
     prepass: bool = True,
-    nulltext_batch_faces: int | None | str = "default",
+    nulltext_batch_faces: int | None = None,
 ) -> list[UNetCall]:
     """Every UNet call of a fresh restore of `faces` faces in one batch (early stop off).
 
     prepass: include the element-mask pre-pass (run when masks are automatic).
-    nulltext_batch_faces: faces per null-text forward + backward pass ("default": the
-    model's default, LowMemory().nulltext_batch_faces).
+    nulltext_batch_faces: faces per null-text forward + backward pass (None: all).
     """
     from engine.diffusion.nulltext import face_chunks
     from engine.diffusion.restore import PREPASS_SAMPLES_PER_FACE
-    from engine.models.loading import LowMemory
-
-    if nulltext_batch_faces == "default":
-        nulltext_batch_faces = LowMemory().nulltext_batch_faces
 
     n, it, pair = params.steps, params.nulltext_iters, 2 * faces
     out = []

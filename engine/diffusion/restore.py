@@ -306,15 +306,41 @@ def _invert_faces(
     middle = _clock(model)
     stats.stage = "nulltext"
     timings["inversion"] += middle - start
-    low = getattr(model, "low_memory", None)
     null = optimise_null_text(
         model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel,
-        batch_faces=getattr(low, "nulltext_batch_faces", None),
+        batch_faces=nulltext_faces_per_pass(model, faces, tuple(z_o.shape[-2:])),
     )  # fmt: skip
     timings["nulltext"] += _clock(model) - middle
     return [
         _CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
     ]
+
+
+# Activations null-text's backward keeps per UNet sample at 64 x 64 latents (512 px) in
+# fp16, GiB: bench/engine_cost.py --simulate's null-text peak minus the weights, per sample
+# (1.76 GiB for 2 samples). Scales with the latent area and the dtype's size.
+NULLTEXT_GIB_PER_SAMPLE_512 = 0.88
+# Share of the free GPU memory null-text's passes may plan for (the rest: allocator
+# fragmentation, the other stages' transients, other programs).
+NULLTEXT_MEMORY_SHARE = 0.8
+
+
+def nulltext_faces_per_pass(model, faces: int, latent_hw: tuple[int, int]) -> int | None:
+    """Faces per null-text forward + backward pass: LowMemory.nulltext_batch_faces when
+    set; else on CUDA as many as NULLTEXT_MEMORY_SHARE of the free memory holds (one face
+    at least); elsewhere all (None)."""
+    low = getattr(model, "low_memory", None)
+    fixed = getattr(low, "nulltext_batch_faces", None)
+    if fixed:
+        return fixed
+    device = torch.device(model.device)
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    size = torch.finfo(model.dtype).bits / 16
+    per_face = 2 * NULLTEXT_GIB_PER_SAMPLE_512 * size * latent_hw[0] * latent_hw[1] / 64**2
+    fits = int(NULLTEXT_MEMORY_SHARE * free / 2**30 // per_face)
+    return None if fits >= faces else max(1, fits)
 
 
 def _to_cpu_traj(t: AlignedTrajectories) -> AlignedTrajectories:

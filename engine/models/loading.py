@@ -288,11 +288,12 @@ class LowMemory:
     vae_tiling: bool = False
     cpu_offload: bool = False
     offload_encoders: bool = False
-    # Faces per null-text forward + backward pass (None = all at once): the backward keeps
-    # ~0.9 GiB of activations per sample at 512 px in fp16, so 4 faces (8 samples) in one
-    # pass need ~7 GiB on top of the weights; 2 faces per pass keep 4 faces within 8 GB.
-    # Results do not depend on it (faces are independent). The ladder's rung 1 sets 1.
-    nulltext_batch_faces: int | None = 2
+    # Faces per null-text forward + backward pass; None = automatic: on CUDA as many as
+    # the free memory holds (engine.diffusion.restore.nulltext_faces_per_pass: the backward
+    # keeps ~0.9 GiB of activations per sample at 512 px in fp16, so 4 faces need ~7 GiB
+    # over the weights and an 8 GB card takes 2 per pass), elsewhere all at once. Results
+    # do not depend on it (faces are independent). The ladder's rung 1 sets 1.
+    nulltext_batch_faces: int | None = None
 
     def offloads(self, name: str) -> bool:
         """Whether component `name` waits on the CPU between its uses."""

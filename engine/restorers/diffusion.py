@@ -66,7 +66,7 @@ def load_model_from_options(args: argparse.Namespace):
             vae_tiling=low_vram,
             cpu_offload=bool(getattr(args, "cpu_offload", False)),
             offload_encoders=low_vram,
-            nulltext_batch_faces=1 if low_vram else LowMemory().nulltext_batch_faces,
+            nulltext_batch_faces=1 if low_vram else None,
         ),
     )
 
