@@ -329,7 +329,6 @@ class RayExecutor(BatchExecutor):
         self.max_attempts, self.start_timeout_s = max_attempts, start_timeout_s
         self.on_workers = on_workers
         self.batch_id = uuid.uuid4().hex[:8]
-        self.started_workers = 0
         self.worker_info: list[dict] = []
 
     def actor_name(self, number: int) -> str:
