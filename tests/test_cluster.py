@@ -82,7 +82,8 @@ def _executor(spec: WorkerSpec, workers: int = 2, **options):
 
 
 def _stepping(steps: int) -> WorkerSpec:
-    """Classic-mode workers with a stand-in that takes `steps` steps of 50 ms per file."""
+    """Classic-mode workers with a stand-in that takes `steps` steps of 50 ms per file
+    (40: a file lasts 2 s, so a worker killed at its first progress report dies mid-file)."""
     return WorkerSpec("classic", processor=SteppingProcessor(steps=steps, step_delay=0.05))
 
 
@@ -309,7 +310,7 @@ def test_a_worker_killed_mid_file_is_replaced_and_every_file_finishes_once(ray_c
     import ray
 
     orig, edit, out = make_folders(tmp_path)
-    executor = _executor(_stepping(20))
+    executor = _executor(_stepping(40))
     events, killed = [], {}
 
     def on_progress(p):
@@ -338,7 +339,7 @@ def test_a_file_whose_workers_keep_dying_fails_with_the_reason(ray_cluster, tmp_
     import ray
 
     orig, edit, out = make_folders(tmp_path)
-    executor = _executor(_stepping(20), workers=1, max_attempts=2)
+    executor = _executor(_stepping(40), workers=1, max_attempts=2)
     victim = {}
 
     def on_progress(p):  # kill whoever restores a01.png, every time
