@@ -41,6 +41,7 @@ from engine.restorers import get_restorer
 from tests.fixtures.batch import FakeProcessor, make_folders, save_image
 from tests.helpers import sample_photo
 
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from test clusters
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = EditedIDParams(resolution=64, nulltext_iters=2)
 # the fewest steps the method allows: 16 diffusion photos are minutes on two busy cores
@@ -486,3 +487,16 @@ def test_a_worker_with_another_engine_or_model_is_sent_away():
         first, {**first, "fingerprint": "xyz"}
     )
     assert "engine '0.2.0'" in mismatch(first, {**first, "engine": "0.2.0"})
+
+
+def test_the_cluster_module_turns_off_rays_usage_report():
+    code = (
+        "import os\n"
+        "os.environ.pop('RAY_USAGE_STATS_ENABLED', None)\n"
+        "import engine.batch.cluster\n"
+        "print(os.environ.get('RAY_USAGE_STATS_ENABLED'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_USAGE_STATS_ENABLED"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.stdout.split()[-1:] == ["0"], done.stderr[-2000:]

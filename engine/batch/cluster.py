@@ -39,8 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+# No telemetry (README, Privacy): Ray reports usage statistics to its makers unless told
+# not to, and reads this when a Ray instance starts. An explicit choice is kept.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import ray  # noqa: E402
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError  # noqa: E402
 
 from engine import __version__
 from engine.batch.remote import (
