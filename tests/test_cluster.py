@@ -256,6 +256,7 @@ def test_restorer_options_travel_by_name():
 
 
 # --- on Ray -----------------------------------------------------------------------------
+@pytest.mark.slow  # 16 real photo restores: 20-30 s; the round trip above is the quick guard
 def test_classic_batch_on_two_workers_matches_a_local_batch(ray_cluster, tmp_path):
     orig, edit = _studio_folders(tmp_path)
     options = dict(mode="classic", backend="dlib", faces="all")
