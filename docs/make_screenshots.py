@@ -2,6 +2,11 @@
 
     QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py
 
+The main window is shot at the two sizes the app is checked at (issue 12 D14): 1280x800
+(a laptop; the names the README links) and 1920x1080 (names ending in -1920x1080). The
+"before" shot shows the masks with their colour legend, the "after" shot the split
+compare with its Before / After tags.
+
 Uses a temporary settings file (your preferences are not touched), the sample photo of
 Grace Hopper shipped with matplotlib as the original, and a copy with drawn-on glasses as
 the "AI edit". The result shown is the classic preview (no diffusion model needed).
@@ -25,7 +30,7 @@ from PySide6.QtCore import QEventLoop  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
-SIZE = (1440, 900)
+SIZES = {"": (1280, 800), "-1920x1080": (1920, 1080)}  # file name suffix: window size
 
 
 def make_photos(folder: Path) -> tuple[Path, Path]:
@@ -86,25 +91,37 @@ def main() -> int:
         settings.face_backend = "dlib"
 
         window = MainWindow(settings=settings)
-        window.resize(*SIZE)
         window.show()
-        settle(app, 0.5)
-        save(window, "first-run.png")
+        for suffix, size in SIZES.items():
+            window.resize(*size)
+            settle(app, 0.5)
+            save(window, f"first-run{suffix}.png")
 
         window.open_photos(original, edited)
         settle(app, until=lambda: window.session.classic_result is not None)
         window.dismiss_banner()
-        window.layer_actions["result"].setChecked(False)
-        window.canvas.fit()
-        settle(app, 0.5)
-        save(window, "main-window-before.png")
+        # The drawn glasses keep the identity, so the face starts unticked ("unchanged -
+        # include?"); tick it as a retoucher would, to show a restore.
+        previous = window.session.classic_result
+        window.face_list.panels[0].enabled_box.setChecked(True)
+        settle(app, until=lambda: window.session.classic_result is not previous)
+        for suffix, size in SIZES.items():
+            window.resize(*size)
+            window.set_compare_mode("off")
+            window.layer_actions["result"].setChecked(False)
+            window.layer_actions["masks"].setChecked(True)
+            window.canvas.fit()
+            settle(app, 0.5)
+            save(window, f"main-window-before{suffix}.png")
 
-        window.layer_actions["result"].setChecked(True)
-        window.layer_actions["masks"].setChecked(False)
-        window.set_compare_mode("split")
-        window.canvas.fit()
-        settle(app, 0.5)
-        save(window, "main-window-after.png")
+            window.layer_actions["result"].setChecked(True)
+            window.layer_actions["masks"].setChecked(False)
+            window.set_compare_mode("split")
+            window.canvas.fit()
+            settle(app, 0.5)
+            save(window, f"main-window-after{suffix}.png")
+        window.resize(*SIZES[""])
+        settle(app, 0.2)
 
         manager = window.open_model_manager()
         settle(app, 0.3)
