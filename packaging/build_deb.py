@@ -137,30 +137,24 @@ def normalise_modes(tree: Path) -> None:
             path.chmod(want)
 
 
-def strip_libraries(tree: Path) -> int:
-    """Strip symbol tables and debug sections from the shared libraries, as dh_strip does
-    (`--strip-unneeded`; the dynamic symbols stay). Programs are left alone: the
-    PyInstaller executable carries its archive after the ELF image. Each stripped file is
-    written anew, so the bundle the package links to keeps its own copy. Bytes saved."""
+def strip_binaries(tree: Path) -> int:
+    """Strip symbol tables and debug sections as dh_strip does: shared libraries with
+    `--strip-unneeded` (their dynamic symbols stay), helper programs (torch_shm_manager)
+    fully. The app's executable is left alone: PyInstaller put its Python archive after
+    the ELF image. Each stripped file is written anew, so the bundle the package links to
+    keeps its own copy. Returns the bytes saved."""
     saved = 0
     for path in sorted(tree.rglob("*")):
-        if path.is_symlink() or not path.is_file() or not is_shared_library(path):
+        if path.is_symlink() or not path.is_file() or path == tree / "EditedID":
             continue
-        if _head(path, 4) != b"\x7fELF":
+        library = is_shared_library(path)
+        if not (library or path.stat().st_mode & 0o111) or _head(path, 4) != b"\x7fELF":
             continue
         tmp = path.with_name(path.name + ".stripped")
+        flags = ["--remove-section=.comment", "--remove-section=.note"]
+        flags += ["--strip-unneeded"] if library else []
         result = subprocess.run(
-            [
-                "strip",
-                "--remove-section=.comment",
-                "--remove-section=.note",
-                "--strip-unneeded",
-                "-o",
-                str(tmp),
-                str(path),
-            ],
-            capture_output=True,
-            text=True,
+            ["strip", *flags, "-o", str(tmp), str(path)], capture_output=True, text=True
         )
         if result.returncode != 0:  # e.g. a file strip does not understand: keep it
             tmp.unlink(missing_ok=True)
@@ -480,8 +474,8 @@ def build(bundle: Path, out: Path, variant: str, work: Path, compress: str) -> P
     doc = usr / "share/doc" / PACKAGE
     write(doc / "copyright", copyright_text(bundle, license_))
     write_gz(doc / "changelog.Debian.gz", changelog(version, date_rfc))
-    saved = strip_libraries(stage / "opt/editedid")
-    print(f"build_deb: stripping the shared libraries saved {saved / 2**20:.0f} MiB")
+    saved = strip_binaries(stage / "opt/editedid")
+    print(f"build_deb: stripping the libraries and helper programs saved {saved / 2**20:.0f} MiB")
     overrides = usr / "share/lintian/overrides" / PACKAGE
     overrides.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "packaging/lintian-overrides", overrides)
