@@ -7,6 +7,7 @@
 - `overlay.MaskLayer`: the active face's masks from a mask document, coloured.
 - `tools`: the tools table `DRAG_MODES` (none, brush, eraser, pan, split) and their drags.
 - `items`: the graphics items (mask overlay, live stroke, face box, divider, brush outline).
+- `labels`: the Before / After tags a compare paints over the photo.
 """
 
 from .layered import LayeredCanvas
