@@ -38,9 +38,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from engine.diffusion import cost
 from engine.diffusion.attention import EntanglementAttention
+from engine.diffusion.cost import PREPASS_SAMPLES_PER_FACE
 from engine.diffusion.latents import UNetStats, predict_noise
 from engine.diffusion.nulltext import _face_losses, _unconditional
-from engine.diffusion.restore import PREPASS_SAMPLES_PER_FACE, _prompts, gate_config, prepass_maps
+from engine.diffusion.restore import _prompts, gate_config, prepass_maps
 from engine.diffusion.schedule import make_plan, reconstruction_step
 from engine.params import EditedIDParams
 

@@ -64,3 +64,18 @@ def test_app_quality_box_applies_and_follows_presets(qtbot):
     assert box.currentData() == "fast"
     tips = [box.itemData(i, 3) for i in range(len(PRESETS))]  # 3 = Qt.ToolTipRole
     assert all("TFLOP" in tip and "GiB" in tip for tip in tips)
+
+
+def test_pricing_the_presets_imports_no_torch():
+    """The Advanced panel prices the presets while the app starts, before torch loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\nfrom engine.diffusion.cost import describe_presets\n"
+        "describe_presets()\nprint('torch' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

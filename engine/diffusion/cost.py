@@ -16,9 +16,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from engine.params import PRESETS, EditedIDParams, with_preset
+
+# torch-free on purpose: the app's Advanced panel prices the presets at startup, before
+# torch is imported (bench/startup_time.py).
 
 PREPASS, INVERSION, NULLTEXT, ENTANGLEMENT = (
     "element masks",
@@ -27,6 +28,10 @@ PREPASS, INVERSION, NULLTEXT, ENTANGLEMENT = (
     "entanglement",
 )
 STAGE_ORDER = (PREPASS, INVERSION, NULLTEXT, ENTANGLEMENT)
+# UNet samples per face of the element-mask pre-pass: the edited branch's conditional half,
+# the only one whose maps are read (the UNet treats samples independently, so the maps
+# equal those of the 2 x 3-sample entanglement-shaped batch this once ran).
+PREPASS_SAMPLES_PER_FACE = 1
 # A Python module (not a data file) so every bundle carries it without packaging rules.
 COST_TABLE = Path(__file__).with_name("cost_table.py")
 
@@ -66,9 +71,6 @@ def unet_calls(
     prepass: include the element-mask pre-pass (run when masks are automatic).
     nulltext_batch_faces: faces per null-text forward + backward pass (None: all).
     """
-    from engine.diffusion.nulltext import face_chunks
-    from engine.diffusion.restore import PREPASS_SAMPLES_PER_FACE
-
     n, it, pair = params.steps, params.nulltext_iters, 2 * faces
     out = []
     if prepass and any(w.strip() for w in params.element_words):
@@ -82,6 +84,12 @@ def unet_calls(
     out.append(UNetCall(NULLTEXT, "plain", pair, n))  # the step with the fitted embeddings
     out.append(UNetCall(ENTANGLEMENT, "gated", 2 * 3 * faces, n))
     return [c for c in out if c.calls]
+
+
+def face_chunks(faces: int, batch_faces: int | None) -> list[tuple[int, int]]:
+    """[start, stop) face ranges of at most batch_faces faces (one range for None)."""
+    size = batch_faces or faces
+    return [(a, min(a + size, faces)) for a in range(0, faces, size)]
 
 
 def samples_by_stage(calls: list[UNetCall]) -> dict[str, dict[str, int]]:
@@ -106,8 +114,10 @@ def nti_p2p_samples(steps: int = 50, iters: int = 10) -> dict[str, int]:
     }
 
 
-def sd_alphas_cumprod() -> torch.Tensor:
+def sd_alphas_cumprod():
     """SD 1.x's training schedule (scaled_linear betas 0.00085..0.012, 1000 steps)."""
+    import torch
+
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 

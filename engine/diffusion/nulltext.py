@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.diffusion.cost import face_chunks
 from engine.diffusion.inversion import AlignedTrajectories, StepCallback
 from engine.diffusion.latents import UNetStats, latent_preview, predict_noise
 from engine.diffusion.schedule import StepPlan, reconstruction_step
@@ -257,12 +258,6 @@ class _Step:
     target: torch.Tensor
     prev_x0: torch.Tensor | None
     prev_lam: float | None
-
-
-def face_chunks(faces: int, batch_faces: int | None) -> list[tuple[int, int]]:
-    """[start, stop) face ranges of at most batch_faces faces (one range for None)."""
-    size = batch_faces or faces
-    return [(a, min(a + size, faces)) for a in range(0, faces, size)]
 
 
 def _rows(t: torch.Tensor, a: int, b: int, faces: int) -> torch.Tensor:

@@ -665,10 +665,6 @@ def _in_chunks(indices: list[int], max_batch: int | None, fn: Callable[[list[int
 
 
 ELEMENT_MASKS_STAGE = "element masks"
-# UNet samples per face of the pre-pass: the edited branch's conditional half, the only
-# one whose maps are read (the UNet treats samples independently, so the maps equal
-# those of the 2 x 3-sample entanglement-shaped batch this once ran).
-PREPASS_SAMPLES_PER_FACE = 1
 
 
 @torch.no_grad()
