@@ -137,34 +137,6 @@ def normalise_modes(tree: Path) -> None:
             path.chmod(want)
 
 
-def strip_binaries(tree: Path) -> int:
-    """Strip symbol tables and debug sections as dh_strip does: shared libraries with
-    `--strip-unneeded` (their dynamic symbols stay), helper programs (torch_shm_manager)
-    fully. The app's executable is left alone: PyInstaller put its Python archive after
-    the ELF image. Each stripped file is written anew, so the bundle the package links to
-    keeps its own copy. Returns the bytes saved."""
-    saved = 0
-    for path in sorted(tree.rglob("*")):
-        if path.is_symlink() or not path.is_file() or path == tree / "EditedID":
-            continue
-        library = is_shared_library(path)
-        if not (library or path.stat().st_mode & 0o111) or _head(path, 4) != b"\x7fELF":
-            continue
-        tmp = path.with_name(path.name + ".stripped")
-        flags = ["--remove-section=.comment", "--remove-section=.note"]
-        flags += ["--strip-unneeded"] if library else []
-        result = subprocess.run(
-            ["strip", *flags, "-o", str(tmp), str(path)], capture_output=True, text=True
-        )
-        if result.returncode != 0:  # e.g. a file strip does not understand: keep it
-            tmp.unlink(missing_ok=True)
-            continue
-        saved += path.stat().st_size - tmp.stat().st_size
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    return saved
-
-
 def write(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -474,8 +446,9 @@ def build(bundle: Path, out: Path, variant: str, work: Path, compress: str) -> P
     doc = usr / "share/doc" / PACKAGE
     write(doc / "copyright", copyright_text(bundle, license_))
     write_gz(doc / "changelog.Debian.gz", changelog(version, date_rfc))
-    saved = strip_binaries(stage / "opt/editedid")
-    print(f"build_deb: stripping the libraries and helper programs saved {saved / 2**20:.0f} MiB")
+    # Not stripped: strip breaks the wheels' libraries that auditwheel patched with
+    # patchelf ("ELF load command address/offset not page-aligned" for numpy's OpenBLAS;
+    # the install test caught it). lintian's unstripped-binary-or-object is overridden.
     overrides = usr / "share/lintian/overrides" / PACKAGE
     overrides.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "packaging/lintian-overrides", overrides)
