@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationVersion(__version__)
     app.setOrganizationName(ORGANIZATION)
     apply_theme(app)
-    window = MainWindow()
+    window = MainWindow(defer_engine=True)  # paints before torch & co. are loaded
     window.show()
     files = [Path(a) for a in options.files]
     if len(files) == 1 and files[0].suffix == ".editedid":

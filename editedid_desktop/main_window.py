@@ -99,8 +99,13 @@ class MainWindow(QMainWindow):
         settings: Settings | None = None,
         engine: EngineHost | None = None,
         parent: QWidget | None = None,
+        *,
+        defer_engine: bool = False,
     ) -> None:
+        """defer_engine: paint first and load the engine on the worker meanwhile (the app's
+        start, see start_engine); False loads what the first-run check needs at once."""
         super().__init__(parent)
+        self.defer_engine = defer_engine
         self.settings = settings if settings is not None else Settings()
         self.session = Session()
         self.masks = MaskDocument(self)
@@ -329,7 +334,7 @@ class MainWindow(QMainWindow):
         bar says so meanwhile. Photos opened meanwhile are analysed once they are loaded."""
         self.engine_ready = False
         self.engine.worker.warmed_up.connect(self._on_engine_ready)
-        if engine_loaded():  # e.g. a second window: nothing to wait for
+        if not self.defer_engine or engine_loaded():  # nothing to wait for
             self._on_engine_ready("")
             return
         self.loading_label.show()

@@ -43,6 +43,7 @@ def test_main_runs_and_returns(qtbot, qapp, monkeypatch, tmp_path):
     )
     assert app_module.main([]) == 0
     assert shown and shown[0].windowTitle() == "EditedID Desktop"
+    assert shown[0].defer_engine  # the app's window paints before the engine is loaded
     shown[0].close()
 
 
@@ -67,7 +68,7 @@ def test_window_paints_first_and_loads_the_engine_behind_a_note(qtbot, qapp, mon
     settings = Settings.from_ini(tmp_path / "s.ini")
     settings.models_dir = str(tmp_path / "no-models")  # the first-run banner is due
     settings.face_backend = "dlib"
-    window = main_window.MainWindow(settings=settings)
+    window = main_window.MainWindow(settings=settings, defer_engine=True)  # as app.main
     qtbot.addWidget(window)
     try:
         window.show()
