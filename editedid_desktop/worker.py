@@ -17,7 +17,9 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -122,6 +124,7 @@ class WorkerSignals(QObject):
     cancelled = Signal()
     status = Signal(str)
     job_done = Signal(str)  # kind, after every job whatever its outcome
+    job_ending = Signal(str)  # kind, just before the outcome (the host's count, direct)
     warmed_up = Signal(str)  # after warm_up: "" when ready, else why the engine cannot load
 
 
@@ -218,12 +221,12 @@ class EngineWorker(WorkerSignals):
         self._run_job(
             "load_model",
             generation,
-            lambda: self.model_loaded.emit(self._ensure_model().describe()),
+            lambda: partial(self.model_loaded.emit, self._ensure_model().describe()),
         )
 
     @Slot(object)
     def analyze(self, request: AnalyzeRequest) -> None:
-        def job() -> None:
+        def job() -> Callable[[], None]:
             from engine.photo.pipeline import analyze_photos
 
             analyzer = self._ensure_analyzer()
@@ -237,13 +240,13 @@ class EngineWorker(WorkerSignals):
                 original_name=request.original_name,
                 edited_name=request.edited_name,
             )
-            self.analyzed.emit(analysis)
+            return partial(self.analyzed.emit, analysis)
 
         self._run_job("analyze", request.generation, job)
 
     @Slot(object)
     def classic(self, request: ClassicRequest) -> None:
-        def job() -> None:
+        def job() -> Callable[[], None]:
             from engine.photo.pipeline import restore_analysis
             from engine.restorers import get_restorer
 
@@ -254,14 +257,16 @@ class EngineWorker(WorkerSignals):
                 faces=request.faces,
                 masks=request.masks,
             )
-            self.classic_ready.emit(result)
+            return partial(self.classic_ready.emit, result)
 
         self._run_job("classic", request.generation, job)
 
     @Slot(object)
     def restore(self, request: RestoreRequest) -> None:
         self._run_job(
-            "restore", request.generation, lambda: self.finished.emit(self._restore(request))
+            "restore",
+            request.generation,
+            lambda: partial(self.finished.emit, self._restore(request)),
         )
 
     # -- helpers ----------------------------------------------------------------------------
@@ -269,25 +274,30 @@ class EngineWorker(WorkerSignals):
         if self.cancel_event.is_set():
             raise Cancelled("Cancelled.")
 
-    def _run_job(self, kind: str, generation: int, job) -> None:
+    def _run_job(self, kind: str, generation: int, job: Callable[[], Callable]) -> None:
+        """Run job(), which returns the emit of its result; emit that, or the failure,
+        only after job_ending, so the host counts the job done before any slot hears
+        the outcome (a slot may start the next job or ask whether the host is busy)."""
+        outcome: Callable[[], Any]
         try:
             if generation and generation <= self.cancelled_upto:
                 raise Cancelled("Cancelled before it started.")
             if generation:
                 self.cancel_event.clear()  # a cancel of an earlier job does not apply
-            job()
+            outcome = job()
         except Cancelled:
             self.status.emit("Cancelled.")
-            self.cancelled.emit()
+            outcome = self.cancelled.emit
         except InputError as exc:
-            self.failed.emit("Cannot use these photos", str(exc))
+            outcome = partial(self.failed.emit, "Cannot use these photos", str(exc))
         except ModelError as exc:
-            self.failed.emit("Model problem", str(exc))
+            outcome = partial(self.failed.emit, "Model problem", str(exc))
         except EditedIDError as exc:
-            self.failed.emit("EditedID", str(exc))
+            outcome = partial(self.failed.emit, "EditedID", str(exc))
         except Exception as exc:  # noqa: BLE001 - never let a job kill the thread
             if is_out_of_memory(exc):
-                self.failed.emit(
+                outcome = partial(
+                    self.failed.emit,
                     "Out of memory",
                     "The restore did not fit in memory even in low-memory mode. Close other "
                     "GPU programs, switch on low-VRAM mode in the Model Manager, choose CPU, "
@@ -295,9 +305,14 @@ class EngineWorker(WorkerSignals):
                 )
             else:
                 log.error("Job %s failed:\n%s", kind, traceback.format_exc())
-                self.failed.emit(
-                    "Unexpected error", f"{type(exc).__name__}: {exc}\n\nDetails are in the log."
+                outcome = partial(
+                    self.failed.emit,
+                    "Unexpected error",
+                    f"{type(exc).__name__}: {exc}\n\nDetails are in the log.",
                 )
+        self.job_ending.emit(kind)
+        try:
+            outcome()
         finally:
             self.job_done.emit(kind)
 
@@ -461,6 +476,8 @@ class EngineHost(QObject):
     ) -> None:
         super().__init__(parent)
         self._pending: dict[str, int] = {}
+        self._pending_lock = threading.Lock()  # counted down on the worker thread
+        self._announced_busy = False
         self._generation = 0
         self._worker = EngineWorker(model_config, face_config)
         self.worker = WorkerRelay(self._worker, self)  # what the window connects to
@@ -472,7 +489,11 @@ class EngineHost(QObject):
         self.thread.setStackSize(WORKER_STACK_BYTES)
         self._worker.moveToThread(self.thread)
         queued = Qt.ConnectionType.QueuedConnection
-        self._worker.job_done.connect(self._on_job_done, queued)
+        # Counted done on the worker thread (direct) before the outcome is emitted, so
+        # `busy` is already right when a slot hears it; busy_changed goes out in the UI
+        # thread only (queued), so it never arrives out of order with _submit's.
+        self._worker.job_ending.connect(self._count_done, Qt.ConnectionType.DirectConnection)
+        self._worker.job_done.connect(self._announce, queued)
         self._post_configure.connect(self._worker.configure, queued)
         self._post_set_model.connect(self._worker.set_model, queued)
         self._post_analyze.connect(self._worker.analyze, queued)
@@ -485,24 +506,30 @@ class EngineHost(QObject):
     # -- state ------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return sum(self._pending.values()) > 0
+        with self._pending_lock:
+            return sum(self._pending.values()) > 0
 
     def pending(self, kind: str) -> int:
-        return self._pending.get(kind, 0)
+        with self._pending_lock:
+            return self._pending.get(kind, 0)
 
     def _submit(self, kind: str) -> int:
-        was_busy = self.busy
         self._generation += 1
-        self._pending[kind] = self._pending.get(kind, 0) + 1
-        if not was_busy:
-            self.busy_changed.emit(True)
+        with self._pending_lock:
+            self._pending[kind] = self._pending.get(kind, 0) + 1
+        self._announce()
         return self._generation
 
     @Slot(str)
-    def _on_job_done(self, kind: str) -> None:
-        self._pending[kind] = max(0, self._pending.get(kind, 0) - 1)
-        if not self.busy:
-            self.busy_changed.emit(False)
+    def _count_done(self, kind: str) -> None:  # on the worker thread
+        with self._pending_lock:
+            self._pending[kind] = max(0, self._pending.get(kind, 0) - 1)
+
+    def _announce(self, *_: object) -> None:  # in the UI thread
+        busy = self.busy
+        if busy != self._announced_busy:
+            self._announced_busy = busy
+            self.busy_changed.emit(busy)
 
     # -- requests -----------------------------------------------------------------------
     def configure(self, model_config: dict | None, face_config: dict | None) -> None:
