@@ -65,8 +65,11 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
     assert host.thread is not QCoreApplication.instance().thread()
     assert slot_threads == [QCoreApplication.instance().thread()]
 
+    busy_at_result = []  # a slot hearing the result sees the job counted done
+    host.worker.classic_ready.connect(lambda _: busy_at_result.append(host.busy))
     with qtbot.waitSignal(host.worker.classic_ready, timeout=30000) as ready:
         host.classic(ClassicRequest(analysis, faces=[0]))
+    assert busy_at_result == [False]
     result = ready.args[0]
     assert result.mode == "classic"
     assert result.image.shape == photos[1].shape
