@@ -427,10 +427,11 @@ def opencv_on_the_calling_thread() -> None:
 
     Why: the engine worker hung inside cv2.dilate (a 0.3 s call) for minutes: py-spy
     showed the worker's only frames in cv2's native code, the UI thread idle in its event
-    loop (tests/test_worker.py -k analyze_and_classic looped under load, issue 12). That
-    is OpenCV's pthreads pool (parallel_for_) never finishing a job, not dlib, the GIL or
-    Qt. The engine's cv2 work is on masks and crops of a few hundred pixels, where the
-    pool gains little; a hang costs the whole session.
+    loop, the GIL free (tests/test_worker.py -k analyze_and_classic looped under load,
+    issue 12: 1 dumped hang and 7 more runs stuck past 60 s in 32; none in 50 with the
+    pool off). So: OpenCV's pthreads pool (parallel_for_) not finishing a job; not dlib,
+    the GIL or Qt. The engine's cv2 work is on masks and crops of a few hundred pixels,
+    where the pool gains little (cv2.dilate was faster serial); a hang costs the session.
     """
     try:
         import cv2
