@@ -61,7 +61,7 @@ def model_options(restorer) -> dict:
     options["model"] = source
     low = getattr(model, "low_memory", None)
     if "low_vram" in options and low is not None:
-        options["low_vram"] = bool(low.attention_slicing or low.vae_tiling)
+        options["low_vram"] = bool(low.offload_encoders or low.vae_tiling)
         options["cpu_offload"] = bool(low.cpu_offload)
     return options
 

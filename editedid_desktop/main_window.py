@@ -81,7 +81,7 @@ class ModelBanner(QFrame):
         layout.addWidget(self.classic_button)
 
     def describe(self) -> None:
-        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE  # torch
+        from engine.models.places import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE
 
         self.label.setText(
             f"<b>No Stable Diffusion model installed yet.</b> The identity restore needs "

@@ -308,7 +308,7 @@ class ModelManagerDialog(QDialog):
         self._update_device_info()
 
     def _build_sd_group(self) -> QGroupBox:
-        from engine.models.loading import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
+        from engine.models.places import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE, default_models_dir
 
         settings = self.settings
         self.kind_combo = QComboBox()
@@ -400,7 +400,9 @@ class ModelManagerDialog(QDialog):
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(list(PRECISIONS))
         self.precision_combo.setCurrentText(settings.precision)
-        self.low_vram_box = QCheckBox("Low-VRAM mode (attention slicing, VAE tiling, CPU offload)")
+        self.low_vram_box = QCheckBox(
+            "Low-VRAM mode (VAE and text encoder off the GPU, VAE tiles, one face at a time)"
+        )
         self.low_vram_box.setChecked(settings.low_vram)
         self.device_info = QLabel()
         self.device_info.setObjectName("mutedLabel")

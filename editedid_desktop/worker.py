@@ -41,7 +41,8 @@ WARM_UP_MODULES = (
 )
 
 LOW_MEMORY_MESSAGE = (
-    "Out of GPU memory: retrying once with attention slicing and VAE tiling (slower)…"
+    "Out of GPU memory: retrying once in low-memory mode (VAE and text encoder off the "
+    "GPU, VAE tiles, one face per null-text pass; slower)…"
 )
 
 
@@ -346,7 +347,7 @@ class EngineWorker(WorkerSignals):
             device=key.get("device", "auto"),
             dtype=None if precision == "auto" else precision,
             models_dir=key.get("models_dir") or None,
-            low_memory=LowMemory(attention_slicing=low, vae_tiling=low, cpu_offload=low),
+            low_memory=LowMemory.low_vram(low),
             cancel=self.cancel_event.is_set,
         )
         self._model_key = key
@@ -358,24 +359,19 @@ class EngineWorker(WorkerSignals):
 
         model = self._ensure_model()
         restorer = get_restorer("diffusion", model=model)
+        from engine.models.fallback import lower_memory
+
+        # The ladder's first rung, not attention slicing: slicing keeps its maps for
+        # null-text's backward pass and RAISES the peak (engine.models.fallback).
+        lower = lower_memory(model.low_memory)
         try:
             return self._restore_groups(restorer, request)
         except Exception as exc:
-            if not is_out_of_memory(exc) or (
-                model.low_memory.attention_slicing and model.low_memory.vae_tiling
-            ):
+            if not is_out_of_memory(exc) or vars(lower) == vars(model.low_memory):
                 raise
-        from engine.models.loading import LowMemory
-
         self.status.emit(LOW_MEMORY_MESSAGE)
         _empty_cuda_cache()
-        model.set_low_memory(
-            LowMemory(
-                attention_slicing=True,
-                vae_tiling=True,
-                cpu_offload=model.low_memory.cpu_offload,
-            )
-        )
+        model.set_low_memory(lower)
         return self._restore_groups(restorer, request)
 
     def _restore_groups(self, restorer: Any, request: RestoreRequest) -> Any:

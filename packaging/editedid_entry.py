@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def _report_file() -> Path:
-    from engine.models.loading import default_models_dir
+    from engine.models.places import default_models_dir
 
     folder = default_models_dir().parent
     folder.mkdir(parents=True, exist_ok=True)

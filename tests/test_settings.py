@@ -96,3 +96,24 @@ def test_recent_pairs_keep_their_roles_and_survive_damage(tmp_path):
     assert len(SettingsModel(store).recent_pairs) == 2
     model.clear_recent_files()
     assert SettingsModel(store).recent_pairs == []
+
+
+def test_fresh_settings_name_the_model_and_folder_without_loading_torch(tmp_path):
+    # The window paints before the engine loads; on the very first start the settings
+    # must name the default model and the models folder without importing torch.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from editedid_desktop.settings import Settings\n"
+        f"s = Settings.from_ini({str(tmp_path / 'settings.ini')!r})\n"
+        "print(s.model_source, s.resolved_models_dir(), s.model_config()['source'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("CompVis/stable-diffusion-v1-4 ")
+    assert lines[1] == "False"

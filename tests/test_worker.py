@@ -163,7 +163,8 @@ def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, anal
     calls = []
 
     def flaky(*args, **kwargs):
-        calls.append(kwargs["restorer"].model.low_memory.attention_slicing)
+        low = kwargs["restorer"].model.low_memory
+        calls.append((low.attention_slicing, low.offload_encoders, low.nulltext_batch_faces))
         if len(calls) == 1:
             raise OutOfMemory("CUDA out of memory")
         return real(*args, **kwargs)
@@ -176,7 +177,8 @@ def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, anal
             host.restore(_request(photos, analysis))
     finally:
         engine.photo.pipeline.restore_photo = real
-    assert calls == [False, True]
+    # the retry takes the ladder's first rung, never attention slicing (it raises memory)
+    assert calls == [(False, False, None), (False, True, 1)]
     assert any("Out of GPU memory" in s for s in statuses)
     host.worker.model.set_low_memory(type(host.worker.model.low_memory)())
 

@@ -126,7 +126,7 @@ class Setting(Property):
 
 
 def _default_sd_model() -> str:
-    from engine.models.loading import DEFAULT_SD_MODEL  # imports torch: only when needed
+    from engine.models.places import DEFAULT_SD_MODEL
 
     return DEFAULT_SD_MODEL
 
@@ -195,7 +195,7 @@ class SettingsModel(Observable):
 
     # -- what the worker needs --------------------------------------------------------
     def resolved_models_dir(self) -> Path:
-        from engine.models.loading import default_models_dir
+        from engine.models.places import default_models_dir
 
         return Path(self.models_dir).expanduser() if self.models_dir else default_models_dir()
 

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,11 @@ from engine.errors import (
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
+from engine.models.places import (  # noqa: F401 - re-exported
+    DEFAULT_SD_MODEL,
+    SD15_DOWNLOAD_SIZE,
+    default_models_dir,
+)
 from engine.resources import sd15_config_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,11 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SD_MODEL = "CompVis/stable-diffusion-v1-4"
-
-# fp32 and fp16 sizes of the weights download_sd_model fetches for SD 1.x
-# (UNet 859.5M + VAE 83.7M + text encoder 123.1M parameters).
-SD15_DOWNLOAD_SIZE = "about 2.1 GB (fp16) or 4.3 GB (fp32)"
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 SAFE_SUFFIXES = (".safetensors",)
@@ -162,25 +161,6 @@ def choose_dtype(
 # ---------------------------------------------------------------------------------------
 # Where models live
 # ---------------------------------------------------------------------------------------
-def default_models_dir() -> Path:
-    """Per-user folder of downloaded models; EDITEDID_MODELS_DIR overrides it.
-
-    Linux: $XDG_DATA_HOME/EditedID/models (~/.local/share/EditedID/models),
-    Windows: %LOCALAPPDATA%\\EditedID\\models,
-    macOS: ~/Library/Application Support/EditedID/models.
-    """
-    env = os.environ.get("EDITEDID_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform.startswith("win"):
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "EditedID" / "models"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "EditedID" / "models"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "EditedID" / "models"
-
-
 def hub_folder_name(hub_id: str) -> str:
     """ "CompVis/stable-diffusion-v1-4" -> "CompVis--stable-diffusion-v1-4"."""
     return hub_id.strip().replace("/", "--")
@@ -294,6 +274,18 @@ class LowMemory:
     # over the weights and an 8 GB card takes 2 per pass), elsewhere all at once. Results
     # do not depend on it (faces are independent). The ladder's rung 1 sets 1.
     nulltext_batch_faces: int | None = None
+
+    @classmethod
+    def low_vram(cls, on: bool, *, cpu_offload: bool = False) -> LowMemory:
+        """What "low-VRAM mode" means (the CLI's --low-vram, the app's setting): the
+        savers that lower null-text's peak, the first rung of the out-of-memory ladder;
+        never attention slicing (see above)."""
+        return cls(
+            vae_tiling=on,
+            cpu_offload=cpu_offload,
+            offload_encoders=on,
+            nulltext_batch_faces=1 if on else None,
+        )
 
     def offloads(self, name: str) -> bool:
         """Whether component `name` waits on the CPU between its uses."""

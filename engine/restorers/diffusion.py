@@ -60,13 +60,8 @@ def load_model_from_options(args: argparse.Namespace):
         allow_pickle=args.allow_pickle,
         allow_download=args.allow_download,
         models_dir=getattr(args, "models_dir", None),
-        # --low-vram: the savers that lower null-text's peak (not attention slicing,
-        # which keeps its maps for the backward pass: see engine.models.fallback)
-        low_memory=LowMemory(
-            vae_tiling=low_vram,
-            cpu_offload=bool(getattr(args, "cpu_offload", False)),
-            offload_encoders=low_vram,
-            nulltext_batch_faces=1 if low_vram else None,
+        low_memory=LowMemory.low_vram(
+            low_vram, cpu_offload=bool(getattr(args, "cpu_offload", False))
         ),
     )
 
