@@ -87,12 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_theme(app)
     window = MainWindow(defer_engine=True)  # paints before torch & co. are loaded
     window.show()
-    files = [Path(a) for a in options.files]
+    open_arguments(window, [Path(a) for a in options.files])
+    return app.exec()
+
+
+def open_arguments(window, files: list[Path]) -> None:
+    """Files named on the command line or by a file manager's "Open with": one project;
+    ORIGINAL EDITED in that order; anything else as if dropped on the canvas (one photo
+    goes into the empty slot, so "Open with" on a single photo is never ignored)."""
     if len(files) == 1 and files[0].suffix == ".editedid":
         window.open_project(files[0])
-    elif len(files) >= 2:
+    elif len(files) == 2:
         window.open_photos(files[0], files[1])
-    return app.exec()
+    elif files:
+        window.files.open_dropped([str(f) for f in files])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,3 +112,38 @@ def test_install_commands_for_missing_qt_libraries():
         "sudo apt install libxcb-cursor0 libxcb-icccm4 libxkbcommon-x11-0",
         "sudo dnf install libxkbcommon-x11 xcb-util-cursor xcb-util-wm",
     ]
+
+
+class _Window:
+    """What open_arguments may call on the main window, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.files = self
+
+    def open_project(self, path):
+        self.calls.append(("project", path.name))
+
+    def open_photos(self, original, edited):
+        self.calls.append(("pair", original.name, edited.name))
+
+    def open_dropped(self, paths):
+        self.calls.append(("dropped", [os.path.basename(p) for p in paths]))
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["job.editedid"], ("project", "job.editedid")),
+        (["a.jpg", "b.jpg"], ("pair", "a.jpg", "b.jpg")),  # ORIGINAL EDITED, in order
+        (["portrait.jpg"], ("dropped", ["portrait.jpg"])),  # "Open with" on one photo
+    ],
+)
+def test_files_on_the_command_line_are_opened(tmp_path, names, expected):
+    from pathlib import Path
+
+    from editedid_desktop.app import open_arguments
+
+    window = _Window()
+    open_arguments(window, [Path(tmp_path / n) for n in names])
+    assert window.calls == [expected]
