@@ -34,9 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.batch.identity_text import same_person_text
 from engine.batch.run import FACE_SELECTION_TEXT, BatchPlan, BatchProgress, BatchRow
-from engine.faces.identity import display_similarity
-from engine.io.export import read_sidecar
 
 ERROR_COLOR = QColor(240, 110, 100)
 WARN_COLOR = QColor(230, 180, 80)
@@ -45,40 +44,12 @@ RESULT_COLUMNS = ("File", "Status", "Faces", "Same person: before \u2192 after",
 RESULT_ROWS_SHOWN = 5  # the results table shows at least this many rows at any dialog size
 
 
-def _percent(score) -> str:
-    """One identity score as the face panels show it: "85%" (threshold at 50%)."""
-    try:
-        value = display_similarity(
-            float(score["value"]), str(score["metric"]), float(score["threshold"])
-        )
-    except (KeyError, TypeError, ValueError):
-        return "\u2014"
-    return f"{value:.0%}"
-
-
 def identity_cell(row: BatchRow) -> tuple[str, str]:
     """(text, tooltip) of a row's identity column: "% same person" before -> after per
-    restored face, as the face panels show it. From the output's sidecar, whose scores
-    carry their metric and threshold (the report's bare numbers do not); ("", "") when
-    the file has none."""
-    sidecar = read_sidecar(row.output) if row.status in ("ok", "skipped") else None
-    faces = [
-        f for f in (sidecar or {}).get("faces", [])
-        if isinstance(f, dict) and isinstance(f.get("id_before"), dict)
-    ]  # fmt: skip
-    parts, tips = [], []
-    for face in faces:
-        before, after = face["id_before"], face.get("id_after") or {}
-        text = f"{_percent(before)} \u2192 {_percent(after)}"
-        number = face.get("face", "?")
-        parts.append(f"{number}: {text}" if len(faces) > 1 else text)
-        metric, value = before.get("metric", "?"), before.get("value", "?")
-        raw = f"{metric} {value} \u2192 {after.get('value', '?')}"
-        tips.append(
-            f"Face {number}: {text} same person ({raw}; threshold "
-            f"{before.get('threshold', '?')}, {before.get('model', '?')})"
-        )
-    return ", ".join(parts), "\n".join(tips)
+    restored face, as the face panels and the reports show it; ("", "") when none."""
+    if row.status not in ("ok", "skipped"):
+        return "", ""
+    return same_person_text(row.output)
 
 
 def format_eta(seconds: float | None) -> str:

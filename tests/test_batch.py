@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -580,6 +581,11 @@ def test_batch_leaves_unchanged_faces_alone_and_reports_why(tmp_path, capsys):
     assert np.array_equal(kept_out, np.clip(photo.astype(int) + 15, 0, 255))  # as edited
     md = (tmp_path / "r" / "editedid-batch-report.md").read_text()
     assert "Left as edited" in md and "1: unchanged" in md
+    # identity as every view shows it (D11): "% same person" before -> after, in CSV and MD
+    same = rows["swapped.png"]["same_person"]
+    assert re.fullmatch(r"\d+% → \d+%", same), same
+    assert rows["kept.png"]["same_person"] == ""  # nothing restored, nothing scored
+    assert f"| {same} |" in md
     # --faces all: every paired face, as before
     assert batch_cli([*argv[:5], str(tmp_path / "all"), *argv[6:], "--faces", "all"]) == 0
     rows = {Path(r["edited"]).name: r for r in _read_csv(tmp_path / "all" / batch.REPORT_NAME)}

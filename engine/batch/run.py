@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.batch.identity_text import same_person_text
 from engine.batch.lock import OutputLock
 from engine.errors import Cancelled, EditedIDError, InputError
 from engine.io.export import (
@@ -75,8 +76,9 @@ REPORT_COLUMNS = (
     "status",
     "error",
     "faces",
-    "id_before",
+    "id_before",  # raw scores of the face backend (metric and threshold in the sidecar)
     "id_after",
+    "same_person",  # the same scores as every view shows them: "1: 66% → 31%, 2: ..."
     "seconds",
     "mode",
     "left_alone",  # faces left as edited and why: "2: unchanged (...); 3: not a face? (...)"
@@ -442,6 +444,7 @@ class BatchRow:
     faces: str = ""
     id_before: str = ""
     id_after: str = ""
+    same_person: str = ""
     seconds: str = ""
     mode: str = ""
     left_alone: str = ""
@@ -920,6 +923,7 @@ def _skipped_row(item: BatchItem, old_rows: dict, mode: str) -> BatchRow:
         faces=old.get("faces", ""),
         id_before=old.get("id_before", ""),
         id_after=old.get("id_after", ""),
+        same_person=old.get("same_person", "") or same_person_text(item.output)[0],
         seconds=old.get("seconds", ""),
         mode=old.get("mode", "") or mode,
         left_alone=old.get("left_alone", ""),
@@ -963,6 +967,7 @@ def _ok_row(item: BatchItem, result, mode: str, before: tuple | None = None) -> 
         faces=str(len(faces)),
         id_before=_fmt_scores(getattr(f, "id_before", None) for f in faces),
         id_after=_fmt_scores(getattr(f, "id_after", None) for f in faces),
+        same_person=same_person_text(item.output)[0],
         mode=str(getattr(result, "mode", None) or mode),
         left_alone=_fmt_left_alone(getattr(result, "left_alone", None) or ()),
         warnings=tuple(str(w) for w in (getattr(result, "warnings", None) or ())),
@@ -1117,12 +1122,12 @@ def _summary_markdown(report: BatchReport) -> str:
         lines += [f"- {Path(p).name}" for p in unpaired]
         lines += [f"- {m}" for m in data["ambiguous"]]
     lines += ["", "## Files", ""]
-    lines.append("| File | Status | Faces | ID before | ID after | s | Left as edited |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("| File | Status | Faces | Same person: before → after | s | Left as edited |")
+    lines.append("|---|---|---|---|---|---|")
     for row in report.rows:
         left = row.left_alone.replace("|", "\\|")
         lines.append(
-            f"| {Path(row.edited).name} | {row.status} | {row.faces} | {row.id_before} | "
-            f"{row.id_after} | {row.seconds} | {left} |"
+            f"| {Path(row.edited).name} | {row.status} | {row.faces} | {row.same_person} | "
+            f"{row.seconds} | {left} |"
         )
     return "\n".join(lines) + "\n"

@@ -44,7 +44,7 @@ import numpy as np
 
 from engine.errors import Cancelled, DownloadError, InputError, ModelError, ModelNotFoundError
 from engine.faces.types import Face, FaceAnalyzer, FacePairing
-from engine.models.loading import default_models_dir
+from engine.models.places import default_models_dir
 
 log = logging.getLogger(__name__)
 
