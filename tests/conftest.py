@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# the main window's fixtures (photo_pair, settings, window) for every window test module
+pytest_plugins = ["tests.window_fixtures"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

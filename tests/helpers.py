@@ -44,3 +44,12 @@ def face_and_element_masks(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     element = np.zeros((size, size), np.uint8)
     element[int(size * 0.35) : int(size * 0.5), int(size * 0.15) : int(size * 0.85)] = 255
     return face, element
+
+
+def face_pair(original: str = "grace_hopper", edited: str = "astronaut", size: int = 32, **kw):
+    """A FacePair of two sample face crops with the face / 'glasses' masks (32 px crops ->
+    16 px latents with the tiny VAE: fast and still real)."""
+    from engine.diffusion.restore import FacePair
+
+    face, element = face_and_element_masks(size)
+    return FacePair(face_crop(original, size), face_crop(edited, size), face, element, **kw)

@@ -9,7 +9,7 @@ from engine.diffusion.latents import UNetStats
 from engine.diffusion.restore import InversionCache, element_attention_maps, restore_faces
 from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from tests.test_restore import _pair
+from tests.helpers import face_pair as _pair
 
 
 @pytest.fixture(scope="module")

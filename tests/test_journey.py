@@ -16,8 +16,8 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox, QToolBar, QToolButton
 
 from editedid_desktop.controllers import export
-from tests.test_main_window import _answer_box, photo_pair, settings, window  # noqa: F401
 from tests.ui_fixtures import FAST_PARAMS, write_photo_pair
+from tests.window_fixtures import answer_box as _answer_box
 
 
 def _drop(widget, paths) -> None:

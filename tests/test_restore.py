@@ -15,7 +15,7 @@ from engine.diffusion.schedule import Solver, make_plan
 from engine.errors import Cancelled, InputError
 from engine.models.loading import load_sd_model
 from engine.params import EditedIDParams
-from tests.helpers import face_and_element_masks, face_crop
+from tests.helpers import face_and_element_masks, face_crop, face_pair
 
 FAST = EditedIDParams(nulltext_iters=2)
 SIZE = 32  # 32 px crops -> 16 px latents with the tiny VAE: fast and still real
@@ -27,8 +27,7 @@ def tiny_model(tiny_sd_dir):
 
 
 def _pair(original="grace_hopper", edited="astronaut", **kw) -> FacePair:
-    face, element = face_and_element_masks(SIZE)
-    return FacePair(face_crop(original, SIZE), face_crop(edited, SIZE), face, element, **kw)
+    return face_pair(original, edited, SIZE, **kw)
 
 
 def test_restore_output_progress_and_diagnostics(tiny_model):

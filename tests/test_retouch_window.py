@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from tests.test_main_window import photo_pair, settings, window  # noqa: F401 - fixtures
-
 
 def _open(qtbot, window, original, edited):  # noqa: F811
     with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
