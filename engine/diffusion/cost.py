@@ -118,7 +118,8 @@ def sd_alphas_cumprod():
     """SD 1.x's training schedule (scaled_linear betas 0.00085..0.012, 1000 steps)."""
     import torch
 
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    # host-side: make_plan reads it on the CPU to choose timesteps, it never meets latents
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64, device="cpu") ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 
