@@ -641,3 +641,16 @@ def test_model_messages_speak_to_app_users_not_the_command_line(qtbot, window, t
     text = window.error_box.text() + window.error_box.informativeText()
     assert "--allow-download" not in text and "Model Manager" in text
     window.error_box.close()
+
+
+def test_open_recent_tells_apart_pairs_with_the_same_file_names(window, tmp_path):
+    shoots = [tmp_path / "shoot-a", tmp_path / "shoot-b"]
+    for shoot in shoots:
+        window.settings.add_recent_pair(shoot / "IMG_0001.jpg", shoot / "IMG_0001-ai.png")
+    window.settings.add_recent_pair(tmp_path / "x.jpg", tmp_path / "y.jpg")
+    window.files.fill_recent_menu()
+    labels = [a.text() for a in window.recent_menu.actions() if a.text()][:3]
+    assert labels[0] == "x.jpg  →  y.jpg"  # unique names need no folder
+    assert len(set(labels)) == 3
+    assert all(label.startswith("IMG_0001.jpg  →  IMG_0001-ai.png  (in ") for label in labels[1:])
+    assert {label.rsplit("/", 1)[-1] for label in labels[1:]} == {"shoot-a)", "shoot-b)"}

@@ -40,6 +40,21 @@ def guess_roles(paths: list[Path]) -> tuple[Path, Path] | None:
     return None
 
 
+def recent_pair_labels(pairs: list[tuple[str, str]]) -> list[str]:
+    """Open Recent's labels: "orig.jpg  →  edit.jpg", with the original's folder added
+    where two pairs would otherwise read the same (shoots reuse names: IMG_0001.jpg)."""
+    names = [f"{Path(o).name}  →  {Path(e).name}" for o, e in pairs]
+    return [
+        f"{name}  (in {_short_folder(Path(o).parent)})" if names.count(name) > 1 else name
+        for name, (o, _) in zip(names, pairs, strict=True)
+    ]
+
+
+def _short_folder(folder: Path) -> str:
+    home = Path.home()
+    return f"~/{folder.relative_to(home)}" if folder.is_relative_to(home) else str(folder)
+
+
 class FilesController(Controller):
     """Reads the input photos into the session and shows them."""
 
@@ -257,8 +272,8 @@ class FilesController(Controller):
         menu = self.window.recent_menu
         menu.clear()
         pairs = self.settings.recent_pairs
-        for original, edited in pairs:
-            action = menu.addAction(f"{Path(original).name}  →  {Path(edited).name}")
+        for (original, edited), label in zip(pairs, recent_pair_labels(pairs), strict=True):
+            action = menu.addAction(label)
             tip = f"Original: {original}\nEdited: {edited}"
             action.setToolTip(tip)
             action.setStatusTip(tip.replace("\n", "; "))
