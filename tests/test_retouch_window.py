@@ -50,6 +50,9 @@ def test_swapped_roles_are_flagged_and_swapped_with_one_click(qtbot, window, pho
     assert notice.isVisible()
     qtbot.mouseClick(notice.keep_button, Qt.MouseButton.LeftButton)
     assert not notice.isVisible() and window.session.original_path == edited
+    # ... and is remembered: the same pair in the same roles is not questioned again
+    _open(qtbot, window, edited, original)
+    assert not notice.isVisible() and window.session.original_path == edited
 
 
 def test_a_face_left_alone_says_included_once_ticked(qtbot):

@@ -61,6 +61,8 @@ class FilesController(Controller):
     def __init__(self, window) -> None:
         super().__init__(window)
         self._role_notice: RoleNotice | None = None
+        # pairs whose roles the user confirmed with "Keep" (this app session): asked once
+        self._roles_confirmed: set[tuple[Path, Path]] = set()
 
     def choose_original(self) -> None:
         self.choose_photo("original")
@@ -160,6 +162,7 @@ class FilesController(Controller):
         if self._role_notice is None:
             self._role_notice = RoleNotice(self.canvas)
             self._role_notice.swap_requested.connect(self.swap_roles)
+            self._role_notice.dismissed.connect(self._confirm_roles)
         return self._role_notice
 
     def check_roles(self, analysis) -> RoleCheck | None:
@@ -175,7 +178,8 @@ class FilesController(Controller):
         if not pairs:
             return None
         check = check_roles(analysis.original, analysis.edited, pairs)
-        if check.looks_swapped:
+        current = (self.session.original_path, self.session.edited_path)
+        if check.looks_swapped and current not in self._roles_confirmed:
             original = self.session.original_path
             name = original.name if original is not None else "The original"
             self.role_notice.show_message(
@@ -185,6 +189,9 @@ class FilesController(Controller):
                 "into the real photo."
             )
         return check
+
+    def _confirm_roles(self) -> None:
+        self._roles_confirmed.add((self.session.original_path, self.session.edited_path))
 
     def swap_roles(self) -> bool:
         """Open the current pair again, each photo in the other role."""
