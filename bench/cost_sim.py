@@ -37,11 +37,17 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from engine.diffusion import cost
-from engine.diffusion.attention import EntanglementAttention
+from engine.diffusion.attention import COND, UNCOND, EntanglementAttention
+from engine.diffusion.branch_attention import (
+    BranchRecord,
+    BranchRecorder,
+    ReplayAttention,
+    record_bytes,
+)
 from engine.diffusion.cost import PREPASS_SAMPLES_PER_FACE
 from engine.diffusion.latents import UNetStats, predict_noise
 from engine.diffusion.nulltext import _face_losses, _unconditional
-from engine.diffusion.restore import _prompts, gate_config, prepass_maps
+from engine.diffusion.restore import _prompts, _record_spec, gate_config, prepass_maps
 from engine.diffusion.schedule import make_plan, reconstruction_step
 from engine.params import EditedIDParams
 
@@ -133,10 +139,19 @@ def _call(model, params: EditedIDParams, call: cost.UNetCall, size: int):
             prepass_maps(model, _latents(call.batch // per, size), 500, prompts, params, stats)
 
         return run
-    if call.kind == "plain":
+    if call.kind in ("plain", "record"):
         faces = call.batch // 2
         cond = torch.cat([prompts.cond_original.expand(faces, -1, -1)] * 2)
-        return lambda: predict_noise(model, _latents(call.batch, size), t, cond, None, 1.0, stats)
+
+        def run():
+            # "record": the conditional half's recording (it also keeps cross-attention
+            # columns); what it keeps is counted here once more, on top of the whole
+            # record simulate() adds: conservative by 1/(2 x steps) of the record.
+            record = _record(model, params, prompts, faces, size) if call.kind == "record" else None
+            with BranchRecorder(model.unet, record).recording(0, COND) if record else _nothing():
+                predict_noise(model, _latents(call.batch, size), t, cond, None, 1.0, stats)
+
+        return run
     if call.kind == "backward":
         faces = call.batch // 2
 
@@ -150,11 +165,25 @@ def _call(model, params: EditedIDParams, call: cost.UNetCall, size: int):
             _face_losses(x_next, torch.zeros_like(x), faces).sum().backward()
 
         return run
+    if call.kind == "replay":
+        faces = call.batch // 2
+        config = _gate_config(params, prompts, faces, size)
+        record = _record(model, params, prompts, faces, size)
+        recorder = BranchRecorder(model.unet, record)
+        both = torch.cat([prompts.cond_original.expand(faces, -1, -1)] * 2)
+        for half in (COND, UNCOND):  # made before the measurement: simulate() adds it
+            with recorder.recording(0, half):
+                predict_noise(model, _latents(2 * faces, size), t, both, None, 1.0, stats)
+        cond = prompts.cond_edited.expand(faces, -1, -1)
+
+        def run():
+            with ReplayAttention(model.unet, config, record, list(range(faces))):
+                predict_noise(model, _latents(faces, size), t, cond, cond, params.guidance, stats)
+
+        return run
     if call.kind == "gated":
         faces = call.batch // 6
-        h = size // 8
-        face = torch.zeros(faces, 1, h, h, device="meta")
-        config = gate_config(face, face.clone(), params.overlap, prompts, params)
+        config = _gate_config(params, prompts, faces, size)
         cond = torch.cat([prompts.cond_original, prompts.cond_edited, prompts.cond_edited])
         cond = cond.repeat_interleave(faces, 0)
 
@@ -168,6 +197,32 @@ def _call(model, params: EditedIDParams, call: cost.UNetCall, size: int):
     raise ValueError(f"unknown call kind {call.kind!r}")
 
 
+def _gate_config(params, prompts, faces: int, size: int):
+    face = torch.zeros(faces, 1, size // 8, size // 8, device="meta")
+    return gate_config(face, face.clone(), params.overlap, prompts, params)
+
+
+def _record(model, params, prompts, faces: int, size: int) -> BranchRecord:
+    return BranchRecord(_record_spec(model, prompts, params), faces, "meta")
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def record_gib(model, params: EditedIDParams, faces: int, size: int) -> float:
+    """A whole restore's branch record (engine.diffusion.branch_attention), GiB."""
+    spec = _record_spec(model, _prompts(model, params), params)
+    steps, hw = params.steps, (size // 8, size // 8)
+    return (
+        0.0 if spec is None else record_bytes(model.unet, spec, faces, hw, steps, model.dtype) / GIB
+    )
+
+
 # --- a whole configuration -----------------------------------------------------------------
 # the weights each stage runs (with offload_encoders the others wait on the CPU)
 _STAGE_WEIGHTS = {"text": "text_encoder", "encode": "vae", "decode": "vae"}
@@ -178,7 +233,10 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict, 
 
     low: the model's LowMemory (default: a fresh one); offload_encoders keeps the VAE and
     text encoder off the GPU outside their stages, nulltext_batch_faces sets the faces per
-    null-text forward + backward pass. (VAE tiling is not modelled: VAE peaks are untiled.)
+    null-text forward + backward pass, branch_record where the target-only
+    entanglement's record lives: unless "host" or "off", on the GPU for the whole of
+    null-text and the entanglement (at its largest: conservative). (VAE tiling is not
+    modelled: VAE peaks are untiled.)
     """
     from engine.diffusion.latents import encode_text
     from engine.models.loading import LowMemory
@@ -190,7 +248,13 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict, 
         own = _STAGE_WEIGHTS.get(stage, "unet")
         return sum(g for n, g in resident.items() if n in ("unet", own) or not low.offloads(n))
 
-    calls = cost.unet_calls(params, faces, nulltext_batch_faces=low.nulltext_batch_faces)
+    recording = low.branch_record != "off"
+    calls = cost.unet_calls(
+        params, faces, nulltext_batch_faces=low.nulltext_batch_faces, branch_record=recording
+    )
+    on_gpu = (
+        record_gib(model, params, faces, size) if low.branch_record in ("auto", "device") else 0.0
+    )
     stages: dict[str, dict] = {}
     per_sample: dict[str, float] = {}
 
@@ -199,7 +263,8 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict, 
         row["forward"] += fwd
         row["backward"] += bwd
         row["tflop"] += m.tflop * count
-        row["peak_gib"] = max(row["peak_gib"], weights_for(stage) + m.peak_gib)
+        held = on_gpu if stage in (cost.NULLTEXT, cost.ENTANGLEMENT) else 0.0
+        row["peak_gib"] = max(row["peak_gib"], weights_for(stage) + m.peak_gib + held)
 
     add("text", measure(lambda: encode_text(model, ["a", "b", ""])), 1)
     add("encode", _vae(model, "encode", 2 * faces, cache, size), 1)
@@ -223,6 +288,8 @@ def simulate(model, params: EditedIDParams, faces: int, size: int, cache: dict, 
         "total": total,
         "tflop_per_sample": per_sample,
         "nulltext_faces_per_pass": low.nulltext_batch_faces or faces,
+        "branch_record": low.branch_record,
+        "branch_record_gpu_gib": round(on_gpu, 3),
     }
 
 

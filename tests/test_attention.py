@@ -14,6 +14,7 @@ from engine.diffusion.attention import (
     replace_cross_attention_columns,
     resize_mask_to_tokens,
 )
+from tests.fixtures.unets import small_attention_unet
 
 FACES = 2
 H, W = 16, 16
@@ -28,21 +29,7 @@ T = torch.tensor(500)
 
 @pytest.fixture(scope="module")
 def unet():
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(0)
-    # default mid block is UNetMidBlock2DCrossAttn, so "down", "mid" and "up" all have attention
-    model = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=32,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    )
-    return model.eval()
+    return small_attention_unet()
 
 
 def idx(half: int, branch: int, face: int, faces: int = FACES) -> int:

@@ -94,6 +94,24 @@ def test_whole_diffusion_path_runs_on_a_second_device(tiny_sd_dir):
         np.testing.assert_allclose(got, want, atol=1e-3)
 
 
+@pytest.mark.parametrize("place", ["device", "host"])
+def test_branch_record_on_a_second_device_or_in_host_memory(tiny_sd_dir, place):
+    """The target-only entanglement's record kept on the device or copied to host memory
+    and back each step: no CPU tensor meets device tensors, the entanglement runs the
+    target alone (2 samples per step), and the crop matches the CPU run."""
+    params = EditedIDParams(nulltext_iters=1, steps=4, dpm_range=(3, 4))
+    reference = restore_faces(
+        load_sd_model(tiny_sd_dir, device="cpu"), [_pair()], params, cache=InversionCache()
+    )
+    model = load_sd_model(tiny_sd_dir, device="cpu", low_memory=LowMemory(branch_record=place))
+    with stand_in_device():
+        move_to_stand_in(model)
+        result = restore_faces(model, [_pair()], params, cache=InversionCache())
+    assert result.stats.by_stage["entanglement"]["forward"] == 2 * params.steps
+    diff = np.abs(result.faces[0].restored.astype(int) - reference.faces[0].restored.astype(int))
+    assert diff.max() <= 1, diff.max()
+
+
 # -- half precision on the CPU ----------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_half_precision_restore_on_cpu(tiny_sd_dir, dtype):

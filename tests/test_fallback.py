@@ -127,10 +127,11 @@ def test_every_rung_lowers_gpu_memory_and_none_slices_attention(model):
     """Issue 13: sliced attention keeps its maps for null-text's backward (more memory,
     not less), so no rung switches it on; the weights on the GPU shrink at every rung."""
     _fake_cuda(model)
-    on_gpu = []
+    on_gpu, records = [], []
 
     def run(m):
         assert not m.low_memory.attention_slicing
+        records.append(m.low_memory.branch_record)
         gpu = m.device.type == "cuda"
         on_gpu.append(
             sum(
@@ -145,6 +146,8 @@ def test_every_rung_lowers_gpu_memory_and_none_slices_attention(model):
         restore_with_fallback(run, model, on_message=None)
     assert len(on_gpu) == 3 and on_gpu[0] > on_gpu[1] > on_gpu[2] == 0
     assert on_gpu[1] == sum(p.numel() for p in model.unet.parameters())  # the UNet stays
+    assert records == ["auto", "host", "auto"]  # rung 1: the branch record off the GPU (on
+    # the CPU rung "auto" keeps it in the same RAM)
 
 
 @pytest.mark.parametrize("error", [OutOfMemory, RuntimeError])
@@ -166,7 +169,7 @@ def test_keep_fallback_keeps_what_worked(model):
 
 def test_user_savers_are_not_retried_and_come_back(model):
     _fake_cuda(model)
-    model.set_low_memory(LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1))
+    model.set_low_memory(LowMemory.low_vram(True))  # the savers rung 1 would set
     messages: list[str] = []
     run = FlakyRun(1)
     restore_with_fallback(run, model, on_message=messages.append)

@@ -48,6 +48,8 @@ __all__ = [
     "GatedSelfAttnProcessor",
     "block_of",
     "gate_self_attention",
+    "mix_gated_outputs",
+    "mix_gated_rows",
     "region_weights",
     "replace_cross_attention_columns",
     "resize_mask_to_tokens",
@@ -271,6 +273,49 @@ def replace_cross_attention_columns(
     return out
 
 
+def mix_gated_rows(
+    target: torch.Tensor,
+    original_with_vt: torch.Tensor,
+    edited_with_vt: torch.Tensor,
+    weights: dict[str, torch.Tensor],
+    config: GateConfig,
+) -> torch.Tensor:
+    """Gated target rows of mode "map" from three attention outputs (module docstring):
+    the target's own, and the target's V under the original's and the edited's
+    probabilities, each (half, F, heads, L, d); region weights (F, L, 1). Rows whose
+    weights sum to ~0 keep the target's own attention, as gate_self_attention keeps map_t."""
+    faces = config.faces
+    w_o, w_e, w_t = (
+        w.to(target.dtype).reshape(1, faces, 1, -1, 1)  # broadcast over half and head
+        for w in _source_weights(weights, config.overlap)
+    )
+    total = w_o + w_e + w_t
+    ok = total > 1e-6
+    mixed = (w_o * original_with_vt + w_e * edited_with_vt + w_t * target) / torch.where(
+        ok, total, torch.ones_like(total)
+    )
+    return torch.where(ok, mixed, target)
+
+
+def mix_gated_outputs(
+    original: torch.Tensor,
+    edited: torch.Tensor,
+    target: torch.Tensor,
+    weights: dict[str, torch.Tensor],
+    config: GateConfig,
+) -> torch.Tensor:
+    """Mode "output": the branches' per-row attention outputs (before to_out), each
+    (half, F, heads, L, d), mixed with the eq. 8 weights normalised to sum 1 per row (a
+    convex mix, so the "output" and "map" modes agree on how much each source counts)."""
+    w_o, w_e, w_t = _source_weights(weights, config.overlap)
+    total = w_o + w_e + w_t
+    ok = total > 1e-6
+    w_o, w_e = (torch.where(ok, w / total.clamp_min(1e-6), 0.0) for w in (w_o, w_e))
+    w_t = torch.where(ok, w_t / total.clamp_min(1e-6), 1.0)
+    shape = (1, config.faces, 1, -1, 1)  # broadcast over half and head
+    return w_o.reshape(shape) * original + w_e.reshape(shape) * edited + w_t.reshape(shape) * target
+
+
 # --------------------------------------------------------------------------------------
 # Processors
 # --------------------------------------------------------------------------------------
@@ -457,16 +502,7 @@ class GatedSelfAttnProcessor(_GatedProcessor):
         out = F.scaled_dot_product_attention(
             q.flatten(0, 2), k.flatten(0, 2), v.flatten(0, 2), scale=attn.scale
         ).view(q.shape[:-1] + v.shape[-1:])
-        w_o, w_e, w_t = (
-            w.to(out.dtype).reshape(1, faces, 1, -1, 1)  # broadcast over half and head
-            for w in _source_weights(weights, self.owner.config.overlap)
-        )
-        total = w_o + w_e + w_t
-        ok = total > 1e-6
-        mixed = (w_o * out[:, 3] + w_e * out[:, 4] + w_t * out[:, TARGET]) / torch.where(
-            ok, total, torch.ones_like(total)
-        )
-        mixed = torch.where(ok, mixed, out[:, TARGET])
+        mixed = mix_gated_rows(out[:, TARGET], out[:, 3], out[:, 4], weights, self.owner.config)
         return torch.stack([out[:, ORIGINAL], out[:, EDITED], mixed], 1).flatten(0, 3)
 
     def _gate_outputs(self, attn, p: _Projected, weights) -> torch.Tensor:
@@ -475,16 +511,8 @@ class GatedSelfAttnProcessor(_GatedProcessor):
         "output" and "map" modes agree on how much each source counts)."""
         faces, heads = self.owner.config.faces, attn.heads
         out6 = _split(_sdpa(attn, p), faces, heads)
-        w_o, w_e, w_t = _source_weights(weights, self.owner.config.overlap)
-        total = w_o + w_e + w_t
-        ok = total > 1e-6
-        w_o, w_e = (torch.where(ok, w / total.clamp_min(1e-6), 0.0) for w in (w_o, w_e))
-        w_t = torch.where(ok, w_t / total.clamp_min(1e-6), 1.0)
-        shape = (1, faces, 1, -1, 1)  # broadcast over half and head
-        mixed = (
-            w_o.reshape(shape) * out6[:, ORIGINAL]
-            + w_e.reshape(shape) * out6[:, EDITED]
-            + w_t.reshape(shape) * out6[:, TARGET]
+        mixed = mix_gated_outputs(
+            out6[:, ORIGINAL], out6[:, EDITED], out6[:, TARGET], weights, self.owner.config
         )
         return torch.cat([out6[:, :TARGET], mixed[:, None]], dim=1).flatten(0, 3)
 
@@ -560,6 +588,10 @@ class EntanglementAttention:
     loop. On entry it installs the gated processors (AttnProcessor2_0 elsewhere); on exit,
     also after an exception, it puts the UNet's previous processors back."""
 
+    # the processors of the gated self- and cross-attention layers (a subclass may swap them)
+    self_processor: type = GatedSelfAttnProcessor
+    cross_processor: type = GatedCrossAttnProcessor
+
     def __init__(self, unet, config: GateConfig):
         config.validate()
         self.unet = unet
@@ -590,9 +622,9 @@ class EntanglementAttention:
         out = {}
         for name in self.unet.attn_processors:
             if name in self._gated:
-                out[name] = GatedSelfAttnProcessor(self, name)
+                out[name] = self.self_processor(self, name)
             elif name in self._cross:
-                out[name] = GatedCrossAttnProcessor(self, name)
+                out[name] = self.cross_processor(self, name)
             else:
                 out[name] = AttnProcessor2_0()
         return out

@@ -41,8 +41,10 @@ class UNetCall:
     """`calls` UNet calls of `batch` samples each in `stage`.
 
     kind: "plain" (SDPA everywhere), "capture" (cross-attention maps of the element
-    words read), "gated" (entanglement's processors), "backward" (forward + backward
-    w.r.t. the null-text embeddings).
+    words read), "record" (null-text's no-grad forwards keeping the gated layers'
+    attention, engine.diffusion.branch_attention), "gated" (the three-branch
+    entanglement), "replay" (the target-only entanglement reading the record),
+    "backward" (forward + backward w.r.t. the null-text embeddings).
     """
 
     stage: str
@@ -65,24 +67,31 @@ def unet_calls(
     *,
     prepass: bool = True,
     nulltext_batch_faces: int | None = None,
+    branch_record: bool = True,
 ) -> list[UNetCall]:
     """Every UNet call of a fresh restore of `faces` faces in one batch (early stop off).
 
     prepass: include the element-mask pre-pass (run when masks are automatic).
     nulltext_batch_faces: faces per null-text forward + backward pass (None: all).
+    branch_record: null-text records the branches and the entanglement runs the target
+    alone (LowMemory.branch_record other than "off"; a cached re-run has no record).
     """
     n, it, pair = params.steps, params.nulltext_iters, 2 * faces
     out = []
     if prepass and any(w.strip() for w in params.element_words):
         out.append(UNetCall(PREPASS, "capture", PREPASS_SAMPLES_PER_FACE, faces))
     out.append(UNetCall(INVERSION, "plain", pair, n))  # look-ahead noise is reused
-    out.append(UNetCall(NULLTEXT, "plain", pair, n))  # conditional noise per step
+    forward = "record" if branch_record else "plain"
+    out.append(UNetCall(NULLTEXT, forward, pair, n))  # conditional noise per step
     if it:
         sizes = [b - a for a, b in face_chunks(faces, nulltext_batch_faces)]
         for size in sorted(set(sizes), reverse=True):
             out.append(UNetCall(NULLTEXT, "backward", 2 * size, n * it * sizes.count(size)))
-    out.append(UNetCall(NULLTEXT, "plain", pair, n))  # the step with the fitted embeddings
-    out.append(UNetCall(ENTANGLEMENT, "gated", 2 * 3 * faces, n))
+    out.append(UNetCall(NULLTEXT, forward, pair, n))  # the step with the fitted embeddings
+    if branch_record:
+        out.append(UNetCall(ENTANGLEMENT, "replay", 2 * faces, n))  # the target branch
+    else:
+        out.append(UNetCall(ENTANGLEMENT, "gated", 2 * 3 * faces, n))  # CFG x 3 branches
     return [c for c in out if c.calls]
 
 

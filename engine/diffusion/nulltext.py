@@ -16,6 +16,19 @@ never waits for the GPU inside a step and the step could be captured as a CUDA g
 Only on the CPU, where a host read costs nothing, does the loop read the stop mask to
 end a step once every face has stopped (`exit_check`).
 
+Why the step's last forward is not folded into the last iteration. A step runs N
+iterations of forward + backward + Adam update, then one no-grad forward with the fitted
+embedding that takes the step: N + 1 forwards, N backward passes. That step must follow
+the embedding after the last update, which no earlier forward has seen. Taking the last
+iteration's forward instead means stopping before the last update, i.e. exactly
+nulltext_iters - 1 iterations (N forwards, N - 1 backward passes): the same trade as the
+Fast preset's fewer iterations, not a free saving, and a different result. Early stop
+does not change this: a face that stopped keeps its batch slot, and the host does not
+know (without a sync) that every face has stopped. What the last forward can give for
+free it now gives: with the conditional forward it IS the entanglement's original and
+edited branches, so it records their attention (`recorder`,
+engine.diffusion.branch_attention) and the entanglement runs the target branch alone.
+
 Half precision. The embeddings and Adam stay in fp32; the UNet runs in the model's dtype.
 In fp16 the gradient reaching the UNet's output is ~1e-4 x the residual, below fp16's
 smallest normal number (6.1e-5) once the loss is <= 1e-2: it underflows and the update
@@ -29,11 +42,14 @@ unscaled.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from engine.diffusion.attention import COND, UNCOND
+from engine.diffusion.branch_attention import BranchRecorder
 from engine.diffusion.cost import face_chunks
 from engine.diffusion.inversion import AlignedTrajectories, StepCallback
 from engine.diffusion.latents import UNetStats, latent_preview, predict_noise
@@ -180,6 +196,7 @@ def optimise_null_text(
     check_cancel: Callable[[], None] = lambda: None,
     exit_check: bool | None = None,
     batch_faces: int | None = None,
+    recorder: BranchRecorder | None = None,
 ) -> NullTextResult:
     """Optimise phi_o^i, phi_e^i for every step i and face (eq. 4-5).
 
@@ -190,6 +207,9 @@ def optimise_null_text(
     results, no host-device synchronisation.
     batch_faces: faces per forward + backward pass (None: all; a memory bound, results
     unchanged); the optimiser and the other passes still take every face at once.
+    recorder: records the gated layers' attention in the two no-grad forwards of each
+    step (the conditional noise; the step with the fitted embeddings), which are the
+    entanglement's original and edited branches (engine.diffusion.branch_attention).
     """
     faces = trajectories.original[0].shape[0]
     n = plan.steps
@@ -213,7 +233,7 @@ def optimise_null_text(
         t = plan.timesteps[i]
         # 1. The targets of step i: the stored (mixed) trajectory points at level i + 1.
         target = torch.cat([trajectories.original[i + 1], trajectories.edited[i + 1]]).float()
-        with torch.no_grad():  # the conditional noise does not depend on phi
+        with torch.no_grad(), _recording(recorder, i, COND):  # does not depend on phi
             eps_cond = predict_noise(model, x, t, cond, None, 1.0, stats).float()
         step = _Step(i, t, x, eps_cond, target, prev_x0, prev_lam)
         # 2. Fit phi_o^i, phi_e^i of every face so the guided step lands on them (eq. 4).
@@ -222,7 +242,8 @@ def optimise_null_text(
         )
         # 3. Take the step with the fitted embeddings: the chain the next step starts from.
         with torch.no_grad():
-            eps_u = _unconditional(model, x, t, phi, stats, grad=False)
+            with _recording(recorder, i, UNCOND):
+                eps_u = _unconditional(model, x, t, phi, stats, grad=False)
             eps = eps_u + params.guidance * (eps_cond - eps_u)
             x_next, x0 = reconstruction_step(plan, i, x, eps, prev_x0, prev_lam)
             losses[:, i] = _face_losses(x_next, target, faces)
@@ -244,6 +265,10 @@ def optimise_null_text(
         [z[:faces] for z in chain],
         [z[faces:] for z in chain],
     )
+
+
+def _recording(recorder: BranchRecorder | None, step: int, half: int):
+    return nullcontext() if recorder is None else recorder.recording(step, half)
 
 
 @dataclass

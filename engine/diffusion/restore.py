@@ -21,6 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from engine.diffusion.attention import EntanglementAttention, GateConfig
+from engine.diffusion.branch_attention import (
+    BranchRecord,
+    BranchRecorder,
+    RecordSpec,
+    ReplayAttention,
+    record_bytes,
+)
 from engine.diffusion.inversion import AlignedTrajectories, StepCallback, align_invert
 from engine.diffusion.latents import (
     UNetStats,
@@ -293,8 +300,20 @@ def _encoded(model, texts: tuple[str, ...]) -> torch.Tensor:
 
 
 def _invert_faces(
-    model, pairs, prompts: _Prompts, plan, params, stats, on_step, check_cancel, timings
-) -> list[_CacheEntry]:
+    model,
+    pairs,
+    prompts: _Prompts,
+    plan,
+    params,
+    stats,
+    on_step,
+    check_cancel,
+    timings,
+    spec: RecordSpec | None = None,
+) -> tuple[list[_CacheEntry], BranchRecord | None]:
+    """Alignment and null-text for `pairs` in one batch; also the original and edited
+    branches' attention for a target-only entanglement when `spec` is given and the
+    memory plan keeps a record (None otherwise, or when it came out incomplete)."""
     faces = len(pairs)
     start = _clock(model)
     latents = encode_images(model, [p.original for p in pairs] + [p.edited for p in pairs])
@@ -306,14 +325,24 @@ def _invert_faces(
     middle = _clock(model)
     stats.stage = "nulltext"
     timings["inversion"] += middle - start
+    latent_hw = tuple(z_o.shape[-2:])
+    record, reserved = None, 0.0
+    if spec is not None:
+        need = record_bytes(model.unet, spec, faces, latent_hw, plan.steps, model.dtype) / 2**30
+        home = branch_record_home(model, need, latent_hw)
+        if home is not None:
+            record = BranchRecord(spec, faces, home)
+            reserved = need if home == torch.device(model.device) else 0.0
     null = optimise_null_text(
         model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel,
-        batch_faces=nulltext_faces_per_pass(model, faces, tuple(z_o.shape[-2:])),
+        batch_faces=nulltext_faces_per_pass(model, faces, latent_hw, reserved_gib=reserved),
+        recorder=None if record is None else BranchRecorder(model.unet, record),
     )  # fmt: skip
     timings["nulltext"] += _clock(model) - middle
-    return [
+    entries = [
         _CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
     ]
+    return entries, record if record is not None and record.complete(plan.steps) else None
 
 
 # Activations null-text's backward keeps per UNet sample at 64 x 64 latents (512 px) in
@@ -325,10 +354,13 @@ NULLTEXT_GIB_PER_SAMPLE_512 = 0.88
 NULLTEXT_MEMORY_SHARE = 0.8
 
 
-def nulltext_faces_per_pass(model, faces: int, latent_hw: tuple[int, int]) -> int | None:
+def nulltext_faces_per_pass(
+    model, faces: int, latent_hw: tuple[int, int], reserved_gib: float = 0.0
+) -> int | None:
     """Faces per null-text forward + backward pass: LowMemory.nulltext_batch_faces when
-    set; else on CUDA as many as NULLTEXT_MEMORY_SHARE of the free memory holds (one face
-    at least); elsewhere all (None)."""
+    set; else on CUDA as many as NULLTEXT_MEMORY_SHARE of the free memory, less
+    `reserved_gib` (a branch record growing on the GPU), holds (one face at least);
+    elsewhere all (None)."""
     low = getattr(model, "low_memory", None)
     fixed = getattr(low, "nulltext_batch_faces", None)
     if fixed:
@@ -337,10 +369,34 @@ def nulltext_faces_per_pass(model, faces: int, latent_hw: tuple[int, int]) -> in
     if device.type != "cuda":
         return None
     free, _total = torch.cuda.mem_get_info(device)
-    size = torch.finfo(model.dtype).bits / 16
-    per_face = 2 * NULLTEXT_GIB_PER_SAMPLE_512 * size * latent_hw[0] * latent_hw[1] / 64**2
-    fits = int(NULLTEXT_MEMORY_SHARE * free / 2**30 // per_face)
+    fits = int(
+        (NULLTEXT_MEMORY_SHARE * free / 2**30 - reserved_gib)
+        // _nulltext_face_gib(model, latent_hw)
+    )
     return None if fits >= faces else max(1, fits)
+
+
+def _nulltext_face_gib(model, latent_hw: tuple[int, int]) -> float:
+    size = torch.finfo(model.dtype).bits / 16
+    return 2 * NULLTEXT_GIB_PER_SAMPLE_512 * size * latent_hw[0] * latent_hw[1] / 64**2
+
+
+def branch_record_home(model, record_gib: float, latent_hw: tuple[int, int]) -> torch.device | None:
+    """Where a branch record of `record_gib` lives (LowMemory.branch_record): "off" ->
+    None (three-branch entanglement); "host" -> the CPU; "device" -> the model's device;
+    "auto" -> the model's device, except on CUDA when the record and one face's null-text
+    pass would not fit in NULLTEXT_MEMORY_SHARE of the free memory: then the CPU."""
+    mode = getattr(getattr(model, "low_memory", None), "branch_record", "auto")
+    device = torch.device(model.device)
+    if mode == "off":
+        return None
+    if mode == "host":
+        return torch.device("cpu")
+    if mode == "device" or device.type != "cuda":
+        return device
+    free, _total = torch.cuda.mem_get_info(device)
+    fits = record_gib + _nulltext_face_gib(model, latent_hw) <= NULLTEXT_MEMORY_SHARE * free / 2**30
+    return device if fits else torch.device("cpu")
 
 
 def _to_cpu_traj(t: AlignedTrajectories) -> AlignedTrajectories:
@@ -370,8 +426,11 @@ def _entangle(
     stats: UNetStats,
     on_step: StepCallback | None,
     check_cancel: Callable[[], None],
+    record: tuple[BranchRecord, list[int]] | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Three branches (original, edited, target) from z_T with attentional gating.
+    """Three branches (original, edited, target) from z_T with attentional gating; with
+    `record` (the faces' recorded branches and their indices in it) the target branch
+    alone, the other two read from null-text (engine.diffusion.branch_attention).
 
     Returns the captured element-token maps and the final latents of all branches,
     (3F, 4, h, w) in the order original, edited, target.
@@ -385,6 +444,11 @@ def _entangle(
     face_mask = _masks_to_latent([m[0] for m in masks], latent_size, device)
     element_mask = _masks_to_latent([m[1] for m in masks], latent_size, device)
     union = torch.maximum(face_mask, element_mask)
+    config = gate_config(face_mask, element_mask, overlap, prompts, params)
+    if record is not None:
+        gate = ReplayAttention(model.unet, config, *record)
+        return _target_branch(model, gate, z_t, union, null, prompts, plan, params, stats,
+                              on_step, check_cancel)  # fmt: skip
     cond = torch.cat(
         [
             prompts.cond_original.expand(faces, -1, -1),
@@ -393,7 +457,6 @@ def _entangle(
         ]
     )
     x = torch.cat([z_t, z_t, z_t])
-    config = gate_config(face_mask, element_mask, overlap, prompts, params)
     solver = Solver(plan)
     gate = EntanglementAttention(model.unet, config)
     with gate:
@@ -413,6 +476,32 @@ def _entangle(
                     "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
                 )
     return gate.captured_maps(), x
+
+
+def _target_branch(
+    model, gate: ReplayAttention, z_t, union, null: NullTextResult, prompts, plan, params,
+    stats, on_step, check_cancel,
+) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
+    """_entangle's target-only loop: 2 x F samples per step; the original and edited
+    branches are null-text's chain (which they reproduce, tests/test_restore.py)."""
+    faces, device = z_t.shape[0], model.device
+    cond = prompts.cond_edited.expand(faces, -1, -1)  # P_t = P_e
+    x = z_t
+    solver = Solver(plan)
+    with gate:
+        for i in range(plan.steps):
+            check_cancel()
+            gate.step = i
+            uncond = null.uncond_edited[i].to(device).to(cond.dtype)
+            eps = predict_noise(model, x, plan.timesteps[i], cond, uncond, params.guidance, stats)
+            x = solver.step(i, x, eps.float())
+            if params.blend:
+                edited = null.chain_edited[i + 1].to(device).float()
+                x = union * x + (1.0 - union) * edited
+            if on_step is not None:
+                on_step("entanglement", i + 1, plan.steps, latent_preview(x[:1]))
+    ends = [null.chain_original[-1].to(device).float(), null.chain_edited[-1].to(device).float()]
+    return gate.captured_maps(), torch.cat([*ends, x])
 
 
 def gate_config(face_mask, element_mask, overlap, prompts: _Prompts, params) -> GateConfig:
@@ -481,6 +570,10 @@ class _Run:
     timings: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys((*STAGES, "decode"), 0.0)
     )
+    # what a target-only entanglement reads (None: not replayable), and per face freshly
+    # inverted in this call its branch record and its index in it
+    record_spec: RecordSpec | None = None
+    records: dict[int, tuple[BranchRecord, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -493,17 +586,28 @@ class _FaceOutput:
 def _prepare(model, pairs, params, on_step, cancel, cache) -> _Run:
     masks = validate_pairs(pairs)
     torch.manual_seed(params.seed)
+    prompts = _prompts(model, params)
     return _Run(
         model=model,
         pairs=pairs,
         params=params,
         masks=masks,
         plan=make_plan(params.steps, params.effective_dpm_range, model.alphas_cumprod),
-        prompts=_prompts(model, params),
+        prompts=prompts,
         cache=cache if cache is not None else default_cache(model),
         on_step=on_step,
         check_cancel=_cancel_checker(cancel),
+        record_spec=_record_spec(model, prompts, params),
     )
+
+
+def _record_spec(model, prompts: _Prompts, params: EditedIDParams) -> RecordSpec | None:
+    """The branch record this run's entanglement reads; None when LowMemory says "off"
+    or the settings cannot be replayed. Masks and overlap weights do not change it."""
+    if getattr(getattr(model, "low_memory", None), "branch_record", "auto") == "off":
+        return None
+    blank = torch.zeros(1, 1, 8, 8)  # the spec reads layer names and token columns only
+    return RecordSpec.for_config(model.unet, gate_config(blank, blank, (0.5, 0.5), prompts, params))
 
 
 def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool]]:
@@ -515,7 +619,7 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool
     missing = [i for i in range(len(run.pairs)) if i not in entries]
 
     def invert(indices: list[int]) -> None:
-        new = _invert_faces(
+        new, record = _invert_faces(
             run.model,
             [run.pairs[i] for i in indices],
             run.prompts,
@@ -525,10 +629,13 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool
             run.on_step,
             run.check_cancel,
             run.timings,
+            run.record_spec,
         )
-        for i, entry in zip(indices, new, strict=True):
+        for slot, (i, entry) in enumerate(zip(indices, new, strict=True)):
             entries[i] = entry
             run.cache.put(keys[i], entry)
+            if record is not None:
+                run.records[i] = (record, slot)
 
     _in_chunks(missing, run.params.max_batch_faces, invert)
     return entries, cached
@@ -537,12 +644,16 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool
 def _entangle_all(
     run: _Run, entries: dict[int, _CacheEntry], keep_latents: bool
 ) -> dict[int, _FaceOutput]:
-    """Stage 3, one batch per overlap setting (faces with other weights run apart)."""
-    groups: dict[tuple[float, float], list[int]] = {}
+    """Stage 3, one batch per overlap setting (faces with other weights run apart) and
+    branch record (faces inverted together replay their record; cached faces run the
+    three branches)."""
+    groups: dict[tuple, list[int]] = {}
     for i, pair in enumerate(run.pairs):
-        groups.setdefault(tuple(pair.overlap or run.params.overlap), []).append(i)
+        record = run.records.get(i)
+        key = (tuple(pair.overlap or run.params.overlap), id(record[0]) if record else None)
+        groups.setdefault(key, []).append(i)
     outputs: dict[int, _FaceOutput] = {}
-    for overlap, members in groups.items():
+    for (overlap, _record), members in groups.items():
 
         def entangle(indices: list[int], overlap=overlap) -> None:
             outputs.update(_entangle_batch(run, entries, indices, overlap, keep_latents))
@@ -554,6 +665,9 @@ def _entangle_all(
 def _entangle_batch(run: _Run, entries, indices, overlap, keep_latents) -> dict[int, _FaceOutput]:
     start = _clock(run.model)
     run.stats.stage = "entanglement"
+    record = None
+    if indices[0] in run.records:  # a batch shares one record (_entangle_all)
+        record = (run.records[indices[0]][0], [run.records[i][1] for i in indices])
     maps, latents = _entangle(
         run.model,
         [entries[i] for i in indices],
@@ -565,6 +679,7 @@ def _entangle_batch(run: _Run, entries, indices, overlap, keep_latents) -> dict[
         run.stats,
         run.on_step,
         run.check_cancel,
+        record,
     )
     middle = _clock(run.model)
     run.timings["entanglement"] += middle - start

@@ -13,8 +13,9 @@ each is tried only when it changes something:
 
 1. `LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1)`: the VAE
    and the text encoder wait on the CPU while the UNet works (their ~0.4 GB in fp16), the
-   VAE encodes and decodes tile by tile, and null-text's forward + backward passes take
-   one face at a time (the rest of the batch stays together);
+   VAE encodes and decodes tile by tile, null-text's forward + backward passes take
+   one face at a time (the rest of the batch stays together), and the branch record of
+   the target-only entanglement waits in host memory;
 2. the CPU in fp32: every weight module is moved with `module.to(device="cpu",
    dtype=torch.float32)` and the model's `device` / `dtype` fields are set to match
    (the engine reads them for every tensor it makes), VAE tiling kept on to bound RAM.
@@ -80,8 +81,11 @@ def move_model(model, device: torch.device | str, dtype: torch.dtype) -> None:
 def lower_memory(low: LowMemory) -> LowMemory:
     """Rung 1 of the ladder from the settings `low`: the savers that lower the peak (VAE
     tiling, VAE and text encoder off the GPU while the UNet works, null-text one face per
-    pass), the user's other settings kept. For callers with their own retry (the app)."""
+    pass, the branch record in host memory), the user's other settings kept. For callers
+    with their own retry (the app)."""
     changes = {"vae_tiling": True, "offload_encoders": True, "nulltext_batch_faces": 1}
+    if low.branch_record != "off":
+        changes["branch_record"] = "host"
     return LowMemory(**(vars(low) | changes))
 
 

@@ -240,6 +240,10 @@ def _local_hub_copy(hub_id: str, models_dir: str | Path | None) -> Path | None:
 # ---------------------------------------------------------------------------------------
 # The loaded model
 # ---------------------------------------------------------------------------------------
+# LowMemory.branch_record's values (engine.diffusion.restore.branch_record_home)
+BRANCH_RECORD_PLACES = ("auto", "device", "host", "off")
+
+
 @dataclass
 class LowMemory:
     """Memory savers; each costs some speed.
@@ -274,6 +278,19 @@ class LowMemory:
     # over the weights and an 8 GB card takes 2 per pass), elsewhere all at once. Results
     # do not depend on it (faces are independent). The ladder's rung 1 sets 1.
     nulltext_batch_faces: int | None = None
+    # Where the original and edited branches' attention, recorded during null-text for a
+    # target-only entanglement (engine.diffusion.branch_attention: 36 -> 12 UNet samples
+    # per face; ~0.44 GiB per face at 512 px in fp16), lives: "auto" (on the GPU when it
+    # fits beside null-text's passes, else in host memory), "device", "host" (copied
+    # back step by step: less GPU memory, a transfer per step), "off" (the three-branch
+    # entanglement recomputes them). Results agree within rounding either way.
+    branch_record: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.branch_record not in BRANCH_RECORD_PLACES:
+            raise ValueError(
+                f"branch_record must be one of {BRANCH_RECORD_PLACES}, got {self.branch_record!r}."
+            )
 
     @classmethod
     def low_vram(cls, on: bool, *, cpu_offload: bool = False) -> LowMemory:
@@ -285,6 +302,7 @@ class LowMemory:
             cpu_offload=cpu_offload,
             offload_encoders=on,
             nulltext_batch_faces=1 if on else None,
+            branch_record="host" if on else "auto",
         )
 
     def offloads(self, name: str) -> bool:
