@@ -11,7 +11,8 @@ inversion + null-text and for entanglement apart) down to one face, and raises
 level up. Every rung lowers peak memory (bench/engine_cost.py --simulate measures it);
 each is tried only when it changes something:
 
-1. `LowMemory(vae_tiling=True, offload_encoders=True, nulltext_batch_faces=1)`: the VAE
+1. `lower_memory(settings)` = `LowMemory(vae_tiling=True, offload_encoders=True,
+   nulltext_batch_faces=1, branch_record="host")` over the user's other settings: the VAE
    and the text encoder wait on the CPU while the UNet works (their ~0.4 GB in fp16), the
    VAE encodes and decodes tile by tile, null-text's forward + backward passes take
    one face at a time (the rest of the batch stays together), and the branch record of
