@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from engine.errors import InputError, NumericalError
+from engine.models.compiled import unet_forward
 
 # Linear map from SD 1.x latents to RGB, good enough for a per-step preview at no cost
 # (the factors used by several SD front-ends for "latent preview").
@@ -240,4 +241,5 @@ def _unet(model, latents: torch.Tensor, t: int, context: torch.Tensor, stats: UN
     stats.count_forward(latents.shape[0])
     with model.use("unet"):
         timestep = torch.full((latents.shape[0],), t, device=latents.device, dtype=torch.long)
-        return model.unet(latents.to(model.dtype), timestep, encoder_hidden_states=context).sample
+        # the compiled graph when compile_unet() was asked for and applies, else eager
+        return unet_forward(model, latents.to(model.dtype), timestep, context)

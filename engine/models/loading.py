@@ -327,6 +327,8 @@ class SDModel:
     local_path: Path | None = None
     _in_use: dict[str, int] = field(default_factory=dict, repr=False)
     _slicing_applied: bool = field(default=False, repr=False)
+    # engine.models.compiled.CompiledUNet once compile_unet() was asked for, else None
+    compiled_unet: Any = field(default=None, repr=False, compare=False)
 
     @property
     def num_train_timesteps(self) -> int:
