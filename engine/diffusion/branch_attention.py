@@ -233,13 +233,14 @@ class _RecordCross(_Recording):
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
                  temb=None, *args, **kwargs):  # fmt: skip
         p = _project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        out = _sdpa(attn, p)
         spec = self.record.spec
         if p.mask is not None:
             self.record.valid = False
-            return _finish(attn, p, out)
-        # the maps exactly as the three-branch processor builds them (Q x 77: small)
+            return _finish(attn, p, _sdpa(attn, p))
+        # the maps (Q x 77: small) and output exactly as the three-branch processor makes
+        # them for the original and edited branches
         maps = attn.get_attention_scores(p.query, p.key, None)
+        out = torch.bmm(maps.to(p.value.dtype), p.value)
         maps_o, maps_e = self._branches(maps, attn.heads)
         kept = {}
         if spec.original_columns and self.half in spec.replace_halves:
