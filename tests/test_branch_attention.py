@@ -251,3 +251,18 @@ def test_low_vram_and_the_ladder_keep_the_record_in_host_memory():
     assert lower_memory(LowMemory(branch_record="off")).branch_record == "off"
     with pytest.raises(ValueError, match="branch_record"):
         LowMemory(branch_record="gpu")
+
+
+def test_record_overhead_bench_prints_its_table():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "bench/record_overhead.py", "--faces", "1", "--repeats", "1"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert [row.split(" | ")[1] for row in rows] == ["2", "2", "2", "6", "2"]  # samples
