@@ -18,7 +18,7 @@ from engine.diffusion.branch_attention import (
     layer_scales,
     record_bytes,
 )
-from engine.diffusion.restore import branch_record_home, nulltext_faces_per_pass
+from engine.diffusion.restore import branch_record_home, free_gpu_gib, nulltext_faces_per_pass
 from engine.models.loading import LowMemory
 from tests.fixtures.unets import small_attention_unet
 
@@ -216,6 +216,8 @@ def test_record_size_of_sd14_at_512_in_fp16():
 # -- where the record lives ------------------------------------------------------------------
 def _gpu(free_gib: float, monkeypatch, **low):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (free_gib * 2**30, 80 * 2**30))
+    for name in ("memory_reserved", "memory_allocated"):  # nothing cached by PyTorch
+        monkeypatch.setattr(torch.cuda, name, lambda d: 0)
     return SimpleNamespace(
         device=torch.device("cuda"), dtype=torch.float16, low_memory=LowMemory(**low)
     )
@@ -240,6 +242,17 @@ def test_a_record_on_the_gpu_leaves_null_text_less_room(monkeypatch):
     gpu = _gpu(10.0, monkeypatch)
     assert nulltext_faces_per_pass(gpu, 4, (64, 64)) is None  # 8 GiB usable: all four
     assert nulltext_faces_per_pass(gpu, 4, (64, 64), reserved_gib=3.0) == 2  # 5 / 1.76
+
+
+def test_free_gpu_memory_counts_what_the_allocator_caches(monkeypatch):
+    """After a restore PyTorch keeps most of what it used cached (reserved, unallocated):
+    free for the next restore, though the driver does not count it."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (2 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: 5 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 2 * 2**30)
+    assert free_gpu_gib(torch.device("cuda")) == 5.0
+    gpu = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16, low_memory=LowMemory())
+    assert nulltext_faces_per_pass(gpu, 4, (64, 64)) == 2  # 0.8 x 5 GiB / 1.76 GiB
 
 
 def test_low_vram_and_the_ladder_keep_the_record_in_host_memory():

@@ -114,6 +114,8 @@ def test_null_text_faces_per_pass_follow_the_free_gpu_memory(monkeypatch):
     gpu = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16, low_memory=LowMemory())
     free = {"gib": 5.0}
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (free["gib"] * 2**30, 80 * 2**30))
+    for name in ("memory_reserved", "memory_allocated"):  # nothing cached by PyTorch
+        monkeypatch.setattr(torch.cuda, name, lambda d: 0)
     assert nulltext_faces_per_pass(gpu, 4, (64, 64)) == 2  # 0.8 x 5 GiB / 1.76 GiB per face
     free["gib"] = 100.0
     assert nulltext_faces_per_pass(gpu, 4, (64, 64)) is None  # all four in one pass

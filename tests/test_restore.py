@@ -182,25 +182,53 @@ def test_entanglement_replays_the_stored_null_text_chain(tiny_model, monkeypatch
 def test_target_only_entanglement_equals_the_three_branch_run(tiny_model, monkeypatch):
     """Fresh faces replay null-text's recorded branches: 2 instead of 6 UNet samples per
     face and step, the same restore to rounding (latents ~1e-4 here, as a recomputed
-    null-text chain; crops within one level; element maps to 1e-5). A cached re-run
-    has no record and runs the three branches, to the same result."""
+    null-text chain; crops within one level; element maps to 1e-5)."""
     pairs = [_pair(), _pair("astronaut", "grace_hopper")]
     runs = {}
     for record in ("off", "auto"):
         monkeypatch.setattr(tiny_model, "low_memory", LowMemory(branch_record=record))
-        cache = InversionCache()
-        runs[record] = restore_faces(tiny_model, pairs, FAST, cache=cache, keep_latents=True)
-    rerun = restore_faces(tiny_model, pairs, FAST, cache=cache, keep_latents=True)
+        runs[record] = restore_faces(
+            tiny_model, pairs, FAST, cache=InversionCache(), keep_latents=True
+        )
     per_step = {"off": 6 * len(pairs), "auto": 2 * len(pairs)}
-    for name, result in (*runs.items(), ("off", rerun)):
+    for name, result in runs.items():
         assert result.stats.by_stage["entanglement"]["forward"] == per_step[name] * FAST.steps
-    for got in (runs["auto"], rerun):
-        for g, w in zip(got.faces, runs["off"].faces, strict=True):
-            torch.testing.assert_close(g.latents["target"], w.latents["target"], atol=5e-4, rtol=0)
-            assert np.abs(g.restored.astype(int) - w.restored.astype(int)).max() <= 1
-            np.testing.assert_allclose(g.element_attention, w.element_attention, atol=1e-5)
+    for g, w in zip(runs["auto"].faces, runs["off"].faces, strict=True):
+        torch.testing.assert_close(g.latents["target"], w.latents["target"], atol=5e-4, rtol=0)
+        assert np.abs(g.restored.astype(int) - w.restored.astype(int)).max() <= 1
+        np.testing.assert_allclose(g.element_attention, w.element_attention, atol=1e-5)
     gated = runs["auto"].faces[0].latents
     assert float((gated["target"] - gated["edited"]).abs().max()) > 1e-2  # gating acted
+
+
+def test_reruns_replay_the_kept_records_until_other_faces_come(tiny_model):
+    """The app's loop: re-running the same faces with new overlap weights replays the
+    records the first run kept (2 samples per face and step) and equals a fresh
+    three-branch run of those weights; new gate blocks, or a call for another face, drop
+    them and run three branches."""
+    pairs = [_pair()]
+    cache = InversionCache()
+
+    def entangled(result) -> int:
+        return result.stats.by_stage["entanglement"]["forward"] // FAST.steps
+
+    first = restore_faces(tiny_model, pairs, FAST, cache=cache)
+    assert entangled(first) == 2 * len(pairs) and len(cache._records) == len(pairs)
+    moved = FAST.replace(overlap=(0.9, 0.1))
+    rerun = restore_faces(tiny_model, pairs, moved, cache=cache, keep_latents=True)
+    assert all(f.cached for f in rerun.faces) and entangled(rerun) == 2 * len(pairs)
+    fresh = restore_faces(tiny_model, pairs, moved, cache=InversionCache(), keep_latents=True)
+    for g, w in zip(rerun.faces, fresh.faces, strict=True):
+        torch.testing.assert_close(g.latents["target"], w.latents["target"], atol=1e-6, rtol=0)
+    other_blocks = restore_faces(
+        tiny_model, pairs, moved.replace(gate_blocks=("down",)), cache=cache
+    )
+    assert entangled(other_blocks) == 6 * len(pairs)  # the records do not fit: three branches
+    # dropped records do not come back for faces whose inversion is cached
+    assert entangled(restore_faces(tiny_model, pairs, FAST, cache=cache)) == 6 * len(pairs)
+    other = _pair("grace_hopper", "grace_hopper")
+    restore_faces(tiny_model, [other], FAST, cache=cache)
+    assert set(cache._records) == {face_cache_key(tiny_model, other, FAST)}
 
 
 def test_rerun_with_new_masks_reuses_the_cached_inversion(tiny_model):

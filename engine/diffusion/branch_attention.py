@@ -15,13 +15,15 @@ entanglement from 2 x 3 to 2 samples per face and step (36 -> 12 UNet samples pe
 at 6 steps) with the same arithmetic; only kernels' batch-size dependent rounding differs.
 
 The cost is memory: for the default gating (down + mid blocks, mode "map") in fp16 at
-512 px, ~0.44 GiB per face for 6 steps (`record_bytes` computes it from the UNet, exactly
+512 px, 0.42 GiB per face for 6 steps (`record_bytes` computes it from the UNet, exactly
 as recorded). Where it lives is `LowMemory.branch_record`, planned per restore by
 engine.diffusion.restore: on the GPU when it fits beside null-text's passes, else in
 (pinned) host memory, copied back step by step; "off" runs the three-branch entanglement.
-A record lives for one restore_faces call: re-runs with cached inversions (new masks or
-overlap weights) run the three branches, because keeping ~0.44 GiB per face beside the
-32-face inversion cache would cost more memory than the 24 samples per face it saves.
+Lifetime: the inversion cache keeps the records of the last restore call's faces, where
+they are, so re-running those faces with new masks or overlap weights (the app's loop)
+replays them too; the next call for other faces (the next photo of a batch), or with
+gate settings a record does not fit, drops them before it plans its memory. Keeping
+them for all 32 cached faces would hold ~13 GiB.
 
 Not replayable (the three-branch path runs): the map-level reference implementation
 (`self_attention_impl="maps"`) and attention masks (SD 1.x passes none).

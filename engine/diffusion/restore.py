@@ -118,11 +118,16 @@ class _CacheEntry:
 
 
 class InversionCache:
-    """LRU cache of per-face inversion + null-text results, kept on the CPU."""
+    """LRU cache of per-face inversion + null-text results, kept on the CPU; and the
+    branch records of the last restore call's faces (where they were recorded: GPU or
+    host memory), so a re-run of those faces with new masks or overlap weights - the
+    app's loop - replays them instead of running three branches. A call for other faces,
+    or with settings the records do not fit, drops them first (their memory freed)."""
 
     def __init__(self, max_faces: int = 32) -> None:
         self.max_faces = max_faces
         self._items: OrderedDict[str, _CacheEntry] = OrderedDict()
+        self._records: dict[str, tuple[BranchRecord, int]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -141,6 +146,28 @@ class InversionCache:
 
     def clear(self) -> None:
         self._items.clear()
+        self._records.clear()
+
+    def records_for(
+        self, keys: set[str], spec: RecordSpec | None, place: str
+    ) -> dict[str, tuple[BranchRecord, int]]:
+        """The kept records of faces `keys` that fit `spec` and the placement setting
+        (LowMemory.branch_record: "host" takes only host-memory records); every other
+        record is dropped."""
+        self._records = {
+            key: (record, slot)
+            for key, (record, slot) in self._records.items()
+            if key in keys
+            and spec is not None
+            and record.spec == spec
+            and record.valid
+            and (place != "host" or record.home.type == "cpu")
+        }
+        return dict(self._records)
+
+    def keep_records(self, records: dict[str, tuple[BranchRecord, int]]) -> None:
+        """Keep these faces' records (face key -> record, slot) until the next call."""
+        self._records = dict(records)
 
 
 def default_cache(model) -> InversionCache:
@@ -368,12 +395,21 @@ def nulltext_faces_per_pass(
     device = torch.device(model.device)
     if device.type != "cuda":
         return None
-    free, _total = torch.cuda.mem_get_info(device)
+    free = free_gpu_gib(device)
     fits = int(
-        (NULLTEXT_MEMORY_SHARE * free / 2**30 - reserved_gib)
-        // _nulltext_face_gib(model, latent_hw)
+        (NULLTEXT_MEMORY_SHARE * free - reserved_gib) // _nulltext_face_gib(model, latent_hw)
     )
     return None if fits >= faces else max(1, fits)
+
+
+def free_gpu_gib(device: torch.device) -> float:
+    """GiB a restore can still allocate on `device`: what the driver reports free plus
+    what PyTorch's caching allocator holds but no tensor uses (after a first restore that
+    is most of the memory it needed; mem_get_info alone would plan the next restore as if
+    it were gone)."""
+    free, _total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return (free + max(0, cached)) / 2**30
 
 
 def _nulltext_face_gib(model, latent_hw: tuple[int, int]) -> float:
@@ -394,8 +430,8 @@ def branch_record_home(model, record_gib: float, latent_hw: tuple[int, int]) -> 
         return torch.device("cpu")
     if mode == "device" or device.type != "cuda":
         return device
-    free, _total = torch.cuda.mem_get_info(device)
-    fits = record_gib + _nulltext_face_gib(model, latent_hw) <= NULLTEXT_MEMORY_SHARE * free / 2**30
+    free = free_gpu_gib(device)
+    fits = record_gib + _nulltext_face_gib(model, latent_hw) <= NULLTEXT_MEMORY_SHARE * free
     return device if fits else torch.device("cpu")
 
 
@@ -549,6 +585,7 @@ def restore_faces(
     # 3. Entanglement (sec. 2.4, eq. 7-9): the gated three-branch reconstruction, one
     #    batch per overlap setting, and the decoded target branch.
     outputs = _entangle_all(run, entries, keep_latents)
+    run.cache.keep_records({run.keys[i]: record for i, record in run.records.items()})
     # 4. What each face got, with what a sidecar records.
     return _result(run, entries, cached, outputs)
 
@@ -574,6 +611,7 @@ class _Run:
     # inverted in this call its branch record and its index in it
     record_spec: RecordSpec | None = None
     records: dict[int, tuple[BranchRecord, int]] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)  # each face's cache key
 
 
 @dataclass
@@ -613,9 +651,12 @@ def _record_spec(model, prompts: _Prompts, params: EditedIDParams) -> RecordSpec
 def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool]]:
     """Stages 1-2 for the faces the cache does not hold (re-runs with new masks or
     overlap weights skip them); returns every face's entry and whether it was cached."""
-    keys = [face_cache_key(run.model, p, run.params) for p in run.pairs]
+    keys = run.keys = [face_cache_key(run.model, p, run.params) for p in run.pairs]
     entries = {i: hit for i, key in enumerate(keys) if (hit := run.cache.get(key)) is not None}
     cached = [i in entries for i in range(len(run.pairs))]
+    place = getattr(getattr(run.model, "low_memory", None), "branch_record", "auto")
+    kept = run.cache.records_for(set(keys), run.record_spec, place)
+    run.records.update({i: kept[keys[i]] for i in entries if keys[i] in kept})
     missing = [i for i in range(len(run.pairs)) if i not in entries]
 
     def invert(indices: list[int]) -> None:

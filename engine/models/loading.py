@@ -280,7 +280,7 @@ class LowMemory:
     nulltext_batch_faces: int | None = None
     # Where the original and edited branches' attention, recorded during null-text for a
     # target-only entanglement (engine.diffusion.branch_attention: 36 -> 12 UNet samples
-    # per face; ~0.44 GiB per face at 512 px in fp16), lives: "auto" (on the GPU when it
+    # per face; 0.42 GiB per face at 512 px in fp16), lives: "auto" (on the GPU when it
     # fits beside null-text's passes, else in host memory), "device", "host" (copied
     # back step by step: less GPU memory, a transfer per step), "off" (the three-branch
     # entanglement recomputes them). Results agree within rounding either way.
