@@ -44,6 +44,7 @@ Choices (named parameters of `CompileOptions`):
 from __future__ import annotations
 
 import logging
+import types
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,13 @@ class CompiledUNet:
         def forward(sample, timestep, context):
             return unet(sample, timestep, encoder_hidden_states=context, return_dict=False)[0]
 
+        # Dynamo keeps compiled code, and counts recompiles against its limit, per code
+        # object: a copy of forward's code per CompiledUNet keeps the graphs of another
+        # model compiled in this process (a reloaded model, the tests) out of this one's.
+        forward = types.FunctionType(
+            forward.__code__.replace(), forward.__globals__, "unet_forward", None,
+            forward.__closure__,
+        )  # fmt: skip
         self._graph = torch.compile(
             forward, mode=options.mode, fullgraph=True, dynamic=None, backend=options.backend
         )
@@ -147,7 +155,9 @@ class CompiledUNet:
         return out.clone() if self._cuda_graphs else out
 
     def _give_up(self, error: BaseException) -> None:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        inner = getattr(error, "inner_exception", None) or error  # the backend's own error
+        text = str(inner).strip().splitlines()
+        first = f"{type(inner).__name__}: {text[0][:300]}" if text else type(inner).__name__
         self.failure = (
             f"torch.compile failed ({first}); the UNet runs without it (same results, "
             "without the compiled speed-up)."

@@ -2,7 +2,7 @@
 
 `DiffusionRestorer(model)` wraps `engine.diffusion.restore.restore_faces` (all faces in
 one UNet batch) in the out-of-memory ladder of `engine.models.fallback`. Its command-line
-options are the model's (--model, --device, --dtype, memory savers, --allow-pickle,
+options are the model's (--model, --device, --dtype, memory savers, --compile, --allow-pickle,
 --allow-download); `from_options` loads the model from them, the one place the command
 line builds a model. torch and the diffusion code are imported only when it runs.
 """
@@ -10,6 +10,7 @@ line builds a model. torch and the diffusion code are imported only when it runs
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -37,6 +38,17 @@ def _model_options(default_model: str) -> list[tuple[str, dict]]:
             "null-text one face per pass.",
         }),
         ("--cpu-offload", {"action": "store_true", "help": "Keep idle model parts in RAM."}),
+        ("--compile", {
+            "action": "store_true",
+            "help": "torch.compile the UNet (GPU speed-up for long runs; the first restore "
+            "pays minutes of compiling; falls back to normal with a note where it cannot).",
+        }),
+        ("--compile-mode", {
+            "default": "default",
+            "choices": ("default", "reduce-overhead", "max-autotune"),
+            "help": "with --compile: torch.compile's mode (reduce-overhead: CUDA graphs, "
+            "more GPU memory).",
+        }),
         ("--allow-pickle", {
             "action": "store_true",
             "help": "Allow .ckpt/.bin checkpoints (they can run code; only trusted files).",
@@ -53,7 +65,7 @@ def load_model_from_options(args: argparse.Namespace):
     from engine.models.loading import DEFAULT_SD_MODEL, LowMemory, load_sd_model
 
     low_vram = bool(getattr(args, "low_vram", False))
-    return load_sd_model(
+    model = load_sd_model(
         args.model or DEFAULT_SD_MODEL,
         device=args.device,
         dtype=args.dtype,
@@ -64,6 +76,15 @@ def load_model_from_options(args: argparse.Namespace):
             low_vram, cpu_offload=bool(getattr(args, "cpu_offload", False))
         ),
     )
+    if getattr(args, "compile", False):
+        from engine.models.compiled import compile_unet
+
+        compile_unet(model, getattr(args, "compile_mode", "default"), on_message=_note)
+    return model
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
 
 
 def _no_element_message(job: CropJob) -> str:
