@@ -9,7 +9,12 @@ For 1 and 4 faces: one untimed warm-up restore that also runs the acceptance che
 tests/test_gpu.py (`check_restore`: right shape, finite UNet / VAE outputs, non-black
 crops, weights still on the model's device and dtype), then one timed restore; then the
 baseline (null-text inversion at every one of 50 DDIM steps with this engine's attention
-gating, no alignment, no hybrid solver; see bench/engine_cost.py) for 1 face. Writes
+gating, no alignment, no hybrid solver; see bench/engine_cost.py) for 1 face. Then,
+unless --compile off (the default of --dry-run), the same restores with the UNet compiled
+(engine.models.compiled, --compile MODE): per face count one untimed warm-up whose time
+(compiling included) is printed apart, then one timed restore, its crops compared with
+the eager row's; and null-text's gradient (one forward + backward at its batch shape)
+compiled against eager. Writes
 results.md (markdown table) and results.json to --out, else $OUT, else bench/out/. The
 table is rewritten after every row, so a run cut short still leaves what it measured.
 """
@@ -44,6 +49,7 @@ from engine_cost import (  # noqa: E402
 )
 
 from engine.diffusion.restore import InversionCache, restore_faces  # noqa: E402
+from engine.models.compiled import MODES, compile_unet  # noqa: E402
 from engine.models.loading import SDModel  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
 
@@ -169,6 +175,76 @@ def check_restore(model: SDModel, faces: int, size: int, params: EditedIDParams)
     }
 
 
+def compiled_label(mode: str) -> str:
+    return f"{EDITEDID_LABEL}, compiled ({mode})"
+
+
+def gradient_check(model: SDModel, size: int) -> float:
+    """Relative difference |g_compiled - g_eager| / |g_eager| of null-text's gradient:
+    one UNet forward + backward w.r.t. the unconditional embeddings at its batch shape
+    (2 samples), through unet_forward with the graph, then eager."""
+    from engine.models.compiled import unet_forward
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    sample = torch.randn(2, 4, size // 8, size // 8, generator=g).to(model.device, model.dtype)
+    context = torch.randn(2, 77, model.unet.config.cross_attention_dim, generator=g)
+    timestep = torch.full((2,), 500, dtype=torch.long, device=model.device)
+    grads = []
+    for compiled in (model.compiled_unet, None):
+        saved, model.compiled_unet = model.compiled_unet, compiled
+        try:
+            leaf = context.to(model.device, model.dtype).requires_grad_(True)
+            with torch.enable_grad():
+                out = unet_forward(model, sample, timestep, leaf).float()
+                (out**2).mean().backward()
+            grads.append(leaf.grad.float())
+        finally:
+            model.compiled_unet = saved
+    return float((grads[0] - grads[1]).norm() / grads[1].norm().clamp_min(1e-30))
+
+
+def compiled_rows(model, setup, params, mode: str, eager_rows: dict, say) -> list:
+    """The compiled rows (see the module docstring); say(text) records a check line."""
+    started = time.perf_counter()
+    compiled = compile_unet(model, mode, on_message=say)
+    if compiled is None:
+        return []
+    rows = []
+    for faces in setup.faces:
+        pairs = make_pairs(faces, setup.size)
+        before = compiled.graph_calls
+        warm = time.perf_counter()
+        run(model, params, pairs)  # untimed: compiles the graphs this face count needs
+        warm_s = time.perf_counter() - warm
+        row = run(model, params, pairs)
+        rows.append((compiled_label(mode), row))
+        eager = eager_rows.get(faces)
+        diff = (
+            max(
+                int(np.abs(a.restored.astype(int) - b.restored.astype(int)).max())
+                for a, b in zip(eager["result"].faces, row["result"].faces, strict=True)
+            )
+            if eager is not None
+            else None
+        )
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(compiled.eager_reasons.items()))
+        say(
+            f"compiled ({mode}), {faces} face(s): compile + warm-up {warm_s:.1f} s; "
+            f"{compiled.graph_calls - before} UNet calls through the graph in the two runs, "
+            f"eager so far: {reasons or 'none'}; crops vs eager: max |diff| "
+            f"{diff if diff is not None else 'n/a'} (of 255)"
+            + (f"; FAILED: {compiled.failure}" if compiled.failure else "")
+        )
+        if faces == setup.faces[0]:
+            say(
+                f"compiled ({mode}): null-text gradient vs eager, relative difference "
+                f"{gradient_check(model, setup.size):.2e} (graph for grad calls: "
+                f"{'yes' if compiled.grad else 'no, eager on this device'})"
+            )
+    say(f"compiled ({mode}): whole compiled part {time.perf_counter() - started:.0f} s")
+    return rows
+
+
 def environment(model: SDModel | None = None) -> dict:
     import diffusers
     import transformers
@@ -218,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-test", default="not run", help="outcome of tests/test_gpu.py")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (dry run default: 1)"
+    )
+    parser.add_argument(
+        "--compile",
+        choices=(*MODES, "off"),
+        default=None,
+        help="compiled rows with this torch.compile mode (default: 'default' on the GPU, "
+        "'off' in a dry run)",
     )
     args = parser.parse_args(argv)
 
@@ -300,6 +383,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{base['per_face'] / one['per_face']:.1f}x; UNet forward samples: "
                 f"{base['fwd'] / one['fwd']:.1f}x."
             )
+    mode = args.compile or ("off" if args.dry_run else "default")
+    if mode != "off":
+        eager_rows = {r["faces"]: r for n, r in rows if n == EDITEDID_LABEL}
+
+        def say(text: str) -> None:
+            checks.append(text)
+            print(text, flush=True)
+
+        header.append(
+            f"- compiled rows: torch.compile mode {mode!r} (engine.models.compiled: batch "
+            "dimension dynamic, fullgraph; entanglement's calls run eager), warm-up with "
+            "the compile printed apart below"
+        )
+        for row in compiled_rows(model, setup, editedid, mode, eager_rows, say):
+            # next to the eager rows, before the baseline
+            at = 1 + max(i for i, (n, _) in enumerate(rows) if n in (EDITEDID_LABEL, row[0]))
+            rows.insert(at, row)
+            write_results(out, header, rows, notes + ["", "Acceptance checks:"] + checks)
+            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     late = [m for m in forbidden_imported() if m not in ENGINE_IMPORTS_FORBIDDEN]
     if late:
         notes.append(

@@ -315,3 +315,35 @@ def test_predict_noise_counts_the_same_compiled_or_not(compiled_model):
         predict_noise(model, sample, 500, context, context, 7.5, stats)
     assert (stats.forward_calls, stats.forward_samples) == (1, 4)
     assert model.compiled_unet.graph_calls == 1
+
+
+@pytest.mark.slow
+def test_gpu_bench_dry_run_has_the_compiled_rows(tmp_path):
+    """bench/gpu_acceptance.py's compiled rows on the CPU (inductor, tiny model)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    command = [sys.executable, "bench/gpu_acceptance.py", "--dry-run", "--quick"]
+    proc = subprocess.run(
+        [*command, "--compile", "default", "--skip-baseline", "--out", str(out)],
+        cwd=root,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = (out / "results.md").read_text()
+    methods = [line.split("|")[1].strip() for line in text.splitlines() if "| EditedID" in line]
+    compiled = "EditedID (6 steps, hybrid), compiled (default)"
+    assert methods == ["EditedID (6 steps, hybrid)"] * 2 + [compiled] * 2
+    assert "compiled (default), 1 face(s): compile + warm-up" in text
+    assert "crops vs eager: max |diff| 0 (of 255)" in text or "max |diff| 1 (of" in text
+    assert "null-text gradient vs eager" in text and "FAILED" not in text
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows][2:] == [compiled] * 2
