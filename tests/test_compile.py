@@ -347,3 +347,30 @@ def test_gpu_bench_dry_run_has_the_compiled_rows(tmp_path):
     assert "null-text gradient vs eager" in text and "FAILED" not in text
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows][2:] == [compiled] * 2
+
+
+def test_a_failing_backward_compile_runs_eager_with_a_message(model):
+    """AOT autograd compiles the backward lazily; the failure must not reach null-text's
+    .backward() (outside the dispatch) but fall back to eager at the forward. (The graph
+    is a small stand-in, compiled with a backend whose backward compiler fails: tracing
+    the UNet's joint graph would take seconds and test nothing more.)"""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def forward_compiler(graph, example_inputs):
+        return graph.forward
+
+    def broken_backward_compiler(graph, example_inputs):
+        raise RuntimeError("no backward here")
+
+    backend = aot_autograd(fw_compiler=forward_compiler, bw_compiler=broken_backward_compiler)
+    messages = []
+    compiled = compile_unet(model, backend=FAST, grad=True, on_message=messages.append)
+    stand_in = torch.compile(lambda sample, timestep, context: context.sin(), backend=backend)
+    compiled._graph = stand_in
+    sample, timestep, context = inputs(2, grad=True)
+    (unet_forward(model, sample, timestep, context) ** 2).sum().backward()
+    reference = inputs(2, grad=True)[2]
+    (eager(model, sample, timestep, reference) ** 2).sum().backward()
+    torch.testing.assert_close(context.grad, reference.grad)
+    assert len(messages) == 1 and "no backward here" in messages[0]
+    assert compiled.graph_calls == 0 and compiled.eager_reasons == {"compile failed": 1}

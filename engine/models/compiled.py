@@ -20,16 +20,20 @@ from `SDModel.set_low_memory`) the same graph serves again without recompiling.
 
 Choices (named parameters of `CompileOptions`):
 - mode "default": inductor's fused kernels, launched from its generated Python wrapper.
-  "reduce-overhead" adds CUDA graphs (no launch overhead at all) but keeps a static
-  memory pool per recorded batch shape: the activations saved for null-text's backward
-  (~0.9 GiB per sample at 512 px in fp16) stay resident between calls, so four faces
-  could hold ~7 GiB more than eager, over issue 13's 8 GB target; and each output is
-  overwritten by the next replay (we clone it). It is offered for measurement
-  (bench/gpu_acceptance.py --compile-mode reduce-overhead) until a GPU run shows it pays.
+  "reduce-overhead" adds CUDA graphs (no launch overhead at all) at a memory cost: each
+  recorded batch shape keeps its buffers in a static pool between calls, so what eager
+  frees after each null-text backward (its saved activations, ~0.9 GiB per sample at
+  512 px in fp16: ~7 GiB for four faces) may stay held, and a second shape (micro-batched
+  null-text, an OOM split) records its own; issue 13's 8 GB target for four faces would
+  not hold. Each output is overwritten by the next replay (we clone it). It is offered
+  for measurement (the CLI's --compile-mode, bench/gpu_acceptance.py --compile
+  reduce-overhead) until a GPU run shows what it gains and holds.
 - dynamic batch: a restore repeats a handful of batch shapes (2F for inversion and
   null-text, 2 x chunk for micro-batched null-text, fewer faces after an OOM split), so
   the batch dimension is marked dynamic from the first call: one graph per grad mode
-  instead of one per shape; height and width stay static (one resolution per run).
+  instead of one per shape (batch 1, which dynamo always specialises, adds one), well
+  under dynamo's recompile limit (8 per compiled function); height and width stay static
+  (one resolution per run; another resolution adds a graph).
 - fullgraph=True: the SD 1.x UNet traces without graph breaks; a future diffusers that
   adds one fails the compile, and the UNet then runs eager with a message, never as a
   silently half-compiled model.
@@ -38,7 +42,8 @@ Choices (named parameters of `CompileOptions`):
   because inductor's CPU code generation in torch 2.13 returns a wrong gradient for the
   UNet (group_norm -> silu -> conv -> conv -> nearest upsample -> conv gives a gradient
   with relative error 1; tests/test_compile.py keeps that as a strict xfail so a fixed
-  torch is noticed). The forward is right on both.
+  torch is noticed). The forward matches eager on the CPU; on CUDA, forward and gradient
+  are checked by tests/test_compile.py's gpu test and the GPU bench (not yet run).
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class CompiledUNet:
         self.eager_reasons: Counter[str] = Counter()
         self.failure: str | None = None
         self._on_message = on_message
+        self._backward_compiled = False
         # CUDA graphs (reduce-overhead; max-autotune uses them too) overwrite their
         # outputs on the next replay: each call marks a new step and clones its output.
         self._cuda_graphs = options.mode != "default" and model.device.type == "cuda"
@@ -144,6 +150,9 @@ class CompiledUNet:
                 torch._dynamo.maybe_mark_dynamic(tensor, 0)
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
+        if context.requires_grad and torch.is_grad_enabled() and not self._backward_compiled:
+            if not self._compile_backward(sample, timestep, context):
+                return None
         try:
             out = self._graph(sample, timestep, context)
         except torch._dynamo.exc.TorchDynamoException as error:
@@ -153,6 +162,22 @@ class CompiledUNet:
             return None
         self.graph_calls += 1
         return out.clone() if self._cuda_graphs else out
+
+    def _compile_backward(self, sample, timestep, context) -> bool:
+        """AOT autograd compiles a graph's backward lazily, at the first backward pass,
+        which null-text runs outside this class: a failure there would end the run. One
+        throw-away forward + backward here compiles it where a failure falls back to
+        eager. Returns whether it compiled."""
+        probe = context.detach().requires_grad_(True)
+        try:
+            self._graph(sample, timestep, probe).float().sum().backward()
+        except RuntimeError as error:  # dynamo's, inductor's and the backend's errors
+            if "out of memory" in str(error).lower():
+                raise
+            self._give_up(error)
+            return False
+        self._backward_compiled = True
+        return True
 
     def _give_up(self, error: BaseException) -> None:
         inner = getattr(error, "inner_exception", None) or error  # the backend's own error
