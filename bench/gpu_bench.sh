@@ -35,7 +35,7 @@ done
 
 # time limits (s) of steps 2 and 3: the GPU run must end within 10 min (the device tool's
 # limit per command); step 3's compiled rows come last, so a cut leaves the eager ones
-if [ "$DRY" = 1 ]; then T_TEST=200; T_BENCH=900; else T_TEST=150; T_BENCH=420; fi
+if [ "$DRY" = 1 ]; then T_TEST=200; T_BENCH=900; else T_TEST=200; T_BENCH=380; fi
 OUT_DIR="${OUT:-$ROOT/bench/out}"
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_bench.log"
