@@ -303,8 +303,10 @@ def test_cuda_inductor_forward_and_gradient_equal_eager(tiny_sd_dir):
         (out**2).sum().backward()
         results.append((out.detach(), context.grad))
     assert compiled.graph_calls == 1 and compiled.failure is None
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-3, atol=1e-5)
+    for got, want in zip(results[0], results[1], strict=True):
+        # relative to the whole tensor: TF32 convolutions differ in the last bits between
+        # kernels; a wrong gradient (the CPU bug above) is off by tens of percent
+        assert float((got - want).norm() / want.norm()) < 1e-2
 
 
 def test_predict_noise_counts_the_same_compiled_or_not(compiled_model):
