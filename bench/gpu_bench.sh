@@ -17,7 +17,8 @@
 #      warm-up each, which also runs the test's checks), then the 50-step null-text +
 #      P2P-style baseline on the same engine; then the same restores with the UNet
 #      compiled (torch.compile, --compile MODE; the compile time printed apart as the
-#      warm-up; the dry run compiles with inductor on the CPU); table into results.md.
+#      warm-up; the dry run compiles with inductor on the CPU); table into results.md;
+#   4. bench/record_overhead.py with the time left (record_overhead.md).
 # Output (results.md, results.json, gpu_bench.log, test_gpu.log) goes to $OUT if set, else bench/out/.
 # Exit status: 0 when every step passed.
 set -uo pipefail
@@ -106,6 +107,19 @@ RC=${PIPESTATUS[0]}
 if [ "$RC" != 0 ]; then
     say "FAILED: gpu_acceptance.py exit $RC (124 = ran past $T_BENCH s; results.md holds the rows done)"
     STATUS=1
+fi
+# 4. per-call cost of recording the branches vs the target-only entanglement step (issue
+#    13), with what is left of the 10 minutes (informative: never fails the run)
+REMAIN=$((590 - (SECONDS - START)))
+if [ "$REMAIN" -gt 45 ]; then
+    if [ "$DRY" = 1 ]; then RARGS=(--repeats 3); else
+        RARGS=(--model sd14-random --device cuda --dtype fp16 --faces 1); fi
+    say "bench/record_overhead.py ${RARGS[*]} (limit $REMAIN s)"
+    timeout "$REMAIN" "$PY" bench/record_overhead.py "${RARGS[@]}" 2>&1 \
+        | tee "$OUT_DIR/record_overhead.md" | tee -a "$LOG" \
+        || say "record_overhead.py did not finish (exit ${PIPESTATUS[0]})"
+else
+    say "record_overhead.py skipped: $REMAIN s left"
 fi
 say "done in $((SECONDS - START)) s, status $STATUS; table: $OUT_DIR/results.md"
 exit "$STATUS"
