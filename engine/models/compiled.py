@@ -41,9 +41,10 @@ Choices (named parameters of `CompileOptions`):
   unconditional embeddings) use the graph. Automatic: on CUDA yes; on the CPU no,
   because inductor's CPU code generation in torch 2.13 returns a wrong gradient for the
   UNet (group_norm -> silu -> conv -> conv -> nearest upsample -> conv gives a gradient
-  with relative error 1; tests/test_compile.py keeps that as a strict xfail so a fixed
-  torch is noticed). The forward matches eager on the CPU; on CUDA, forward and gradient
-  are checked by tests/test_compile.py's gpu test and the GPU bench (not yet run).
+  with relative error 1 on this project's machine; `python bench/inductor_cpu_grad.py`
+  reproduces it, to be re-run after a torch upgrade). The forward matches eager on the
+  CPU; on CUDA, forward and gradient are checked by tests/test_compile.py's gpu test and
+  the GPU bench (not yet run).
 """
 
 from __future__ import annotations
