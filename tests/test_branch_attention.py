@@ -121,8 +121,18 @@ def replay(unet, cfg: GateConfig, rec: BranchRecord, step: int, faces: list[int]
         {"cross_attention_halves": "both"},
         {"gate_blocks": ("down",), "capture_tokens": []},
         {"self_attention": False},
+        {"edited_token_columns": [], "capture_tokens": []},
+        {"original_token_columns": [], "cross_attention_halves": "both"},
     ],
-    ids=["map", "output", "cross-both-halves", "down-no-capture", "cross-only"],
+    ids=[
+        "map",
+        "output",
+        "cross-both-halves",
+        "down-no-capture",
+        "cross-only",
+        "no-element-words",
+        "no-face-words",
+    ],  # fmt: skip
 )
 def test_replayed_target_equals_the_three_branch_target(unet, changes):
     """Same inputs, same arithmetic: the target rows of the three-branch batch and of

@@ -358,11 +358,14 @@ class _ReplayCross(_Replay):
                     halves.append(maps[h])
                     continue
                 source = recorded[h]
-                map_o = source["o"][..., start:stop, :] if "o" in source else maps[h][..., :0]
+                # a branch with no source columns (no face or no element words) was not
+                # recorded: an empty map stands in, no pair reads it
+                map_o, map_e = (
+                    source[key][..., start:stop, :] if key in source else maps[h][..., :0]
+                    for key in ("o", "e")
+                )
                 halves.append(
-                    replace_cross_attention_columns(
-                        maps[h], map_o, source["e"][..., start:stop, :], pairs_o, pairs_e
-                    )
+                    replace_cross_attention_columns(maps[h], map_o, map_e, pairs_o, pairs_e)
                 )
             maps = torch.stack(halves)
             out[:, start:stop] = torch.matmul(maps.to(value.dtype), value).flatten(0, 2)
