@@ -201,6 +201,22 @@ def test_target_only_entanglement_equals_the_three_branch_run(tiny_model, monkey
     assert float((gated["target"] - gated["edited"]).abs().max()) > 1e-2  # gating acted
 
 
+def test_identity_only_restore_replays_without_element_words(tiny_model, monkeypatch):
+    """No element words (identity only): eq. 9 has face-word sources alone and nothing is
+    captured; the target-only entanglement still equals the three branches."""
+    params = FAST.replace(element_words=())
+    pair = _pair(require_element=False)
+    latents = {}
+    for record in ("off", "auto"):
+        monkeypatch.setattr(tiny_model, "low_memory", LowMemory(branch_record=record))
+        result = restore_faces(
+            tiny_model, [pair], params, cache=InversionCache(), keep_latents=True
+        )
+        assert result.faces[0].element_attention is None
+        latents[record] = result.faces[0].latents["target"]
+    torch.testing.assert_close(latents["auto"], latents["off"], atol=5e-4, rtol=0)
+
+
 def test_reruns_replay_the_kept_records_until_other_faces_come(tiny_model):
     """The app's loop: re-running the same faces with new overlap weights replays the
     records the first run kept (2 samples per face and step) and equals a fresh
