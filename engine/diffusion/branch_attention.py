@@ -412,7 +412,7 @@ def record_bytes(
     """Bytes a BranchRecord of `faces` faces holds after `steps` steps (before any of it
     exists: the restore plans where it lives from this)."""
     scales = layer_scales(unet)
-    size = torch.empty((), dtype=dtype).element_size()
+    size = dtype.itemsize
     per_step = 0
     for half in HALVES:
         gated, cross = spec.layers(half)

@@ -644,7 +644,8 @@ def _record_spec(model, prompts: _Prompts, params: EditedIDParams) -> RecordSpec
     or the settings cannot be replayed. Masks and overlap weights do not change it."""
     if getattr(getattr(model, "low_memory", None), "branch_record", "auto") == "off":
         return None
-    blank = torch.zeros(1, 1, 8, 8)  # the spec reads layer names and token columns only
+    # host-side: the spec reads layer names and token columns, never the mask values
+    blank = torch.zeros(1, 1, 8, 8, device="cpu")
     return RecordSpec.for_config(model.unet, gate_config(blank, blank, (0.5, 0.5), prompts, params))
 
 
