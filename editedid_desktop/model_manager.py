@@ -404,6 +404,12 @@ class ModelManagerDialog(QDialog):
             "Low-VRAM mode (VAE and text encoder off the GPU, VAE tiles, one face at a time)"
         )
         self.low_vram_box.setChecked(settings.low_vram)
+        self.low_vram_box.setToolTip(
+            "For GPUs with little memory: the VAE and the text encoder wait in RAM while the "
+            "UNet works, images are encoded and decoded in tiles, null-text fits one face at a "
+            "time, and the attention recorded for the final stage (~0.4 GB per face) is kept "
+            "in RAM. Slower; the results do not change beyond rounding."
+        )
         self.device_info = QLabel()
         self.device_info.setObjectName("mutedLabel")
         device_group = QGroupBox("Device")

@@ -35,7 +35,7 @@ def _model_options(default_model: str) -> list[tuple[str, dict]]:
         ("--low-vram", {
             "action": "store_true",
             "help": "VAE tiling; VAE and text encoder off the GPU while the UNet works; "
-            "null-text one face per pass.",
+            "null-text one face per pass; the entanglement's recorded attention in RAM.",
         }),
         ("--cpu-offload", {"action": "store_true", "help": "Keep idle model parts in RAM."}),
         ("--compile", {
