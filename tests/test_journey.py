@@ -118,11 +118,15 @@ def test_a_retouchers_session(qtbot, window, photo_pair, tmp_path, monkeypatch):
         qtbot.mouseClick(run, Qt.MouseButton.LeftButton)
         assert window.cancel_button.isVisible() and not run.isEnabled()
     window.engine.worker.preview.disconnect(on_preview)
-    qtbot.waitUntil(lambda: not window.engine.busy, timeout=10000)
+    # `busy` drops on the worker thread as the job ends; the window hears it through the
+    # queued busy_changed, which may come after `cancelled`: wait for what the user sees
+    qtbot.waitUntil(
+        lambda: not window.engine.busy and run.isEnabled() and not window.cancel_button.isVisible(),
+        timeout=10000,
+    )
     assert seen == [(True, True)]  # the preview was on the canvas while it ran
     assert "Cancelled" in window.statusBar().currentMessage()
     assert window.session.result is None and not canvas.has_image("preview")
-    assert run.isEnabled() and not window.cancel_button.isVisible()
 
     # 7. Run it again to the end: the result replaces the classic preview.
     with qtbot.waitSignal(window.engine.worker.finished, timeout=180000):
