@@ -23,6 +23,7 @@ from . import __version__
 from .main_window import APP_NAME, MainWindow
 from .settings import APPLICATION, ORGANIZATION
 from .theme import apply_theme, dark_palette
+from .watchdog import CrashRecorder, offer_crash_reports
 
 __all__ = ["APP_NAME", "MainWindow", "apply_theme", "dark_palette", "main"]
 
@@ -72,13 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     apply_privacy_defaults()  # portraits never leave the machine: no library telemetry
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if QApplication.instance() is None:
+    recorder: CrashRecorder | None = None
+    if QApplication.instance() is None:  # a real start (tests reuse their application)
         from .qt_platform import xcb_problem
 
         problem = xcb_problem()  # Qt would abort without naming the missing library
         if problem:
             print(problem, file=sys.stderr)
             return 1
+        recorder = CrashRecorder().start()  # a crash or freeze leaves a report (watchdog.py)
     app = QApplication.instance() or QApplication(args)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APP_NAME)
@@ -87,8 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_theme(app)
     window = MainWindow(defer_engine=True)  # paints before torch & co. are loaded
     window.show()
+    if recorder is not None:
+        recorder.watch_ui_thread(window)
+        offer_crash_reports(window, recorder.folder)  # what the last run left, if anything
     open_arguments(window, [Path(a) for a in options.files])
-    return app.exec()
+    code = app.exec()
+    if recorder is not None:
+        recorder.stop()
+    return code
 
 
 def open_arguments(window, files: list[Path]) -> None:

@@ -46,6 +46,7 @@ from .model_manager import LICENSE_URL, ModelManagerDialog, check_model_source
 from .params_panel import ParamsPanel
 from .settings import Settings
 from .theme import STYLE_SHEET, app_icon
+from .watchdog import install_watchdog
 from .worker import WARM_UP_MODULES, EngineHost
 
 APP_NAME = "EditedID Desktop"
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
         build_menus(self)
         build_toolbars(self)
         self._build_status_bar()
+        self.watchdog = install_watchdog(self)  # "the engine has not answered for N s"
         self._connect()
         self.files.fill_recent_menu()
         self._restore_window()
@@ -218,7 +220,7 @@ class MainWindow(QMainWindow):
         connect(s.face_changed, self.faces.on_face_changed, self)
         connect(s.params_changed, self.update_actions, self)
         self.face_list.face_selected.connect(self.faces.on_face_selected)
-        self.face_list.pairing_changed.connect(lambda _: self.faces.start_analysis())
+        self.face_list.pairing_changed.connect(self.faces.change_pairing)
         self.canvas.face_clicked.connect(self.face_list.select)
         self.canvas.files_dropped.connect(self.files.open_dropped)
         self.canvas.paint_refused.connect(self._on_paint_refused)
