@@ -11,6 +11,12 @@ user starts must still work).
 - DISABLE_TELEMETRY=1: the older name diffusers and transformers also read.
 - DO_NOT_TRACK=1: the cross-tool convention (https://donottrack.sh), also honoured by
   huggingface_hub.
+- ORT_DISABLE_TELEMETRY=1: onnxruntime (insightface's detector and ArcFace) otherwise
+  keeps a device id and a telemetry database in
+  ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ (deviceid, onnxruntime.db) from the
+  first InferenceSession on Linux; with the switch nothing is written (checked with a
+  fresh HOME, onnxruntime 1.32). Read when the runtime's environment is created, so
+  before onnxruntime is imported.
 
 The values are forced, not defaulted: a "0" in the user's environment does not turn
 telemetry back on inside EditedID.
@@ -24,6 +30,7 @@ PRIVACY_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DISABLE_TELEMETRY": "1",
     "DO_NOT_TRACK": "1",
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -62,9 +63,34 @@ def _warn(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr)
 
 
+def _check_output(out: Path, **checks) -> None:
+    """`check_result_target(out, **checks)` after creating the output's missing folders,
+    as `batch --out-dir` does (`restore --out new/dir/r.png` works); the folders made here
+    are removed again when the output is refused, so a refused command leaves nothing."""
+    from engine.io.export import OutputFolderError, check_result_target
+
+    folder = Path(out).parent
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a file where the folder should be: the check below says so
+    except OSError as error:
+        raise OutputFolderError(
+            f"{folder}: cannot create the output folder ({error.strerror or error})."
+        ) from error
+    try:
+        check_result_target(out, **checks)
+    except BaseException:
+        for made in missing:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+
+
 # --- restore-crop ---------------------------------------------------------------------
 def cmd_restore_crop(args: argparse.Namespace) -> int:
-    from engine.io.export import check_result_target, sidecar_inputs, write_with_sidecar
+    from engine.io.export import sidecar_inputs, write_with_sidecar
     from engine.io.files import read_hashed, remove_stale_temp_files
     from engine.io.images import read_mask, read_rgb, write_image_atomic
     from engine.photo.contract import CropJob
@@ -78,7 +104,7 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     # output, sidecar and inputs are checked before the model is loaded
-    check_result_target(out, protected_paths=inputs, overwrite=args.overwrite, formats=None)
+    _check_output(out, protected_paths=inputs, overwrite=args.overwrite, formats=None)
     hashes, arrays = {}, {}
     for name, path in inputs.items():
         arrays[name], hashes[name] = read_hashed(path, read_mask if "mask" in name else read_rgb)
@@ -174,7 +200,6 @@ def _parse_faces(text: str | None) -> list[int] | str | None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from engine.io.export import check_result_target
     from engine.io.files import remove_stale_temp_files
     from engine.io.images import open_image
     from engine.photo.pipeline import restore_photo_files
@@ -183,7 +208,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     faces = _parse_faces(args.faces)
     inputs = {"original": Path(args.original), "edited": Path(args.edited)}
-    check_result_target(args.out, protected_paths=inputs, overwrite=args.overwrite)
+    _check_output(Path(args.out), protected_paths=inputs, overwrite=args.overwrite)
     for path in inputs.values():
         with open_image(path):  # the header: missing, unreadable or not an image
             pass
