@@ -35,6 +35,7 @@ from .binder import bind, connect
 from .model.draft import Draft
 from .model.session import PAIRING_AUTO, FaceSettings, Session, split_words
 from .theme import BAD, GOOD, MUTED
+from .wheel_guard import guard_wheel
 
 THUMB = 84
 
@@ -102,7 +103,9 @@ class FacePanel(QFrame):
     """One face pair."""
 
     clicked = Signal(int)
-    pairing_changed = Signal(int)
+    # (edited face index, the chosen pairing): the user chose another original face. The
+    # window applies it as an undoable command (FacesController.change_pairing).
+    pairing_changed = Signal(int, object)
 
     def __init__(self, session: Session, face: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -121,7 +124,8 @@ class FacePanel(QFrame):
         self._lay_out()
         self.set_face(face)
         self._bind()
-        self.pairing_combo.activated.connect(lambda _: self.pairing_changed.emit(self.index))
+        self.pairing_combo.activated.connect(self._on_pairing_chosen)
+        guard_wheel(self)  # scrolling the list over a card never changes its values
 
     def _make_widgets(self) -> None:
         self.enabled_box = QCheckBox(f"Face {self.index + 1}")
@@ -247,14 +251,22 @@ class FacePanel(QFrame):
             two_way=False,
             to_widget=lambda linked: "Linked" if linked else "Free",
         )
+        # One way: a pairing the user chooses is a command on the undo stack, not a
+        # direct edit (see _on_pairing_chosen); the combo shows what the session holds.
         self.pairing_binding = bind(
             draft,
             "pairing",
             self.pairing_combo,
             "currentIndex",
+            two_way=False,
             to_widget=self._pairing_position,
-            from_widget=self.pairing_combo.itemData,
         )
+
+    def _on_pairing_chosen(self, position: int) -> None:
+        chosen = self.pairing_combo.itemData(position)
+        if chosen != self.session.settings_for(self.index).pairing:
+            self.pairing_changed.emit(self.index, chosen)
+        self.pairing_binding.refresh()  # show what the session holds now
 
     def _pairing_position(self, pairing: int | str | None) -> int:
         if pairing is None:  # "None (keep as edited)" is the last item
@@ -316,7 +328,7 @@ class FaceListPanel(QWidget):
     """All face cards, rebuilt when the analysis changes."""
 
     face_selected = Signal(int)
-    pairing_changed = Signal(int)
+    pairing_changed = Signal(int, object)  # FacePanel.pairing_changed of any card
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -43,6 +43,7 @@ from engine.params import (
 from .binder import bind
 from .model.draft import Draft
 from .model.session import Session, split_words
+from .wheel_guard import guard_wheel
 
 
 def _spin(minimum: int, maximum: int, step: int = 1) -> QSpinBox:
@@ -137,6 +138,7 @@ class ParamsPanel(QWidget):
         self._bind()
         session.params_changed.connect(self._show_preset)
         self._show_preset()
+        guard_wheel(self)  # scrolling the panel never changes a value it passes over
 
     # -- quality preset (steps, null-text iterations: the paper's speed knob) ------------
     def _make_preset_box(self) -> QComboBox:

@@ -656,3 +656,36 @@ def test_open_recent_tells_apart_pairs_with_the_same_file_names(window, tmp_path
     assert len(set(labels)) == 3
     assert all(label.startswith("IMG_0001.jpg  →  IMG_0001-ai.png  (in ") for label in labels[1:])
     assert {label.rsplit("/", 1)[-1] for label in labels[1:]} == {"shoot-a)", "shoot-b)"}
+
+
+def test_a_pairing_change_is_one_undoable_command(qtbot, window, photo_pair):
+    """Issue 20 item 2: choosing another original face is a command on Edit ▸ Undo; undo
+    and redo re-run the analysis, and the command outlives the analysis it started."""
+    from PySide6.QtCore import Qt
+
+    from editedid_desktop.model.session import PAIRING_AUTO
+
+    _open_and_analyze(qtbot, window, photo_pair)
+    assert not window.undo_action.isEnabled()
+    combo = window.face_list.panels[0].pairing_combo
+    assert combo.currentText() == "Auto (face 1)"
+    combo.setFocus()
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        qtbot.keyClick(combo, Qt.Key.Key_End)  # the last item: "None (keep as edited)"
+    qtbot.waitUntil(lambda: window.session.faces[0].original_index is None, timeout=5000)
+    assert window.session.settings_for(0).pairing is None
+    assert window.undo_action.isEnabled()  # still there after the re-analysis
+    assert "Pair face 1 with None" in window.undo_action.text()
+
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.undo_action.trigger()
+    qtbot.waitUntil(lambda: window.session.faces[0].original_index == 0, timeout=5000)
+    assert window.session.settings_for(0).pairing == PAIRING_AUTO
+    assert window.face_list.panels[0].pairing_combo.currentText() == "Auto (face 1)"
+    assert window.redo_action.isEnabled() and not window.undo_action.isEnabled()
+
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.redo_action.trigger()
+    qtbot.waitUntil(lambda: window.session.faces[0].original_index is None, timeout=5000)
+    assert window.session.settings_for(0).pairing is None
+    assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()

@@ -8,6 +8,7 @@ import numpy as np
 from PySide6.QtCore import QRect
 
 from ..model.masks import MASK_KINDS, MaskPairs
+from ..pairing_command import PairingCommand, PairingHistory
 from ..worker import AnalyzeRequest
 from . import Controller
 
@@ -48,11 +49,26 @@ class FacesController(Controller):
         )
         self.window.update_actions()
 
+    # -- pairing (undoable: Edit ▸ Undo) ---------------------------------------------------
+    def change_pairing(self, index: int, pairing: Any) -> None:
+        """The user paired edited face `index` with another original face (or none)."""
+        before = self.session.settings_for(index).pairing
+        if pairing == before:
+            return
+        self.masks.undo_stack.push(PairingCommand(self._apply_pairing, index, before, pairing))
+
+    def _apply_pairing(self, index: int, pairing: Any) -> None:
+        self.session.update_face(index, pairing=pairing)
+        self.start_analysis()
+
     def on_analyzed(self, analysis: Any) -> None:
         session = self.session
         if analysis.edited is not session.edited or analysis.original is not session.original:
             return  # photos changed while it ran
         previous_user = self.masks.user_masks()
+        # A re-analysis of the same photos (the old analysis is still there: new photos
+        # clear it) keeps the pairing history through the reset below.
+        pairings = PairingHistory.take(self.masks.undo_stack if session.analysis else None)
         self.masks.reset((analysis.edited.shape[1], analysis.edited.shape[0]))
         session.set_analysis(analysis)
         for face in analysis.faces:
@@ -60,6 +76,7 @@ class FacesController(Controller):
             self.masks.set_auto(face.index, "element", face.auto_element_mask)
         from_project = bool(self._saved_masks) or self._opening_project
         self._put_back_masks(self._saved_masks or previous_user, analysis)
+        pairings.put_back(self.masks.undo_stack, self._apply_pairing)
         self._saved_masks = {}
         if from_project:
             self._opening_project = False

@@ -60,16 +60,23 @@ class Draft(Observable):
         return getattr(self._read(), name)
 
     def set(self, name: str, value: Any) -> None:
+        """Edit one field. Every listener of a field the edit changed hears of it, not
+        only the widget that made it: a label bound to the same field, or the other
+        overlap slider that a linked edit moved, follow at once."""
         self._pending[name] = value
-        self._shown[name] = value
         try:
             candidate = dataclasses.replace(self._read(), **self._pending)
         except (TypeError, ValueError) as exc:  # engine InputError is a ValueError
+            self._shown[name] = value  # shown as typed until it validates or reverts
             self.error = str(exc)
             return
         self._pending.clear()
         self.error = ""
         self._write(candidate)
+        # The model's change notification reverts (and so notifies) already; this covers
+        # a model that stored the object without notifying. Nothing is announced twice:
+        # revert emits only what differs from what was last announced.
+        self.revert()
 
     def revert(self, *_: Any) -> None:
         """Drop pending edits and show the model's object (also on outside changes)."""
