@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QScrollArea,
     QSlider,
     QToolButton,
     QVBoxLayout,
@@ -34,6 +33,7 @@ from engine.params import PARAM_HELP
 from .binder import bind, connect
 from .model.draft import Draft
 from .model.session import PAIRING_AUTO, FaceSettings, Session, split_words
+from .panel_scroll import PanelScrollArea
 from .theme import BAD, GOOD, MUTED
 from .wheel_guard import guard_wheel
 
@@ -350,14 +350,10 @@ class FaceListPanel(QWidget):
         self._cards_layout.setSpacing(8)
         self._cards_layout.addWidget(self.placeholder)
         self._cards_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self._cards)
+        self.scroll_area = PanelScrollArea(self._cards)  # as wide as a card: never cut off
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
+        layout.addWidget(self.scroll_area)
 
         connect(session.analysis_changed, self.rebuild, self)
         connect(session.result_changed, self._show_outcomes, self)

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -43,6 +42,7 @@ from engine.params import (
 from .binder import bind
 from .model.draft import Draft
 from .model.session import Session, split_words
+from .panel_scroll import PanelScrollArea
 from .wheel_guard import guard_wheel
 
 
@@ -114,13 +114,10 @@ class ParamsPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         inner = QWidget()
         body = QVBoxLayout(inner)
-        scroll.setWidget(inner)
-        layout.addWidget(scroll)
+        self.scroll_area = PanelScrollArea(inner)  # as wide as the fields need: never cut off
+        layout.addWidget(self.scroll_area)
         for group in self._groups():
             body.addWidget(group)
 

@@ -175,3 +175,31 @@ def test_dragging_lambda_o_updates_both_labels_and_lambda_e_live(qtbot):
     assert session.settings_for(0).overlap == (lambda_o, 0.4)
     assert card.lambda_o.value() == round(lambda_o * 100)
     assert card.lambda_e_value.text() == "0.40"
+
+
+@pytest.mark.parametrize("make_panel", [ParamsPanel, lambda s: FaceListPanel(_session(2))])
+def test_a_docked_panel_is_never_narrower_than_its_fields(qtbot, make_panel):
+    """Issue 20 item 6: at 1920 px the Advanced panel was cut off on the right (its dock
+    narrower than its fields, the rest behind a horizontal scroll bar at the bottom)."""
+    from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
+
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    window.setCentralWidget(QWidget())
+    panel = make_panel(Session())
+    if isinstance(panel, FaceListPanel):
+        panel.rebuild()
+    dock = QDockWidget("Panel", window)
+    dock.setWidget(panel)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.resize(1920, 1080)
+    window.show()
+    qtbot.waitExposed(window)
+    QApplication.sendPostedEvents()  # the pending layout requests: the dock as shown
+    window.resizeDocks([dock], [120], Qt.Orientation.Horizontal)  # dragged narrow
+    QApplication.sendPostedEvents()
+    area = panel.findChild(QScrollArea)
+    content = area.widget()
+    assert content.width() >= content.minimumSizeHint().width()  # nothing clipped
+    assert area.horizontalScrollBar().maximum() == 0
+    assert dock.geometry().right() <= window.width()
