@@ -398,15 +398,28 @@ esac
 {extra}exit 0
 """
 
-PURGE = """# Python caches the app may have written inside its folder (when it ran as root) go with
-# it; a "models" folder someone put next to the program is user data and stays.
+PURGE = """# /opt belongs to no package (base-files' postinst creates it), so dpkg removed it with
+# our files when EditedID was the only package listing it. The system keeps its /opt.
 if [ "$1" = "remove" ] || [ "$1" = "purge" ]; then
-    app="$DPKG_ROOT/opt/editedid"
-    if [ -d "$app" ]; then
-        find "$app" -depth -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
-        rmdir --ignore-fail-on-non-empty "$app/_internal" "$app" 2>/dev/null || true
-    fi
+    [ -d "$DPKG_ROOT/opt" ] || install -d -m 0755 "$DPKG_ROOT/opt"
 fi
+"""
+
+PRERM = """#!/bin/sh
+# prerm of editedid: Python caches the app may have written inside its folder (when it
+# ran as root) go before dpkg removes the package's files, so its folders are empty and
+# go with them (left for the purge, dpkg would remove /opt too, after postrm). A "models"
+# folder someone put next to the program is user data and stays.
+set -e
+case "$1" in
+    remove|upgrade|deconfigure)
+        app="$DPKG_ROOT/opt/editedid"
+        if [ -d "$app" ]; then
+            find "$app" -depth -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
+        fi
+        ;;
+esac
+exit 0
 """
 
 
@@ -492,10 +505,11 @@ def build(bundle: Path, out: Path, variant: str, work: Path, compress: str) -> P
         ),
         0o755,
     )
+    write(control / "prerm", PRERM, 0o755)
     write(
         control / "postrm",
         MAINTAINER_SCRIPT.format(
-            what="postrm of editedid: caches, and leftovers inside /opt/editedid.",
+            what="postrm of editedid: menu, icon and file-type caches; /opt.",
             cases="remove|purge",
             extra=PURGE,
         ),

@@ -1,18 +1,34 @@
-"""Debian `Depends`/`Recommends` of the PyInstaller bundle, read from its binaries.
+"""Debian `Depends`/`Recommends` of the PyInstaller bundle, from its binaries alone.
 
     python packaging/deb_depends.py dist/EditedID            # prints the two fields
     python packaging/deb_depends.py dist/EditedID --explain  # which file needs which library
 
-Every ELF file of the bundle is read with `objdump -p` (its NEEDED sonames and the
-GLIBC_x.y versions it references). A soname that the bundle ships itself is done; every
-other one must come from the system: it is looked up with `ldconfig -p`, the package
-owning it with `dpkg -S`, and the version floor from that package's `shlibs` file (what
-dpkg-shlibdeps uses when a library has no symbols file). glibc's floor is the highest
-GLIBC_ version the binaries reference. A soname this machine does not have is mapped by
-REVIEWED (below) and reported as such; an unknown one is an error, never a guess.
+The fields are a function of the bundle and of this file, never of the build machine:
+no `ldconfig`, `dpkg -S` or shlibs file of the host is read (a host with GTK or Wayland
+libraries installed used to give other fields than one without).
 
-Libraries needed only by optional Qt plugins (Wayland, GTK theme, input methods, TLS,
-network status) go to Recommends: the app starts without them (Qt skips the plugin).
+1. Every ELF file of the bundle is read with `objdump -p`: its NEEDED sonames and the
+   GLIBC_x.y symbol versions it references.
+2. The bundle's own dependency graph: a NEEDED soname that the bundle ships is an edge to
+   that file. The files Qt loads only when the desktop asks for them (`OPTIONAL`:
+   Wayland, the GTK theme, input methods, TLS, network status, GLX/EGL integration) are
+   optional; every other file nothing in the bundle needs (executables, Python
+   extensions, mandatory Qt plugins, libraries loaded with dlopen) is a root. Files
+   reachable from a root are mandatory; the rest (optional plugins and the libraries
+   only they need) are optional.
+3. A soname the bundle does not ship comes from the system: `SYSTEM` maps it to its
+   Debian package (reviewed against packages.debian.org for bookworm and
+   packages.ubuntu.com for jammy/noble, whose t64 renames provide the same names on
+   amd64). Needed by a mandatory file: Depends; only by optional ones: Recommends (Qt
+   skips a plugin whose libraries are missing). A soname missing from the table stops the
+   build (`dpkg -S` of this machine is shown as a hint, never used).
+4. Packages no NEEDED entry names but a library loads at run time (`RUNTIME_DATA`):
+   fontconfig reads /etc/fonts/fonts.conf and needs at least one font, or every glyph is
+   an empty box.
+
+No version floors but glibc's (the highest GLIBC_ symbol version referenced): the
+sonames are the ABI, and the floors of the host's shlibs files follow its package
+versions (this host's libssl3 says `>= 3.0.19`, which Ubuntu 22.04's 3.0.2 would fail).
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -40,35 +57,26 @@ OPTIONAL = [
     "*/Qt/plugins/egldeviceintegrations/*",
 ]
 
-# Sonames whose packages are not installed on the build machine used so far (Debian 12),
-# so `dpkg -S` cannot name them there. Reviewed against packages.debian.org (bookworm)
-# and packages.ubuntu.com (jammy/noble: the t64 renames of noble provide these names).
-REVIEWED = {
+# soname -> Debian package. Reviewed against packages.debian.org (bookworm) and
+# packages.ubuntu.com (jammy, noble).
+SYSTEM = {
+    # OpenGL / EGL through libglvnd (PyInstaller never bundles them: they belong to the
+    # graphics driver)
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libOpenGL.so.0": "libopengl0",
+    "libGLX.so.0": "libglx0",
+    "libGLESv2.so.2": "libgles2",
+    "libdrm.so.2": "libdrm2",
+    # X11 / xcb (Qt's xcb platform plugin)
+    "libxcb.so.1": "libxcb1",
     "libxcb-cursor.so.0": "libxcb-cursor0",
     "libxcb-icccm.so.4": "libxcb-icccm4",
     "libxcb-keysyms.so.1": "libxcb-keysyms1",
     "libxcb-image.so.0": "libxcb-image0",
     "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-util.so.1": "libxcb-util1",
     "libxcb-xkb.so.1": "libxcb-xkb1",
-    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
-    "libxkbcommon.so.0": "libxkbcommon0",
-    "libEGL.so.1": "libegl1",
-    "libGL.so.1": "libgl1",
-    "libOpenGL.so.0": "libopengl0",
-    "libGLX.so.0": "libglx0",
-    "libwayland-client.so.0": "libwayland-client0",
-    "libwayland-cursor.so.0": "libwayland-cursor0",
-    "libwayland-egl.so.1": "libwayland-egl1",
-    "libgtk-3.so.0": "libgtk-3-0",
-    "libgdk-3.so.0": "libgtk-3-0",
-    "libatk-1.0.so.0": "libatk1.0-0",
-    "libpango-1.0.so.0": "libpango-1.0-0",
-    "libcairo-gobject.so.2": "libcairo-gobject2",
-    "libgdk_pixbuf-2.0.so.0": "libgdk-pixbuf-2.0-0",
-    "libdbus-1.so.3": "libdbus-1-3",
-    "libfontconfig.so.1": "libfontconfig1",
-    "libfreetype.so.6": "libfreetype6",
-    "libX11-xcb.so.1": "libx11-xcb1",
     "libxcb-randr.so.0": "libxcb-randr0",
     "libxcb-shape.so.0": "libxcb-shape0",
     "libxcb-sync.so.1": "libxcb-sync1",
@@ -78,12 +86,83 @@ REVIEWED = {
     "libxcb-xinerama.so.0": "libxcb-xinerama0",
     "libxcb-xinput.so.0": "libxcb-xinput0",
     "libxcb-glx.so.0": "libxcb-glx0",
-    "libSM.so.6": "libsm6",
-    "libICE.so.6": "libice6",
+    "libxcb-dri2.so.0": "libxcb-dri2-0",
+    "libxcb-dri3.so.0": "libxcb-dri3-0",
+    "libxcb-present.so.0": "libxcb-present0",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libX11.so.6": "libx11-6",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libXau.so.6": "libxau6",
+    "libXdmcp.so.6": "libxdmcp6",
     "libXext.so.6": "libxext6",
     "libXrender.so.1": "libxrender1",
+    "libXi.so.6": "libxi6",
+    "libXfixes.so.3": "libxfixes3",
+    "libXrandr.so.2": "libxrandr2",
+    "libXcursor.so.1": "libxcursor1",
+    "libXinerama.so.1": "libxinerama1",
+    "libXcomposite.so.1": "libxcomposite1",
+    "libXdamage.so.1": "libxdamage1",
+    "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6",
+    # Wayland (PyInstaller never bundles these either)
+    "libwayland-client.so.0": "libwayland-client0",
+    "libwayland-cursor.so.0": "libwayland-cursor0",
+    "libwayland-egl.so.1": "libwayland-egl1",
+    "libwayland-server.so.0": "libwayland-server0",
+    # GTK 3 and what it links (the GTK platform theme)
+    "libgtk-3.so.0": "libgtk-3-0",
+    "libgdk-3.so.0": "libgtk-3-0",
+    "libatk-1.0.so.0": "libatk1.0-0",
+    "libatk-bridge-2.0.so.0": "libatk-bridge2.0-0",
+    "libpango-1.0.so.0": "libpango-1.0-0",
+    "libpangocairo-1.0.so.0": "libpangocairo-1.0-0",
+    "libpangoft2-1.0.so.0": "libpangoft2-1.0-0",
+    "libcairo.so.2": "libcairo2",
+    "libcairo-gobject.so.2": "libcairo-gobject2",
+    "libgdk_pixbuf-2.0.so.0": "libgdk-pixbuf-2.0-0",
+    "libharfbuzz.so.0": "libharfbuzz0b",
+    "libepoxy.so.0": "libepoxy0",
+    # GLib, D-Bus, fonts, images, compression
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgobject-2.0.so.0": "libglib2.0-0",
+    "libgio-2.0.so.0": "libglib2.0-0",
     "libgthread-2.0.so.0": "libglib2.0-0",
+    "libgmodule-2.0.so.0": "libglib2.0-0",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libpng16.so.16": "libpng16-16",
+    "libexpat.so.1": "libexpat1",
+    "libz.so.1": "zlib1g",
+    "libbz2.so.1.0": "libbz2-1.0",
+    "liblzma.so.5": "liblzma5",
+    "libzstd.so.1": "libzstd1",
+    "libbrotlidec.so.1": "libbrotli1",
+    "libbrotlicommon.so.1": "libbrotli1",
+    "libffi.so.8": "libffi8",
+    "libuuid.so.1": "libuuid1",
+    "libssl.so.3": "libssl3",
+    "libcrypto.so.3": "libssl3",
+    "libmd.so.0": "libmd0",
+    "libbsd.so.0": "libbsd0",
+    "libselinux.so.1": "libselinux1",
+    "libpcre2-8.so.0": "libpcre2-8-0",
+    "libmount.so.1": "libmount1",
+    "libblkid.so.1": "libblkid1",
+    "libsystemd.so.0": "libsystemd0",
+    "libudev.so.1": "libudev1",
+    "libgcc_s.so.1": "libgcc-s1",
+    "libstdc++.so.6": "libstdc++6",
+    "libgomp.so.1": "libgomp1",
 }
+
+# Run-time data that no NEEDED entry names: the library soname that loads it -> packages.
+# fontconfig (bundled with Qt or from the system) reads /etc/fonts/fonts.conf, which
+# fontconfig-config ships (with the conf.d rules the desktop's own fonts use), and needs
+# at least one font: fonts-dejavu-core, what fontconfig-config itself pulls first.
+RUNTIME_DATA = {"libfontconfig.so.1": ["fontconfig-config", "fonts-dejavu-core"]}
 
 # The GNU C library: one package, its floor from GLIBC_ symbol versions.
 GLIBC_SONAMES = {
@@ -97,6 +176,8 @@ GLIBC_SONAMES = {
     "libresolv.so.2",
     "libanl.so.1",
 }
+
+Reader = Callable[[Path], tuple[list[str], set[str]]]
 
 
 def elf_files(root: Path) -> list[Path]:
@@ -119,94 +200,80 @@ def read_elf(path: Path) -> tuple[list[str], set[str]]:
     return needed, glibc
 
 
-def _ldconfig() -> dict[str, str]:
-    text = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-    found: dict[str, str] = {}
-    for m in re.finditer(r"^\s+(\S+) \(([^)]*)\) => (\S+)$", text, flags=re.M):
-        if "x86-64" in m.group(2) or "64bit" in m.group(2):
-            found.setdefault(m.group(1), m.group(3))
-    return found
+def is_optional(rel: str) -> bool:
+    return any(fnmatch("/" + rel, p) for p in OPTIONAL)
 
 
-def owner(path: str) -> str | None:
-    """Debian package owning `path` (tries the /usr-merged twin too)."""
-    real = str(Path(path).resolve())
-    for candidate in dict.fromkeys([path, real, "/usr" + real, real.removeprefix("/usr")]):
-        out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-        if out.returncode == 0:
-            return out.stdout.split(":", 1)[0].split(",")[0].strip()
-    return None
+def mandatory_files(needed: dict[str, list[str]], names: dict[str, list[str]]) -> set[str]:
+    """Files reachable from the roots of the bundle's own dependency graph.
 
-
-def shlibs_floor(package: str, soname: str) -> str:
-    """`pkg (>= v)` from the package's shlibs file, or the bare package name."""
-    m = re.match(r"(.+)\.so\.(.+)$", soname)
-    files = list(Path("/var/lib/dpkg/info").glob(f"{package}.shlibs")) + list(
-        Path("/var/lib/dpkg/info").glob(f"{package}:*.shlibs")
-    )
-    if m:
-        for f in files:
-            for line in f.read_text().splitlines():
-                parts = line.split(None, 2)
-                if len(parts) == 3 and parts[0] == m.group(1) and parts[1] == m.group(2):
-                    return parts[2].split(",")[0].strip()
-    return package
+    needed: file -> NEEDED sonames; names: soname (file name) -> files shipped under it.
+    Roots: files that are not optional and that no file of the bundle needs."""
+    edges = {f: [t for s in sonames for t in names.get(s, ())] for f, sonames in needed.items()}
+    needed_by_some = {t for targets in edges.values() for t in targets}
+    todo = [f for f in needed if f not in needed_by_some and not is_optional(f)]
+    seen = set(todo)
+    while todo:
+        for target in edges.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
 
 
 def version_key(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("."))
 
 
-def analyse(bundle: Path) -> dict:
+def _dpkg_hint(soname: str) -> str:
+    """What this machine says about an unreviewed soname (a hint for the reviewer)."""
+    out = subprocess.run(["dpkg", "-S", f"*/{soname}"], capture_output=True, text=True)
+    return out.stdout.split(":", 1)[0] if out.returncode == 0 else "not installed here"
+
+
+def analyse(bundle: Path, read: Reader = read_elf) -> dict:
     files = elf_files(bundle)
-    shipped = {p.name for p in bundle.rglob("*")}
-    needs: dict[str, list[str]] = defaultdict(list)  # soname -> bundle files needing it
-    optional_only: dict[str, bool] = {}
+    names: dict[str, list[str]] = defaultdict(list)  # file name -> bundle files
+    top = bundle.resolve()
+    for path in bundle.rglob("*"):
+        if path.is_file():  # a link counts under its own name, as its target's file
+            target = path.resolve()
+            if target.is_relative_to(top):
+                names[path.name].append(target.relative_to(top).as_posix())
+    needed: dict[str, list[str]] = {}
     glibc: set[str] = set()
     for path in files:
-        rel = path.relative_to(bundle).as_posix()
-        needed, versions = read_elf(path)
+        sonames, versions = read(path)
+        needed[path.relative_to(bundle).as_posix()] = sonames
         glibc |= versions
-        is_optional = any(fnmatch("/" + rel, p) for p in OPTIONAL)
-        for soname in needed:
-            if soname in shipped:
-                continue
-            needs[soname].append(rel)
-            optional_only[soname] = optional_only.get(soname, True) and is_optional
-    system = _ldconfig()
-    depends: dict[str, str] = {}
-    recommends: dict[str, str] = {}
-    how: dict[str, str] = {}
+    mandatory = mandatory_files(needed, names)
+    needs: dict[str, list[str]] = defaultdict(list)  # system soname -> bundle files
+    for rel, sonames in needed.items():
+        for soname in sonames:
+            if soname not in names:
+                needs[soname].append(rel)
+    depends: set[str] = set()
+    recommends: set[str] = set()
     unknown = []
-    for soname in sorted(needs):
+    for soname, users in sorted(needs.items()):
         if soname in GLIBC_SONAMES:
             continue
-        path = system.get(soname)
-        package = owner(path) if path else None
-        if package:
-            field = shlibs_floor(package, soname)
-            how[soname] = f"{package} (dpkg -S {path})"
-        elif soname in REVIEWED:
-            field = REVIEWED[soname]
-            how[soname] = f"{field} (REVIEWED table: not installed on this machine)"
-        else:
+        if soname not in SYSTEM:
             unknown.append(soname)
             continue
-        name = field.split()[0]
-        target = recommends if optional_only[soname] else depends
-        # keep the strictest floor seen for a package
-        if name not in target or len(field) > len(target[name]):
-            target[name] = field
+        (depends if any(u in mandatory for u in users) else recommends).add(SYSTEM[soname])
+    for soname, packages in RUNTIME_DATA.items():
+        loaded = [f for f in names.get(soname, ()) if f in mandatory]
+        if loaded or any(u in mandatory for u in needs.get(soname, ())):
+            depends.update(packages)
     floor = max(glibc, key=version_key) if glibc else None
-    depends["libc6"] = f"libc6 (>= {floor})" if floor else "libc6"
-    for name in list(recommends):
-        if name in depends:
-            del recommends[name]
+    depends.add(f"libc6 (>= {floor})" if floor else "libc6")
+    recommends -= depends
     return {
-        "depends": [depends[k] for k in sorted(depends)],
-        "recommends": [recommends[k] for k in sorted(recommends)],
+        "depends": sorted(depends),
+        "recommends": sorted(recommends),
         "needs": dict(needs),
-        "how": how,
+        "mandatory": mandatory,
         "unknown": unknown,
         "elf_files": len(files),
         "glibc": floor,
@@ -221,17 +288,19 @@ def main(argv: list[str]) -> int:
     result = analyse(args.bundle)
     if args.explain:
         print(f"# {result['elf_files']} ELF files, highest GLIBC_ version {result['glibc']}")
+        print(f"# {len(result['mandatory'])} of them mandatory (reachable from a root)")
         for soname, users in sorted(result["needs"].items()):
-            how = result["how"].get(soname, "glibc" if soname in GLIBC_SONAMES else "UNKNOWN")
+            how = SYSTEM.get(soname, "glibc" if soname in GLIBC_SONAMES else "UNKNOWN")
+            kind = "Depends" if any(u in result["mandatory"] for u in users) else "Recommends"
             print(
-                f"# {soname}: {how}; needed by {users[0]}"
+                f"# {soname}: {how} ({kind}); needed by {users[0]}"
                 + (f" and {len(users) - 1} more" if len(users) > 1 else "")
             )
     if result["unknown"]:
+        hints = ", ".join(f"{s} ({_dpkg_hint(s)})" for s in result["unknown"])
         print(
-            "deb_depends: no package known for "
-            + ", ".join(result["unknown"])
-            + " (install it here so dpkg -S names it, or review it into REVIEWED)",
+            f"deb_depends: no reviewed package for {hints}: add it to SYSTEM in "
+            "packaging/deb_depends.py after checking packages.debian.org/packages.ubuntu.com",
             file=sys.stderr,
         )
         return 1

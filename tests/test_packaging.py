@@ -81,30 +81,14 @@ def test_spec_is_a_one_folder_build_of_the_entry_script():
 def test_spec_bundles_resources_models_data_and_metadata():
     text = SPEC.read_text(encoding="utf-8")
     assert '(str(ROOT / "resources"), "resources")' in text  # engine/resources.py: _MEIPASS
-    assert 'collect_data_files("insightface"' in text
-    assert 'collect_data_files("face_recognition_models", includes=["models/*.dat"])' in text
     assert 'tomllib.load(f)["project"]["version"]' in text  # version from pyproject
     assert "upx=False" in text
+    # data, metadata and small packages' modules come from the run-time closure
+    assert "CONTENTS = plan()" in text
+    for call in ("copy_metadata(dist)", "collect_data_files(package, excludes=DATA_EXCLUDES)"):
+        assert call in text
+    assert 'for package in CONTENTS["submodules"]:' in text
     tree = _spec_tree()
-    metadata = _string_list(tree, "METADATA")
-    for needed in (
-        "torch",
-        "diffusers",
-        "transformers",
-        "huggingface_hub",
-        "safetensors",
-        "tokenizers",
-        "numpy",
-        "insightface",
-        "onnxruntime",
-        "requests",
-        "filelock",
-    ):
-        assert needed in metadata
-    for dist in metadata:
-        if dist in ("hf-xet", "editedid-desktop"):
-            continue  # optional / this checkout's own (present only when pip-installed)
-        importlib.metadata.distribution(dist)  # raises PackageNotFoundError
     modes = next(
         n.value
         for n in ast.walk(tree)
@@ -112,6 +96,57 @@ def test_spec_bundles_resources_models_data_and_metadata():
     )
     modes = ast.literal_eval(modes)
     assert modes["torch"] == modes["transformers"] == "pyz+py"
+
+
+def test_the_run_time_closure_brings_data_metadata_and_modules_of_every_dependency():
+    """What the spec collects follows the installed distributions (bundle_contents.plan):
+    transformers 5.x requires kernels, which reads its _internals/python_depends.json at
+    import; the closure brings its data and modules without a line naming it."""
+    from PyInstaller.utils.hooks import collect_data_files
+
+    closure = bundle_contents.runtime_closure()
+    assert {"torch", "diffusers", "transformers", "insightface", "onnxruntime", "dlib-bin"} <= set(
+        closure
+    )
+    assert "pytest" not in closure and "ruff" not in closure  # the [dev] extra is not run time
+    for name, dist in closure.items():  # closed under installed, unconditional requirements
+        for line in dist.requires or []:
+            req = bundle_contents.Requirement(line)
+            if req.marker is None and importlib.util.find_spec(req.name.replace("-", "_")):
+                assert bundle_contents.canonicalize_name(req.name) in closure, (name, line)
+    plan = bundle_contents.plan()
+    assert {"insightface", "face_recognition_models", "huggingface_hub"} <= set(plan["data"])
+    assert "transformers" in plan["data"] and "transformers" not in plan["submodules"]
+    assert not {"PySide6", "torch"} & set(plan["data"])  # their hooks trim what Qt/torch need
+    data = [
+        dest + "/" + Path(src).name
+        for package in plan["data"]
+        for src, dest in collect_data_files(package, excludes=bundle_contents.DATA_EXCLUDES)
+    ]
+    assert "insightface/data/images/t1.jpg" in data  # --self-test's photo
+    assert any(d.startswith("face_recognition_models/models/") and d.endswith(".dat") for d in data)
+    assert not [d for d in data if d.endswith((".so", ".h", ".cpp")) or "/tests/" in d]
+    if "kernels" in closure:  # transformers 5.x
+        assert "kernels/_internals/python_depends.json" in data
+        assert "kernels" in plan["submodules"] and "kernels" in plan["data"]
+        assert "kernels" in plan["metadata"]
+
+
+def test_the_build_machines_system_libraries_are_never_bundled():
+    is_host = bundle_contents.is_host_library
+    assert is_host("/usr/lib/x86_64-linux-gnu/libgtk-3.so.0", "BINARY")
+    assert is_host("/lib/x86_64-linux-gnu/libxcb-icccm.so.4", "BINARY")
+    site = "/work/.venv/lib/python3.11/site-packages"
+    assert not is_host(f"{site}/PySide6/Qt/lib/libQt6Gui.so.6", "BINARY")  # a wheel's
+    assert not is_host("/usr/lib/python3/dist-packages/numpy.libs/libopenblas.so", "BINARY")
+    assert not is_host("/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0", "BINARY")
+    assert not is_host("/usr/lib/python3.11/lib-dynload/_ssl.cpython-311.so", "EXTENSION")
+    toc = [
+        ("libgtk-3.so.0", "/usr/lib/x86_64-linux-gnu/libgtk-3.so.0", "BINARY"),
+        ("PySide6/Qt/lib/libQt6Gui.so.6", f"{site}/PySide6/Qt/lib/libQt6Gui.so.6", "BINARY"),
+    ]
+    kept, dropped = bundle_contents.without_host_libraries(toc)
+    assert kept == toc[1:] and dropped == ["libgtk-3.so.0"]
 
 
 def test_spec_hidden_imports_and_collected_packages_exist():
@@ -196,17 +231,12 @@ def test_entry_script_dispatches_to_the_cli():
 
 @pytest.fixture(scope="module")
 def linux_bundle_check() -> str:
-    """Build the Linux bundle and its .deb ONCE (check_linux_bundle.sh, about 6-10 min on
-    2 cores) for every slow test of this module; its log."""
-    out = subprocess.run(
-        ["bash", str(PACKAGING / "check_linux_bundle.sh")],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        cwd=ROOT,
-    )
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-6000:]
+    """Build the Linux bundle and its .deb ONCE per test run (check_linux_bundle.sh, about
+    10-20 min on 2 cores; tests/test_fresh_debian.py reuses the same build); its log."""
+    from tests.bundle_build import linux_bundle_check
+
+    code, log = linux_bundle_check()
+    assert code == 0, log[-6000:]
     return log
 
 
@@ -228,7 +258,9 @@ def test_linux_bundle_builds_and_passes_its_self_test(linux_bundle_check):
 
 sys.path.insert(0, str(PACKAGING))
 import build_deb  # noqa: E402
+import bundle_contents  # noqa: E402
 import deb_depends  # noqa: E402
+import screen_text  # noqa: E402
 
 needs_dpkg = pytest.mark.skipif(
     not (sys.platform.startswith("linux") and shutil.which("dpkg-deb") and shutil.which("objdump")),
@@ -335,7 +367,7 @@ def test_deb_files_permissions_md5sums_copyright_changelog(stand_in_deb, tmp_pat
     assert re.search(r"^ -- .+ <.+>  \w{3}, \d{2} \w{3} \d{4}", changelog.decode(), flags=re.M)
     for man in ("editedid.1.gz", "editedid-cli.1.gz"):
         assert gzip.decompress((tree / "usr/share/man/man1" / man).read_bytes()).startswith(b".TH ")
-    for script in ("postinst", "postrm"):
+    for script in ("postinst", "prerm", "postrm"):
         path = tree / "DEBIAN" / script
         assert path.stat().st_mode & 0o777 == 0o755
         subprocess.run(["sh", "-n", str(path)], check=True)
@@ -474,6 +506,7 @@ def _install_use_purge(deb: Path, root: Path, use) -> None:
     out = subprocess.run([*dpkg, "--purge", "editedid"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert not (root / "opt/editedid").exists()
+    assert (root / "opt").is_dir()  # dpkg removed it with our files; the system keeps it
     status = (root / "var/lib/dpkg/status").read_text()
     assert "Package: editedid" not in status or "Status: purge ok not-installed" in status
     left = {p for p in root.rglob("*") if p.is_file()} - before
@@ -512,19 +545,95 @@ def test_deb_installs_into_a_throwaway_root_and_purges_to_the_users_data(stand_i
 
 
 @needs_dpkg
-def test_depends_come_from_the_binaries_not_a_list(tmp_path, monkeypatch):
+def test_depends_come_from_the_binaries_not_a_list(tmp_path):
     result = deb_depends.analyse(_stand_in_bundle(tmp_path / "a"))
     names = {d.split()[0] for d in result["depends"]}
-    assert {"libc6", "libmd0", "libselinux1"} <= names  # dpkg's NEEDED, via dpkg -S
+    assert {"libc6", "libmd0", "libselinux1"} <= names  # dpkg's NEEDED, read with objdump
     assert result["needs"]["libmd.so.0"] == ["_internal/libdemo.so"]
     assert "libmd0" not in {
         d.split()[0]
         for d in deb_depends.analyse(_stand_in_bundle(tmp_path / "b", ship_libmd=True))["depends"]
     }  # shipped: no Depends
-    monkeypatch.setattr(deb_depends, "_ldconfig", lambda: {})  # a machine without them
-    assert "libmd.so.0" in deb_depends.analyse(_stand_in_bundle(tmp_path / "c"))["unknown"]
     assert build_deb.debian_version("1.2.0rc1") == "1.2.0~rc1"  # sorts before 1.2.0 in dpkg
     assert build_deb.debian_version("0.1.0") == "0.1.0"
+
+
+# A bundle as a fake dependency graph: file -> NEEDED sonames (deb_depends reads them
+# through `read`, so no real ELF file is needed).
+GRAPH = {
+    "EditedID": ["libpython3.11.so.1.0", "libc.so.6"],
+    "_internal/libpython3.11.so.1.0": ["libz.so.1", "libc.so.6"],
+    "_internal/PySide6/QtGui.abi3.so": ["libQt6Gui.so.6"],
+    "_internal/PySide6/Qt/lib/libQt6Gui.so.6": ["libEGL.so.1", "libfontconfig.so.1"],
+    "_internal/PySide6/Qt/plugins/platforms/libqxcb.so": ["libQt6XcbQpa.so.6"],
+    "_internal/PySide6/Qt/lib/libQt6XcbQpa.so.6": ["libxcb-icccm.so.4", "libxcb.so.1"],
+    "_internal/PySide6/Qt/plugins/platformthemes/libqgtk3.so": ["libgtk-3.so.0"],
+    "_internal/PySide6/Qt/plugins/platforms/libqwayland.so": ["libwayland-client.so.0"],
+}
+# What PyInstaller added on a build machine with GTK installed (the old spec kept it):
+# GTK needed by the optional GTK theme only, and the Wayland libraries GTK needs.
+GTK_HOST = {"_internal/libgtk-3.so.0": ["libwayland-client.so.0", "libwayland-egl.so.1"]}
+
+
+def _fake_bundle(root: Path, graph: dict[str, list[str]]):
+    for rel in graph:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"\x7fELF fake")
+
+    def read(path: Path):
+        return graph[path.relative_to(root).as_posix()], {"2.17", "2.34"}
+
+    return root, read
+
+
+def test_depends_follow_the_bundles_own_graph_not_the_build_machine(tmp_path, monkeypatch):
+    def no_host_query(*args, **kwargs):  # ldconfig, dpkg -S, shlibs: never asked
+        raise AssertionError(f"deb_depends asked the build machine: {args}")
+
+    monkeypatch.setattr(deb_depends.subprocess, "run", no_host_query)
+    clean = deb_depends.analyse(*_fake_bundle(tmp_path / "clean", GRAPH))
+    assert clean["depends"] == [
+        "fontconfig-config",  # what libfontconfig loads at run time: its config, a font
+        "fonts-dejavu-core",
+        "libc6 (>= 2.34)",
+        "libegl1",
+        "libfontconfig1",
+        "libxcb-icccm4",  # needed by the (mandatory) xcb platform plugin's library
+        "libxcb1",
+        "zlib1g",
+    ]
+    assert clean["recommends"] == ["libgtk-3-0", "libwayland-client0"]  # optional plugins
+    # The bundle a GTK build machine gave: the libraries only an optional plugin reaches
+    # are optional too, so Wayland is recommended, never a hard dependency.
+    gtk = deb_depends.analyse(*_fake_bundle(tmp_path / "gtk", GRAPH | GTK_HOST))
+    assert gtk["depends"] == clean["depends"]
+    assert gtk["recommends"] == ["libwayland-client0", "libwayland-egl1"]
+    assert "_internal/libgtk-3.so.0" not in gtk["mandatory"]
+    # a soname nobody reviewed stops the build instead of a guess
+    odd = deb_depends.analyse(*_fake_bundle(tmp_path / "odd", GRAPH | {"x.so": ["libodd.so.9"]}))
+    assert odd["unknown"] == ["libodd.so.9"]
+
+
+def test_screen_text_tells_glyphs_from_empty_boxes():
+    import matplotlib
+    from PIL import ImageDraw, ImageFont
+
+    font = Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"
+    menu = "File  Edit  View  Run  Help"
+    text = Image.new("RGB", (320, 24), (49, 54, 59))
+    ImageDraw.Draw(text).text((8, 4), menu, font=ImageFont.truetype(str(font), 13), fill="white")
+    verdict = screen_text.judge(np.asarray(text))
+    assert verdict.readable and verdict.glyphs >= 15 and verdict.boxes == 0, verdict
+    boxes = Image.new("RGB", (320, 24), (49, 54, 59))  # what Qt draws without a font
+    draw, x = ImageDraw.Draw(boxes), 8
+    for char in menu:
+        if char != " ":
+            draw.rectangle([x, 5, x + 6, 17], outline=(239, 240, 241))
+        x += 9
+    verdict = screen_text.judge(np.asarray(boxes))
+    assert not verdict.readable and verdict.boxes == verdict.glyphs == 19, verdict
+    empty = screen_text.judge(np.zeros((24, 320, 3), np.uint8))  # not drawn yet
+    assert (empty.glyphs, empty.readable) == (0, False)
 
 
 @pytest.mark.slow
@@ -532,9 +641,10 @@ def test_depends_come_from_the_binaries_not_a_list(tmp_path, monkeypatch):
 def test_the_bundles_deb_installs_runs_and_purges_to_the_users_data(linux_bundle_check, tmp_path):
     """The real .deb (built by the check above, not again): installed into a throwaway
     root, its self-test and a classic restore run from the installed launchers."""
+    from tests.bundle_build import built_deb
     from tests.helpers import sample_photo
 
-    deb_path = re.search(r"== deb: \d+ MB (\S+\.deb)", linux_bundle_check).group(1)
+    deb_path = built_deb(linux_bundle_check)
     photo = Image.open(sample_photo("grace_hopper")).convert("RGB")
     pair = tmp_path / "photos"
     pair.mkdir()
