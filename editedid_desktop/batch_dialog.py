@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QDialog, QVBoxLayout, QWidget
 
 from engine.batch.run import (
@@ -39,6 +39,7 @@ from .batch_widgets import (
     summary_bar,
 )
 from .cluster_panel import ClusterPanel
+from .panel_scroll import PanelScrollArea
 
 __all__ = ["BatchDialog", "BatchWorker", "format_eta"]
 
@@ -46,6 +47,7 @@ __all__ = ["BatchDialog", "BatchWorker", "format_eta"]
 # deleted mid-run can never destroy a running QThread; released on the UI thread once the
 # thread has finished.
 _LIVE: set = set()
+SCREEN_MARGIN = 48  # px of the screen left to the window's title bar and frame
 
 
 class BatchWorker(QObject):
@@ -116,7 +118,6 @@ class BatchDialog(QDialog):
         self.strip_location = strip_location  # the app's Settings > location choice
         self.setWindowTitle("Batch folder mode")
         self.setModal(False)
-        self.resize(880, 760)
         self.params_provider = params_provider
         self.model_provider = model_provider
         self.processor = processor
@@ -129,6 +130,7 @@ class BatchDialog(QDialog):
         self._failure: str | None = None
         self._build(backend)
         self._set_running(False)
+        self._fit_screen(880, 760)
 
     # -- layout --------------------------------------------------------------------
     def _build(self, backend: str) -> None:
@@ -138,7 +140,11 @@ class BatchDialog(QDialog):
         self.cluster_panel = ClusterPanel()
         self.results = ResultsSplitter()
         bottom, self.summary_label, self.open_report_button, self.close_button = summary_bar()
-        layout = QVBoxLayout(self)
+        # The sections scroll (on a small screen, or with the cluster's rows shown) while
+        # the bottom row with Close stays in view: the dialog fits an 800 px screen.
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.folders_box)
         layout.addWidget(self.check_section, 2)
         layout.addWidget(self.run_section)
@@ -147,7 +153,10 @@ class BatchDialog(QDialog):
         cancel = self.run_section.cancel_button
         buttons.insertWidget(buttons.indexOf(cancel) + 1, self.cluster_panel.controls)
         layout.addWidget(self.results, 3)
-        layout.addLayout(bottom)
+        self.sections = PanelScrollArea(body)
+        outer = QVBoxLayout(self)
+        outer.addWidget(self.sections, 1)
+        outer.addLayout(bottom)
         self._alias_widgets()
         for edit in self.folders_box.edits:
             edit.textChanged.connect(self._invalidate_check)
@@ -157,6 +166,16 @@ class BatchDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.open_report_button.clicked.connect(self.open_report)
         self.close_button.clicked.connect(self.close)
+
+    def _fit_screen(self, width: int, height: int) -> None:
+        """Open at `width` x `height`, or smaller where the screen is (title bar and
+        panels included): every part scrolls, Close stays on the screen."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            width = min(width, available.width() - SCREEN_MARGIN)
+            height = min(height, available.height() - SCREEN_MARGIN)
+        self.resize(width, height)
 
     def _alias_widgets(self) -> None:
         """The sections' widgets under the dialog's own names (tests and callers use them)."""
@@ -223,6 +242,7 @@ class BatchDialog(QDialog):
         """Pair the folders and show the rule, pairs, mismatches and finished files."""
         self.check_tree.clear()
         self.plan = None
+        self._checked_for = self._folders()  # what the shown result (or error) is about
         original, edited, output = self._folders()
         if not (original and edited and output):
             self._status("Choose the original, edited and output folders first.", ERROR_COLOR)
@@ -233,7 +253,6 @@ class BatchDialog(QDialog):
             self._status(str(error), ERROR_COLOR)
             return False
         self.plan = plan
-        self._checked_for = self._folders()
         self.check_section.show_plan(plan)
         problems = plan.problems()
         if not plan.items and not plan.skipped_existing:
@@ -438,8 +457,10 @@ class BatchDialog(QDialog):
 
     @Slot()
     def _invalidate_check(self) -> None:
-        if self.plan is not None and self._checked_for != self._folders():
+        """A folder changed: the check's result, or its error, is about other folders."""
+        if self._checked_for is not None and self._checked_for != self._folders():
             self.plan = None
+            self._checked_for = None
             self.check_section.clear_plan()
             self._status("Folders changed: Check again.", None)
 

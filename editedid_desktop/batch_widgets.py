@@ -347,12 +347,20 @@ class ResultsSplitter(QSplitter):
         r = table.rowCount()
         table.insertRow(r)
         ids, ids_tip = identity_cell(row)
-        values = (Path(row.edited).name, row.status, row.faces, ids, row.seconds)
+        worse = bool(row.identity_worse) and row.status in ("ok", "skipped")
+        values = (Path(row.edited).name, row.status_text, row.faces, ids, row.seconds)
         for c, value in enumerate(values):
             item = QTableWidgetItem(value)
             if row.status == "failed":
                 item.setForeground(QBrush(ERROR_COLOR))
                 item.setToolTip(row.error)
+            elif worse:  # restored, but the person looks less like themselves: a warning
+                item.setForeground(QBrush(WARN_COLOR))
+                item.setToolTip(
+                    f"Identity got worse in the restore ({row.identity_worse} same person): "
+                    "check this file, or restore it again with other settings."
+                    + (f"\n{ids_tip}" if c == 3 and ids_tip else "")
+                )
             elif c == 3 and ids_tip:
                 item.setToolTip(ids_tip)
             table.setItem(r, c, item)

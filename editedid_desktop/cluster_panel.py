@@ -107,8 +107,10 @@ class ClusterPanel(QWidget):
         self._rows: dict[str, int] = {}
         self._done: dict[str, int] = {}
         self._running = False
+        self._checked_address: str | None = None  # what the shown check result is about
         self._layout()
         self.run_on_combo.currentIndexChanged.connect(self._update)
+        self.address_edit.textChanged.connect(self._address_changed)
         self.check_cluster_button.clicked.connect(self.check)
         self.checked.connect(self._show_check)
         if not ray_installed():
@@ -180,8 +182,8 @@ class ClusterPanel(QWidget):
     def check(self) -> None:
         """Connect to the cluster in the background and show what is there."""
         self.check_cluster_button.setEnabled(False)
-        self._status(f"Connecting to {self.address()}\u2026", None)
-        address = self.address()
+        address = self._checked_address = self.address()
+        self._status(f"Connecting to {address}\u2026", None)
         threading.Thread(target=self._check_thread, args=(address,), daemon=True).start()
 
     def _check_thread(self, address: str) -> None:
@@ -196,6 +198,8 @@ class ClusterPanel(QWidget):
     @Slot(object)
     def _show_check(self, result) -> None:
         self.check_cluster_button.setEnabled(not self._running)
+        if self._checked_address is None:  # the address changed meanwhile: not its answer
+            return
         if isinstance(result, str):
             self._status(f"Cannot use the cluster: {result}", ERROR_COLOR)
             return
@@ -207,6 +211,14 @@ class ClusterPanel(QWidget):
                 f"\u2022 {node.host}{state}: {node.gpus:.0f} GPU, {node.cpus:.0f} CPU; {found}"
             )
         self._status("\n".join(lines), WARN_COLOR if result.mismatches() else OK_COLOR)
+
+    @Slot()
+    def _address_changed(self) -> None:
+        """The check's result (or error) is about another address: say so, never show it
+        as this one's."""
+        if self._checked_address is not None and self._checked_address != self.address():
+            self._checked_address = None
+            self._status("Address changed: Check again.", None)
 
     # -- while a batch runs ------------------------------------------------------------
     def set_running(self, running: bool) -> None:
@@ -275,6 +287,7 @@ class ClusterPanel(QWidget):
 
     def _update(self) -> None:
         cluster = self.use_cluster()
+        self._checked_address = None  # the status below replaces any check's result
         self._enable()
         for widget in (self.address_edit, self.workers_label, self.workers_spin,
                        self.check_cluster_button):  # fmt: skip

@@ -619,3 +619,25 @@ def test_an_executor_decides_who_restores_and_the_batch_keeps_rows_and_reports(f
     again = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
     assert again.skipped == 5  # the default (local) executor resumes what it finished
     assert isinstance(batch.LocalExecutor(), batch.BatchExecutor) and batch.LocalExecutor.runs_here
+
+
+def test_identity_worse_names_only_the_faces_that_dropped(tmp_path):
+    """Issue 20: a restore that made a face look less like the person is a warning; equal
+    shown percentages are not "worse" (both read "66%")."""
+    from engine.batch.identity_text import identity_worse
+    from engine.io.export import sidecar_path
+
+    def score(value):
+        return {"value": value, "metric": "l2", "threshold": 0.6, "model": "dlib"}
+
+    out = tmp_path / "result.png"
+    faces = [
+        {"face": 1, "id_before": score(0.41), "id_after": score(0.83)},  # 66% -> 31%
+        {"face": 2, "id_before": score(0.83), "id_after": score(0.41)},  # better
+        {"face": 3, "id_before": score(0.41), "id_after": score(0.4101)},  # 66% -> 66%
+    ]
+    sidecar_path(out).write_text(json.dumps({"editedid_sidecar": 1, "faces": faces}))
+    assert identity_worse(out) == "1: 66% \u2192 31%"
+    sidecar_path(out).write_text(json.dumps({"editedid_sidecar": 1, "faces": faces[1:]}))
+    assert identity_worse(out) == ""
+    assert identity_worse(tmp_path / "no-sidecar.png") == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QTimer
@@ -66,7 +67,8 @@ def test_run_completes_with_progress_then_resume_skips(qtbot, make_dialog, folde
     assert dialog.overall_bar.value() == 1000
     assert dialog.report_table.rowCount() == 7
     statuses = [dialog.report_table.item(r, 1).text() for r in range(7)]
-    assert statuses.count("ok") == 5 and statuses.count("failed") == 2
+    # the fake restores make both faces look less like the person (66% -> 31%)
+    assert statuses.count("ok \u26a0 identity worse") == 5 and statuses.count("failed") == 2
     ids = [dialog.report_table.item(r, 3).text() for r in range(7)]
     assert "1: 66% \u2192 31%, 2: 66% \u2192 31%" in ids  # as the face panels say it
     log = dialog.log_view.toPlainText()
@@ -204,13 +206,17 @@ def test_identity_is_percent_same_person_and_the_table_is_readable(qtbot, make_d
     dialog = make_dialog(FakeProcessor(steps=2))
     dialog.set_mode("classic")
     dialog.set_folders(orig, edit, out)
-    assert dialog.size() == QSize(880, 760)
+    available = dialog.screen().availableGeometry()  # the default size, where it fits
+    assert dialog.size() == QSize(
+        min(880, available.width() - 48), min(760, available.height() - 48)
+    )
     with qtbot.waitSignal(dialog.batch_finished, timeout=20000):
         assert dialog.start()
     qtbot.waitUntil(lambda: not dialog.is_running(), timeout=5000)
     table = dialog.report_table
     before, after = display_similarity(0.41, "l2", 0.6), display_similarity(0.83, "l2", 0.6)
-    ok_rows = [r for r in range(table.rowCount()) if table.item(r, 1).text() == "ok"]
+    ok_rows = [r for r in range(table.rowCount()) if table.item(r, 1).text().startswith("ok")]
+    assert ok_rows
     for r in ok_rows:
         cell = table.item(r, 3)
         one = f"{before:.0%} \u2192 {after:.0%}"
@@ -255,3 +261,99 @@ def test_faces_choice_reaches_the_batch_and_its_report(qtbot, make_dialog, folde
     assert "Faces restored: all paired faces" in report.summary_md_path.read_text()
     assert "all paired faces" in dialog.summary_label.text()
     assert "Restoring all paired faces" in dialog.log_view.toPlainText()
+
+
+def test_the_dialog_fits_an_800_px_screen_with_the_cluster_shown(qtbot, make_dialog):
+    """Issue 20: with "Ray cluster" chosen the dialog was 829 px tall and its Close row
+    fell off an 800 px screen; now its sections scroll and Close stays in view."""
+    dialog = make_dialog(FakeProcessor())
+    dialog.cluster_panel.set_cluster("auto")
+    qtbot.waitUntil(dialog.cluster_panel.isVisible, timeout=2000)
+    assert dialog.minimumSizeHint().height() <= 800 - 48
+    dialog.resize(dialog.width(), 800 - 48)  # what an 800 px screen leaves a dialog
+    qtbot.waitUntil(lambda: dialog.height() == 800 - 48, timeout=2000)
+    close = dialog.close_button
+    bottom = close.mapTo(dialog, close.rect().bottomLeft()).y()
+    assert close.isVisible() and bottom < dialog.height()
+    assert dialog.sections.verticalScrollBar().maximum() > 0  # the sections scroll instead
+
+
+def test_a_check_result_or_error_goes_stale_when_a_folder_changes(make_dialog, folders):
+    orig, edit, out = folders
+    dialog = make_dialog(FakeProcessor())
+    dialog.set_folders(orig, edit, edit)  # output = an input folder: refused inline
+    dialog.check_button.click()
+    assert "must differ" in dialog.check_status.text()
+    dialog.set_folders(output=out)  # the error was about the old folders
+    assert dialog.check_status.text() == "Folders changed: Check again."
+    dialog.check_button.click()
+    assert dialog.plan is not None and dialog.check_lines()
+    dialog.set_folders(original=edit)
+    assert dialog.check_status.text() == "Folders changed: Check again."
+    assert dialog.plan is None and dialog.check_lines() == []
+
+
+def test_a_cluster_check_result_goes_stale_when_the_address_changes(
+    qtbot, make_dialog, monkeypatch
+):
+    import engine.batch.cluster as cluster
+
+    found = cluster.ClusterCheck("auto", [cluster.NodeInfo("studio-1", "10.0.0.2", True, 8, 2)], {})
+    monkeypatch.setattr(cluster, "check_cluster", lambda address: found)
+    dialog = make_dialog(FakeProcessor())
+    panel = dialog.cluster_panel
+    panel.set_cluster("auto")
+    with qtbot.waitSignal(panel.checked, timeout=20000):
+        panel.check_cluster_button.click()
+    assert "1 machine, 2 GPUs" in panel.cluster_status.text()
+    panel.address_edit.setText("ray://studio-head:10001")
+    assert panel.cluster_status.text() == "Address changed: Check again."
+
+
+def test_a_row_whose_identity_got_worse_is_a_warning_in_the_table_and_report(
+    qtbot, make_dialog, folders
+):
+    """Issue 20: "43% → 35%" was marked plain "ok"."""
+    import json
+
+    from editedid_desktop.batch_widgets import WARN_COLOR
+    from engine.io.export import sidecar_path
+
+    class OneImproves(FakeProcessor):  # the fake's faces go 66% -> 31%; a01's the other way
+        def __call__(self, original, edited, out, *args, **kwargs):
+            result = super().__call__(original, edited, out, *args, **kwargs)
+            if Path(edited).name == "a01.png":
+                side = sidecar_path(out)
+                data = json.loads(side.read_text())
+                for face in data["faces"]:
+                    face["id_before"], face["id_after"] = face["id_after"], face["id_before"]
+                side.write_text(json.dumps(data))
+            return result
+
+    orig, edit, out = folders
+    dialog = make_dialog(OneImproves(steps=1))
+    dialog.set_mode("classic")
+    dialog.set_folders(orig, edit, out)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
+        assert dialog.start()
+    report = blocker.args[0]
+    table = dialog.report_table
+    rows = {table.item(r, 0).text(): r for r in range(table.rowCount())}
+    better, worse = rows["a01.png"], rows["a02_edited.png"]
+    assert table.item(better, 1).text() == "ok"
+    assert table.item(better, 1).foreground().color() != WARN_COLOR
+    assert table.item(worse, 1).text() == "ok \u26a0 identity worse"
+    assert table.item(worse, 1).foreground().color() == WARN_COLOR
+    assert "66% \u2192 31%" in table.item(worse, 1).toolTip()
+    summary = json.loads(report.summary_json_path.read_text())
+    assert set(map(lambda p: Path(p).name, summary["identity_worse"])) == {
+        "a02_edited.png",
+        "a03-edit.jpg",
+        "edited_a04.png",
+        "A06.TIF",
+    }
+    markdown = report.summary_md_path.read_text()
+    assert "| a02_edited.png | ok \u26a0 identity worse |" in markdown
+    assert "| a01.png | ok |" in markdown
+    assert "4 files look less like the person" in markdown
+    assert "identity worse after the restore" in dialog.log_view.toPlainText()

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.batch.identity_text import same_person_text
+from engine.batch.identity_text import identity_worse, same_person_text
 from engine.batch.lock import OutputLock
 from engine.errors import Cancelled, EditedIDError, InputError
 from engine.io.export import (
@@ -449,9 +449,17 @@ class BatchRow:
     mode: str = ""
     left_alone: str = ""
     warnings: tuple[str, ...] = ()
+    # faces the restore made look less like the person: "43% → 35%" (a warning, shown
+    # as such by the dialog and the Markdown report; the CSV has it in same_person)
+    identity_worse: str = ""
 
     def csv_row(self) -> dict[str, str]:
         return {c: getattr(self, c) for c in REPORT_COLUMNS}
+
+    @property
+    def status_text(self) -> str:
+        """The status as a person reads it: "ok" with a warning when identity got worse."""
+        return f"{self.status} \u26a0 identity worse" if self.identity_worse else self.status
 
 
 @dataclass
@@ -927,6 +935,7 @@ def _skipped_row(item: BatchItem, old_rows: dict, mode: str) -> BatchRow:
         seconds=old.get("seconds", ""),
         mode=old.get("mode", "") or mode,
         left_alone=old.get("left_alone", ""),
+        identity_worse=identity_worse(item.output),
     )
 
 
@@ -959,6 +968,10 @@ def _ok_row(item: BatchItem, result, mode: str, before: tuple | None = None) -> 
     if not _exists(side):  # processors that do not write one: the batch marks the finish
         _write_fallback_sidecar(item, result, before)
     faces = list(getattr(result, "faces", None) or [])
+    warnings = tuple(str(w) for w in (getattr(result, "warnings", None) or ()))
+    worse = identity_worse(item.output)
+    if worse:
+        warnings += (f"identity worse after the restore ({worse} same person)",)
     return BatchRow(
         str(item.original),
         str(item.edited),
@@ -970,7 +983,8 @@ def _ok_row(item: BatchItem, result, mode: str, before: tuple | None = None) -> 
         same_person=same_person_text(item.output)[0],
         mode=str(getattr(result, "mode", None) or mode),
         left_alone=_fmt_left_alone(getattr(result, "left_alone", None) or ()),
-        warnings=tuple(str(w) for w in (getattr(result, "warnings", None) or ())),
+        warnings=warnings,
+        identity_worse=worse,
     )
 
 
@@ -1081,6 +1095,7 @@ def _summary_dict(report: BatchReport) -> dict:
         "mean_id_after": _mean_scores(ok_rows, "id_after"),
         "failures": [{"file": f, "error": e} for f, e in report.failures],
         "warnings": {r.edited: list(r.warnings) for r in report.rows if r.warnings},
+        "identity_worse": {r.edited: r.identity_worse for r in report.rows if r.identity_worse},
         "unpaired_originals": [str(p) for p in plan.unpaired_originals],
         "unpaired_edited": [str(p) for p in plan.unpaired_edited],
         "ambiguous": list(plan.ambiguous),
@@ -1107,6 +1122,12 @@ def _summary_markdown(report: BatchReport) -> str:
         f"- Mean identity score before -> after: {score(data['mean_id_before'])} -> "
         f"{score(data['mean_id_after'])}",
     ]
+    if data["identity_worse"]:
+        count = len(data["identity_worse"])
+        lines.append(
+            f"- **{count} file{'s' if count != 1 else ''} look less like the person after "
+            "the restore** (\u26a0 identity worse below): check them before delivery."
+        )
     if report.cancelled:
         lines.append("- **Cancelled** by the user; run the batch again to resume.")
     if report.stopped_reason:
@@ -1127,7 +1148,7 @@ def _summary_markdown(report: BatchReport) -> str:
     for row in report.rows:
         left = row.left_alone.replace("|", "\\|")
         lines.append(
-            f"| {Path(row.edited).name} | {row.status} | {row.faces} | {row.same_person} | "
+            f"| {Path(row.edited).name} | {row.status_text} | {row.faces} | {row.same_person} | "
             f"{row.seconds} | {left} |"
         )
     return "\n".join(lines) + "\n"
