@@ -3,8 +3,11 @@
   Build the Windows installer of EditedID Desktop for one PyTorch variant.
 
 .DESCRIPTION
-  1. creates build\venv-<variant> with Python 3.11+ and installs PyTorch from the
-     PyTorch index of that variant, then this project and PyInstaller;
+  1. creates build\venv-<variant> with Python 3.11 and installs every dependency (PyTorch
+     of that variant, PyInstaller, ...) from the lock, packaging\lock\windows-<variant>.txt,
+     with `pip install --require-hashes`, then this project with --no-deps; the lock is
+     made by packaging/refresh_lock.sh (a missing lock stops the build: -Unlocked installs
+     the newest versions pyproject.toml allows instead, with PyTorch $TorchSpec);
   2. builds dist\EditedID with PyInstaller (packaging\editedid.spec);
   3. runs dist\EditedID\EditedID-console.exe --self-test (the build fails if it fails);
   4. downloads the VC++ runtime (build\redist\vc_redist.x64.exe) once;
@@ -18,12 +21,16 @@
 
 .EXAMPLE
   powershell -ExecutionPolicy Bypass -File packaging\build_windows.ps1 -Torch cu128
+.EXAMPLE
+  powershell -ExecutionPolicy Bypass -File packaging\build_windows.ps1 -Torch cpu -Unlocked
 #>
 param(
     [ValidateSet("cpu", "cu126", "cu128")]
     [string]$Torch = "cu128",
-    # torch versions with all three variants (2.15 is planned to drop cu126: pytorch#190385).
+    # -Unlocked only: torch versions with all three variants (2.15 is planned to drop cu126:
+    # pytorch#190385). The lock pins its own torch.
     [string]$TorchSpec = "torch>=2.8,<2.15",
+    [switch]$Unlocked,
     [string]$Python = "py -3.11",
     [string]$Iscc = "",
     [switch]$SkipInstaller,
@@ -36,6 +43,8 @@ $Root = Resolve-Path (Join-Path $PSScriptRoot "..")
 Set-Location $Root
 $Venv = Join-Path $Root "build\venv-$Torch"
 $Py = Join-Path $Venv "Scripts\python.exe"
+$Lock = Join-Path $Root "packaging\lock\windows-$Torch.txt"
+$TorchIndex = "https://download.pytorch.org/whl/$Torch"
 
 function Invoke-Checked([string]$What, [scriptblock]$Block) {
     Write-Host "== $What"
@@ -43,6 +52,11 @@ function Invoke-Checked([string]$What, [scriptblock]$Block) {
     if ($LASTEXITCODE -ne 0) { throw "$What failed (exit $LASTEXITCODE)" }
 }
 
+if (-not $Unlocked -and -not (Test-Path $Lock)) {
+    throw ("no dependency lock for windows-${Torch}: $Lock is missing. It is made by " +
+        "'bash packaging/refresh_lock.sh' where $TorchIndex answers; -Unlocked builds " +
+        "with the newest versions pyproject.toml allows (not reproducible).")
+}
 if ($Clean -and (Test-Path $Venv)) { Remove-Item -Recurse -Force $Venv }
 if (-not (Test-Path $Py)) {
     $parts = @($Python.Split(" ", [System.StringSplitOptions]::RemoveEmptyEntries))
@@ -51,10 +65,35 @@ if (-not (Test-Path $Py)) {
     Invoke-Checked "create $Venv" { & $exe @pyArgs -m venv $Venv }
 }
 Invoke-Checked "upgrade pip" { & $Py -m pip install --upgrade pip }
-Invoke-Checked "install $TorchSpec ($Torch)" {
-    & $Py -m pip install $TorchSpec --index-url "https://download.pytorch.org/whl/$Torch"
+if ($Unlocked) {
+    Write-Host "== -Unlocked: the newest versions pyproject.toml allows, not the lock"
+    Invoke-Checked "install $TorchSpec ($Torch)" {
+        & $Py -m pip install $TorchSpec --index-url $TorchIndex
+    }
+    Invoke-Checked "install EditedID and PyInstaller" { & $Py -m pip install "." "pyinstaller>=6.6" }
+} else {
+    Invoke-Checked "Python 3.11 (the lock is made for it)" {
+        & $Py -c "import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 3)"
+    }
+    # The CPU lock is all PyPI (PyPI's Windows torch is the CPU build); a CUDA lock's torch
+    # and CUDA libraries come from the PyTorch index of the variant.
+    $Extra = @()
+    if ($Torch -ne "cpu") { $Extra = @("--extra-index-url", $TorchIndex) }
+    Invoke-Checked "install every dependency from $Lock" {
+        & $Py -m pip install --require-hashes -r $Lock @Extra
+    }
+    $Unlisted = @(& $Py packaging\lock_check.py extras $Lock)
+    if ($LASTEXITCODE -ne 0) { throw "listing what the lock does not list failed" }
+    if ($Unlisted.Count -gt 0) {
+        Invoke-Checked "remove what the lock does not list: $Unlisted" {
+            & $Py -m pip uninstall -y @Unlisted
+        }
+    }
+    Invoke-Checked "install EditedID (--no-deps: its dependencies are the lock's)" {
+        & $Py -m pip install --no-deps --no-build-isolation "."
+    }
+    Invoke-Checked "the venv holds exactly the lock" { & $Py packaging\lock_check.py verify $Lock }
 }
-Invoke-Checked "install EditedID and PyInstaller" { & $Py -m pip install "." "pyinstaller>=6.6" }
 Invoke-Checked "check the torch variant" {
     & $Py -c "import sys, torch; c = torch.version.cuda; v = 'cpu' if c is None else 'cu' + c.replace('.', '')[:3]; print('torch', torch.__version__, v); sys.exit(0 if v == '$Torch' else 3)"
 }

