@@ -648,7 +648,12 @@ def test_model_messages_speak_to_app_users_not_the_command_line(qtbot, window, t
 def test_open_recent_tells_apart_pairs_with_the_same_file_names(window, tmp_path):
     shoots = [tmp_path / "shoot-a", tmp_path / "shoot-b"]
     for shoot in shoots:
+        shoot.mkdir()
+        for name in ("IMG_0001.jpg", "IMG_0001-ai.png"):
+            (shoot / name).touch()  # there: not listed as missing
         window.settings.add_recent_pair(shoot / "IMG_0001.jpg", shoot / "IMG_0001-ai.png")
+    for name in ("x.jpg", "y.jpg"):
+        (tmp_path / name).touch()
     window.settings.add_recent_pair(tmp_path / "x.jpg", tmp_path / "y.jpg")
     window.files.fill_recent_menu()
     labels = [a.text() for a in window.recent_menu.actions() if a.text()][:3]
@@ -689,3 +694,51 @@ def test_a_pairing_change_is_one_undoable_command(qtbot, window, photo_pair):
     qtbot.waitUntil(lambda: window.session.faces[0].original_index is None, timeout=5000)
     assert window.session.settings_for(0).pairing is None
     assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()
+
+
+def _copy_pair(photo_pair, folder: Path, stem: str) -> tuple[Path, Path]:
+    folder.mkdir(exist_ok=True)
+    original, edited = folder / f"{stem}-original.png", folder / f"{stem}-edited.png"
+    original.write_bytes(photo_pair[0].read_bytes())
+    edited.write_bytes(photo_pair[1].read_bytes())
+    return original, edited
+
+
+def test_the_title_follows_the_document_after_a_project(qtbot, window, photo_pair, tmp_path):
+    """Issue 20: the title kept "partial.editedid*" after other photos were opened."""
+    _open_and_analyze(qtbot, window, photo_pair)
+    assert window.projects.save_to(tmp_path / "partial.editedid") is not None
+    window.session.update_face(0, element_words="hat")  # an unsaved change of the project
+    assert "partial.editedid" in window.windowTitle() and window.isWindowModified()
+
+    other = _copy_pair(photo_pair, tmp_path / "other", "b")
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        assert window.open_photos(*other)
+    assert window.session.project_path is None
+    assert "partial" not in window.windowTitle() and "b-edited.png" in window.windowTitle()
+    assert not window.isWindowModified()  # two photos just opened: nothing unsaved
+
+
+def test_open_recent_lists_pairs_and_projects_never_half_pairs(qtbot, window, photo_pair, tmp_path):
+    """Issue 20: Open Recent kept half-pairs (a photo whose partner was never opened)."""
+
+    def entries():
+        return [a for a in window.recent_menu.actions() if a.text() and not a.isSeparator()]
+
+    window.settings.add_recent_file(tmp_path / "single-from-an-old-version.png")
+    original, edited = _copy_pair(photo_pair, tmp_path / "shoot", "c")
+    window.settings.add_recent_file(original)  # an older version's half-pair of this photo
+    window.open_photo("original", original)  # one photo alone
+    window.files.fill_recent_menu()
+    assert [a.text() for a in entries()] == []  # neither the old nor the new half-pair
+    with qtbot.waitSignal(window.engine.worker.analyzed, timeout=60000):
+        window.open_photo("edited", edited)  # now it is a pair
+    texts = [a.text() for a in entries()]
+    assert texts == ["c-original.png  \u2192  c-edited.png", "Clear Recent Files"]
+    assert str(original.resolve()) not in window.settings.recent_files
+
+    edited.unlink()  # a pair whose photo is gone: shown as missing, not openable
+    window.files.fill_recent_menu()
+    (pair,) = [a for a in entries() if "\u2192" in a.text()]
+    assert pair.text().endswith("(missing)") and not pair.isEnabled()
+    assert str(edited.resolve()) in pair.toolTip()

@@ -64,7 +64,7 @@ def test_settings_persist_across_main_window_restart(qtbot, tmp_path):
     window.resize(window.width(), 520)  # offscreen screens are narrow: vary the height
     qtbot.waitUntil(lambda: window.height() == 520, timeout=2000)
     window.faces_dock.hide()
-    window.settings.add_recent_file(tmp_path / "a.png")
+    window.settings.add_recent_file(tmp_path / "a.editedid")
     window.settings.device = "cpu"
     window.close()
 
@@ -76,7 +76,7 @@ def test_settings_persist_across_main_window_restart(qtbot, tmp_path):
     assert reopened.height() == 520
     assert not reopened.faces_dock.isVisible()
     recent = [a.text() for a in reopened.recent_menu.actions()]
-    assert "a.png" in recent
+    assert "a.editedid" in recent
     reopened.close()
 
 

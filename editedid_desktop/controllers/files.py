@@ -144,10 +144,19 @@ class FilesController(Controller):
         return True
 
     def open_photos(
-        self, original: str | Path, edited: str | Path, *, confirm: bool = True
+        self,
+        original: str | Path,
+        edited: str | Path,
+        *,
+        confirm: bool = True,
+        keep_project: bool = False,
     ) -> bool:
+        """Open a pair: a new document (the window's title follows it), unless
+        `keep_project` (the same pair of an open project, roles swapped)."""
         if confirm and not self.confirm_replace():
             return False
+        if not keep_project:
+            self.session.project_path = None  # no longer the project's photos
         ok = self.open_photo("original", original, analyze=False)
         ok = ok and self.open_photo("edited", edited, analyze=False)
         if ok:
@@ -199,19 +208,20 @@ class FilesController(Controller):
         if original is None or edited is None:
             return False
         self.role_notice.hide()
-        ok = self.open_photos(edited, original)
+        ok = self.open_photos(edited, original, keep_project=True)
         if ok:
             self.status(f"Swapped: {edited.name} is now the original.", 6000)
         return ok
 
     def remember(self, path: Path) -> None:
-        """Open Recent: the pair with its roles once both photos are there, else the file."""
+        """Open Recent: the pair with its roles once both photos are there. A photo alone
+        is no document to come back to (its folder is remembered for File ▸ Open), and
+        never a half-pair in the menu: single entries of the pair's photos go."""
         session = self.session
         if session.has_photos and session.original_path and session.edited_path:
             self.settings.add_recent_pair(session.original_path, session.edited_path)
-        else:
-            self.settings.add_recent_file(path)
-        self.fill_recent_menu()
+            self.settings.forget_recent_files(session.original_path, session.edited_path)
+            self.fill_recent_menu()
 
     # -- drops ------------------------------------------------------------------------
     def ask_which_is_original(self, a: Path, b: Path) -> tuple[Path, Path] | None:
@@ -276,18 +286,24 @@ class FilesController(Controller):
 
     # -- recent files -------------------------------------------------------------------
     def fill_recent_menu(self) -> None:
+        """Pairs (original → edited) and projects; a pair whose photo is gone is shown,
+        disabled, as missing. Single photos (half-pairs of older versions) are not."""
         menu = self.window.recent_menu
         menu.clear()
         pairs = self.settings.recent_pairs
         for (original, edited), label in zip(pairs, recent_pair_labels(pairs), strict=True):
-            action = menu.addAction(label)
+            missing = [p for p in (original, edited) if not Path(p).is_file()]
+            action = menu.addAction(f"{label}  (missing)" if missing else label)
             tip = f"Original: {original}\nEdited: {edited}"
+            if missing:
+                tip += "\nNot found: " + ", ".join(missing)
             action.setToolTip(tip)
             action.setStatusTip(tip.replace("\n", "; "))
+            action.setEnabled(not missing)
             action.triggered.connect(
                 lambda _=False, o=original, e=edited: self.open_recent_pair(o, e)
             )
-        recent = self.settings.recent_files
+        recent = [p for p in self.settings.recent_files if Path(p).suffix == PROJECT_SUFFIX]
         if pairs and recent:
             menu.addSeparator()
         for path in recent:
@@ -306,15 +322,8 @@ class FilesController(Controller):
         self.fill_recent_menu()
 
     def open_recent(self, path: str) -> None:
-        p = Path(path)
-        if p.suffix == PROJECT_SUFFIX:
-            self.window.projects.open(p)
-            return
-        if not self.confirm_replace():
-            return
-        slot = self._slot_for_one(p)
-        if slot:
-            self.open_photo(slot, p)
+        """Reopen a recent project (the only single files Open Recent lists)."""
+        self.window.projects.open(Path(path))
 
     def open_recent_pair(self, original: str, edited: str) -> None:
         """Reopen a recent pair in the roles it had."""

@@ -189,6 +189,12 @@ class SettingsModel(Observable):
         self.recent_pairs = pairs
         return pairs
 
+    def forget_recent_files(self, *paths: str | Path) -> None:
+        """Drop these files from the recent files (a pair now holds them)."""
+        gone = {str(Path(p).expanduser().resolve()) for p in paths}
+        if any(f in gone for f in self.recent_files):
+            self.recent_files = [f for f in self.recent_files if f not in gone]
+
     def clear_recent_files(self) -> None:
         self.recent_files = []
         self.recent_pairs = []
