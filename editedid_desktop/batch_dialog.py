@@ -40,6 +40,7 @@ from .batch_widgets import (
 )
 from .cluster_panel import ClusterPanel
 from .panel_scroll import PanelScrollArea
+from .threads import PythonThread
 
 __all__ = ["BatchDialog", "BatchWorker", "format_eta"]
 
@@ -312,9 +313,8 @@ class BatchDialog(QDialog):
             faces=self.faces,
             executor=executor,
         )
-        self._thread = QThread()
+        self._thread = PythonThread("editedid-batch")  # one thread state: threads.py
         _LIVE.add((self._thread, self._worker))
-        self._thread.setObjectName("editedid-batch")
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.progress.connect(self._on_progress)

@@ -38,6 +38,7 @@ from engine.errors import EditedIDError
 from .model.settings import DEVICES, FACE_BACKENDS, PRECISIONS
 from .settings import Settings
 from .theme import BAD, GOOD, MUTED
+from .threads import PythonThread
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
@@ -211,7 +212,7 @@ class DownloadRow(QWidget):
         if self._job is not None:
             return
         self._job = DownloadJob(fetch)
-        self._thread = QThread(self)
+        self._thread = PythonThread("editedid-download", self)  # threads.py
         self._job.moveToThread(self._thread)
         self._thread.started.connect(self._job.run)
         self._job.progress.connect(self._on_progress)

@@ -24,10 +24,12 @@ from importlib import import_module
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.params import EditedIDParams
+
+from .threads import PythonThread
 
 log = logging.getLogger(__name__)
 
@@ -479,8 +481,8 @@ class EngineHost(QObject):
         self._worker = EngineWorker(model_config, face_config)
         self.worker = WorkerRelay(self._worker, self)  # what the window connects to
         opencv_on_the_calling_thread()
-        self.thread = QThread()
-        self.thread.setObjectName("editedid-engine")
+        # One Python thread state for the thread's life (dlib/pybind11 crash: threads.py).
+        self.thread = PythonThread("editedid-engine")
         # Torch, dlib and the SD pipeline recurse deeply on this thread; give it the main
         # thread's usual room rather than a platform default that may be smaller.
         self.thread.setStackSize(WORKER_STACK_BYTES)
