@@ -16,6 +16,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSlider, QToolBar
 
 from .canvas.shortcuts import CanvasShortcuts
+from .shortcuts_dialog import show_shortcuts
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -205,9 +206,21 @@ def build_menus(window: MainWindow) -> None:
 
     bar.addMenu("&Run").addActions([w.restore_action, w.classic_action, w.cancel_action])
 
+    # Help ▸ Keyboard Shortcuts lists the window's actions as they are (shortcuts_dialog).
+    w.shortcuts_action = make_action(
+        w,
+        "&Keyboard Shortcuts",
+        QKeySequence.StandardKey.HelpContents,
+        "shortcutsAction",
+        "every key of the window, read from its actions",
+    )
+    w.shortcuts_action.triggered.connect(lambda: show_shortcuts(w))
     about = QAction("&About EditedID", w)
     about.triggered.connect(w.show_about)
-    bar.addMenu("&Help").addAction(about)
+    help_menu = bar.addMenu("&Help")
+    help_menu.addAction(w.shortcuts_action)
+    help_menu.addSeparator()
+    help_menu.addAction(about)
 
 
 def build_toolbars(window: MainWindow) -> None:

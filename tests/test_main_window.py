@@ -742,3 +742,30 @@ def test_open_recent_lists_pairs_and_projects_never_half_pairs(qtbot, window, ph
     (pair,) = [a for a in entries() if "\u2192" in a.text()]
     assert pair.text().endswith("(missing)") and not pair.isEnabled()
     assert str(edited.resolve()) in pair.toolTip()
+
+
+def test_help_lists_every_keyboard_shortcut_the_window_has(qtbot, window):
+    """Issue 20: Help had no keyboard reference. The list is read from the window's actions,
+    so every action with a shortcut is in it, with its keys."""
+    from PySide6.QtGui import QAction
+
+    help_menu = window.menuBar().actions()[-1].menu()
+    assert window.shortcuts_action in help_menu.actions()
+    window.shortcuts_action.trigger()
+    dialog = window.shortcuts_dialog
+    qtbot.waitExposed(dialog)
+    shown = dialog.rows()
+    keys_shown = {(name, keys) for _, name, keys in shown}
+    native = QKeySequence.SequenceFormat.NativeText
+    with_keys = [a for a in window.findChildren(QAction) if not a.shortcut().isEmpty()]
+    assert len(with_keys) >= 30
+    for action in with_keys:
+        keys = ", ".join(s.toString(native) for s in action.shortcuts())
+        assert any(k == keys for _, k in keys_shown), (action.objectName(), keys)
+    groups = {group for group, _, _ in shown}
+    assert {"File", "Edit", "View", "Run", "Help", "Mask tools", "Canvas"} <= groups
+    assert ("Run", "Restore (diffusion)", "Ctrl+R") in shown
+    assert ("Edit", "Undo", "Ctrl+Z") in shown
+    assert ("Mask tools", "Brush", "B") in shown
+    assert ("Canvas", "Larger Brush", "]") in shown
+    assert len(shown) == len({(n, k) for _, n, k in shown})  # each action once
