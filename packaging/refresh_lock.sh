@@ -17,8 +17,12 @@
 # resolved first; every other file is resolved with linux-cpu's pins as constraints, so all
 # share the same versions except torch and what only one platform or CUDA needs.
 #   linux:   x86_64-manylinux_2_34 (glibc 2.34+: PySide6 6.12's wheels; Ubuntu 22.04, Debian 12)
-#   torch:   TORCH_VERSION below, the variant's build from https://download.pytorch.org/whl/<variant>
-#            (uv --torch-backend); windows-cpu takes PyPI's Windows wheel, which is the CPU build.
+#   torch:   TORCH_VERSION (in this script), the variant's build from
+#            https://download.pytorch.org/whl/<variant> (uv --torch-backend); windows-cpu takes
+#            PyPI's Windows wheel, which is the CPU build.
+# Why uv's requirements files: pip-compile resolves only for the machine it runs on (no Windows
+# file from Linux); a uv.lock is one universal file that needs every PyTorch index at once and
+# uv at install time. These files are plain pip input: installs use pip --require-hashes.
 # Then packaging/install.sh installs the new lock into a scratch venv (build/lock-venv) and the
 # tests run in it. Only when they pass do the new files replace packaging/lock/; otherwise
 # they stay in build/lock-refresh/ for a look. Needs uv (the [dev] extra brings it) and PyPI.
@@ -113,6 +117,7 @@ lock linux-cpu "$LINUX_PLATFORM" cpu
 for variant in cu126 cu128; do lock "linux-$variant" "$LINUX_PLATFORM" "$variant"; done
 for variant in cpu cu126 cu128; do lock "windows-$variant" "$WINDOWS_PLATFORM" "$variant"; done
 
+say "resolved in ${SECONDS} s"
 if [ "${#left_out[@]}" -gt 0 ]; then
   [ "$partial" = 1 ] || die "not locked: ${left_out[*]} (run where download.pytorch.org answers, or --partial to keep those files as they are)" 2
   for name in "${left_out[@]}"; do
@@ -133,6 +138,7 @@ say "installing $STAGE/linux-$variant.txt into $VENV"
 EDITEDID_VENV="$VENV" EDITEDID_LOCK_DIR="$STAGE" EDITEDID_LOCK=on EDITEDID_TORCH="$variant" PYTHON="$PYTHON" \
   bash packaging/install.sh || die "installing the new lock failed; it is in $STAGE"
 
+say "installed in ${SECONDS} s since the start"
 tests=()
 if [ -n "${EDITEDID_LOCK_TESTS:-}" ]; then
   read -r -a tests <<< "tests/test_lock.py $EDITEDID_LOCK_TESTS"
@@ -145,7 +151,7 @@ fi
 
 mkdir -p "$LOCK_DIR"
 for f in "$STAGE"/*-*.txt; do cp "$f" "$LOCK_DIR/"; done
-say "packaging/lock/ refreshed and tested:"
+say "packaging/lock/ refreshed and tested in ${SECONDS} s:"
 git status --short -- "$LOCK_DIR" || true
 if [ "${#left_out[@]}" -gt 0 ]; then
   say "NOT refreshed (index out of reach): ${left_out[*]}"

@@ -251,3 +251,22 @@ def test_the_windows_build_installs_its_lock_with_hashes():
     assert '& $Py -m pip install --no-deps --no-build-isolation "."' in ps1
     # the missing-lock stop comes before anything is installed
     assert ps1.index("-not (Test-Path $Lock)") < ps1.index("upgrade pip")
+
+
+def test_the_lock_scripts_parse_and_explain_themselves():
+    for script in ("install.sh", "refresh_lock.sh"):
+        subprocess.run(["bash", "-n", str(ROOT / "packaging" / script)], check=True)
+    usage = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "refresh_lock.sh"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert usage.returncode == 0 and "--keep" in usage.stdout and "--partial" in usage.stdout
+    wrong = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "refresh_lock.sh"), "--upgrade-all"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert wrong.returncode == 1 and "unknown argument '--upgrade-all'" in wrong.stderr
