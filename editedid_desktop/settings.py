@@ -19,6 +19,7 @@ from .model.settings import (
     ORGANIZATION,
     PRECISIONS,
     SAVE_FORMATS,
+    SIDECAR_PATHS,
     SettingsModel,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "ORGANIZATION",
     "PRECISIONS",
     "SAVE_FORMATS",
+    "SIDECAR_PATHS",
     "Settings",
 ]
 

@@ -14,7 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .settings import SAVE_FORMATS, Settings
+from .settings import SAVE_FORMATS, SIDECAR_PATHS, Settings
+
+SIDECAR_PATH_TEXTS = ("Full paths (to find them again)", "File names only (no folders)")
 
 
 class SettingsDialog(QDialog):
@@ -35,6 +37,16 @@ class SettingsDialog(QDialog):
             "Results go to clients, who share them: the edited photo's GPS position is left "
             "out of the result's metadata. Camera, dates and copyright are always kept."
         )
+        self.sidecar_combo = QComboBox()
+        for value, text in zip(SIDECAR_PATHS, SIDECAR_PATH_TEXTS, strict=True):
+            self.sidecar_combo.addItem(text, value)
+        self.sidecar_combo.setCurrentIndex(self.sidecar_combo.findData(settings.sidecar_paths))
+        self.sidecar_combo.setToolTip(
+            "Every saved result gets a .json sidecar beside it (result.png.json) with the "
+            "parameters, the model, the seed and the input photos (their SHA-256, and their "
+            "paths). Give the client the image alone, or choose file names only: the sidecar "
+            "then holds no folder of this computer."
+        )
         self.banner_box = QCheckBox("Show the 'no model installed' notice")
         self.banner_box.setChecked(not settings.model_banner_dismissed)
         self.clear_recent_button = QPushButton("Clear recent files")
@@ -43,6 +55,7 @@ class SettingsDialog(QDialog):
         form.addRow("Save format", self.format_combo)
         form.addRow("JPEG quality", self.quality_spin)
         form.addRow(self.location_box)
+        form.addRow("Sidecar (.json) names the inputs by", self.sidecar_combo)
         form.addRow(self.banner_box)
         form.addRow(self.clear_recent_button)
         buttons = QDialogButtonBox(
@@ -58,6 +71,7 @@ class SettingsDialog(QDialog):
         self.settings.save_format = self.format_combo.currentText()
         self.settings.jpeg_quality = self.quality_spin.value()
         self.settings.strip_location = self.location_box.isChecked()
+        self.settings.sidecar_paths = self.sidecar_combo.currentData()
         self.settings.model_banner_dismissed = not self.banner_box.isChecked()
         self.settings.sync()
         super().accept()

@@ -769,3 +769,47 @@ def test_help_lists_every_keyboard_shortcut_the_window_has(qtbot, window):
     assert ("Mask tools", "Brush", "B") in shown
     assert ("Canvas", "Larger Brush", "]") in shown
     assert len(shown) == len({(n, k) for _, n, k in shown})  # each action once
+
+
+def test_save_says_it_writes_a_sidecar_and_can_leave_the_folders_out(
+    qtbot, window, photo_pair, tmp_path, monkeypatch
+):
+    """Issue 20: every Save wrote a .json with the client's absolute paths beside the
+    result without saying so. The dialog and the status line name it; Settings can keep
+    the folders out of it."""
+    import json
+
+    from editedid_desktop.controllers import export as export_controller
+    from editedid_desktop.settings_dialog import SettingsDialog
+
+    _open_and_analyze(qtbot, window, photo_pair)
+    target = tmp_path / "delivery" / "client.png"
+    target.parent.mkdir()
+    captions = []
+
+    def save_dialog(parent, caption, *args, **kwargs):
+        captions.append(caption)
+        return str(target), ""
+
+    monkeypatch.setattr(export_controller.QFileDialog, "getSaveFileName", save_dialog)
+    window.exporter.save_result_as()
+    assert ".json" in captions[0]
+    message = window.statusBar().currentMessage()
+    assert "client.png.json" in message and "full paths" in message
+    side = target.parent / "client.png.json"
+    data = json.loads(side.read_text())
+    assert data["inputs"]["original"]["path"] == str(photo_pair[0].resolve())  # the default
+
+    dialog = SettingsDialog(window.settings)
+    qtbot.addWidget(dialog)
+    dialog.sidecar_combo.setCurrentIndex(dialog.sidecar_combo.findData("names"))
+    dialog.accept()
+    assert window.settings.sidecar_paths == "names"
+    window.exporter.save_result()  # Save: the same file again
+    text = side.read_text()
+    data = json.loads(text)
+    assert data["inputs"]["original"]["path"] == photo_pair[0].name
+    assert data["inputs"]["edited"]["path"] == photo_pair[1].name
+    assert data["output"] == "client.png" and len(data["inputs"]["edited"]["sha256"]) == 64
+    assert str(photo_pair[0].parent) not in text and str(target.parent) not in text
+    assert "file names" in window.statusBar().currentMessage()

@@ -1,4 +1,9 @@
-"""Saving the result (diffusion, else the classic preview) and its sidecar JSON."""
+"""Saving the result (diffusion, else the classic preview) and its sidecar JSON.
+
+The sidecar (result.png.json: parameters, model, seed, the inputs' SHA-256 and paths) is
+named in the save dialog's title and in the status line after every save; Settings
+chooses whether it names the inputs by full path or by file name only.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from engine.errors import EditedIDError, InputError
 from . import Controller
 
 SAVE_FILTERS = "PNG (*.png);;JPEG (*.jpg *.jpeg);;TIFF (*.tif *.tiff)"
+# The sidecar is a documented feature, and says where the inputs are: the user is told.
+SAVE_CAPTION = "Save result (its settings go beside it in a .json sidecar)"
+SIDECAR_PATH_WORDS = {"full": "full paths", "names": "file names (no folders)"}
 
 
 class ExportController(Controller):
@@ -39,7 +47,7 @@ class ExportController(Controller):
         if self.session.best_result is None:
             return
         start = Path(self.settings.last_folder("save")) / self.default_result_name()
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save result", str(start), SAVE_FILTERS)
+        path, _ = QFileDialog.getSaveFileName(self.window, SAVE_CAPTION, str(start), SAVE_FILTERS)
         if path:
             self.write_result(Path(path), overwrite=True)  # the dialog asked already
 
@@ -66,7 +74,15 @@ class ExportController(Controller):
         self.settings.set_last_folder("save", written.parent)
         mode = "diffusion" if result is session.result else "classic"
         extra = f" ({' '.join(notes)})" if notes else ""
-        self.status(f"Saved {mode} result to {written}{extra}", 10000)
+        names = SIDECAR_PATH_WORDS[self.settings.sidecar_paths]
+        from engine.io.export import sidecar_path
+
+        self.status(
+            f"Saved {mode} result to {written}{extra}, and beside it "
+            f"{sidecar_path(written).name}: its settings and the inputs' {names} "
+            "(Settings chooses full paths or file names).",
+            15000,
+        )
         return written
 
     def _write(self, path: Path, result, overwrite: bool, notes: list[str]) -> Path:  # noqa: ANN001
@@ -95,6 +111,10 @@ class ExportController(Controller):
         sidecar = dict(result.sidecar)
         sidecar["inputs"] = sidecar_inputs(inputs, hashes)
         sidecar["output"] = str(path.resolve())
+        if self.settings.sidecar_paths == "names":  # no folder of this computer in it
+            for entry in sidecar["inputs"].values():
+                entry["path"] = Path(entry["path"]).name
+            sidecar["output"] = path.name
         return write_with_sidecar(
             path,
             lambda: save_result(

@@ -25,6 +25,9 @@ DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp16", "fp32")
 FACE_BACKENDS = ("auto", "dlib", "insightface")
 SAVE_FORMATS = ("png", "jpg", "tif")
+# How the sidecar JSON beside a saved result names the input photos: "full" paths (to
+# find them again), or file "names" only (no folders of this computer: for sharing).
+SIDECAR_PATHS = ("full", "names")
 
 
 class SettingsStore(Protocol):
@@ -148,6 +151,7 @@ class SettingsModel(Observable):
     jpeg_quality = Setting("save/jpeg_quality", 95, _quality)
     # results carry no GPS position unless the user keeps it (engine.io.export says why)
     strip_location = Setting("save/strip_location", True, _flag)
+    sidecar_paths = Setting("save/sidecar_paths", "full", _one_of(SIDECAR_PATHS))
     model_banner_dismissed = Setting("ui/model_banner_dismissed", False, _flag)
 
     def __init__(self, store: SettingsStore | None = None) -> None:
