@@ -144,8 +144,13 @@ else
       "$VPY" -m pip install torch --index-url "$TORCH_INDEX"
       ;;
   esac
-  say "pip install -e \".[dev]\" (EditedID Desktop and its development tools)"
-  "$VPY" -m pip install -e ".[dev]"
+  # Eager upgrades: an existing venv (made from the lock, say) moves to the newest versions
+  # too; torch stays the build installed just above.
+  torch_pin="$(mktemp)"
+  trap 'rm -f "$torch_pin"' EXIT
+  "$VPY" -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > "$torch_pin"
+  say "pip install --upgrade -e \".[dev]\" (EditedID Desktop and its development tools, newest versions)"
+  "$VPY" -m pip install --upgrade --upgrade-strategy eager -e ".[dev]" -c "$torch_pin"
 fi
 
 "$VPY" -c 'import torch; print("[install] torch", torch.__version__, "| CUDA available:", torch.cuda.is_available())'
