@@ -57,6 +57,22 @@ def array_to_pixmap(image: np.ndarray | None, side: int = THUMB) -> QPixmap:
     )
 
 
+def face_thumbnail(image: np.ndarray | None, box: Any, margin: float = 0.25) -> np.ndarray | None:
+    """A square crop of `image` around a face box (x0, y0, x1, y1) with `margin` of its
+    size on each side, clipped to the image; None when there is nothing to show."""
+    if image is None or box is None:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in list(box)[:4])
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    height, width = image.shape[:2]
+    left, top = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
+    right, bottom = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
+    if right <= left or bottom <= top:
+        return None
+    return image[top:bottom, left:right]
+
+
 def score_text(score: Any) -> str:
     """ "0.82 ✓ same person (threshold 0.60, l2)" or "—"."""
     if score is None:
@@ -133,10 +149,19 @@ class FacePanel(QFrame):
         self.enabled_box.setToolTip("Restore this face (unchecked faces stay as edited).")
         self.original_thumb = QLabel()
         self.edited_thumb = QLabel()
-        for label, caption in ((self.original_thumb, "Original"), (self.edited_thumb, "Edited")):
+        self.result_thumb = QLabel()  # the face in the latest result, once there is one
+        for label, caption in (
+            (self.original_thumb, "Original"),
+            (self.edited_thumb, "Edited"),
+            (self.result_thumb, "Result"),
+        ):
             label.setFixedSize(THUMB, THUMB)
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             label.setToolTip(caption)
+        self.result_arrow = QLabel("→")
+        self.result_arrow.setObjectName("mutedLabel")
+        self.result_thumb.hide()
+        self.result_arrow.hide()
 
         self.words_edit = QLineEdit()
         self.words_edit.setPlaceholderText("glasses, hat")
@@ -180,6 +205,8 @@ class FacePanel(QFrame):
         arrow.setObjectName("mutedLabel")
         thumbs.addWidget(arrow)
         thumbs.addWidget(self.edited_thumb)
+        thumbs.addWidget(self.result_arrow)
+        thumbs.addWidget(self.result_thumb)
         thumbs.addStretch(1)
 
         grid = QGridLayout()
@@ -310,9 +337,17 @@ class FacePanel(QFrame):
         if hasattr(self, "pairing_binding"):
             self.pairing_binding.refresh()
 
-    def set_outcome(self, outcome: Any) -> None:
-        """The identity score after a restore (FaceOutcome) or None."""
+    def set_outcome(self, outcome: Any, image: np.ndarray | None = None, mode: str = "") -> None:
+        """After a restore or a classic preview: the identity score (FaceOutcome, or None)
+        and, beside the original and edited thumbnails, this face in the result `image`."""
         self.id_after.setText(score_text(getattr(outcome, "id_after", None)))
+        thumb = face_thumbnail(image, getattr(outcome, "box", None))
+        if thumb is not None:
+            self.result_thumb.setPixmap(array_to_pixmap(thumb))
+            what = "Classic preview" if mode == "classic" else "Restored"
+            self.result_thumb.setToolTip(f"{what}: this face in the result")
+        self.result_thumb.setVisible(thumb is not None)
+        self.result_arrow.setVisible(thumb is not None)
 
     def set_selected(self, selected: bool) -> None:
         self.setProperty("selected", selected)
@@ -393,5 +428,6 @@ class FaceListPanel(QWidget):
     def _show_outcomes(self, *_: Any) -> None:
         result = self.session.best_result
         outcomes = {o.index: o for o in getattr(result, "faces", []) or []}
+        image, mode = getattr(result, "image", None), getattr(result, "mode", "")
         for index, panel in self.panels.items():
-            panel.set_outcome(outcomes.get(index))
+            panel.set_outcome(outcomes.get(index), image, mode)

@@ -203,3 +203,28 @@ def test_a_docked_panel_is_never_narrower_than_its_fields(qtbot, make_panel):
     assert content.width() >= content.minimumSizeHint().width()  # nothing clipped
     assert area.horizontalScrollBar().maximum() == 0
     assert dock.geometry().right() <= window.width()
+
+
+def test_each_card_shows_the_face_in_the_original_the_edit_and_the_result(qtbot):
+    """Issue 20: face thumbnails in the Faces list: original and edited from the analysis,
+    and the face as the latest result (classic preview or restore) has it."""
+    session = _session(2)
+    panel = FaceListPanel(session)
+    qtbot.addWidget(panel)
+    panel.rebuild()
+    card = panel.panels[1]
+    for label in (card.original_thumb, card.edited_thumb):
+        assert not label.pixmap().isNull()
+        assert label.pixmap().toImage().pixelColor(42, 42).red() == 80  # face 2's thumb
+    assert card.result_thumb.isHidden()  # no result yet
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:110, 200:260] = (200, 30, 30)  # face 2's box in the result
+    outcome = SimpleNamespace(index=1, box=[200.0, 50.0, 260.0, 110.0], id_after=None)
+    session.classic_result = SimpleNamespace(image=image, faces=[outcome], mode="classic")
+
+    assert not card.result_thumb.isHidden()
+    centre = card.result_thumb.pixmap().toImage()
+    assert centre.pixelColor(centre.width() // 2, centre.height() // 2).red() == 200
+    assert "Classic preview" in card.result_thumb.toolTip()
+    assert panel.panels[0].result_thumb.isHidden()  # face 1 has no outcome
