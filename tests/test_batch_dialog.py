@@ -357,3 +357,26 @@ def test_a_row_whose_identity_got_worse_is_a_warning_in_the_table_and_report(
     assert "| a01.png | ok |" in markdown
     assert "4 files look less like the person" in markdown
     assert "identity worse after the restore" in dialog.log_view.toPlainText()
+
+
+def test_the_wheel_scrolls_the_dialog_not_an_unfocused_choice(qtbot, make_dialog):
+    """Issue 20: in scrolled panels a wheel turn over a combo box changes it only once the
+    user clicked it; otherwise the panel scrolls."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    dialog = make_dialog(FakeProcessor())
+    dialog.resize(dialog.width(), 420)  # short: the sections scroll
+    qtbot.waitUntil(lambda: dialog.sections.verticalScrollBar().maximum() > 0, timeout=2000)
+    dialog.close_button.setFocus()
+    combo, mode = dialog.mode_combo, dialog.mode
+    centre = combo.rect().center()
+    wheel = QWheelEvent(
+        QPointF(centre), QPointF(combo.mapToGlobal(centre)), QPoint(0, 0), QPoint(0, -120),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )  # fmt: skip
+    QApplication.sendEvent(combo, wheel)
+    assert dialog.mode == mode
+    assert dialog.sections.verticalScrollBar().value() > 0
