@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QApplication
 from . import __version__
 from .main_window import APP_NAME, MainWindow
 from .settings import APPLICATION, ORGANIZATION
+from .state_probe import install_probe
 from .theme import apply_theme, dark_palette
 from .watchdog import CrashRecorder, offer_crash_reports
 
@@ -90,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_theme(app)
     window = MainWindow(defer_engine=True)  # paints before torch & co. are loaded
     window.show()
+    install_probe(window)  # EDITEDID_STATE_FILE only: the user-path tests' hook
     if recorder is not None:
         recorder.watch_ui_thread(window)
         offer_crash_reports(window, recorder.folder)  # what the last run left, if anything

@@ -285,7 +285,11 @@ class MainWindow(QMainWindow):
     def update_status_labels(self) -> None:
         device = self.settings.device
         try:
-            if "torch" not in sys.modules:  # start_engine imports it off the UI thread
+            # start_engine imports torch off the UI thread. "torch" in sys.modules is not
+            # enough: it is there from the first line of its import, and `import torch`
+            # here would wait on the import lock until the worker's import ends (a frozen
+            # window for seconds, caught by tests/user_paths: issue 20).
+            if "torch" not in sys.modules or not getattr(self, "engine_ready", False):
                 raise LookupError
             import torch
 

@@ -89,6 +89,9 @@ class EngineWatchdog(QObject):
         self._pinger.pong.connect(self._on_pong, queued)  # answered in the UI thread
         worker = host.worker
         worker.progress.connect(self._on_progress)
+        substep = getattr(worker, "substep", None)  # inside a step: the UNet call running
+        if substep is not None:
+            substep.connect(self._on_substep)
         worker.status.connect(self._on_status)
         for signal in (worker.preview, worker.job_done, worker.warmed_up):
             signal.connect(self._heard)
@@ -139,6 +142,10 @@ class EngineWatchdog(QObject):
 
     def _on_progress(self, stage: str, step: int, total: int) -> None:
         self.stage = f"{stage} {step}/{total}" if total > 0 else stage
+        self._heard()
+
+    def _on_substep(self, stage: str, step: int, total: int, unit: str) -> None:
+        self.stage = f"{stage} {step}/{total}{unit}"
         self._heard()
 
     def _on_status(self, text: str) -> None:

@@ -105,6 +105,12 @@ def test_silence_counts_from_the_last_progress(qtbot):
         assert dog.is_stalled
         dog._on_progress("null-text", 4, 6)
         assert not dog.is_stalled
+        now[0] += 9.5  # a long step that reports its UNet calls is not silent either
+        dog._on_substep("null-text", 4, 6, " · UNet call 2/3")
+        now[0] += 9.5
+        dog.check()
+        assert not dog.is_stalled and len(stalls) == 1
+        assert dog.doing() == "null-text 4/6 · UNet call 2/3"
     finally:
         dog.timer.stop()
         host.shutdown()

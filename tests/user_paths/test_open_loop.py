@@ -1,0 +1,61 @@
+"""The open-pair case 20 times in a row (issue 20: 12 of 13 real sessions froze or crashed
+on opening photos): `editedid ORIGINAL EDITED` with the portrait and the two hostile pairs
+in turn, until the classic preview shows, then Ctrl+Q. 0 crashes and 0 freezes; the figure
+line gives runs, crashes, freezes, the median time to the first preview and the longest
+time the UI thread went unheard."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import pytest
+
+from tests.user_paths.driver import AppFailure
+
+pytestmark = [pytest.mark.user, pytest.mark.slow]
+
+RUNS = int(os.environ.get("EDITEDID_USER_LOOP_RUNS", "20"))  # fewer for a quick look
+FIRST_PREVIEW_S = 180
+
+
+def test_open_pair_twenty_times(start_app, pairs, capsys):
+    order = ["six-people", "portrait-mouth", "portrait"]
+    crashes, freezes, other = [], [], []
+    times, silences = [], []
+    for run in range(RUNS):
+        name = order[run % len(order)]
+        original, edited = pairs[name]
+        started = time.monotonic()
+        app = None
+        try:
+            app = start_app([original, edited], name=f"run{run:02d}")
+            app.wait_for(
+                lambda s, e=str(edited): s["edited_path"] == e and s["classic"],
+                FIRST_PREVIEW_S,
+                f"the first preview of {name}",
+            )
+            times.append(time.monotonic() - started)
+            app.state()  # still answering after the preview
+            code = app.quit_with_ctrl_q()
+            if code != 0:
+                crashes.append(f"run {run} ({name}): exit code {code} after Ctrl+Q")
+        except AppFailure as failure:
+            text = str(failure)
+            kind = crashes if " crashed " in text else freezes if " froze" in text else other
+            kind.append(f"run {run} ({name}): {text}")
+        finally:
+            if app is not None:
+                silences.append(app.longest_silence)
+                app.kill()
+    median = statistics.median(times) if times else float("nan")
+    figure = (
+        f"user-path open-pair loop: runs {RUNS}, crashes {len(crashes)}, freezes "
+        f"{len(freezes)}, other failures {len(other)}, median time to first preview "
+        f"{median:.1f} s, longest UI silence {max(silences, default=0):.1f} s"
+    )
+    with capsys.disabled():
+        print("\n" + figure)
+    problems = crashes + freezes + other
+    assert not problems, figure + "\n\n" + "\n\n".join(problems)
