@@ -150,9 +150,9 @@ class BatchDialog(QDialog):
         layout.addWidget(self.check_section, 2)
         layout.addWidget(self.run_section)
         layout.addWidget(self.cluster_panel)  # shown only when a cluster is chosen
-        buttons = self.run_section.layout().itemAt(0).layout()  # Start, Pause, Cancel, ETA
-        cancel = self.run_section.cancel_button
-        buttons.insertWidget(buttons.indexOf(cancel) + 1, self.cluster_panel.controls)
+        # "Run on" gets a row of its own above Start: beside the buttons, a cluster's
+        # address and workers made the dialog wider than a small screen.
+        self.run_section.layout().insertWidget(0, self.cluster_panel.controls)
         layout.addWidget(self.results, 3)
         self.sections = PanelScrollArea(body)
         outer = QVBoxLayout(self)

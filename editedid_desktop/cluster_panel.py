@@ -7,8 +7,9 @@ shows each worker's file, stage and count. The panel builds the executor; the di
 passes it to `run_batch`. Ray is imported only when a cluster is checked or used.
 
 Two parts: `controls` (one row: Run on, address, workers, Check), which the dialog puts
-beside its Start/Pause/Cancel buttons so the dialog keeps its size, and the panel itself
-(the check's result and the workers' table), shown only when a cluster is chosen.
+on a row of its own above its Start/Pause/Cancel buttons (its sections scroll, so the
+dialog still fits a small screen), and the panel itself (the check's result and the
+workers' table), shown only when a cluster is chosen.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ than that; it scrolls vertically only, and the wheel over its value controls scr
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QScrollArea, QWidget
 
 from .wheel_guard import guard_wheel
@@ -31,6 +31,12 @@ class PanelScrollArea(QScrollArea):
     def setWidget(self, widget: QWidget) -> None:  # noqa: N802 - Qt API
         super().setWidget(widget)
         guard_wheel(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's minimum width may have changed: ask again
+        return super().eventFilter(watched, event)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
         hint = super().minimumSizeHint()

@@ -270,12 +270,15 @@ def test_the_dialog_fits_an_800_px_screen_with_the_cluster_shown(qtbot, make_dia
     dialog.cluster_panel.set_cluster("auto")
     qtbot.waitUntil(dialog.cluster_panel.isVisible, timeout=2000)
     assert dialog.minimumSizeHint().height() <= 800 - 48
+    assert dialog.minimumSizeHint().width() <= 800 - 48  # "Run on" has a row of its own
     dialog.resize(dialog.width(), 800 - 48)  # what an 800 px screen leaves a dialog
     qtbot.waitUntil(lambda: dialog.height() == 800 - 48, timeout=2000)
     close = dialog.close_button
     bottom = close.mapTo(dialog, close.rect().bottomLeft()).y()
     assert close.isVisible() and bottom < dialog.height()
     assert dialog.sections.verticalScrollBar().maximum() > 0  # the sections scroll instead
+    content = dialog.sections.widget()
+    assert content.width() >= content.minimumSizeHint().width()  # nothing cut on the right
 
 
 def test_a_check_result_or_error_goes_stale_when_a_folder_changes(make_dialog, folders):
