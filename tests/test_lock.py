@@ -170,7 +170,7 @@ def test_the_install_scripts_check_fails_on_a_changed_lock(tmp_path):
     assert f"scipy: installed {version}, locked 1.11.0" in bad.stderr
 
 
-def test_install_refuses_a_variant_without_a_lock_before_touching_anything(tmp_path):
+def test_install_with_the_lock_required_refuses_a_variant_without_one_before_anything(tmp_path):
     venv = tmp_path / "venv"
     out = subprocess.run(
         ["bash", str(ROOT / "packaging" / "install.sh")],
@@ -178,6 +178,7 @@ def test_install_refuses_a_variant_without_a_lock_before_touching_anything(tmp_p
             "PATH": "/usr/bin:/bin",
             "PYTHON": sys.executable,
             "EDITEDID_TORCH": "cu126",
+            "EDITEDID_LOCK": "on",  # unset: a developer's GPU install falls back to unlocked
             "EDITEDID_VENV": str(venv),
             "EDITEDID_LOCK_DIR": str(tmp_path),
         },
