@@ -24,7 +24,7 @@ from .main_window import APP_NAME, MainWindow
 from .settings import APPLICATION, ORGANIZATION
 from .state_probe import install_probe
 from .theme import apply_theme, dark_palette
-from .watchdog import CrashRecorder, offer_crash_reports
+from .watchdog import CrashRecorder, end_process, offer_crash_reports
 
 __all__ = ["APP_NAME", "MainWindow", "apply_theme", "dark_palette", "main"]
 
@@ -97,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         offer_crash_reports(window, recorder.folder)  # what the last run left, if anything
     open_arguments(window, [Path(a) for a in options.files])
     code = app.exec()
-    if recorder is not None:
-        recorder.stop()
+    if recorder is not None:  # never exit while the engine thread runs (watchdog.py)
+        return end_process(window.engine.thread, recorder, code)
     return code
 
 

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from . import __version__
 
+ENGINE_EXIT_WAIT_S = 60.0  # after the window closed: the engine thread's time to end
 DEFAULT_SILENCE_S = 30.0  # a UNet call on a slow CPU takes up to ~20 s: no false alarm
 PING_INTERVAL_MS = 1000
 FREEZE_DUMP_S = 60.0  # the UI thread away from its event loop this long: dump all stacks
@@ -287,6 +288,35 @@ class CrashRecorder:
             return _keep(self.path)
         self.path.unlink(missing_ok=True)
         return None
+
+
+def end_process(
+    thread: QThread, recorder: CrashRecorder, code: int, wait_s: float = ENGINE_EXIT_WAIT_S
+) -> int:
+    """After the window closed (its closeEvent cancelled the running job and asked the
+    engine thread to quit): wait for the thread, close the session log, return `code`.
+
+    Why: a QThread object destroyed while its thread still runs aborts the process at exit
+    ("QThread: Destroyed while thread is still running", SIGABRT): the user-path loop saw
+    it when Ctrl+Q came during the engine's warm-up imports (10+ s under load, nothing to
+    cancel) and EngineHost.shutdown's 10 s wait ran out. The window is gone by now, so
+    waiting longer costs the user nothing. A thread still running after `wait_s` (a native
+    call that never returns) goes into the report with every stack, and the process ends
+    with os._exit, which skips the destructor that would abort."""
+    finished = thread.wait(int(wait_s * 1000))
+    if not finished:
+        recorder.record(
+            "The engine did not stop after the window closed",
+            f"still running {wait_s:.0f} s after the window closed; every thread's stack:",
+        )
+        if recorder.file is not None:
+            faulthandler.dump_traceback(recorder.file, all_threads=True)
+    recorder.stop()
+    if not finished:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _keep(session_log: Path) -> Path:

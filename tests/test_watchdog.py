@@ -215,3 +215,55 @@ def test_a_frozen_ui_thread_leaves_every_stack(tmp_path):
     text = report.read_text()
     assert "most recent call first" in text
     assert "open_photos_on_the_ui_thread" in text
+
+
+def test_quitting_while_the_engine_thread_runs_ends_cleanly(tmp_path):
+    """Ctrl+Q during a long, uncancellable engine call (the warm-up's imports): without
+    end_process the running QThread is destroyed at exit and Qt aborts (SIGABRT); with it
+    the process waits, then ends with its own exit code and leaves the stacks."""
+    folder = tmp_path / "reports"
+    done = _run_app_process(
+        tmp_path,
+        f"""
+        import sys, threading
+        from PySide6.QtCore import QCoreApplication, QThread
+        from editedid_desktop.watchdog import end_process
+        app = QCoreApplication([])
+        release = threading.Event()
+        class Engine(QThread):
+            def run(self):
+                self.import_diffusers()
+            def import_diffusers(self):
+                release.wait(60)  # an import that does not end before the exit
+        engine = Engine()
+        engine.start()
+        recorder = CrashRecorder({str(folder)!r}).start()
+        sys.exit(end_process(engine, recorder, 0, wait_s=1.0))
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Destroyed while thread" not in done.stderr
+    (report,) = pending_reports(folder)
+    text = report.read_text()
+    assert "The engine did not stop after the window closed" in text
+    assert "import_diffusers" in text
+
+
+def test_quitting_after_the_engine_thread_ended_leaves_nothing(tmp_path):
+    folder = tmp_path / "reports"
+    done = _run_app_process(
+        tmp_path,
+        f"""
+        import sys
+        from PySide6.QtCore import QCoreApplication, QThread
+        from editedid_desktop.watchdog import end_process
+        app = QCoreApplication([])
+        engine = QThread()
+        engine.start()
+        engine.quit()  # what EngineHost.shutdown asks at close
+        recorder = CrashRecorder({str(folder)!r}).start()
+        sys.exit(end_process(engine, recorder, 5, wait_s=30))
+        """,
+    )
+    assert done.returncode == 5, done.stderr
+    assert list(folder.iterdir()) == []
