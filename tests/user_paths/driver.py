@@ -317,7 +317,8 @@ class RunningApp:
         )
         return f"py-spy dump --native:\n{done.stdout[-12000:]}{done.stderr[-2000:]}"
 
-    def quit_with_ctrl_q(self, timeout: float = 30.0) -> int:
+    def quit_with_ctrl_q(self, timeout: float = 90.0) -> int:
+        """Ctrl+Q; the exit code (the app waits up to 60 s for a running engine call)."""
         self.focus()
         self.key("ctrl+q")
         try:

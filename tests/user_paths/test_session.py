@@ -259,7 +259,7 @@ def test_a_retouchers_session_in_a_real_window(start_app, pairs, tmp_path):
         check(app, discard is not None, f"no Discard button in {buttons}")
         app.click(*centre(discard))
     try:
-        code = app.process.wait(30)
+        code = app.process.wait(90)
     except Exception as exc:  # noqa: BLE001
         raise app.failure("did not exit after Ctrl+Q", frozen=True) from exc
     check(app, code == 0, f"exit code {code} after Ctrl+Q")
