@@ -117,6 +117,18 @@ VPY="$VENV/bin/python"
 say "upgrading pip"
 "$VPY" -m pip install --upgrade pip
 
+if [ "$LOCK" = on ] && "$VPY" -c "import packaging" 2>/dev/null; then
+  # A reused venv: remove first what the lock moves to another version. Some distributions
+  # share one folder (PySide6, PySide6-Essentials, -Addons, shiboken6): replaced in place,
+  # the old one's uninstall deleted files the new one had just written (PySide6 without
+  # its __init__.py after a lock moved 6.12.0 -> 6.11.3).
+  mapfile -t stale < <("$VPY" packaging/lock_check.py stale "$lockfile")
+  if [ "${#stale[@]}" -gt 0 ]; then
+    say "removing what the lock moves to another version: ${stale[*]}"
+    "$VPY" -m pip uninstall -y "${stale[@]}"
+  fi
+fi
+
 if [ "$LOCK" = on ]; then
   # torch alone first, from the PyTorch index of the variant (its +cpu/+cuXYZ build is not
   # on PyPI); then the whole lock. Every file must match a hash of the lock.

@@ -8,6 +8,7 @@ install scripts use it. From the command line, in the environment to check:
 
     python packaging/lock_check.py verify LOCK   # exit 1 unless it holds exactly LOCK's pins
     python packaging/lock_check.py extras LOCK   # installed distributions LOCK does not list
+    python packaging/lock_check.py stale LOCK    # installed at another version than LOCK's
     python packaging/lock_check.py which         # the lock file for this platform + torch
 
 EDITEDID_LOCK_DIR names another lock folder (refresh_lock.sh tests a new lock with it).
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (
         ("verify", "exit 1 unless this environment holds exactly LOCK"),
         ("extras", "print installed distributions LOCK does not list"),
+        ("stale", "print installed distributions at another version than LOCK's"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("lock", type=Path)
@@ -249,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     have = installed()
     if args.command == "extras":
         for name in sorted(set(have) - set(pins) - NOT_LOCKED):
+            print(name)
+        return 0
+    if args.command == "stale":
+        for name in sorted(n for n in set(have) & set(pins) if have[n] != pins[n].version):
             print(name)
         return 0
     problems = differences(have, pins) + [f"no hash: {x}" for x in unhashed(pins)]

@@ -271,3 +271,20 @@ def test_the_lock_scripts_parse_and_explain_themselves():
         timeout=30,
     )
     assert wrong.returncode == 1 and "unknown argument '--upgrade-all'" in wrong.stderr
+
+
+def test_install_removes_first_what_the_lock_moves(tmp_path):
+    """`stale` names what a reused venv holds at another version than the lock, which
+    install.sh uninstalls before installing the lock (PySide6 lost its __init__.py when
+    6.12.0 was replaced in place by 6.11.3: its four distributions share one folder)."""
+    path = LOCKS["linux-cpu"]
+    scipy = lock_check.read_lock(path)["scipy"].version
+    copy = _edited_copy(tmp_path, path, f"scipy=={scipy} ", "scipy==1.11.0 ")
+    run = [sys.executable, str(ROOT / "packaging" / "lock_check.py"), "stale"]
+    assert subprocess.run([*run, str(path)], capture_output=True, text=True).stdout == ""
+    moved = subprocess.run([*run, str(copy)], capture_output=True, text=True)
+    assert moved.returncode == 0 and moved.stdout.split() == ["scipy"]
+    script = (ROOT / "packaging" / "install.sh").read_text()
+    assert script.index("lock_check.py stale") < script.index(
+        'pip install --require-hashes -r "$lockfile"'
+    )
