@@ -39,11 +39,13 @@ def test_restore_output_progress_and_diagnostics(tiny_model):
     assert crop.shape == (SIZE, SIZE, 3) and crop.dtype == np.uint8
     steps = FAST.steps
     for stage in ("inversion", "nulltext", "entanglement"):
-        seen = [c for c in calls if c[0] == stage]
+        seen = [c for c in calls if c[0] == stage and c[3].is_step]
         assert [c[1] for c in seen] == list(range(1, steps + 1)) and all(
             c[2] == steps for c in seen
         )
-        assert all(isinstance(c[3], np.ndarray) and c[3].ndim == 3 for c in seen)
+        assert all(
+            list(c[3].previews) == [0] and c[3].previews[0].ndim == 3 for c in seen
+        )  # the preview of each face, by its index in the pairs
     face = result.faces[0]
     assert face.mix_weights[-1] == 0.5 and not face.cached
     assert len(face.nulltext_losses) == steps
@@ -289,7 +291,9 @@ def test_cancel_stops_within_a_step_and_the_model_stays_usable(tiny_model):
     cancel = threading.Event()
     seen = []
 
-    def on_step(stage, step, total, preview):
+    def on_step(stage, step, total, info):
+        if not info.is_step:
+            return
         seen.append((stage, step))
         if stage == "entanglement" and step == 2:
             cancel.set()
@@ -393,17 +397,20 @@ def test_element_mask_prepass_reports_its_stage_and_cancels_within_one_unet_call
                 tiny_model,
                 crops,
                 FAST,
-                on_step=lambda *a: seen.append(a[:3]),
+                on_step=lambda *a: seen.append(a),
                 cancel=cancel,
             )
     finally:
         hook.remove()
     assert len(unet_calls) == 1
-    assert seen == [(ELEMENT_MASKS_STAGE, 0, 4), (ELEMENT_MASKS_STAGE, 1, 4)]
+    # the cancel stopped that very call (checked before each of its blocks, issue 20):
+    # no face was done
+    faces_done = [s for s in seen if s[3] is None]  # a face's end (not a unit inside it)
+    assert [s[:3] for s in faces_done] == [(ELEMENT_MASKS_STAGE, 0, 4)]
 
     seen.clear()
-    maps = element_attention_maps(tiny_model, crops, FAST, on_step=lambda *a: seen.append(a[:3]))
-    assert [s[1] for s in seen] == [0, 1, 2, 3, 4]
+    maps = element_attention_maps(tiny_model, crops, FAST, on_step=lambda *a: seen.append(a))
+    assert [s[1] for s in seen if s[3] is None] == [0, 1, 2, 3, 4]
     assert len(maps) == 4 and all(m.shape == (SIZE, SIZE) for m in maps)
     alone = element_attention_maps(tiny_model, crops[:1], FAST)[0]
     np.testing.assert_allclose(maps[0], alone, atol=1e-4)  # one face alone: the same map

@@ -51,10 +51,23 @@ __all__ = [
 ]
 
 
+# Inside a step (a UNet or VAE call, engine.diffusion.progress), a line at most this often:
+# a slow step still shows it moves, a fast one does not flood the terminal.
+UNIT_LINE_S = 2.0
+
+
 def _progress_printer(quiet: bool):
-    def on_step(stage: str, step: int, total: int, preview) -> None:
-        if not quiet:
-            print(f"  {stage:<13} {step}/{total}", file=sys.stderr, flush=True)
+    last = [time.monotonic()]
+
+    def on_step(stage: str, step: int, total: int, info=None) -> None:
+        if quiet:
+            return
+        detail = info.describe() if hasattr(info, "describe") else ""
+        now = time.monotonic()
+        if detail and now - last[0] < UNIT_LINE_S:
+            return
+        last[0] = now
+        print(f"  {stage:<13} {step}/{total}{detail}", file=sys.stderr, flush=True)
 
     return on_step
 

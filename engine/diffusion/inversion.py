@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.diffusion.latents import UNetStats, latent_preview, predict_noise
+from engine.diffusion.latents import UNetStats, face_previews, predict_noise
+from engine.diffusion.progress import StepCallback, begin_step, step_info
 from engine.diffusion.schedule import Solver, StepPlan
 from engine.params import EditedIDParams
-
-StepCallback = Callable[[str, int, int, object], None]
 
 
 @dataclass
@@ -132,6 +131,8 @@ def align_invert(
     for k in range(n):
         check_cancel()
         i = n - 1 - k
+        calls = (pending_eps is None) + solver.needs_lookahead(i)
+        begin_step("inversion", k, n, calls)
         z = torch.cat([z_o, z_e])
         eps = pending_eps if pending_eps is not None else _noise(model, z, plan, i, context, stats)
         pending_eps = None
@@ -149,7 +150,7 @@ def align_invert(
         weights[:, k] = w
         traj_o[i], traj_e[i] = z_o.clone(), z_e.clone()
         if on_step is not None:
-            on_step("inversion", k + 1, n, latent_preview(z_e[:1]))
+            on_step("inversion", k + 1, n, step_info(face_previews(z_e)))
     if params.final_align_steps and params.alignment:
         # Exactly one shared z_T (eq. 3) - guard against rounding in the last mix.
         shared = 0.5 * (traj_o[0] + traj_e[0])

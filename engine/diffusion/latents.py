@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from engine.diffusion.progress import UNET_CALL, VAE_DECODE, VAE_ENCODE, unit
 from engine.errors import InputError, NumericalError
 from engine.models.compiled import unet_forward
 
@@ -145,11 +146,12 @@ def _finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
-def _run_vae(model, fn, what: str) -> torch.Tensor:
+def _run_vae(model, fn, what: str, unit_name: str) -> torch.Tensor:
     """fn(vae, dtype) in the VAE's dtype; if a half-precision VAE gives NaN / inf (its
     activations can overflow fp16), run it again in fp32 for this call only. Non-finite
-    in fp32 too raises NumericalError: a NaN decode must never become a black image."""
-    with model.use("vae"):
+    in fp32 too raises NumericalError: a NaN decode must never become a black image.
+    One unit of the current restore's monitor (reported, cancel-checked per block)."""
+    with model.use("vae"), unit(unit_name, model.vae):
         vae = model.vae
         dtype = next(vae.parameters()).dtype
         out = fn(vae, dtype)
@@ -172,34 +174,44 @@ def _run_vae(model, fn, what: str) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_images(model, images: list[np.ndarray]) -> torch.Tensor:
-    """Images -> latents (VAE posterior mean times the scaling factor), fp32."""
-    batch = torch.cat([image_to_tensor(im) for im in images])
+    """Images -> latents (VAE posterior mean times the scaling factor), fp32.
 
-    def encode(vae, dtype):
-        device = next(vae.parameters()).device
-        return vae.encode(batch.to(device, dtype)).latent_dist.mean
+    One image per VAE call: a restore's monitor (engine.diffusion.progress) reports and
+    cancel-checks each (the tiny model's VAE at 512 px takes most of a minute per image
+    on a CPU; a batch of six was minutes without a word and could not be cancelled)."""
+    parts = []
+    for image in images:
+        batch = image_to_tensor(image)
 
-    latents = _run_vae(model, encode, "encoding")
+        def encode(vae, dtype, batch=batch):
+            device = next(vae.parameters()).device
+            return vae.encode(batch.to(device, dtype)).latent_dist.mean
+
+        parts.append(_run_vae(model, encode, "encoding", VAE_ENCODE))
+    latents = torch.cat(parts)
     return (latents * model.vae_scaling_factor).to(model.device)
 
 
 @torch.no_grad()
 def decode_latents(model, latents: torch.Tensor) -> list[np.ndarray]:
-    """Latents -> HxWx3 uint8 images. Raises NumericalError for non-finite latents or
-    a decode that stays non-finite in fp32 (never a silent black image)."""
+    """Latents -> HxWx3 uint8 images, one VAE call each (as encode_images). Raises
+    NumericalError for non-finite latents or a decode that stays non-finite in fp32
+    (never a silent black image)."""
     if not _finite(latents):
         raise NumericalError(
             "The diffusion result is not finite (NaN/inf), so there is nothing to decode. "
             "Lower the guidance or the null-text learning rate, or run in fp32."
         )
-    scaled = latents.float() / model.vae_scaling_factor
+    images = []
+    for i in range(latents.shape[0]):
+        scaled = latents[i : i + 1].float() / model.vae_scaling_factor
 
-    def decode(vae, dtype):
-        device = next(vae.parameters()).device
-        return vae.decode(scaled.to(device, dtype)).sample
+        def decode(vae, dtype, scaled=scaled):
+            device = next(vae.parameters()).device
+            return vae.decode(scaled.to(device, dtype)).sample
 
-    images = _run_vae(model, decode, "decoding")
-    return [tensor_to_image(images[i : i + 1]) for i in range(images.shape[0])]
+        images.append(tensor_to_image(_run_vae(model, decode, "decoding", VAE_DECODE)))
+    return images
 
 
 def latent_preview(latents: torch.Tensor) -> np.ndarray:
@@ -210,6 +222,11 @@ def latent_preview(latents: torch.Tensor) -> np.ndarray:
     rgb = torch.einsum("chw,cr->hwr", lat, _LATENT_RGB)
     rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).round().byte()
     return rgb.numpy()
+
+
+def face_previews(latents: torch.Tensor) -> dict[int, np.ndarray]:
+    """latent_preview of every face of a (F, 4, h, w) batch, by batch slot."""
+    return {f: latent_preview(latents[f]) for f in range(latents.shape[0])}
 
 
 def predict_noise(
@@ -239,7 +256,8 @@ def predict_noise(
 
 def _unet(model, latents: torch.Tensor, t: int, context: torch.Tensor, stats: UNetStats):
     stats.count_forward(latents.shape[0])
-    with model.use("unet"):
+    compiled = getattr(model, "compiled_unet", None) is not None
+    with model.use("unet"), unit(UNET_CALL, model.unet, compiled=compiled):
         timestep = torch.full((latents.shape[0],), t, device=latents.device, dtype=torch.long)
         # the compiled graph when compile_unet() was asked for and applies, else eager
         return unet_forward(model, latents.to(model.dtype), timestep, context)

@@ -51,8 +51,9 @@ import torch.nn.functional as F
 from engine.diffusion.attention import COND, UNCOND
 from engine.diffusion.branch_attention import BranchRecorder
 from engine.diffusion.cost import face_chunks
-from engine.diffusion.inversion import AlignedTrajectories, StepCallback
-from engine.diffusion.latents import UNetStats, latent_preview, predict_noise
+from engine.diffusion.inversion import AlignedTrajectories
+from engine.diffusion.latents import UNetStats, face_previews, predict_noise
+from engine.diffusion.progress import StepCallback, begin_step, step_info
 from engine.diffusion.schedule import StepPlan, reconstruction_step
 from engine.params import EditedIDParams
 
@@ -228,8 +229,12 @@ def optimise_null_text(
     scaler = LossScaler(model.dtype)
     prev_x0: torch.Tensor | None = None
     prev_lam: float | None = None
+    # UNet calls per step: the conditional noise, a forward + backward per chunk of faces
+    # and iteration (fewer once every face stopped early), the step itself
+    calls = 2 + params.nulltext_iters * len(face_chunks(faces, batch_faces))
     for i in range(n):
         check_cancel()
+        begin_step("nulltext", i, n, calls)
         t = plan.timesteps[i]
         # 1. The targets of step i: the stored (mixed) trajectory points at level i + 1.
         target = torch.cat([trajectories.original[i + 1], trajectories.edited[i + 1]]).float()
@@ -255,7 +260,7 @@ def optimise_null_text(
         x, prev_x0, prev_lam = x_next, x0, plan.lam(i)
         chain.append(x)
         if on_step is not None:
-            on_step("nulltext", i + 1, n, latent_preview(x[faces : faces + 1]))
+            on_step("nulltext", i + 1, n, step_info(face_previews(x[faces:])))
     return NullTextResult(
         out_o,
         out_e,
@@ -308,6 +313,7 @@ def _fit_embeddings(
         check_cancel()
         grads, losses = [], []
         for a, b in chunks:  # one forward + backward per chunk of faces
+            check_cancel()
             grad, loss = _loss_and_grad(model, step, phi, plan, params, stats, scaler, a, b)
             grads.append(grad)
             losses.append(loss)

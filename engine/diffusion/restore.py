@@ -28,19 +28,28 @@ from engine.diffusion.branch_attention import (
     ReplayAttention,
     record_bytes,
 )
-from engine.diffusion.inversion import AlignedTrajectories, StepCallback, align_invert
+from engine.diffusion.inversion import AlignedTrajectories, align_invert
 from engine.diffusion.latents import (
     UNetStats,
     decode_latents,
     encode_images,
     encode_text,
-    latent_preview,
+    face_previews,
     predict_noise,
     word_columns,
 )
 from engine.diffusion.nulltext import NullTextResult, optimise_null_text
+from engine.diffusion.progress import (
+    StepCallback,
+    StepMonitor,
+    begin_step,
+    cancel_checker,
+    monitoring,
+    remap_faces,
+    step_info,
+)
 from engine.diffusion.schedule import Solver, StepPlan, make_plan
-from engine.errors import Cancelled, InputError, NumericalError, OutOfMemory
+from engine.errors import InputError, NumericalError, OutOfMemory
 from engine.params import EditedIDParams
 
 CancelToken = Callable[[], bool] | object | None
@@ -266,18 +275,6 @@ def validate_pairs(pairs: list[FacePair]) -> list[tuple[np.ndarray, np.ndarray]]
     return masks
 
 
-def _cancel_checker(cancel: CancelToken) -> Callable[[], None]:
-    if cancel is None:
-        return lambda: None
-    probe = cancel.is_set if hasattr(cancel, "is_set") else cancel
-
-    def check() -> None:
-        if probe():
-            raise Cancelled("Restore cancelled.")
-
-    return check
-
-
 # --- the three stages -------------------------------------------------------------
 @dataclass
 class _Prompts:
@@ -343,6 +340,7 @@ def _invert_faces(
     memory plan keeps a record (None otherwise, or when it came out incomplete)."""
     faces = len(pairs)
     start = _clock(model)
+    begin_step("inversion", 0, plan.steps, 2 * faces)  # the VAE encodes come first
     latents = encode_images(model, [p.original for p in pairs] + [p.edited for p in pairs])
     z_o, z_e = latents[:faces], latents[faces:]
     cond_o = prompts.cond_original.expand(faces, -1, -1)
@@ -498,6 +496,7 @@ def _entangle(
     with gate:
         for i in range(plan.steps):
             check_cancel()
+            begin_step("entanglement", i, plan.steps, 1)
             phi_o = null.uncond_original[i].to(device)
             phi_e = null.uncond_edited[i].to(device)
             uncond = torch.cat([phi_o, phi_e, phi_e]).to(cond.dtype)
@@ -508,9 +507,7 @@ def _entangle(
                 edited, target = x[faces : 2 * faces], x[2 * faces :]
                 x[2 * faces :] = union * target + (1.0 - union) * edited
             if on_step is not None:
-                on_step(
-                    "entanglement", i + 1, plan.steps, latent_preview(x[2 * faces : 2 * faces + 1])
-                )
+                on_step("entanglement", i + 1, plan.steps, step_info(face_previews(x[2 * faces :])))
     return gate.captured_maps(), x
 
 
@@ -527,6 +524,7 @@ def _target_branch(
     with gate:
         for i in range(plan.steps):
             check_cancel()
+            begin_step("entanglement", i, plan.steps, 1)
             gate.step = i
             uncond = null.uncond_edited[i].to(device).to(cond.dtype)
             eps = predict_noise(model, x, plan.timesteps[i], cond, uncond, params.guidance, stats)
@@ -535,7 +533,7 @@ def _target_branch(
                 edited = null.chain_edited[i + 1].to(device).float()
                 x = union * x + (1.0 - union) * edited
             if on_step is not None:
-                on_step("entanglement", i + 1, plan.steps, latent_preview(x[:1]))
+                on_step("entanglement", i + 1, plan.steps, step_info(face_previews(x)))
     ends = [null.chain_original[-1].to(device).float(), null.chain_edited[-1].to(device).float()]
     return gate.captured_maps(), torch.cat([*ends, x])
 
@@ -570,15 +568,25 @@ def restore_faces(
 ) -> RestoreResult:
     """Restore the original identity in each aligned face pair (paper 2.2-2.4).
 
-    on_step(stage, step, total, preview): called after every diffusion step of every
-    stage ("inversion", "nulltext", "entanglement"); preview is a small RGB uint8 array.
+    on_step(stage, step, total, info): called after every diffusion step of every
+    stage ("inversion", "nulltext", "entanglement") with an
+    `engine.diffusion.progress.StepInfo` holding each face's small RGB preview (by index
+    in `pairs`), and before every UNet or VAE call inside a step (info.substep; see
+    engine.diffusion.progress).
     cancel: a callable returning True, or an object with is_set() (threading.Event);
-    checked before every UNet call, so a run stops within one step (raises Cancelled).
+    checked before every UNet and VAE call (and, on an eager model, before each of its
+    blocks), so a run stops within one UNet call in every stage (raises Cancelled).
     keep_latents: also return each face's final branch latents (FaceResult.latents).
     Raises NumericalError instead of returning a non-finite or black crop.
     """
     # 1. Prepare: the inputs checked, the merged step plan (eq. 6), the prompts.
     run = _prepare(model, pairs, params or EditedIDParams(), on_step, cancel, cache)
+    with monitoring(StepMonitor(on_step, run.check_cancel)):
+        return _restore_stages(run, keep_latents)
+
+
+def _restore_stages(run: _Run, keep_latents: bool) -> RestoreResult:
+    """restore_faces' stages 2-4, under the run's step monitor."""
     # 2. Alignment (sec. 2.2, eq. 1-3) and Disentanglement (sec. 2.3, eq. 4-5), per face:
     #    from the cache, or computed for all missing faces in one batch.
     entries, cached = _align_and_disentangle(run)
@@ -634,7 +642,7 @@ def _prepare(model, pairs, params, on_step, cancel, cache) -> _Run:
         prompts=prompts,
         cache=cache if cache is not None else default_cache(model),
         on_step=on_step,
-        check_cancel=_cancel_checker(cancel),
+        check_cancel=cancel_checker(cancel),
         record_spec=_record_spec(model, prompts, params),
     )
 
@@ -668,7 +676,7 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, _CacheEntry], list[bool
             run.plan,
             run.params,
             run.stats,
-            run.on_step,
+            remap_faces(run.on_step, indices),
             run.check_cancel,
             run.timings,
             run.record_spec,
@@ -719,13 +727,14 @@ def _entangle_batch(run: _Run, entries, indices, overlap, keep_latents) -> dict[
         run.plan,
         run.params,
         run.stats,
-        run.on_step,
+        remap_faces(run.on_step, indices),
         run.check_cancel,
         record,
     )
     middle = _clock(run.model)
     run.timings["entanglement"] += middle - start
     n = len(indices)
+    begin_step("entanglement", run.plan.steps, run.plan.steps, n)  # the VAE decodes
     crops = decode_latents(run.model, latents[2 * n :])  # the target branch
     run.timings["decode"] += _clock(run.model) - middle
     out = {}
@@ -841,15 +850,16 @@ def element_attention_maps(
     noised deterministically to `timestep`, with the edited prompt; the maps of the
     element tokens are read from the edited branch. Reports itself as the
     ELEMENT_MASKS_STAGE stage (`on_step(stage, face, faces, None)`, before the first call
-    and after each) and checks `cancel` before each call, so a cancel ends within one
-    UNet call. Returns crop-sized float maps in [0, 1], or None when there are no element
-    words. `stats` counts the UNet work (stage ELEMENT_MASKS_STAGE).
+    and after each face, and with a StepInfo before each face's VAE encode and UNet call)
+    and checks `cancel` before each call, so a cancel ends within one UNet call. Returns
+    crop-sized float maps in [0, 1], or None when there are no element words. `stats`
+    counts the UNet work (stage ELEMENT_MASKS_STAGE).
     """
     params = params or EditedIDParams()
     words = tuple(w for w in params.element_words if w.strip())
     if not words or not edited_crops:
         return None
-    check_cancel = _cancel_checker(cancel)
+    check_cancel = cancel_checker(cancel)
     stats = stats if stats is not None else UNetStats()
     stats.stage = ELEMENT_MASKS_STAGE
     faces = len(edited_crops)
@@ -857,21 +867,22 @@ def element_attention_maps(
         on_step(ELEMENT_MASKS_STAGE, 0, faces, None)
     check_cancel()
     prompts = _prompts(model, params)
-    latents = encode_images(model, edited_crops).float()
     generator = torch.Generator().manual_seed(params.seed)
-    # CPU generator on purpose: the same noise on every device, then moved to the latents
-    noise = torch.randn(latents.shape, generator=generator, device="cpu").to(latents)
     a = float(model.alphas_cumprod[timestep])
-    noisy = (a**0.5) * latents + ((1 - a) ** 0.5) * noise
     result: list[np.ndarray] = []
-    for f in range(faces):
-        check_cancel()
-        maps = prepass_maps(model, noisy[f : f + 1], timestep, prompts, params, stats)
-        if maps is None:
-            return None
-        result.append(_attention_to_crop(maps[0], edited_crops[f].shape[:2]))
-        if on_step is not None:
-            on_step(ELEMENT_MASKS_STAGE, f + 1, faces, None)
+    with monitoring(StepMonitor(on_step, check_cancel)):
+        for f in range(faces):
+            begin_step(ELEMENT_MASKS_STAGE, f, faces, 2)  # its VAE encode and UNet call
+            latent = encode_images(model, [edited_crops[f]]).float()
+            # CPU generator on purpose: the same noise on every device, then moved over
+            noise = torch.randn(latent.shape, generator=generator, device="cpu").to(latent)
+            noisy = (a**0.5) * latent + ((1 - a) ** 0.5) * noise
+            maps = prepass_maps(model, noisy, timestep, prompts, params, stats)
+            if maps is None:
+                return None
+            result.append(_attention_to_crop(maps[0], edited_crops[f].shape[:2]))
+            if on_step is not None:
+                on_step(ELEMENT_MASKS_STAGE, f + 1, faces, None)
     return result
 
 

@@ -385,17 +385,42 @@ def to_photo(mask_crop: np.ndarray, crop: FaceCrop, photo_shape: tuple[int, ...]
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
+    out[y0:y1, x0:x1] = _warp_into(mask, crop, roi)
+    return out
+
+
+def _warp_into(image: np.ndarray, crop: FaceCrop, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """A crop-frame image (crop.size square, any channels) warped into the photo box
+    `roi` (x0, y0, x1, y1); 0 outside the crop."""
+    x0, y0, x1, y1 = roi
     m = np.asarray(crop.matrix, np.float64).copy()
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
-    out[y0:y1, x0:x1] = cv2.warpAffine(
-        mask,
+    return cv2.warpAffine(
+        image,
         m,
         (x1 - x0, y1 - y0),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    return out
+
+
+def crop_patch_to_photo(
+    image: np.ndarray, alpha_crop: np.ndarray, crop: FaceCrop, photo_shape: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """An RGB image of the crop (any size: scaled to the crop first, e.g. a small step
+    preview) as an RGBA patch of the photo, its alpha `alpha_crop` (crop-sized mask),
+    with the patch's box (x0, y0, x1, y1; end exclusive) - only the box of the mask's
+    footprint, never the whole crop. None when the mask is empty or off the photo."""
+    alpha = as_mask_u8(alpha_crop, "preview mask")
+    roi = footprint(crop, photo_shape, alpha)
+    if roi is None:
+        return None
+    rgb = np.ascontiguousarray(image[..., :3])
+    if rgb.shape[:2] != (crop.size, crop.size):
+        rgb = cv2.resize(rgb, (crop.size, crop.size), interpolation=cv2.INTER_LINEAR)
+    rgba = np.ascontiguousarray(np.dstack([rgb, alpha]))
+    return _warp_into(rgba, crop, roi), roi
 
 
 def to_crop(mask_photo: np.ndarray, crop: FaceCrop) -> np.ndarray:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from engine import __version__
+from engine.diffusion.progress import StepInfo, cancel_checker
 from engine.errors import InputError
 from engine.faces.identity import IdentityScore, identity_from_embeddings
 from engine.faces.plausibility import (
@@ -40,6 +41,7 @@ from engine.photo.align import align_edited, align_original_to_edited, too_small
 from engine.photo.contract import CropJob, CropRestorer, RestoredCrops
 from engine.photo.masks import (
     combine_element_masks,
+    crop_patch_to_photo,
     element_mask_from_attention,
     element_mask_from_difference,
     face_mask_from_landmarks,
@@ -47,6 +49,7 @@ from engine.photo.masks import (
     to_photo,
 )
 from engine.photo.pasteback import PasteItem, paste_many
+from engine.photo.roles import RoleCheck, check_roles
 
 THUMB_SIZE = 96
 MaskPair = tuple[np.ndarray | None, np.ndarray | None]
@@ -115,6 +118,9 @@ class PhotoAnalysis:
     faces: list[PhotoFace]
     crop_size: int
     analyzer: FaceAnalyzer | None = None
+    # whether the photo opened as the original looks like the AI edit (engine.photo.roles),
+    # measured with the faces, before any preview is composed; None: nothing measured
+    roles: RoleCheck | None = None
 
     def face(self, index: int) -> PhotoFace:
         for face in self.faces:
@@ -147,6 +153,50 @@ class PhotoResult:
     engine_result: object | None = None
     attention_element_masks: dict[int, np.ndarray] = field(default_factory=dict)
     left_alone: list[tuple[int, str]] = field(default_factory=list)  # (face index, why)
+
+
+@dataclass(frozen=True)
+class FacePreview:
+    """One face's live step preview, placed in the edited photo."""
+
+    face: int  # edited-photo face index
+    image: np.ndarray  # RGBA uint8: the crop's preview warped into the photo; alpha = the
+    # face's restore region (face and element masks), 0 elsewhere
+    box: tuple[int, int, int, int]  # where the patch goes: x0, y0, x1, y1 (end exclusive)
+
+
+@dataclass(frozen=True)
+class PhotoStepInfo(StepInfo):
+    """The restorer's StepInfo with its per-face previews placed in the photo."""
+
+    faces: tuple[FacePreview, ...] = ()
+
+
+def _placing_previews(
+    on_step: Callable | None, analysis: PhotoAnalysis, chosen: list[PhotoFace], jobs: list
+) -> Callable | None:
+    """on_step for the restorer: each step's face previews (by job) become FacePreviews,
+    each in its own face's place, masked to its restore region (never one rectangle over
+    several faces and what lies between them)."""
+    if on_step is None:
+        return None
+    regions = [np.maximum(job.face_mask, job.element_mask) for job in jobs]
+    shape = analysis.edited.shape
+
+    def placed(stage: str, step: int, total: int, info: object = None) -> None:
+        if isinstance(info, StepInfo) and info.previews:
+            faces = []
+            for slot, image in sorted(info.previews.items()):
+                if 0 <= slot < len(chosen):
+                    face = chosen[slot]
+                    patch = crop_patch_to_photo(image, regions[slot], face.edited_crop, shape)
+                    if patch is not None:
+                        faces.append(FacePreview(face.index, *patch))
+            info = PhotoStepInfo(info.previews, info.substep, info.unit, info.within,
+                                 faces=tuple(faces))  # fmt: skip
+        on_step(stage, step, total, info)
+
+    return placed
 
 
 # --- analysis -------------------------------------------------------------------------
@@ -268,7 +318,14 @@ def analyze_photos(
         faces,
         crop_size,
         analyzer,
+        roles=_check_roles(original, edited, faces),
     )
+
+
+def _check_roles(original: np.ndarray, edited: np.ndarray, faces: list[PhotoFace]):
+    """The role check on the paired faces (None when no face is paired)."""
+    pairs = [(f.original_face.box, f.edited_face.box) for f in faces if f.original_face]
+    return check_roles(original, edited, pairs) if pairs else None
 
 
 def _ensure_crop_size(analysis: PhotoAnalysis, size: int) -> PhotoAnalysis:
@@ -298,6 +355,7 @@ def _ensure_crop_size(analysis: PhotoAnalysis, size: int) -> PhotoAnalysis:
         faces,
         size,
         analysis.analyzer,
+        roles=analysis.roles,
     )
 
 
@@ -380,11 +438,15 @@ def _compose(
 
 
 def _outcomes(
-    analysis: PhotoAnalysis, chosen: list[PhotoFace], image: np.ndarray
+    analysis: PhotoAnalysis,
+    chosen: list[PhotoFace],
+    image: np.ndarray,
+    check_cancel: Callable[[], None] = lambda: None,
 ) -> list[FaceOutcome]:
     analyzer = analysis.analyzer
     outcomes = []
     for face in chosen:
+        check_cancel()  # one identity embedding per face
         after = None
         if (
             analyzer is not None
@@ -494,10 +556,13 @@ def restore_analysis(
     _sharpen_element_masks(analysis, chosen, masks, restorer, params, on_step, cancel)
     # 3. every chosen face restored in one call
     jobs = [_crop_job(face, masks, overlaps) for face in chosen]
-    restored = restorer.restore(jobs, params, on_step=on_step, cancel=cancel)
-    # 4. one paste-back composition, identity scores, sidecar
+    placed = _placing_previews(on_step, analysis, chosen, jobs)
+    restored = restorer.restore(jobs, params, on_step=placed, cancel=cancel)
+    # 4. one paste-back composition, identity scores, sidecar (a cancel still counts)
+    check_cancel = cancel_checker(cancel)
+    check_cancel()
     image, alpha = _compose(analysis, chosen, restored)
-    outcomes = _outcomes(analysis, chosen, image)
+    outcomes = _outcomes(analysis, chosen, image, check_cancel)
     extra = {**restored.sidecar, "seconds": round(time.perf_counter() - start, 3)}
     sidecar = _sidecar(analysis, chosen, outcomes, restorer.name, restored.params, extra)
     return PhotoResult(
