@@ -41,3 +41,46 @@ def test_grain_measures_noise_not_edges_and_skips_tiny_faces():
     assert face_grain(noisy, (0, 0, 10, 10)) is None
     assert not check_roles(flat, flat, [((0, 0, 100, 100), (0, 0, 100, 100))]).looks_swapped
     assert check_roles(flat, noisy, [((0, 0, 100, 100), (0, 0, 100, 100))]).looks_swapped
+
+
+def _portrait_pair(name: str = "grace_hopper", **edit):
+    """A real portrait and its simulated AI edit (smoothed, the face re-rendered
+    smoother, rescaled and cropped: tests/fixtures/ai_edit.py)."""
+    from tests.fixtures.ai_edit import simulate_ai_edit
+    from tests.fixtures.faces import dlib_faces
+
+    real = photo(name)
+    return real, simulate_ai_edit(real, dlib_faces(real), **edit)
+
+
+def test_a_lightly_smoothed_and_rescaled_portrait_is_caught_the_wrong_way_round():
+    """Issue 20: a single portrait opened the wrong way round went unflagged (its
+    grain differences vanished in 8-bit grey rounding and under the old 1.6 ratio)."""
+    real, edit = _portrait_pair(smoothing="bilateral", strength=0.5)
+    right = analyze_photos(real, edit, backend="dlib").roles
+    wrong = analyze_photos(edit, real, backend="dlib").roles
+    assert right is not None and wrong is not None  # measured by the analysis itself
+    assert not right.looks_swapped and right.score < 0
+    assert wrong.looks_swapped and wrong.score > 0
+
+
+def test_the_jpeg_of_a_real_group_photo_against_its_edit_is_told_apart_both_ways():
+    from tests.fixtures.ai_edit import jpeg_again
+
+    real, edit = _portrait_pair("t1", smoothing="gaussian", strength=0.6)
+    real = jpeg_again(real)
+    right = analyze_photos(real, edit, backend="dlib").roles
+    wrong = analyze_photos(edit, real, backend="dlib").roles
+    assert len(right.grains) >= 5  # each paired face votes
+    assert not right.looks_swapped and wrong.looks_swapped
+
+
+def test_grain_is_measured_without_rounding_to_grey_levels():
+    """A soft photo's grain sits between grey levels: 0.3 and 0.45 must not both read as
+    the same quantised value (what hid the portrait's wrong order)."""
+    rng = np.random.default_rng(1)
+    base = np.full((120, 120, 3), 128.0)
+    low = np.clip(base + rng.normal(0, 0.35, base.shape), 0, 255).round().astype(np.uint8)
+    high = np.clip(base + rng.normal(0, 0.55, base.shape), 0, 255).round().astype(np.uint8)
+    g_low, g_high = face_grain(low, (0, 0, 120, 120)), face_grain(high, (0, 0, 120, 120))
+    assert g_high > 1.2 * g_low > 0
