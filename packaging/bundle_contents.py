@@ -12,8 +12,9 @@ this interpreter, recursively) and, for every distribution in it,
 - collects the data files inside its import packages (`collect_data_files`; tests, C/C++
   sources and headers, build files and caches left out),
 - collects all its modules when it is small (`SMALL_PACKAGE_BYTES` of Python source at
-  most: kernels, huggingface_hub, tokenizers, ...), so a module imported by name at run
-  time is there. The large ones (torch, transformers, diffusers, scipy, PySide6, ...) are
+  most: kernels, huggingface_hub, tokenizers, ...) and wraps no Qt binding (qtpy and
+  superqt would pull in every Qt module), so a module imported by name at run time is
+  there. The large ones (torch, transformers, diffusers, scipy, PySide6, ...) are
   collected by their PyInstaller hooks and the spec's targeted lists instead (all of
   transformers' 400 model families would add minutes to the build and hundreds of MB).
 
@@ -29,6 +30,7 @@ import os
 import re
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -137,6 +139,19 @@ def is_package(dist: metadata.Distribution, name: str) -> bool:
     return any(f.parts[:2] == (name, "__init__.py") for f in dist.files or [] if len(f.parts) >= 2)
 
 
+QT_BINDINGS = re.compile(rb"\b(PySide[26]|PyQt[56]|qtpy)\b")
+
+
+def imports_qt(dist: metadata.Distribution) -> bool:
+    """Its modules import a Qt binding (qtpy, superqt): collecting all of them would pull
+    in every Qt module they wrap (SQL drivers, QML, multimedia); the analysis follows the
+    ones the app imports."""
+    for f in dist.files or []:
+        if f.suffix == ".py" and QT_BINDINGS.search(Path(dist.locate_file(f)).read_bytes()):
+            return True
+    return False
+
+
 def plan(root: str = APP_DISTRIBUTION) -> dict[str, list[str]]:
     """What the spec collects beyond the analysis, by distribution (no PyInstaller import):
     {"metadata": [dist names], "data": [packages], "submodules": [packages]}."""
@@ -146,7 +161,7 @@ def plan(root: str = APP_DISTRIBUTION) -> dict[str, list[str]]:
         out["metadata"].append(dist.metadata["Name"])
         if name == canonicalize_name(root) or name.startswith(HOOKED_PREFIXES):
             continue  # our own packages: the spec collects engine/ and editedid_desktop/
-        small = python_source_bytes(dist) <= SMALL_PACKAGE_BYTES
+        small = python_source_bytes(dist) <= SMALL_PACKAGE_BYTES and not imports_qt(dist)
         for pkg in import_names(dist):
             if not is_package(dist, pkg):
                 continue

@@ -69,6 +69,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'echo "check_fresh_debian: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 T0=$(date +%s.%N)
 step() {  # print the time since the previous step
@@ -168,7 +169,8 @@ step "apt-get install ./deb"
 
 # --- 4. use it as alice ------------------------------------------------------------------
 as_user editedid --self-test > "$OUT/self-test.log" 2>&1 || { cat "$OUT/self-test.log"; exit 1; }
-grep -E "RESULT|passed" "$OUT/self-test.log" | sed 's/^/== self-test: /'
+grep -q "^RESULT: PASS" "$OUT/self-test.log" || { cat "$OUT/self-test.log"; exit 1; }
+echo "== self-test: $(grep "^RESULT:" "$OUT/self-test.log")"
 step "editedid --self-test"
 
 as_user editedid-cli restore --original "$USER_HOME/photos/$ORIGINAL_NAME" \
@@ -183,7 +185,7 @@ step "editedid-cli restore --mode classic"
 mkfifo "$OUT/tick"
 exec {fd}<> "$OUT/tick"  # read -t on it waits between tries (a FIFO open read-write has no EOF)
 DISPLAY_FILE="$OUT/xvfb-display"
-Xvfb -displayfd 9 -screen 0 1280x800x24 -nolisten tcp 9> "$DISPLAY_FILE" 2> "$OUT/xvfb.log" &
+Xvfb -displayfd 9 -screen 0 1920x1080x24 -nolisten tcp 9> "$DISPLAY_FILE" 2> "$OUT/xvfb.log" &
 XVFB_PID=$!
 wait_for() {  # seconds, command...: run it until it succeeds (status 0) or time runs out
     local until=$(($(date +%s) + $1))

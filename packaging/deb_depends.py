@@ -24,7 +24,7 @@ libraries installed used to give other fields than one without).
    build (`dpkg -S` of this machine is shown as a hint, never used).
 4. Packages no NEEDED entry names but a library loads at run time (`RUNTIME_DATA`):
    fontconfig reads /etc/fonts/fonts.conf and needs at least one font, or every glyph is
-   an empty box.
+   an empty box, and a system font cache, or it writes one into the user's home.
 
 No version floors but glibc's (the highest GLIBC_ symbol version referenced): the
 sonames are the ABI, and the floors of the host's shlibs files follow its package
@@ -55,6 +55,7 @@ OPTIONAL = [
     "*/Qt/plugins/networkinformation/*",
     "*/Qt/plugins/xcbglintegrations/*",
     "*/Qt/plugins/egldeviceintegrations/*",
+    "*/Qt/plugins/printsupport/*",
 ]
 
 # soname -> Debian package. Reviewed against packages.debian.org (bookworm) and
@@ -153,16 +154,24 @@ SYSTEM = {
     "libblkid.so.1": "libblkid1",
     "libsystemd.so.0": "libsystemd0",
     "libudev.so.1": "libudev1",
+    "libreadline.so.8": "libreadline8",
+    "libsqlite3.so.0": "libsqlite3-0",
+    "libgssapi_krb5.so.2": "libgssapi-krb5-2",
+    "libxkbfile.so.1": "libxkbfile1",
+    "libcups.so.2": "libcups2",
     "libgcc_s.so.1": "libgcc-s1",
     "libstdc++.so.6": "libstdc++6",
     "libgomp.so.1": "libgomp1",
 }
 
 # Run-time data that no NEEDED entry names: the library soname that loads it -> packages.
-# fontconfig (bundled with Qt or from the system) reads /etc/fonts/fonts.conf, which
-# fontconfig-config ships (with the conf.d rules the desktop's own fonts use), and needs
-# at least one font: fonts-dejavu-core, what fontconfig-config itself pulls first.
-RUNTIME_DATA = {"libfontconfig.so.1": ["fontconfig-config", "fonts-dejavu-core"]}
+# fontconfig reads /etc/fonts/fonts.conf, which fontconfig-config ships (with the conf.d
+# rules the desktop's own fonts use), and needs at least one font: fonts-dejavu-core,
+# what fontconfig-config itself pulls first. `fontconfig` (which depends on
+# fontconfig-config) adds fc-cache, whose trigger keeps the system's font cache in
+# /var/cache/fontconfig: without it libfontconfig writes a cache into every user's
+# ~/.cache/fontconfig on the first start (seen on a fresh Debian 12).
+RUNTIME_DATA = {"libfontconfig.so.1": ["fontconfig", "fontconfig-config", "fonts-dejavu-core"]}
 
 # The GNU C library: one package, its floor from GLIBC_ symbol versions.
 GLIBC_SONAMES = {

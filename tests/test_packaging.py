@@ -117,6 +117,9 @@ def test_the_run_time_closure_brings_data_metadata_and_modules_of_every_dependen
     plan = bundle_contents.plan()
     assert {"insightface", "face_recognition_models", "huggingface_hub"} <= set(plan["data"])
     assert "transformers" in plan["data"] and "transformers" not in plan["submodules"]
+    # qtpy/superqt wrap every Qt module: collecting all of theirs bundled QML, SQL drivers,
+    # multimedia and 400 MB more; the analysis follows what the app imports
+    assert not {"qtpy", "superqt"} & set(plan["submodules"])
     assert not {"PySide6", "torch"} & set(plan["data"])  # their hooks trim what Qt/torch need
     data = [
         dest + "/" + Path(src).name
@@ -593,8 +596,9 @@ def test_depends_follow_the_bundles_own_graph_not_the_build_machine(tmp_path, mo
     monkeypatch.setattr(deb_depends.subprocess, "run", no_host_query)
     clean = deb_depends.analyse(*_fake_bundle(tmp_path / "clean", GRAPH))
     assert clean["depends"] == [
-        "fontconfig-config",  # what libfontconfig loads at run time: its config, a font
-        "fonts-dejavu-core",
+        "fontconfig",  # what libfontconfig loads at run time: the system font cache,
+        "fontconfig-config",  # its configuration
+        "fonts-dejavu-core",  # and a font
         "libc6 (>= 2.34)",
         "libegl1",
         "libfontconfig1",
