@@ -218,6 +218,22 @@ def test_step_monitor_counts_units_and_keeps_quiet_between_heartbeats():
     assert seen[1][3].describe() == " · UNet call 1/3 (60 %)"
 
 
+def test_step_monitor_checks_cancel_before_each_unit_and_step():
+    """A compiled UNet gets no block hooks: the check before the call is what stops it."""
+    cancel = threading.Event()
+    monitor = StepMonitor(None, progress.cancel_checker(cancel))
+    monitor.begin_step("entanglement", 0, 3, 1)
+    monitor.begin_unit(UNET_CALL)
+    cancel.set()
+    with pytest.raises(Cancelled):
+        monitor.begin_unit(UNET_CALL)
+    with pytest.raises(Cancelled):
+        monitor.begin_step("entanglement", 1, 3, 1)
+    with progress.monitoring(monitor), pytest.raises(Cancelled):
+        with progress.unit(UNET_CALL, module=None, compiled=True):
+            pytest.fail("the unit ran after the cancel")
+
+
 def test_a_cancel_after_the_last_decode_stops_before_the_paste_back(tiny_model, monkeypatch):
     """Pasteback and the identity check after it honour the cancel too."""
     import engine.photo.pipeline as pipeline
