@@ -117,8 +117,12 @@ def merge_results(edited: np.ndarray, results: list[Any]) -> Any:
 class WorkerSignals(QObject):
     """What the engine worker reports (EngineWorker emits; WorkerRelay re-emits)."""
 
-    progress = Signal(str, int, int)  # stage, step, total
-    preview = Signal(object, object)  # RGB uint8 array, face box (x0, y0, x1, y1) or None
+    progress = Signal(str, int, int)  # stage, step, total (a step ended)
+    # inside a step: stage, steps done, total, the unit running (" · UNet call 4/12")
+    substep = Signal(str, int, int, str)
+    # one face's step preview: RGBA uint8 patch in photo pixels, (face index, (x0, y0, x1,
+    # y1)) where it goes (engine.photo.pipeline.FacePreview)
+    preview = Signal(object, object)
     analyzed = Signal(object)  # engine.photo.pipeline.PhotoAnalysis
     classic_ready = Signal(object)  # engine.photo.pipeline.PhotoResult (classic)
     finished = Signal(object)  # engine.photo.pipeline.PhotoResult (diffusion)
@@ -132,7 +136,7 @@ class WorkerSignals(QObject):
 
 
 SIGNAL_NAMES = (
-    "progress", "preview", "analyzed", "classic_ready", "finished", "model_loaded",
+    "progress", "substep", "preview", "analyzed", "classic_ready", "finished", "model_loaded",
     "failed", "cancelled", "status", "job_done", "warmed_up",
 )  # fmt: skip
 
@@ -379,16 +383,9 @@ class EngineWorker(WorkerSignals):
     def _restore_groups(self, restorer: Any, request: RestoreRequest) -> Any:
         from engine.photo.pipeline import restore_photo
 
-        boxes = {face.index: tuple(face.box) for face in request.analysis.faces}
         results = []
         for params, faces in request.groups:
             self._check_cancel()
-            box = boxes.get(faces[0]) if len(faces) == 1 else _union_box(boxes, faces)
-
-            def on_step(stage: str, step: int, total: int, preview: Any, box=box) -> None:
-                self.progress.emit(stage, int(step), int(total))
-                if preview is not None:
-                    self.preview.emit(np.ascontiguousarray(preview), box)
 
             results.append(
                 restore_photo(
@@ -396,7 +393,7 @@ class EngineWorker(WorkerSignals):
                     request.edited,
                     params,
                     faces=faces,
-                    on_step=on_step,
+                    on_step=self._on_step,
                     cancel=self.cancel_event,
                     restorer=restorer,
                     analysis=request.analysis,
@@ -410,13 +407,17 @@ class EngineWorker(WorkerSignals):
             )
         return merge_results(request.edited, results)
 
-
-def _union_box(boxes: dict[int, tuple], faces: list[int]) -> tuple | None:
-    chosen = [boxes[i] for i in faces if i in boxes]
-    if not chosen:
-        return None
-    arr = np.asarray(chosen, float)
-    return (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
+    def _on_step(self, stage: str, step: int, total: int, info: Any = None) -> None:
+        """A restore's report: a step's end (progress, and each face's preview in its
+        own place), or a unit inside a step (substep: UNet / VAE call, heartbeat)."""
+        describe = getattr(info, "describe", None)
+        detail = describe() if describe is not None else ""
+        if detail:
+            self.substep.emit(stage, int(step), int(total), detail)
+            return
+        self.progress.emit(stage, int(step), int(total))
+        for face in getattr(info, "faces", ()):
+            self.preview.emit(face.image, (face.face, face.box))
 
 
 def opencv_on_the_calling_thread() -> None:

@@ -556,6 +556,30 @@ def test_select_tool_and_paint_only_the_selected_face(painting, qtbot):
     assert doc.mask(1, "face")[120, 300] == 0 and doc.mask(0, "face")[120, 300] == 255
 
 
+def test_each_face_preview_covers_its_own_face_and_not_what_lies_between(canvas):
+    """Issue 20: per face, its own item over its own box, blended by its alpha; the
+    photo between two faces stays visible; the next step replaces a face's item."""
+    canvas.set_image("edited", _solid(400, 300, (10, 20, 30)))
+    patch = np.zeros((60, 60, 4), np.uint8)
+    patch[..., :3] = (250, 250, 250)
+    patch[10:50, 10:50, 3] = 255  # the face region; transparent around it
+    canvas.set_preview(patch, (20, 100, 80, 160), face=0)
+    canvas.set_preview(patch, (300, 100, 360, 160), face=2)
+    assert canvas.layer_shown("preview")
+    assert _pixel(canvas, 50, 130) == (250, 250, 250)
+    assert _pixel(canvas, 330, 130) == (250, 250, 250)
+    assert _pixel(canvas, 190, 130) == (10, 20, 30)  # between the faces: the photo
+    assert _pixel(canvas, 22, 102) == (10, 20, 30)  # outside the face region: transparent
+    darker = patch.copy()
+    darker[..., :3] = (0, 200, 0)
+    canvas.set_preview(darker, (20, 100, 80, 160), face=0)  # the next step of face 0
+    assert len(canvas._layers.face_previews) == 2
+    assert _pixel(canvas, 50, 130) == (0, 200, 0)
+    canvas.set_preview(None, None)  # the run ended: every face's preview goes
+    assert not canvas.layer_shown("preview") and not canvas._layers.face_previews
+    assert _pixel(canvas, 50, 130) == (10, 20, 30)
+
+
 def test_mask_overlay_hides_while_a_run_previews(painting, qtbot):
     canvas, doc = painting
     _stroke(qtbot, canvas, [(100, 100), (140, 100)])

@@ -95,7 +95,7 @@ def test_multi_face_restore_is_one_batched_engine_call(
         faces=[0, 3],
         restorer=get_restorer("diffusion", model=tiny_model),
         analysis=group_analysis,
-        on_step=lambda stage, step, total, preview: steps.append((stage, step)),
+        on_step=lambda stage, step, total, info: info.is_step and steps.append((stage, step)),
     )
     engine = result.engine_result
     assert len(engine.faces) == 2

@@ -405,12 +405,12 @@ def test_element_mask_prepass_reports_its_stage_and_cancels_within_one_unet_call
     assert len(unet_calls) == 1
     # the cancel stopped that very call (checked before each of its blocks, issue 20):
     # no face was done
-    faces_done = [s for s in seen if s[3] is None]  # a face's end (not a unit inside it)
+    faces_done = [s for s in seen if s[3].is_step]  # a face's end (not a unit inside it)
     assert [s[:3] for s in faces_done] == [(ELEMENT_MASKS_STAGE, 0, 4)]
 
     seen.clear()
     maps = element_attention_maps(tiny_model, crops, FAST, on_step=lambda *a: seen.append(a))
-    assert [s[1] for s in seen if s[3] is None] == [0, 1, 2, 3, 4]
+    assert [s[1] for s in seen if s[3].is_step] == [0, 1, 2, 3, 4]
     assert len(maps) == 4 and all(m.shape == (SIZE, SIZE) for m in maps)
     alone = element_attention_maps(tiny_model, crops[:1], FAST)[0]
     np.testing.assert_allclose(maps[0], alone, atol=1e-4)  # one face alone: the same map

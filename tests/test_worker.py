@@ -79,7 +79,7 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
 def test_restore_reports_every_step_and_stays_responsive(qtbot, host, photos, analysis):
     steps, previews, beats = [], [], []
     host.worker.progress.connect(lambda stage, step, total: steps.append((stage, step, total)))
-    host.worker.preview.connect(lambda image, box: previews.append((image.shape, box)))
+    host.worker.preview.connect(lambda image, where: previews.append((image.shape, where)))
     heartbeat = QTimer()
     heartbeat.setInterval(20)
     heartbeat.timeout.connect(lambda: beats.append(1))
@@ -98,8 +98,10 @@ def test_restore_reports_every_step_and_stays_responsive(qtbot, host, photos, an
     for stage in ("inversion", "nulltext", "entanglement"):
         got = sorted(step for name, step, total in diffusion if name == stage)
         assert got == list(range(1, FAST_PARAMS.steps + 1)), (stage, got)  # counted from 1
-    assert len(previews) == len(diffusion)
-    assert all(box is not None and len(box) == 4 for _, box in previews)
+    assert len(previews) == len(diffusion)  # one face: one preview per step
+    for shape, (face, box) in previews:  # RGBA, in that face's place in the photo
+        x0, y0, x1, y1 = box
+        assert face == 0 and shape == (y1 - y0, x1 - x0, 4)
     assert len(beats) >= 3, "the UI event loop stalled during the run"
     qtbot.waitUntil(lambda: busy[-1:] == [False])
     assert busy[0] is True

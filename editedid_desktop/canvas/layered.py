@@ -91,10 +91,15 @@ class LayeredCanvas(PhotoView):
         return self._layers.has_image(layer)
 
     def set_preview(
-        self, image: np.ndarray | QImage | None, box: tuple[float, float, float, float] | None
+        self,
+        image: np.ndarray | QImage | None,
+        box: tuple[float, float, float, float] | None,
+        face: int | None = None,
     ) -> None:
-        """Show the live diffusion preview scaled over `box` (x0, y0, x1, y1); None hides."""
-        self._layers.set_preview(image, box)
+        """Show the live diffusion preview scaled over `box` (x0, y0, x1, y1); with
+        `face`, as that face's own preview (one per face, each in its place). None hides
+        that face's preview, or with face None every preview."""
+        self._layers.set_preview(image, box, face)
         self._layers.update()
 
     def set_layer_visible(self, layer: str, visible: bool) -> None:

@@ -56,6 +56,8 @@ class LayerStack:
         self.opacity = dict.fromkeys(LAYERS, 1.0)
         self.opacity["masks"] = 0.5
         self.preview_box: tuple[float, float, float, float] | None = None
+        # per-face previews of a run (face index -> item, box), beside the one above
+        self.face_previews: dict[int, tuple[QGraphicsPixmapItem, tuple[float, ...]]] = {}
 
         self.compare_mode = "off"
         self.before = "edited"  # the "before" photo of a compare
@@ -88,22 +90,48 @@ class LayerStack:
         return False
 
     def set_preview(
-        self, image: np.ndarray | QImage | None, box: tuple[float, float, float, float] | None
+        self,
+        image: np.ndarray | QImage | None,
+        box: tuple[float, float, float, float] | None,
+        face: int | None = None,
     ) -> None:
+        """The run's preview over `box`; with `face`, that face's own preview item (a
+        run shows one per face, each in its place; RGBA images blend by their alpha).
+        image None clears that face's preview, or with face None every preview."""
+        if face is not None:
+            self._set_face_preview(face, image, box)
+            return
         item = self.pixmap_items["preview"]
         if image is None or box is None:
             item.setPixmap(QPixmap())
             self.preview_box = None
+            for face_item, _ in self.face_previews.values():
+                self.scene.removeItem(face_item)
+            self.face_previews.clear()
         else:
-            qimage = image if isinstance(image, QImage) else numpy_to_qimage(image)
-            item.setPixmap(QPixmap.fromImage(qimage))
+            item.setPixmap(QPixmap.fromImage(_qimage(image)))
             self.preview_box = tuple(float(v) for v in box)  # type: ignore[assignment]
             self.place("preview")
+
+    def _set_face_preview(self, face: int, image, box) -> None:
+        old = self.face_previews.pop(face, None)
+        if image is None or box is None:
+            if old is not None:
+                self.scene.removeItem(old[0])
+            return
+        item = old[0] if old is not None else QGraphicsPixmapItem(self.groups["preview"])
+        item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
+        item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        item.setPixmap(QPixmap.fromImage(_qimage(image)))
+        self.face_previews[face] = (item, tuple(float(v) for v in box))
+        _place_on_box(item, self.face_previews[face][1])
 
     def has_image(self, layer: str) -> bool:
         check_layer(layer)
         if layer == "masks":
             return self.mask_item.image is not None
+        if layer == "preview" and self.face_previews:
+            return True
         return not self.pixmap_items[layer].pixmap().isNull()
 
     def frame_size(self) -> tuple[int, int] | None:
@@ -186,16 +214,13 @@ class LayerStack:
         """Scale a layer's pixmap onto the frame (the preview: onto its face box)."""
         item = self.pixmap_items[layer]
         pixmap = item.pixmap()
-        if pixmap.isNull():
+        if pixmap.isNull() and layer != "preview":
             return
         if layer == "preview":
-            if self.preview_box is None:
-                return
-            x0, y0, x1, y1 = self.preview_box
-            item.setPos(x0, y0)
-            item.setTransform(
-                QTransform.fromScale((x1 - x0) / pixmap.width(), (y1 - y0) / pixmap.height())
-            )
+            for face_item, box in self.face_previews.values():
+                _place_on_box(face_item, box)
+            if self.preview_box is not None:
+                _place_on_box(item, self.preview_box)
             return
         frame = self.frame_size()
         item.setPos(0, 0)
@@ -297,3 +322,17 @@ class FaceBoxes:
             if item.rect().contains(point)
         ]
         return min(hits)[1] if hits else None
+
+
+def _qimage(image: np.ndarray | QImage) -> QImage:
+    return image if isinstance(image, QImage) else numpy_to_qimage(image)
+
+
+def _place_on_box(item: QGraphicsPixmapItem, box: tuple[float, ...]) -> None:
+    """Scale a pixmap item onto a scene box (x0, y0, x1, y1)."""
+    pixmap = item.pixmap()
+    if pixmap.isNull():
+        return
+    x0, y0, x1, y1 = box
+    item.setPos(x0, y0)
+    item.setTransform(QTransform.fromScale((x1 - x0) / pixmap.width(), (y1 - y0) / pixmap.height()))

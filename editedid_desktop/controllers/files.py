@@ -63,6 +63,9 @@ class FilesController(Controller):
         self._role_notice: RoleNotice | None = None
         # pairs whose roles the user confirmed with "Keep" (this app session): asked once
         self._roles_confirmed: set[tuple[Path, Path]] = set()
+        # the swap-roles notice awaits an answer: no preview is composed until then
+        # (it would paste the AI face into the real photo)
+        self.roles_in_question = False
 
     def choose_original(self) -> None:
         self.choose_photo("original")
@@ -124,6 +127,7 @@ class FilesController(Controller):
             return False
         self.session.set_photo(kind, path, image)
         self.role_notice.hide()  # the roles of other photos are checked after analysis
+        self.roles_in_question = False
         self.window.exporter.forget_result_path()
         canvas = self.canvas
         canvas.set_image(kind, image)
@@ -175,20 +179,16 @@ class FilesController(Controller):
         return self._role_notice
 
     def check_roles(self, analysis) -> RoleCheck | None:
-        """After an analysis: warn (never block) when the photo opened as the original
-        looks like the edited one (engine.photo.roles); None when nothing was measured."""
-        from engine.photo.roles import check_roles
-
-        pairs = [
-            (face.original_face.box, face.edited_face.box)
-            for face in analysis.faces
-            if face.original_face is not None
-        ]
-        if not pairs:
+        """After an analysis, before any preview: warn (never block) when the photo
+        opened as the original looks like the edited one (the analysis' own role check,
+        engine.photo.roles); the classic preview then waits for Keep (roles_in_question).
+        None when nothing was measured."""
+        check = analysis.roles
+        if check is None:
             return None
-        check = check_roles(analysis.original, analysis.edited, pairs)
         current = (self.session.original_path, self.session.edited_path)
-        if check.looks_swapped and current not in self._roles_confirmed:
+        self.roles_in_question = check.looks_swapped and current not in self._roles_confirmed
+        if self.roles_in_question:
             original = self.session.original_path
             name = original.name if original is not None else "The original"
             self.role_notice.show_message(
@@ -201,6 +201,8 @@ class FilesController(Controller):
 
     def _confirm_roles(self) -> None:
         self._roles_confirmed.add((self.session.original_path, self.session.edited_path))
+        self.roles_in_question = False
+        self.window.runner.run_classic()  # the preview held back for the answer
 
     def swap_roles(self) -> bool:
         """Open the current pair again, each photo in the other role."""

@@ -31,6 +31,7 @@ class RunController(Controller):
         worker = self.engine.worker
         self.engine.busy_changed.connect(self.on_busy_changed)
         worker.progress.connect(self.on_progress)
+        worker.substep.connect(self.on_substep)
         worker.preview.connect(self.on_preview)
         worker.analyzed.connect(self.window.faces.on_analyzed)
         worker.classic_ready.connect(self.on_classic)
@@ -71,8 +72,8 @@ class RunController(Controller):
 
     def run_classic(self) -> None:
         session = self.session
-        if session.analysis is None:
-            return
+        if session.analysis is None or self.window.files.roles_in_question:
+            return  # no preview while the roles are in question (files.check_roles)
         faces = session.enabled_faces()
         if not faces:
             session.classic_result = None
@@ -160,9 +161,16 @@ class RunController(Controller):
             bar.setRange(0, 0)
             label.setText(stage.capitalize() + "…")
 
-    def on_preview(self, image: np.ndarray, box: Any) -> None:
-        if box is not None:
-            self.canvas.set_preview(image, box)
+    def on_substep(self, stage: str, step: int, total: int, detail: str) -> None:
+        """Inside a step (a UNet or VAE call, a heartbeat from inside a slow one): the
+        label says which, so a minute-long step shows it is moving."""
+        running = f" {min(step + 1, total)}/{total}" if total > 0 else ""
+        self.window.stage_label.setText(f"{stage.capitalize()}{running}{detail}")
+
+    def on_preview(self, image: np.ndarray, where: Any) -> None:
+        """One face's preview, over that face alone (worker.preview)."""
+        face, box = where
+        self.canvas.set_preview(image, box, face=face)
 
     def on_finished(self, result: Any) -> None:
         self.canvas.set_preview(None, None)

@@ -41,6 +41,7 @@ from engine.diffusion.latents import (
 from engine.diffusion.nulltext import NullTextResult, optimise_null_text
 from engine.diffusion.progress import (
     StepCallback,
+    StepInfo,
     StepMonitor,
     begin_step,
     cancel_checker,
@@ -849,9 +850,9 @@ def element_attention_maps(
     Prompt-to-prompt style mask extraction, one UNet call per face: the edited latent,
     noised deterministically to `timestep`, with the edited prompt; the maps of the
     element tokens are read from the edited branch. Reports itself as the
-    ELEMENT_MASKS_STAGE stage (`on_step(stage, face, faces, None)`, before the first call
-    and after each face, and with a StepInfo before each face's VAE encode and UNet call)
-    and checks `cancel` before each call, so a cancel ends within one UNet call. Returns
+    ELEMENT_MASKS_STAGE stage (`on_step(stage, face, faces, StepInfo())` before the first
+    face and after each, a unit report before each face's VAE encode and UNet call) and
+    checks `cancel` before each call and its blocks, so a cancel ends within one call. Returns
     crop-sized float maps in [0, 1], or None when there are no element words. `stats`
     counts the UNet work (stage ELEMENT_MASKS_STAGE).
     """
@@ -864,7 +865,7 @@ def element_attention_maps(
     stats.stage = ELEMENT_MASKS_STAGE
     faces = len(edited_crops)
     if on_step is not None:
-        on_step(ELEMENT_MASKS_STAGE, 0, faces, None)
+        on_step(ELEMENT_MASKS_STAGE, 0, faces, StepInfo())
     check_cancel()
     prompts = _prompts(model, params)
     generator = torch.Generator().manual_seed(params.seed)
@@ -882,7 +883,7 @@ def element_attention_maps(
                 return None
             result.append(_attention_to_crop(maps[0], edited_crops[f].shape[:2]))
             if on_step is not None:
-                on_step(ELEMENT_MASKS_STAGE, f + 1, faces, None)
+                on_step(ELEMENT_MASKS_STAGE, f + 1, faces, StepInfo())
     return result
 
 
