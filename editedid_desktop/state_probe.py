@@ -23,18 +23,23 @@ from PySide6.QtCore import QObject, QPoint, QRect, QTimer
 from PySide6.QtWidgets import QAbstractButton, QApplication, QMenu, QTabBar, QWidget
 
 ENV_VAR = "EDITEDID_STATE_FILE"
+LAYERS = ("original", "edited", "result", "masks")
 INTERVAL_MS = 200
 
 
 def _rect(widget: QWidget | None) -> list[int] | None:
-    """The visible part of `widget` on the screen as [x, y, width, height], or None."""
+    """The part of `widget` on the screen as [x, y, width, height] (clipped by every
+    ancestor up to its window, so a scrolled-away control is None)."""
     if widget is None or not widget.isVisible():
         return None
-    visible = widget.visibleRegion().boundingRect()
-    if visible.isEmpty():
-        return None
-    top_left = widget.mapToGlobal(visible.topLeft())
-    return [top_left.x(), top_left.y(), visible.width(), visible.height()]
+    area = QRect(widget.mapToGlobal(QPoint(0, 0)), widget.size())
+    parent = widget.parentWidget()
+    while parent is not None:
+        area = area.intersected(QRect(parent.mapToGlobal(QPoint(0, 0)), parent.size()))
+        if parent.isWindow():
+            break
+        parent = parent.parentWidget()
+    return None if area.isEmpty() else [area.x(), area.y(), area.width(), area.height()]
 
 
 def _image_rect(window: Any, box: Any) -> list[int] | None:
@@ -128,6 +133,7 @@ def snapshot(window: Any, seq: int = 0) -> dict[str, Any]:
         "modal": _modal(modal),
         "popup": _popup(popup),
         "canvas": _rect(window.canvas.viewport()),
+        "layers": {name: window.canvas.layer_shown(name) for name in LAYERS},
         "panels": panels,
         "params": {
             "dock_visible": window.params_dock.isVisible(),

@@ -40,6 +40,9 @@ def test_the_snapshot_places_faces_and_controls_on_the_screen(qtbot, window, pho
     assert state["widgets"]["run_button"] is not None
     assert state["params"]["resolution"] is None  # the Advanced dock is closed
     assert "File" in state["widgets"]["menu_bar"]
+    assert state["layers"]["result"] and state["layers"]["edited"]
+    window.layer_actions["result"].setChecked(False)  # View > Show Result off
+    assert snapshot(window)["layers"]["result"] is False
 
 
 def test_the_file_is_rewritten_while_the_event_loop_runs(qtbot, window, tmp_path, monkeypatch):  # noqa: F811

@@ -26,6 +26,13 @@ def centre(rect: list[int]) -> tuple[int, int]:
     return x + w // 2, y + h // 2
 
 
+def tick_box(rect: list[int]) -> tuple[int, int]:
+    """Where to click a check box: its indicator at the left (the widget may span the row,
+    and a click on its empty part toggles nothing)."""
+    x, y, _, h = rect
+    return x + 8, y + h // 2
+
+
 def check(app: RunningApp, ok: bool, what: str) -> None:
     if not ok:
         raise app.failure(f"showed the wrong thing: {what}")
@@ -43,21 +50,22 @@ def analysed(app: RunningApp, edited: Path, timeout: float = ANALYSIS_S) -> dict
     check(app, title.startswith(edited.name), f"window title {title!r}, not {edited.name}")
     if not any(p["enabled"] for p in state["panels"].values()):
         first = str(state["faces"][0]["index"])
-        app.click(*centre(scroll_list_to(app, first, "enabled_box")["enabled_box"]))
+        app.click(*tick_box(scroll_list_to(app, first, "enabled_box")["enabled_box"]))
     return app.wait_for(lambda s: s["classic"] and not s["busy"], 120, "the classic preview")
 
 
 def result_layer_shows(app: RunningApp, step: str, min_changed: float = 0.15) -> None:
     """Screenshots with the result layer on and off (View > Show Result, Alt+3): the
     enabled faces change and the photo around them stays as it was."""
-    state = app.state()
+    state = app.wait_for(lambda s: s["layers"]["result"], 5, "the result layer on screen")
     with_result = app.screenshot(f"{step}-result-on")
     app.focus()
     app.key("alt+3")
-    app.wait_for(lambda s: s["seq"] > state["seq"] + 2, 5, "a repaint")
+    hidden = app.wait_for(lambda s: not s["layers"]["result"], 5, "Alt+3 hides the result")
+    app.wait_for(lambda s: s["seq"] > hidden["seq"] + 2, 5, "the repaint")  # 3 event loops on
     without = app.screenshot(f"{step}-result-off")
     app.key("alt+3")
-    app.state()
+    app.wait_for(lambda s: s["layers"]["result"], 5, "Alt+3 shows the result again")
     enabled = {int(i) for i, p in state["panels"].items() if p["enabled"]}
     faces = [f for f in state["faces"] if f["index"] in enabled and f["screen"]]
     check(app, bool(faces), f"{step}: no enabled face on the screen")
@@ -217,7 +225,7 @@ def test_a_retouchers_session_in_a_real_window(start_app, pairs, tmp_path):
         index = str(face["index"])
         panel = scroll_list_to(app, index, "enabled_box")
         if panel["enabled"]:
-            app.click(*centre(panel["enabled_box"]))
+            app.click(*tick_box(panel["enabled_box"]))
             app.wait_for(lambda s, i=index: not s["panels"][i]["enabled"], 5, f"face {index} off")
     state = app.wait_for(lambda s: not s["busy"], 120, "the classic preview of one face")
     app.click(*centre(state["widgets"]["run_button"]))
