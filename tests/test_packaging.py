@@ -135,6 +135,34 @@ def test_the_run_time_closure_brings_data_metadata_and_modules_of_every_dependen
         assert "kernels" in plan["metadata"]
 
 
+def test_no_bundled_library_writes_into_the_users_home(tmp_path):
+    """onnxruntime (insightface's runtime) keeps a telemetry device id and database in
+    ~/.cache/Microsoft/DeveloperTools/.onnxruntime from its first session on Linux; the
+    privacy defaults that `import engine` applies switch it off (ORT_DISABLE_TELEMETRY)."""
+    code = """
+import engine, numpy as np, onnxruntime as ort
+from onnx import TensorProto, helper
+io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy"]
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", io[:1], io[1:])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+print(session.run(None, {"x": np.array([-1.0], np.float32)})[0][0])
+"""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ORT_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env | {"HOME": str(home)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stdout.strip() == "0.0", done.stderr[-3000:]  # the session ran
+    assert not list(home.rglob("*")), list(home.rglob("*"))
+
+
 def test_the_build_machines_system_libraries_are_never_bundled():
     is_host = bundle_contents.is_host_library
     assert is_host("/usr/lib/x86_64-linux-gnu/libgtk-3.so.0", "BINARY")
