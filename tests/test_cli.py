@@ -392,7 +392,8 @@ def test_restore_checks_output_and_inputs_before_loading_a_model(
     folder.mkdir()
     cases = [
         (_restore(original, edited, folder), "existing: is a folder"),
-        (_restore(original, edited, tmp_path / "nope" / "r.png"), "does not exist"),
+        # a missing output folder is created, and removed again when the command is refused
+        (_restore(tmp_path / "gone.jpg", edited, tmp_path / "new" / "r.png"), "gone.jpg: file"),
         (_restore(original, edited, tmp_path / "r.gif"), "cannot save as '.gif'"),
         (_restore(tmp_path / "missing.jpg", edited, tmp_path / "r.png"), "missing.jpg: file not"),
         (_restore(original, tmp_path, tmp_path / "r.png"), "is a folder, not an image"),

@@ -76,24 +76,26 @@ def _warn(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr)
 
 
-def _check_output(out: Path, **checks) -> None:
-    """`check_result_target(out, **checks)` after creating the output's missing folders,
-    as `batch --out-dir` does (`restore --out new/dir/r.png` works); the folders made here
-    are removed again when the output is refused, so a refused command leaves nothing."""
-    from engine.io.export import OutputFolderError, check_result_target
+@contextlib.contextmanager
+def _output_folder(out: Path):
+    """Create the output's missing folders (`restore --out new/dir/r.png` works, as
+    `batch --out-dir` does) for the command run inside; when it fails or is refused, the
+    folders made here are removed again if still empty, so a refused command leaves
+    nothing behind."""
+    from engine.io.export import OutputFolderError
 
     folder = Path(out).parent
     missing = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        pass  # a file where the folder should be: the check below says so
+        pass  # a file where the folder should be: check_result_target says so
     except OSError as error:
         raise OutputFolderError(
             f"{folder}: cannot create the output folder ({error.strerror or error})."
         ) from error
     try:
-        check_result_target(out, **checks)
+        yield
     except BaseException:
         for made in missing:
             with contextlib.suppress(OSError):
@@ -103,7 +105,7 @@ def _check_output(out: Path, **checks) -> None:
 
 # --- restore-crop ---------------------------------------------------------------------
 def cmd_restore_crop(args: argparse.Namespace) -> int:
-    from engine.io.export import sidecar_inputs, write_with_sidecar
+    from engine.io.export import check_result_target, sidecar_inputs, write_with_sidecar
     from engine.io.files import read_hashed, remove_stale_temp_files
     from engine.io.images import read_mask, read_rgb, write_image_atomic
     from engine.photo.contract import CropJob
@@ -117,46 +119,50 @@ def cmd_restore_crop(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     # output, sidecar and inputs are checked before the model is loaded
-    _check_output(out, protected_paths=inputs, overwrite=args.overwrite, formats=None)
-    hashes, arrays = {}, {}
-    for name, path in inputs.items():
-        arrays[name], hashes[name] = read_hashed(path, read_mask if "mask" in name else read_rgb)
-    job = CropJob(
-        arrays["original"], arrays["edited"], arrays["face_mask"], arrays["element_mask"],
-        name=inputs["edited"].name,
-    )  # fmt: skip
-    del arrays
-    remove_stale_temp_files(out.parent)
-    started = time.perf_counter()
-    restorer = restorer_from_args(args, "diffusion")
-    loaded = time.perf_counter()
-    if not args.quiet:
-        model = restorer.model
-        print(
-            f"Model {model.model_id} on {model.device} ({model.dtype}) in {loaded - started:.1f} s",
-            file=sys.stderr,
+    with _output_folder(out):
+        check_result_target(out, protected_paths=inputs, overwrite=args.overwrite, formats=None)
+        hashes, arrays = {}, {}
+        for name, path in inputs.items():
+            arrays[name], hashes[name] = read_hashed(
+                path, read_mask if "mask" in name else read_rgb
+            )
+        job = CropJob(
+            arrays["original"], arrays["edited"], arrays["face_mask"], arrays["element_mask"],
+            name=inputs["edited"].name,
+        )  # fmt: skip
+        del arrays
+        remove_stale_temp_files(out.parent)
+        started = time.perf_counter()
+        restorer = restorer_from_args(args, "diffusion")
+        loaded = time.perf_counter()
+        if not args.quiet:
+            model = restorer.model
+            took = loaded - started
+            print(
+                f"Model {model.model_id} on {model.device} ({model.dtype}) in {took:.1f} s",
+                file=sys.stderr,
+            )
+        restored = restorer.restore(
+            [job], params, on_step=_progress_printer(args.quiet), on_message=_warn
         )
-    restored = restorer.restore(
-        [job], params, on_step=_progress_printer(args.quiet), on_message=_warn
-    )
-    sidecar = {
-        "tool": "editedid-cli restore-crop",
-        "version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": sidecar_inputs(inputs, hashes),
-        "output": str(out.resolve()),
-        "seconds": round(time.perf_counter() - loaded, 3),
-        "diagnostics": restored.sidecar["engine"],
-    }
-    write_with_sidecar(
-        out,
-        lambda: write_image_atomic(out, restored.crops[0]),
-        sidecar,
-        protected_paths=inputs,
-        overwrite=args.overwrite,
-        formats=None,
-    )
-    print(out)
+        sidecar = {
+            "tool": "editedid-cli restore-crop",
+            "version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "inputs": sidecar_inputs(inputs, hashes),
+            "output": str(out.resolve()),
+            "seconds": round(time.perf_counter() - loaded, 3),
+            "diagnostics": restored.sidecar["engine"],
+        }
+        write_with_sidecar(
+            out,
+            lambda: write_image_atomic(out, restored.crops[0]),
+            sidecar,
+            protected_paths=inputs,
+            overwrite=args.overwrite,
+            formats=None,
+        )
+        print(out)
     return EXIT_OK
 
 
@@ -213,6 +219,7 @@ def _parse_faces(text: str | None) -> list[int] | str | None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from engine.io.export import check_result_target
     from engine.io.files import remove_stale_temp_files
     from engine.io.images import open_image
     from engine.photo.pipeline import restore_photo_files
@@ -221,39 +228,40 @@ def cmd_restore(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     faces = _parse_faces(args.faces)
     inputs = {"original": Path(args.original), "edited": Path(args.edited)}
-    _check_output(Path(args.out), protected_paths=inputs, overwrite=args.overwrite)
-    for path in inputs.values():
-        with open_image(path):  # the header: missing, unreadable or not an image
-            pass
-    remove_stale_temp_files(Path(args.out).parent)
-    restorer = restorer_from_args(args)
-    result = restore_photo_files(
-        args.original,
-        args.edited,
-        args.out,
-        params,
-        restorer=restorer,
-        backend=args.face_backend,
-        faces=faces,
-        on_step=_progress_printer(args.quiet),
-        overwrite=args.overwrite,
-        strip_location=args.strip_location,
-    )
-    if not args.quiet:
-        for face in result.faces:
-            before = f"{face.id_before.value:.3f}" if face.id_before else "n/a"
-            after = f"{face.id_after.value:.3f}" if face.id_after else "n/a"
-            partner = "none" if face.original_index is None else face.original_index + 1
-            print(
-                f"face {face.index + 1}: paired with original face {partner}; "
-                f"identity ({result.backend}) before {before} -> after {after}",
-                file=sys.stderr,
-            )
-        for index, why in getattr(result, "left_alone", []):
-            print(f"face {index + 1}: left as edited ({why})", file=sys.stderr)
-        for warning in result.warnings:
-            _warn(warning)
-    print(args.out)
+    with _output_folder(Path(args.out)):
+        check_result_target(Path(args.out), protected_paths=inputs, overwrite=args.overwrite)
+        for path in inputs.values():
+            with open_image(path):  # the header: missing, unreadable or not an image
+                pass
+        remove_stale_temp_files(Path(args.out).parent)
+        restorer = restorer_from_args(args)
+        result = restore_photo_files(
+            args.original,
+            args.edited,
+            args.out,
+            params,
+            restorer=restorer,
+            backend=args.face_backend,
+            faces=faces,
+            on_step=_progress_printer(args.quiet),
+            overwrite=args.overwrite,
+            strip_location=args.strip_location,
+        )
+        if not args.quiet:
+            for face in result.faces:
+                before = f"{face.id_before.value:.3f}" if face.id_before else "n/a"
+                after = f"{face.id_after.value:.3f}" if face.id_after else "n/a"
+                partner = "none" if face.original_index is None else face.original_index + 1
+                print(
+                    f"face {face.index + 1}: paired with original face {partner}; "
+                    f"identity ({result.backend}) before {before} -> after {after}",
+                    file=sys.stderr,
+                )
+            for index, why in getattr(result, "left_alone", []):
+                print(f"face {index + 1}: left as edited ({why})", file=sys.stderr)
+            for warning in result.warnings:
+                _warn(warning)
+        print(args.out)
     return EXIT_OK
 
 
