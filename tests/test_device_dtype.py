@@ -71,7 +71,7 @@ def test_whole_diffusion_path_runs_on_a_second_device(tiny_sd_dir):
             m,
             pairs,
             params,
-            on_step=lambda stage, step, total, preview: previews.append((stage, preview)),
+            on_step=lambda stage, step, total, info: previews.append((stage, info)),
             cancel=threading.Event(),
             cache=InversionCache(),
         )
@@ -83,8 +83,10 @@ def test_whole_diffusion_path_runs_on_a_second_device(tiny_sd_dir):
         assert on_stand_in(next(model.unet.parameters()))  # settings restored, same device
 
     assert attempts == [False, True] and "VAE and text encoder off the GPU" in messages[0]
-    assert {stage for stage, _ in previews} == {"inversion", "nulltext", "entanglement"}
-    assert all(isinstance(p, np.ndarray) and p.dtype == np.uint8 for _, p in previews)
+    steps = [(stage, info) for stage, info in previews if info.is_step]  # not unit reports
+    assert {stage for stage, _ in steps} == {"inversion", "nulltext", "entanglement"}
+    shown = [p for _, info in steps for p in info.previews.values()]  # back on the host
+    assert shown and all(isinstance(p, np.ndarray) and p.dtype == np.uint8 for p in shown)
     for got, want in zip(result.faces, reference.faces, strict=True):
         assert got.restored.dtype == np.uint8 and got.restored.shape == (SIZE, SIZE, 3)
         diff = np.abs(got.restored.astype(int) - want.restored.astype(int))
