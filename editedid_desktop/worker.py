@@ -292,6 +292,10 @@ class EngineWorker(WorkerSignals):
             if generation:
                 self.cancel_event.clear()  # a cancel of an earlier job does not apply
             outcome = job()
+            if generation and generation <= self.cancelled_upto:
+                # Cancelled while a call that cannot look at the Event ran (a native
+                # detector, one long op): the user asked for no result, so none arrives.
+                raise Cancelled("Cancelled.")
         except Cancelled:
             self.status.emit("Cancelled.")
             outcome = self.cancelled.emit

@@ -213,3 +213,25 @@ def test_host_runs_opencv_on_the_calling_thread(qtbot, tiny_sd_dir, tmp_path):
         assert cv2.getNumThreads() == 1
     finally:
         host.shutdown()
+
+
+def test_a_job_cancelled_inside_a_call_that_cannot_stop_delivers_no_result(
+    qtbot, host, analysis, monkeypatch
+):
+    """Cancel pressed while the classic preview sits in a native call that never looks at
+    the Event: when the call returns, the user gets "cancelled", not a late preview."""
+    import engine.photo.pipeline
+
+    real = engine.photo.pipeline.restore_analysis
+
+    def cancelled_meanwhile(*args, **kwargs):
+        host.cancel()  # what Esc does from the UI thread while the call runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.photo.pipeline, "restore_analysis", cancelled_meanwhile)
+    late = []
+    host.worker.classic_ready.connect(late.append)
+    with qtbot.waitSignal(host.worker.cancelled, timeout=60000):
+        host.classic(ClassicRequest(analysis, faces=[0]))
+    qtbot.waitUntil(lambda: not host.busy)
+    assert late == []
