@@ -119,9 +119,14 @@ def unhashed(pins: dict[str, Pin]) -> list[str]:
 
 
 def installed() -> dict[str, str]:
-    """name -> version of every distribution this interpreter sees."""
+    """name -> version of every distribution installed in this environment's
+    site-packages (what pip put there). Not every folder on sys.path: Ray, once imported,
+    puts its vendored packages (ray/thirdparty_files: colorama, ...) on it."""
+    import sysconfig
+
+    folders = sorted({sysconfig.get_paths()[key] for key in ("purelib", "platlib")})
     found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
+    for dist in importlib.metadata.distributions(path=folders):
         name = dist.metadata["Name"]
         if name:
             found.setdefault(canonicalize_name(name), dist.version)

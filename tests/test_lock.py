@@ -6,6 +6,7 @@ a changed copy of a lock or of the installed set."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shutil
 import subprocess
@@ -288,3 +289,14 @@ def test_install_removes_first_what_the_lock_moves(tmp_path):
     assert script.index("lock_check.py stale") < script.index(
         'pip install --require-hashes -r "$lockfile"'
     )
+
+
+def test_what_is_installed_is_read_from_site_packages_only(monkeypatch, tmp_path):
+    """Ray puts ray/thirdparty_files (colorama, ...) on sys.path when imported: that is
+    not an installed distribution (the lock check failed after the cluster tests)."""
+    vendored = tmp_path / "thirdparty_files" / "colorama-0.4.6.dist-info"
+    vendored.mkdir(parents=True)
+    (vendored / "METADATA").write_text("Metadata-Version: 2.1\nName: colorama\nVersion: 0.4.6\n")
+    monkeypatch.syspath_prepend(str(vendored.parent))
+    assert "colorama" in {d.metadata["Name"] for d in importlib.metadata.distributions()}
+    assert "colorama" not in lock_check.installed()
