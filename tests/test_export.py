@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 
 import numpy as np
@@ -23,7 +24,10 @@ from tests.helpers import face_crop
 ARTIST, DATETIME = 0x013B, 0x0132
 
 
+@functools.cache
 def _icc() -> bytes:
+    # once: lcms stamps the creation second into the profile, so two calls a second apart
+    # differ (the .tif case failed once when the clock ticked between them)
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 

@@ -207,10 +207,11 @@ def test_batched_sync_free_equals_the_per_face_loop(tiny_model, exit_check):
         torch.testing.assert_close(both.losses[f], torch.tensor(losses), rtol=1e-4, atol=1e-7)
         for i in range(plan.steps):
             got = torch.cat([both.uncond_original[i][f : f + 1], both.uncond_edited[i][f : f + 1]])
-            # atol 5 % of one Adam step (lr 2e-2): Adam's update of an element whose
+            # atol half of one Adam step (lr 2e-2): Adam's update of an element whose
             # gradient is ~0 follows rounding (batched and single sums differ), and that
-            # compounds over the steps; a wrong step, mask or state is off by ~lr
-            torch.testing.assert_close(got, phis[i], rtol=0, atol=1e-3)
+            # compounds over the steps (4.6e-3 on 10 of 4928 elements with the locked
+            # libraries, 2026-12-07); a wrong step, mask or state is off by ~lr
+            torch.testing.assert_close(got, phis[i], rtol=0, atol=1e-2)
     assert used[0] != used[1], used  # the fixture really stops the faces apart
 
 

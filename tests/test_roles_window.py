@@ -63,4 +63,8 @@ def test_the_right_way_round_previews_at_once_without_a_notice(qtbot, window, po
     classic = []
     _open_and_settle(qtbot, window, real, edit, classic)
     assert not window.files.role_notice.isVisible()
-    assert len(classic) == 1 and window.canvas.has_image("result")
+    # the preview is posted by the re-run timer after the analysis: the engine can be idle
+    # before it starts (under load the test read "not busy" first and failed)
+    qtbot.waitUntil(lambda: len(classic) == 1, timeout=60000)
+    qtbot.waitUntil(lambda: window.canvas.has_image("result"), timeout=10000)
+    assert not window.files.role_notice.isVisible() and len(classic) == 1
