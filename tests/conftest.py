@@ -35,3 +35,18 @@ def folders(tmp_path):
     from tests.fixtures.batch import make_folders
 
     return make_folders(tmp_path)
+
+
+@pytest.fixture()
+def photo_pair(tmp_path):
+    """A 160x200 pair for command-line tests: grace_hopper as JPEG and its negative."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import sample_photo
+
+    photo = Image.open(sample_photo("grace_hopper")).convert("RGB").resize((160, 200))
+    original, edited = tmp_path / "o.jpg", tmp_path / "e.png"
+    photo.save(original)
+    Image.fromarray(255 - np.asarray(photo)).save(edited)
+    return original, edited

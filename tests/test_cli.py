@@ -338,17 +338,6 @@ def test_params_json_that_is_not_a_regular_file_is_refused(tmp_path):
 
 
 # --- restore: outputs, sidecars and inputs checked before any work (issue 11) ----------
-@pytest.fixture()
-def photo_pair(tmp_path):
-    from tests.helpers import sample_photo
-
-    photo = Image.open(sample_photo("grace_hopper")).convert("RGB").resize((160, 200))
-    original, edited = tmp_path / "o.jpg", tmp_path / "e.png"
-    photo.save(original)
-    Image.fromarray(255 - np.asarray(photo)).save(edited)
-    return original, edited
-
-
 def _restore(original, edited, out, *extra):
     return ["restore", "--original", str(original), "--edited", str(edited), "--out", str(out),
             "--mode", "classic", "--face-backend", "dlib", "--quiet", *extra]  # fmt: skip

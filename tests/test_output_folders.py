@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from engine.cli.commands import EXIT_INPUT, EXIT_OK, main
-from tests.test_cli import photo_pair  # noqa: F401 - the fixture: a 160x200 pair
 
 
 @pytest.fixture()
