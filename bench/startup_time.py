@@ -81,7 +81,11 @@ def one_run(settings: str) -> dict:
             )
         env["STARTUP_SPAWNED"] = repr(time.time())
         out = subprocess.run(
-            [sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+            [sys.executable, "-c", CHILD],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=300,
         )
     for line in out.stdout.splitlines():

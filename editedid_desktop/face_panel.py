@@ -188,6 +188,10 @@ class FacePanel(QFrame):
             label.setTextFormat(Qt.TextFormat.RichText)
             label.setWordWrap(True)
             label.setMinimumWidth(60)
+            # A score is three lines and "—" one: reserve the three, so the cards below do not
+            # jump under the mouse when a preview fills in or clears the scores (issue 20).
+            label.setMinimumHeight(3 * label.fontMetrics().lineSpacing())
+            label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.verdict = QLabel()  # why the face is left alone by default, if it is
         self.verdict.setObjectName("verdictLabel")
         self.verdict.setWordWrap(True)

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QPoint, QRect, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QTimer
+from PySide6.QtGui import QWindow
 from PySide6.QtWidgets import QAbstractButton, QApplication, QMenu, QTabBar, QWidget
 
 ENV_VAR = "EDITEDID_STATE_FILE"
@@ -148,6 +149,7 @@ def snapshot(window: Any, seq: int = 0) -> dict[str, Any]:
         "widgets": {
             "cancel_button": _rect(window.cancel_button),
             "run_button": _rect(window.run_button),
+            "run_enabled": window.run_button.isEnabled(),
             "menu_bar": {
                 action.text().replace("&", ""): _menu_title_rect(window, action)
                 for action in window.menuBar().actions()
@@ -181,6 +183,39 @@ def _dock_tabs(window: Any) -> dict[str, list[int]]:
     return tabs
 
 
+# The input events the X server delivers, as the UI thread takes them (one per mouse button
+# press or release, wheel notch, key press or release).
+INPUT_EVENTS = frozenset(
+    {
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseButtonRelease,
+        QEvent.Type.MouseButtonDblClick,
+        QEvent.Type.Wheel,
+        QEvent.Type.KeyPress,
+        QEvent.Type.KeyRelease,
+    }
+)
+
+
+class InputCounter(QObject):
+    """Counts the input events the UI thread has taken from the window system.
+
+    xdotool returns once the X server has the events, not once the app has handled them;
+    a driver that reads positions right after a wheel notch may read the ones from before
+    the scroll. `inputs` in the state tells it the notch has been handled. Counted where Qt
+    hands a window-system event to a top-level QWindow, once per event."""
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.count = 0
+        QApplication.instance().installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() in INPUT_EVENTS and event.spontaneous() and isinstance(watched, QWindow):
+            self.count += 1
+        return False
+
+
 class StateProbe(QObject):
     """Writes `snapshot(window)` to `path` every INTERVAL_MS from the UI thread."""
 
@@ -189,6 +224,7 @@ class StateProbe(QObject):
         self.window = window
         self.path = Path(path)
         self.seq = 0
+        self.inputs = InputCounter(self)
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.write)
@@ -197,7 +233,9 @@ class StateProbe(QObject):
 
     def write(self) -> None:
         self.seq += 1
-        data = json.dumps(snapshot(self.window, self.seq), default=str)
+        state = snapshot(self.window, self.seq)
+        state["inputs"] = self.inputs.count
+        data = json.dumps(state, default=str)
         partial = self.path.with_name(self.path.name + ".part")
         partial.write_text(data, encoding="utf-8")
         os.replace(partial, self.path)  # readers never see half a file

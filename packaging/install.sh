@@ -117,7 +117,9 @@ VPY="$VENV/bin/python"
 say "upgrading pip"
 "$VPY" -m pip install --upgrade pip
 
-if [ "$LOCK" = on ] && "$VPY" -c "import packaging" 2>/dev/null; then
+# -I: not the repository's own packaging/ folder (a namespace package from the current
+# directory), the installed library lock_check.py needs; a new venv has none yet.
+if [ "$LOCK" = on ] && "$VPY" -I -c "import packaging.markers" 2>/dev/null; then
   # A reused venv: remove first what the lock moves to another version. Some distributions
   # share one folder (PySide6, PySide6-Essentials, -Addons, shiboken6): replaced in place,
   # the old one's uninstall deleted files the new one had just written (PySide6 without

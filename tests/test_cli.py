@@ -355,9 +355,9 @@ def no_model_loading(monkeypatch):
 
 
 def test_restore_never_replaces_an_existing_sidecar_or_an_input(
-    tmp_path, photo_pair, capsys, no_model_loading
+    tmp_path, cli_pair, capsys, no_model_loading
 ):
-    original, edited = photo_pair
+    original, edited = cli_pair
     sidecar = tmp_path / "r.png.json"
     sidecar.write_text("a client's notes")
     assert main(_restore(original, edited, tmp_path / "r.png")) == EXIT_INPUT
@@ -374,9 +374,9 @@ def test_restore_never_replaces_an_existing_sidecar_or_an_input(
 
 
 def test_restore_checks_output_and_inputs_before_loading_a_model(
-    tmp_path, photo_pair, capsys, no_model_loading
+    tmp_path, cli_pair, capsys, no_model_loading
 ):
-    original, edited = photo_pair
+    original, edited = cli_pair
     folder = tmp_path / "existing"
     folder.mkdir()
     cases = [
@@ -395,8 +395,8 @@ def test_restore_checks_output_and_inputs_before_loading_a_model(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "existing", "o.jpg"]
 
 
-def test_input_errors_come_before_a_missing_model(tmp_path, photo_pair, capsys):
-    original, _ = photo_pair
+def test_input_errors_come_before_a_missing_model(tmp_path, cli_pair, capsys):
+    original, _ = cli_pair
     argv = ["restore", "--original", str(original), "--edited", str(tmp_path / "gone.png"),
             "--out", str(tmp_path / "r.png"), "--mode", "diffusion",
             "--model", str(tmp_path / "no-model")]  # fmt: skip
@@ -404,10 +404,10 @@ def test_input_errors_come_before_a_missing_model(tmp_path, photo_pair, capsys):
     assert "gone.png: file not found" in capsys.readouterr().err
 
 
-def test_restore_sidecar_records_the_inputs_and_a_rerun_is_refused(tmp_path, photo_pair, capsys):
+def test_restore_sidecar_records_the_inputs_and_a_rerun_is_refused(tmp_path, cli_pair, capsys):
     from engine.io.export import SIDECAR_MARKER, read_sidecar
 
-    original, edited = photo_pair
+    original, edited = cli_pair
     out = tmp_path / "r.png"
     assert main(_restore(original, edited, out)) == EXIT_OK, capsys.readouterr().err
     data = read_sidecar(out)
@@ -441,18 +441,18 @@ def _gps_and_make(path):
     ("extra", "expected"),
     [((), None), (("--strip-location",), None), (("--keep-location",), (52.0, 31.0, 12.0))],
 )
-def test_restore_strips_the_location_unless_kept(tmp_path, photo_pair, capsys, extra, expected):
-    original, edited = photo_pair
+def test_restore_strips_the_location_unless_kept(tmp_path, cli_pair, capsys, extra, expected):
+    original, edited = cli_pair
     edited = _with_gps(tmp_path / "e-gps.jpg", edited)
     out = tmp_path / "r.jpg"
     assert main(_restore(original, edited, out, *extra)) == EXIT_OK, capsys.readouterr().err
     assert _gps_and_make(out) == (expected, "Canon")
 
 
-def test_batch_strips_the_location_unless_kept(tmp_path, photo_pair, capsys):
+def test_batch_strips_the_location_unless_kept(tmp_path, cli_pair, capsys):
     from engine.cli.batch import batch_cli
 
-    original, edited = photo_pair
+    original, edited = cli_pair
     orig_dir, edit_dir = tmp_path / "originals", tmp_path / "edited"
     orig_dir.mkdir(), edit_dir.mkdir()
     original.rename(orig_dir / "a.jpg")

@@ -14,7 +14,7 @@ from engine.cli.commands import EXIT_INPUT, EXIT_OK, main
 
 @pytest.fixture()
 def pair(request):
-    return request.getfixturevalue("photo_pair")
+    return request.getfixturevalue("cli_pair")
 
 
 def _restore(original, edited, out):

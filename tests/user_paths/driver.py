@@ -254,9 +254,21 @@ class RunningApp:
     def move(self, x: float, y: float) -> None:
         self.xdotool("mousemove", "--sync", str(int(x)), str(int(y)))
 
-    def click(self, x: float, y: float, button: int = 1, repeat: int = 1) -> None:
+    def click(
+        self, x: float, y: float, button: int = 1, repeat: int = 1, *, sync: bool = True
+    ) -> None:
+        """Click at (x, y); with `sync`, return once the UI thread has taken the events
+        (the state's `inputs` count: a press and a release per click, one event per wheel
+        notch), so the positions read next are the ones after the click or the scroll.
+        `sync=False` for a click that may end the process."""
+        before = self.state()["inputs"] if sync else 0
         self.move(x, y)
         self.xdotool("click", "--repeat", str(repeat), "--delay", "80", str(button))
+        if sync:
+            events = repeat if button in (4, 5) else 2 * repeat
+            self.wait_for(
+                lambda s: s["inputs"] >= before + events, 10, f"the app takes button {button}"
+            )
 
     def wheel(self, x: float, y: float, notches: int) -> None:
         """Turn the wheel over (x, y): positive notches down (button 5), negative up (4)."""

@@ -227,13 +227,19 @@ def test_a_retouchers_session_in_a_real_window(start_app, pairs, tmp_path):
         if panel["enabled"]:
             app.click(*tick_box(panel["enabled_box"]))
             app.wait_for(lambda s, i=index: not s["panels"][i]["enabled"], 5, f"face {index} off")
-    state = app.wait_for(lambda s: not s["busy"], 120, "the classic preview of one face")
+    # Restore is clickable once the UI has taken the preview's end (the engine's counter
+    # drops on the worker thread first; the button follows in the UI thread's next turn).
+    state = app.wait_for(
+        lambda s: not s["busy"] and s["widgets"]["run_enabled"], 120, "the preview of one face"
+    )
     app.click(*centre(state["widgets"]["run_button"]))
     app.wait_for(lambda s: s["busy"] and "/" in s["stage"], RESTORE_S, "restore progress")
     app.screenshot("restore-running")
     app.focus()
     app.key("Escape")
-    state = app.wait_for(lambda s: not s["busy"], 60, "the cancel")
+    state = app.wait_for(
+        lambda s: not s["busy"] and s["widgets"]["run_enabled"], 60, "the cancel, Restore again"
+    )
     check(app, not state["result"], "a cancelled restore left a result")
     check(app, "Cancelled" in state["status"], f"status after Esc: {state['status']!r}")
 
@@ -265,7 +271,7 @@ def test_a_retouchers_session_in_a_real_window(start_app, pairs, tmp_path):
         buttons = state["modal"]["buttons"]
         discard = next((r for t, r in buttons.items() if "Discard" in t or "without" in t), None)
         check(app, discard is not None, f"no Discard button in {buttons}")
-        app.click(*centre(discard))
+        app.click(*centre(discard), sync=False)  # the process ends with it
     try:
         code = app.process.wait(90)
     except Exception as exc:  # noqa: BLE001
