@@ -10,14 +10,18 @@ Two parts: `controls` (one row: Run on, address, workers, Check), which the dial
 on a row of its own above its Start/Pause/Cancel buttons (its sections scroll, so the
 dialog still fits a small screen), and the panel itself (the check's result and the
 workers' table), shown only when a cluster is chosen.
+
+Check runs `check_cluster` on a `PythonThread` of its own (threads.py: one Python thread
+state for the thread's life), started for one check and quit when it has answered; the
+answer comes back to the panel by a queued signal. Closing the panel's window (or the
+application) waits for a check still connecting (`shutdown`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import threading
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,12 +40,19 @@ from PySide6.QtWidgets import (
 
 from engine.batch.run import BatchProgress
 
+from .threads import PythonThread
+
 WORKER_COLUMNS = ("Worker", "File", "Stage", "Files done")
 LOST_COLOR = QColor(240, 110, 100)
 OK_COLOR = QColor(120, 200, 120)
 ERROR_COLOR = QColor(240, 110, 100)
 WARN_COLOR = QColor(230, 180, 80)
 INSTALL_HINT = "Ray is not installed here: pip install 'editedid-desktop[cluster]'."
+CHECK_WAIT_MS = 60000  # closing waits this long at most for a check still connecting
+
+# Checks in progress (thread, checker), held here (not by the panel) so that a panel
+# deleted mid-check never destroys a running QThread; released once the thread finished.
+_LIVE: set = set()
 
 
 def ray_installed() -> bool:
@@ -67,11 +78,32 @@ def model_options(restorer) -> dict:
     return options
 
 
+class ClusterChecker(QObject):
+    """Connects to one cluster address on the check's thread and lists what is there."""
+
+    done = Signal(object)  # ClusterCheck, or the error text
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            from engine.batch.cluster import check_cluster
+            from engine.cli.batch import cluster_address
+
+            result = check_cluster(cluster_address(self.address))
+        except Exception as error:  # noqa: BLE001 - shown in the panel
+            result = str(error) or type(error).__name__
+        self.done.emit(result)
+
+
 class ClusterPanel(QWidget):
     """Run on: this computer / Ray cluster at [address] [Check], workers, and the
     workers' progress while a batch runs."""
 
-    checked = Signal(object)  # ClusterCheck, or the error text (from the check's thread)
+    checked = Signal(object)  # ClusterCheck, or the error text (on the UI thread)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -109,6 +141,8 @@ class ClusterPanel(QWidget):
         self._done: dict[str, int] = {}
         self._running = False
         self._checked_address: str | None = None  # what the shown check result is about
+        self._check: tuple[PythonThread, ClusterChecker] | None = None  # while one runs
+        self._watched: QWidget | None = None  # the window whose closing stops the check
         self._layout()
         self.run_on_combo.currentIndexChanged.connect(self._update)
         self.address_edit.textChanged.connect(self._address_changed)
@@ -182,23 +216,76 @@ class ClusterPanel(QWidget):
     @Slot()
     def check(self) -> None:
         """Connect to the cluster in the background and show what is there."""
+        if self._check is not None:  # one check at a time (the button is off meanwhile)
+            return
         self.check_cluster_button.setEnabled(False)
         address = self._checked_address = self.address()
         self._status(f"Connecting to {address}\u2026", None)
-        threading.Thread(target=self._check_thread, args=(address,), daemon=True).start()
+        thread = PythonThread("editedid-cluster-check")  # one thread state: threads.py
+        checker = ClusterChecker(address)
+        checker.moveToThread(thread)
+        thread.started.connect(checker.run)
+        # The thread stops itself once the check answered (even if the panel is gone);
+        # the answer reaches the panel on the UI thread (queued: the checker lives on
+        # `thread`).
+        checker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        checker.done.connect(self._check_answered, Qt.ConnectionType.QueuedConnection)
+        self._check = (thread, checker)
+        _LIVE.add(self._check)
+        thread.start()
 
-    def _check_thread(self, address: str) -> None:
-        try:
-            from engine.batch.cluster import check_cluster
-            from engine.cli.batch import cluster_address
+    def check_running(self) -> bool:
+        """Whether a check's thread has not been waited for yet."""
+        return self._check is not None
 
-            self.checked.emit(check_cluster(cluster_address(address)))
-        except Exception as error:  # noqa: BLE001 - shown in the panel
-            self.checked.emit(str(error) or type(error).__name__)
+    def shutdown(self, timeout_ms: int = CHECK_WAIT_MS) -> bool:
+        """Stop the check's thread and wait for it (the window closes, the app quits).
+        A check still connecting is waited for (Ray's connect cannot be interrupted), up
+        to `timeout_ms`; its answer is then dropped. True when no check thread runs."""
+        if self._check is None:
+            return True
+        thread = self._check[0]
+        thread.quit()  # its event loop ends once the check has answered
+        if not thread.wait(timeout_ms):
+            return False
+        self._release_check()
+        return True
+
+    @Slot(object)
+    def _check_answered(self, result) -> None:
+        if self._check is None:  # shut down meanwhile: nobody waits for this answer
+            return
+        self._release_check()
+        self.checked.emit(result)
+
+    def _release_check(self) -> None:
+        thread, checker = self._check
+        self._check = None
+        thread.wait()  # it quits right after the answer: at most a moment
+        _LIVE.discard((thread, checker))
+        checker.deleteLater()
+        thread.deleteLater()
+        self.check_cluster_button.setEnabled(self.use_cluster() and not self._running)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        window = self.window()
+        if window is not self and window is not self._watched:
+            if self._watched is not None:
+                self._watched.removeEventFilter(self)
+            window.installEventFilter(self)  # its Close stops the check (shutdown)
+            self._watched = window
+            app = QCoreApplication.instance()
+            if app is not None:
+                app.aboutToQuit.connect(self.shutdown)
+        super().showEvent(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if watched is self._watched and event.type() == QEvent.Type.Close:
+            self.shutdown()
+        return super().eventFilter(watched, event)
 
     @Slot(object)
     def _show_check(self, result) -> None:
-        self.check_cluster_button.setEnabled(not self._running)
         if self._checked_address is None:  # the address changed meanwhile: not its answer
             return
         if isinstance(result, str):
