@@ -8,24 +8,27 @@ the press is a click. The brush stroke is drawn live on a temporary path item an
 one undo command on release (BallonsTranslator / InvokeAI).
 
 Tools belong to the canvas package and reach into the canvas' parts (`_brush`, `_masks`,
-`_layers`); nothing outside the package should.
+`_faces`, `_layers`); nothing outside the package should. What a tool may touch of the
+canvas is the `ToolCanvas` protocol below (`layered.LayeredCanvas` is one): this module
+never imports `layered`, which imports the tools table (no import circle).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, SignalInstance
 from PySide6.QtGui import QColor, QPainterPath
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from ..imaging import mask_color
 from .items import StrokeItem, Z
 
 if TYPE_CHECKING:
-    from .layered import LayeredCanvas
+    from .layers import FaceBoxes, LayerStack
+    from .overlay import MaskLayer
 
 TOOLS: tuple[str, ...] = ("none", "select", "brush", "eraser")  # the ones `set_tool` takes
 MIN_BRUSH, MAX_BRUSH = 1, 5000
@@ -52,6 +55,32 @@ class Brush:
     last_stroke_end: QPointF | None = None  # where Shift-click draws a straight line from
 
 
+class ToolCanvas(Protocol):
+    """The canvas as the tools see it: its parts, the signals a press emits, and the
+    few view operations a drag drives."""
+
+    _brush: Brush
+    _masks: MaskLayer
+    _faces: FaceBoxes
+    _layers: LayerStack
+    face_clicked: SignalInstance  # (face)
+    stroke_committed: SignalInstance  # (face, kind)
+
+    def scene(self) -> QGraphicsScene: ...
+
+    def image_rect(self) -> QRectF: ...
+
+    def face_at(self, point: QPointF) -> int | None: ...
+
+    def scroll_by(self, dx: int, dy: int) -> None: ...
+
+    def set_split_position(self, fraction: float) -> None: ...
+
+    def hold_compare(self, held: bool) -> None: ...
+
+    def refuse_paint(self, other: int) -> None: ...
+
+
 class Drag:
     """A gesture in progress: it gets the moves, then the release of one of `buttons`."""
 
@@ -74,7 +103,7 @@ class PanDrag(Drag):
     cursor = Cursor.ClosedHandCursor
     buttons = (Button.MiddleButton, Button.LeftButton)
 
-    def __init__(self, canvas: LayeredCanvas, press: Press) -> None:
+    def __init__(self, canvas: ToolCanvas, press: Press) -> None:
         self.canvas = canvas
         self.last = press.view_pos.toPoint()
 
@@ -89,7 +118,7 @@ class SplitDrag(Drag):
 
     cursor = Cursor.SplitHCursor
 
-    def __init__(self, canvas: LayeredCanvas, press: Press) -> None:
+    def __init__(self, canvas: ToolCanvas, press: Press) -> None:
         self.canvas = canvas
 
     def move(self, view_pos: QPointF, scene_pos: QPointF) -> None:
@@ -101,7 +130,7 @@ class SplitDrag(Drag):
 class HoldDrag(Drag):
     """In "hold" compare mode: show the "before" photo while the button is down."""
 
-    def __init__(self, canvas: LayeredCanvas) -> None:
+    def __init__(self, canvas: ToolCanvas) -> None:
         self.canvas = canvas
         canvas.hold_compare(True)
 
@@ -114,7 +143,7 @@ class StrokeDrag(Drag):
 
     cursor = Cursor.BlankCursor  # the brush outline item is the cursor
 
-    def __init__(self, canvas: LayeredCanvas, press: Press, erase: bool) -> None:
+    def __init__(self, canvas: ToolCanvas, press: Press, erase: bool) -> None:
         self.canvas = canvas
         self.erase = erase
         brush = canvas._brush
@@ -196,20 +225,20 @@ def stroke_clip(frame: QRectF, keep_out: list, allow) -> QGraphicsPathItem:
     return item
 
 
-def _click_face(canvas: LayeredCanvas, press: Press) -> None:
+def _click_face(canvas: ToolCanvas, press: Press) -> None:
     face = canvas.face_at(press.scene_pos)
     if face is not None:
         canvas.face_clicked.emit(face)
 
 
-def select_press(canvas: LayeredCanvas, press: Press) -> Drag | None:
+def select_press(canvas: ToolCanvas, press: Press) -> Drag | None:
     """No tool: a click picks a face; in "hold" compare, holding shows "before"."""
     drag = HoldDrag(canvas) if canvas._layers.compare_mode == "hold" else None
     _click_face(canvas, press)
     return drag
 
 
-def move_press(canvas: LayeredCanvas, press: Press) -> Drag | None:
+def move_press(canvas: ToolCanvas, press: Press) -> Drag | None:
     """Select/move tool (V): a click on a face box selects that face; a drag elsewhere
     moves the view (in "hold" compare, holding shows "before" as with no tool)."""
     if canvas._layers.compare_mode == "hold":
@@ -221,7 +250,7 @@ def move_press(canvas: LayeredCanvas, press: Press) -> Drag | None:
     return PanDrag(canvas, press)
 
 
-def foreign_face(canvas: LayeredCanvas, point: QPointF) -> int | None:
+def foreign_face(canvas: ToolCanvas, point: QPointF) -> int | None:
     """The face whose box holds `point` when that is not the selected face's region.
 
     Brush and eraser paint only the selected face: a press there would change the selected
@@ -233,8 +262,8 @@ def foreign_face(canvas: LayeredCanvas, point: QPointF) -> int | None:
     return face
 
 
-def _stroke_press(erase: bool) -> Callable[[LayeredCanvas, Press], Drag | None]:
-    def press_(canvas: LayeredCanvas, press: Press) -> Drag | None:
+def _stroke_press(erase: bool) -> Callable[[ToolCanvas, Press], Drag | None]:
+    def press_(canvas: ToolCanvas, press: Press) -> Drag | None:
         if canvas._masks.can_paint():
             other = foreign_face(canvas, press.scene_pos)
             if other is not None:
@@ -251,7 +280,7 @@ def _stroke_press(erase: bool) -> Callable[[LayeredCanvas, Press], Drag | None]:
 class Mode:
     """One row of the tools table."""
 
-    press: Callable[[LayeredCanvas, Press], Drag | None]
+    press: Callable[[ToolCanvas, Press], Drag | None]
     cursor: Qt.CursorShape  # over the photo, before pressing
     paints: bool = False  # shows the brush outline
     shortcut: Qt.Key | None = None  # the canvas' key for the tool
