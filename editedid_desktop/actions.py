@@ -1,188 +1,213 @@
-"""The main window's actions, menus and tool bars, declared as tables.
+"""The main window's actions, menus and tool bars.
 
-An action is a row of `ACTIONS` (napari's "tools are a table"): the window attribute it
-lands in, its text, what it calls (a dotted path from the window, e.g.
-"runner.run_restore"), shortcut, object name and tip. `build_actions` makes them,
-`build_menus` and `build_toolbars` place them.
+Each action of the window is an `ActionSpec` constant (text, shortcut, object name, tip,
+menu role); the window makes its own actions from them with `make_action(window, spec,
+slot)`, the slot a real callable (main_window.MainWindow._build_actions). The builders
+below make the undo/redo, layer and compare actions, the menus and the tool bars, and
+return what they create for the window to keep; what the menus and tool bars read of the
+window is the `ActionHost` protocol. This module never imports main_window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSlider, QToolBar
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QPushButton,
+    QSlider,
+    QToolBar,
+)
 
-from .canvas.shortcuts import CanvasShortcuts
+from .canvas import LayeredCanvas
 from .shortcuts_dialog import show_shortcuts
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
 
 COMPARE_MODES = (("off", "Compare off"), ("split", "Split view"), ("hold", "Hold to compare"))
 LAYER_KEYS = (("original", "1"), ("edited", "2"), ("result", "3"), ("masks", "4"))
 
 Shortcut = str | QKeySequence.StandardKey | tuple[str, ...] | None
+Slot = Callable[[], object]
 
 
 @dataclass(frozen=True)
 class ActionSpec:
-    attr: str  # the window attribute that holds the action
     text: str
-    slot: str  # dotted path from the window to what the action calls
     shortcut: Shortcut = None
     name: str = ""  # objectName (tests and QSettings' window state find it by this)
     tip: str = ""
+    role: QAction.MenuRole | None = None  # where macOS puts it (Preferences, Quit)
+    context: Qt.ShortcutContext | None = None  # None: Qt's default (the window)
 
 
-ACTIONS = (
-    ActionSpec(
-        "open_original_action",
-        "Open &Original…",
-        "files.choose_original",
-        "Ctrl+O",
-        "openOriginalAction",
-        "the photo with the client's real face",
-    ),
-    ActionSpec(
-        "open_edited_action",
-        "Open &Edited…",
-        "files.choose_edited",
-        "Ctrl+Shift+O",
-        "openEditedAction",
-        "the AI-edited photo whose face changed",
-    ),
-    ActionSpec(
-        "open_project_action",
-        "Open &Project…",
-        "projects.choose",
-        "Ctrl+Alt+O",
-        "openProjectAction",
-    ),
-    ActionSpec("save_action", "&Save Result", "exporter.save_result", "Ctrl+S", "saveAction"),
-    ActionSpec(
-        "save_as_action",
-        "Save Result &As…",
-        "exporter.save_result_as",
-        "Ctrl+Shift+S",
-        "saveAsAction",
-    ),
-    ActionSpec(
-        "save_project_action", "Save Pro&ject", "projects.save", "Ctrl+Alt+S", "saveProjectAction"
-    ),
-    ActionSpec("batch_action", "&Batch…", "open_batch", "Ctrl+B", "batchAction"),
-    ActionSpec(
-        "model_manager_action", "&Model Manager…", "open_model_manager", None, "modelManagerAction"
-    ),
-    ActionSpec(
-        "settings_action",
-        "Se&ttings…",
-        "open_settings",
-        QKeySequence.StandardKey.Preferences,
-        "settingsAction",
-    ),
-    ActionSpec("quit_action", "&Quit", "close", "Ctrl+Q", "quitAction"),
-    ActionSpec("fit_action", "&Fit to Window", "canvas.fit", "Ctrl+0", "fitAction"),
-    ActionSpec("zoom100_action", "&100 %", "canvas.zoom_100", "Ctrl+1", "zoom100Action"),
-    ActionSpec("zoom_in_action", "Zoom &In", "canvas.zoom_in", ("Ctrl++", "Ctrl+="), "zoomIn"),
-    ActionSpec("zoom_out_action", "Zoom O&ut", "canvas.zoom_out", "Ctrl+-", "zoomOut"),
-    ActionSpec(
-        "restore_action",
-        "&Restore (diffusion)",
-        "runner.run_restore",
-        "Ctrl+R",
-        "restoreAction",
-        "restore each person's identity with EditedID on Stable Diffusion",
-    ),
-    ActionSpec(
-        "classic_action",
-        "&Classic Preview",
-        "runner.run_classic",
-        "Ctrl+Shift+R",
-        "classicAction",
-        "instant blend of the original face (no diffusion model)",
-    ),
-    ActionSpec("cancel_action", "Ca&ncel", "runner.cancel", "Esc", "cancelAction", "stop the run"),
+OPEN_ORIGINAL = ActionSpec(
+    "Open &Original…", "Ctrl+O", "openOriginalAction", "the photo with the client's real face"
+)
+OPEN_EDITED = ActionSpec(
+    "Open &Edited…",
+    "Ctrl+Shift+O",
+    "openEditedAction",
+    "the AI-edited photo whose face changed",
+)
+OPEN_PROJECT = ActionSpec("Open &Project…", "Ctrl+Alt+O", "openProjectAction")
+SAVE = ActionSpec("&Save Result", "Ctrl+S", "saveAction")
+SAVE_AS = ActionSpec("Save Result &As…", "Ctrl+Shift+S", "saveAsAction")
+SAVE_PROJECT = ActionSpec("Save Pro&ject", "Ctrl+Alt+S", "saveProjectAction")
+BATCH = ActionSpec("&Batch…", "Ctrl+B", "batchAction")
+MODEL_MANAGER = ActionSpec("&Model Manager…", None, "modelManagerAction")
+SETTINGS = ActionSpec(
+    "Se&ttings…",
+    QKeySequence.StandardKey.Preferences,
+    "settingsAction",
+    role=QAction.MenuRole.PreferencesRole,
+)
+QUIT = ActionSpec("&Quit", "Ctrl+Q", "quitAction", role=QAction.MenuRole.QuitRole)
+FIT = ActionSpec("&Fit to Window", "Ctrl+0", "fitAction")
+ZOOM_100 = ActionSpec("&100 %", "Ctrl+1", "zoom100Action")
+ZOOM_IN = ActionSpec("Zoom &In", ("Ctrl++", "Ctrl+="), "zoomIn")
+ZOOM_OUT = ActionSpec("Zoom O&ut", "Ctrl+-", "zoomOut")
+RESTORE = ActionSpec(
+    "&Restore (diffusion)",
+    "Ctrl+R",
+    "restoreAction",
+    "restore each person's identity with EditedID on Stable Diffusion",
+)
+CLASSIC = ActionSpec(
+    "&Classic Preview",
+    "Ctrl+Shift+R",
+    "classicAction",
+    "instant blend of the original face (no diffusion model)",
+)
+CANCEL = ActionSpec(
+    "Ca&ncel",
+    "Esc",
+    "cancelAction",
+    "stop the run",
+    context=Qt.ShortcutContext.WindowShortcut,
+)
+SHORTCUTS = ActionSpec(
+    "&Keyboard Shortcuts",
+    QKeySequence.StandardKey.HelpContents,
+    "shortcutsAction",
+    "every key of the window, read from its actions",
 )
 
 
-def _resolve(window: MainWindow, path: str) -> Any:
-    target: Any = window
-    for part in path.split("."):
-        target = getattr(target, part)
-    return target
-
-
 def make_action(
-    window: MainWindow,
-    text: str,
-    shortcut: Shortcut = None,
-    name: str = "",
-    tip: str = "",
-    checkable: bool = False,
+    window: QMainWindow, spec: ActionSpec, slot: Slot | None = None, checkable: bool = False
 ) -> QAction:
-    action = QAction(text, window)
-    action.setObjectName(name)
-    if isinstance(shortcut, tuple):
-        action.setShortcuts([QKeySequence(s) for s in shortcut])
-    elif shortcut is not None:
-        action.setShortcut(QKeySequence(shortcut))
-    if tip:
-        action.setStatusTip(tip)
-        action.setToolTip(f"{text.replace('&', '').rstrip('…')} — {tip}")
+    """A window action from its spec; a click or its shortcut calls `slot()`."""
+    action = QAction(spec.text, window)
+    action.setObjectName(spec.name)
+    if isinstance(spec.shortcut, tuple):
+        action.setShortcuts([QKeySequence(s) for s in spec.shortcut])
+    elif spec.shortcut is not None:
+        action.setShortcut(QKeySequence(spec.shortcut))
+    if spec.tip:
+        action.setStatusTip(spec.tip)
+        action.setToolTip(f"{spec.text.replace('&', '').rstrip('…')} — {spec.tip}")
+    if spec.role is not None:
+        action.setMenuRole(spec.role)
+    if spec.context is not None:
+        action.setShortcutContext(spec.context)
     action.setCheckable(checkable)
+    if slot is not None:
+        action.triggered.connect(lambda _=False, slot=slot: slot())
     window.addAction(action)
     return action
 
 
-def build_actions(window: MainWindow) -> None:
-    """The table's actions, undo/redo of the mask stack, layer and compare toggles."""
-    for spec in ACTIONS:
-        action = make_action(window, spec.text, spec.shortcut, spec.name, spec.tip)
-        slot = _resolve(window, spec.slot)
-        action.triggered.connect(lambda _=False, slot=slot: slot())
-        setattr(window, spec.attr, action)
-    window.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-    window.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-    window.cancel_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+def undo_redo_actions(window: QMainWindow, stack: QUndoStack) -> tuple[QAction, QAction]:
+    """Undo and redo of the mask stack (their text names the step)."""
+    undo = stack.createUndoAction(window, "&Undo")
+    undo.setShortcut(QKeySequence("Ctrl+Z"))
+    undo.setObjectName("undoAction")
+    redo = stack.createRedoAction(window, "&Redo")
+    redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+    redo.setObjectName("redoAction")
+    window.addActions([undo, redo])
+    return undo, redo
 
-    stack = window.masks.undo_stack
-    window.undo_action = stack.createUndoAction(window, "&Undo")
-    window.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
-    window.undo_action.setObjectName("undoAction")
-    window.redo_action = stack.createRedoAction(window, "&Redo")
-    window.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-    window.redo_action.setObjectName("redoAction")
-    window.addActions([window.undo_action, window.redo_action])
 
-    window.layer_actions = {}
+def layer_actions(window: QMainWindow, canvas: LayeredCanvas) -> dict[str, QAction]:
+    """Show Original / Edited / Result / Masks (Alt+1..4), checked: the canvas' layers."""
+    actions = {}
     for layer, key in LAYER_KEYS:
-        action = make_action(window, f"Show {layer.title()}", f"Alt+{key}", f"layer_{layer}")
-        action.setCheckable(True)
+        spec = ActionSpec(f"Show {layer.title()}", f"Alt+{key}", f"layer_{layer}")
+        action = make_action(window, spec, checkable=True)
         action.setChecked(True)
-        action.toggled.connect(lambda on, layer=layer: window.canvas.set_layer_visible(layer, on))
-        window.layer_actions[layer] = action
-    window.compare_group = QActionGroup(window)
-    window.compare_actions = {}
+        action.toggled.connect(lambda on, layer=layer: canvas.set_layer_visible(layer, on))
+        actions[layer] = action
+    return actions
+
+
+def compare_actions(
+    window: QMainWindow, set_compare_mode: Callable[[str], object]
+) -> tuple[QActionGroup, dict[str, QAction]]:
+    """One checkable action per compare mode, exclusive; none is checked yet (the window
+    checks "off" once it holds them: checking calls `set_compare_mode`)."""
+    group = QActionGroup(window)
+    actions = {}
     for mode, text in COMPARE_MODES:
-        action = make_action(window, text, None, f"compare_{mode}", checkable=True)
-        action.toggled.connect(lambda on, mode=mode: on and window.set_compare_mode(mode))
-        window.compare_group.addAction(action)
-        window.compare_actions[mode] = action
-    window.compare_actions["off"].setChecked(True)
-    # [ ] Shift+[ ] Space \ anywhere in the window, never while typing.
-    window.canvas_shortcuts = CanvasShortcuts(window.canvas, window)
+        action = make_action(window, ActionSpec(text, None, f"compare_{mode}"), checkable=True)
+        action.toggled.connect(lambda on, mode=mode: on and set_compare_mode(mode))
+        group.addAction(action)
+        actions[mode] = action
+    return group, actions
 
 
-def build_menus(window: MainWindow) -> None:
-    w = window
-    bar = w.menuBar()
+class ActionHost(Protocol):
+    """What the menus and tool bars read of the window: its actions and docks."""
+
+    open_original_action: QAction
+    open_edited_action: QAction
+    open_project_action: QAction
+    save_action: QAction
+    save_as_action: QAction
+    save_project_action: QAction
+    batch_action: QAction
+    model_manager_action: QAction
+    settings_action: QAction
+    quit_action: QAction
+    undo_action: QAction
+    redo_action: QAction
+    fit_action: QAction
+    zoom100_action: QAction
+    zoom_in_action: QAction
+    zoom_out_action: QAction
+    restore_action: QAction
+    classic_action: QAction
+    cancel_action: QAction
+    layer_actions: dict[str, QAction]
+    compare_actions: dict[str, QAction]
+    faces_dock: QDockWidget
+    params_dock: QDockWidget
+
+    def show_about(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Menus:
+    recent_menu: QMenu  # File ▸ Open Recent, filled by the files controller
+    shortcuts_action: QAction  # Help ▸ Keyboard Shortcuts
+
+
+def build_menus(window: QMainWindow, host: ActionHost) -> Menus:
+    """File, Edit, View, Run and Help in `window`'s menu bar; `host` (the window itself)
+    holds the actions they show."""
+    w = host
+    bar = window.menuBar()
     file_menu = bar.addMenu("&File")
     file_menu.addActions([w.open_original_action, w.open_edited_action, w.open_project_action])
-    w.recent_menu = file_menu.addMenu("Open &Recent")
-    w.recent_menu.setObjectName("recentMenu")
+    recent_menu = file_menu.addMenu("Open &Recent")
+    recent_menu.setObjectName("recentMenu")
     for group in (
         [w.save_action, w.save_as_action, w.save_project_action],
         [w.batch_action],
@@ -207,66 +232,73 @@ def build_menus(window: MainWindow) -> None:
     bar.addMenu("&Run").addActions([w.restore_action, w.classic_action, w.cancel_action])
 
     # Help ▸ Keyboard Shortcuts lists the window's actions as they are (shortcuts_dialog).
-    w.shortcuts_action = make_action(
-        w,
-        "&Keyboard Shortcuts",
-        QKeySequence.StandardKey.HelpContents,
-        "shortcutsAction",
-        "every key of the window, read from its actions",
-    )
-    w.shortcuts_action.triggered.connect(lambda: show_shortcuts(w))
-    about = QAction("&About EditedID", w)
+    shortcuts_action = make_action(window, SHORTCUTS, lambda: show_shortcuts(window))
+    about = QAction("&About EditedID", window)
     about.triggered.connect(w.show_about)
     help_menu = bar.addMenu("&Help")
-    help_menu.addAction(w.shortcuts_action)
+    help_menu.addAction(shortcuts_action)
     help_menu.addSeparator()
     help_menu.addAction(about)
+    return Menus(recent_menu, shortcuts_action)
 
 
-def build_toolbars(window: MainWindow) -> None:
-    """The main tool bar (open, run, compare, result opacity, zoom) and the mask tools."""
-    w = window
-    main = QToolBar("Main", w)
+@dataclass(frozen=True)
+class ToolBars:
+    main_toolbar: QToolBar
+    run_button: QPushButton
+    compare_combo: QComboBox
+    result_opacity: QSlider
+    mask_toolbar: QToolBar | None  # None while the mask tool bar is not installed
+
+
+def build_toolbars(
+    window: QMainWindow,
+    host: ActionHost,
+    canvas: LayeredCanvas,
+    run_restore: Slot,
+    set_compare_mode: Callable[[str], object],
+) -> ToolBars:
+    """The main tool bar (open, run, compare, result opacity, zoom) and the mask tools,
+    added to `window`; `host` (the window itself) holds the actions they show."""
+    w = host
+    main = QToolBar("Main", window)
     main.setObjectName("mainToolBar")
     main.setMovable(False)
     main.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
     main.addActions([w.open_original_action, w.open_edited_action])
     main.addSeparator()
     main.addAction(w.classic_action)
-    w.run_button = QPushButton("Restore")
-    w.run_button.setObjectName("runButton")
-    w.run_button.setToolTip("Restore identity with diffusion (Ctrl+R)")
-    w.run_button.clicked.connect(w.runner.run_restore)
-    main.addWidget(w.run_button)
+    run_button = QPushButton("Restore")
+    run_button.setObjectName("runButton")
+    run_button.setToolTip("Restore identity with diffusion (Ctrl+R)")
+    run_button.clicked.connect(run_restore)
+    main.addWidget(run_button)
     main.addSeparator()
-    w.compare_combo = QComboBox()
-    w.compare_combo.setObjectName("compareCombo")
+    combo = QComboBox()
+    combo.setObjectName("compareCombo")
     for mode, text in COMPARE_MODES:
-        w.compare_combo.addItem(text, mode)
-    w.compare_combo.setToolTip("Before/after compare (hold \\ to compare)")
-    w.compare_combo.currentIndexChanged.connect(
-        lambda i: w.set_compare_mode(w.compare_combo.itemData(i))
-    )
-    main.addWidget(w.compare_combo)
+        combo.addItem(text, mode)
+    combo.setToolTip("Before/after compare (hold \\ to compare)")
+    combo.currentIndexChanged.connect(lambda i: set_compare_mode(combo.itemData(i)))
+    main.addWidget(combo)
     main.addWidget(QLabel("  Result opacity "))
-    w.result_opacity = QSlider(Qt.Orientation.Horizontal)
-    w.result_opacity.setRange(0, 100)
-    w.result_opacity.setValue(100)
-    w.result_opacity.setFixedWidth(110)
-    w.result_opacity.valueChanged.connect(lambda v: w.canvas.set_layer_opacity("result", v / 100.0))
-    main.addWidget(w.result_opacity)
+    opacity = QSlider(Qt.Orientation.Horizontal)
+    opacity.setRange(0, 100)
+    opacity.setValue(100)
+    opacity.setFixedWidth(110)
+    opacity.valueChanged.connect(lambda v: canvas.set_layer_opacity("result", v / 100.0))
+    main.addWidget(opacity)
     main.addSeparator()
     main.addActions([w.fit_action, w.zoom100_action])
-    w.addToolBar(Qt.ToolBarArea.TopToolBarArea, main)
-    w.main_toolbar = main
+    window.addToolBar(Qt.ToolBarArea.TopToolBarArea, main)
 
-    w.mask_toolbar = None
     try:
         from .tool_bar import MaskToolBar
     except ImportError:  # the mask tool bar lands separately; the canvas still paints
-        return
-    w.mask_toolbar = MaskToolBar(w.canvas, w)
-    w.mask_toolbar.setObjectName("maskToolBar")
-    w.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
-    w.addToolBar(Qt.ToolBarArea.TopToolBarArea, w.mask_toolbar)
-    w.addAction(w.mask_toolbar.swap_target_action)  # X: a window shortcut, no button
+        return ToolBars(main, run_button, combo, opacity, None)
+    mask_toolbar = MaskToolBar(canvas, window)
+    mask_toolbar.setObjectName("maskToolBar")
+    window.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
+    window.addToolBar(Qt.ToolBarArea.TopToolBarArea, mask_toolbar)
+    window.addAction(mask_toolbar.swap_target_action)  # X: a window shortcut, no button
+    return ToolBars(main, run_button, combo, opacity, mask_toolbar)

@@ -31,9 +31,18 @@ from PySide6.QtWidgets import (
 )
 
 from . import __version__
-from .actions import build_actions, build_menus, build_toolbars
+from . import actions as specs
+from .actions import (
+    build_menus,
+    build_toolbars,
+    compare_actions,
+    layer_actions,
+    make_action,
+    undo_redo_actions,
+)
 from .binder import connect
 from .canvas import LayeredCanvas
+from .canvas.shortcuts import CanvasShortcuts
 from .controllers.export import ExportController
 from .controllers.faces import FacesController
 from .controllers.files import FilesController
@@ -130,9 +139,8 @@ class MainWindow(QMainWindow):
         self.exporter = ExportController(self)
         self._build_central()
         self._build_docks()
-        build_actions(self)
-        build_menus(self)
-        build_toolbars(self)
+        self._build_actions()
+        self._build_bars()
         self._build_status_bar()
         self.watchdog = install_watchdog(self)  # "the engine has not answered for N s"
         self._connect()
@@ -180,6 +188,46 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.faces_dock, self.params_dock)
         self.params_dock.hide()
         self.faces_dock.raise_()
+
+    def _build_actions(self) -> None:
+        """The window's actions (actions.py has their texts and keys), each calling its
+        slot; undo/redo of the mask stack; layer and compare toggles; canvas keys."""
+        files, projects, exporter, runner, canvas = (
+            self.files, self.projects, self.exporter, self.runner, self.canvas
+        )  # fmt: skip
+        self.open_original_action = make_action(self, specs.OPEN_ORIGINAL, files.choose_original)
+        self.open_edited_action = make_action(self, specs.OPEN_EDITED, files.choose_edited)
+        self.open_project_action = make_action(self, specs.OPEN_PROJECT, projects.choose)
+        self.save_action = make_action(self, specs.SAVE, exporter.save_result)
+        self.save_as_action = make_action(self, specs.SAVE_AS, exporter.save_result_as)
+        self.save_project_action = make_action(self, specs.SAVE_PROJECT, projects.save)
+        self.batch_action = make_action(self, specs.BATCH, self.open_batch)
+        self.model_manager_action = make_action(self, specs.MODEL_MANAGER, self.open_model_manager)
+        self.settings_action = make_action(self, specs.SETTINGS, self.open_settings)
+        self.quit_action = make_action(self, specs.QUIT, self.close)
+        self.fit_action = make_action(self, specs.FIT, canvas.fit)
+        self.zoom100_action = make_action(self, specs.ZOOM_100, canvas.zoom_100)
+        self.zoom_in_action = make_action(self, specs.ZOOM_IN, canvas.zoom_in)
+        self.zoom_out_action = make_action(self, specs.ZOOM_OUT, canvas.zoom_out)
+        self.restore_action = make_action(self, specs.RESTORE, runner.run_restore)
+        self.classic_action = make_action(self, specs.CLASSIC, runner.run_classic)
+        self.cancel_action = make_action(self, specs.CANCEL, runner.cancel)
+        self.undo_action, self.redo_action = undo_redo_actions(self, self.masks.undo_stack)
+        self.layer_actions = layer_actions(self, canvas)
+        self.compare_group, self.compare_actions = compare_actions(self, self.set_compare_mode)
+        self.compare_actions["off"].setChecked(True)
+        # [ ] Shift+[ ] Space \ anywhere in the window, never while typing.
+        self.canvas_shortcuts = CanvasShortcuts(canvas, self)
+
+    def _build_bars(self) -> None:
+        menus = build_menus(self, self)
+        self.recent_menu, self.shortcuts_action = menus.recent_menu, menus.shortcuts_action
+        bars = build_toolbars(
+            self, self, self.canvas, self.runner.run_restore, self.set_compare_mode
+        )
+        self.main_toolbar, self.mask_toolbar = bars.main_toolbar, bars.mask_toolbar
+        self.run_button, self.compare_combo = bars.run_button, bars.compare_combo
+        self.result_opacity = bars.result_opacity
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
