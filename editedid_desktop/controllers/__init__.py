@@ -8,30 +8,35 @@ export    save the result and its sidecar
 
 Each controller is a QObject child of the window (so worker signals connected to its
 methods are queued into the UI thread) and reaches the window's model and widgets
-through it; the window itself only builds and wires (main_window.MainWindow).
+through it; the window itself only builds and wires (main_window.MainWindow). What a
+controller may use of the window is `host.WindowHost`: the controllers never import
+main_window (which imports them).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QMainWindow
 
 if TYPE_CHECKING:
     from ..canvas import LayeredCanvas
-    from ..main_window import MainWindow
     from ..mask_document import MaskDocument
     from ..model.session import Session
     from ..settings import Settings
     from ..worker import EngineHost
+    from .host import WindowHost
 
 
 class Controller(QObject):
     """Base: the window and short names for what every controller touches."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: QMainWindow) -> None:
+        """`window`: the main window, a WindowHost (its Qt parent, and the parent of the
+        controller's dialogs)."""
         super().__init__(window)
-        self.window = window
+        self.window = cast("WindowHost", window)
 
     @property
     def session(self) -> Session:
