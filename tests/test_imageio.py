@@ -57,13 +57,65 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     assert rgb.max() > 200 and rgb.min() < 10  # full range kept, not clipped to white
 
 
-def test_exif_orientation_is_respected(tmp_path, photo):
-    path = tmp_path / "rotated.jpg"
+# What a viewer shows for each EXIF Orientation value (TIFF/EXIF 2.3, tag 0x0112): the
+# stored pixels flipped/rotated. Written out here, not taken from Pillow, so the loader is
+# checked against the standard rather than against itself. np.rot90(k=-1) is clockwise.
+UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # rotated 180
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: np.swapaxes(a, 0, 1),  # transposed (main diagonal)
+    6: lambda a: np.rot90(a, k=-1),  # stored 90 anticlockwise: turn it 90 clockwise
+    7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),  # transversed (anti-diagonal)
+    8: lambda a: np.rot90(a, k=1),  # stored 90 clockwise: turn it 90 anticlockwise
+}
+
+
+def _asymmetric_grid() -> np.ndarray:
+    """24x32 RGB: 3x4 flat 8x8 blocks (JPEG's block size), each a different colour, so
+    every flip or rotation of it is a different picture."""
+    rows, cols = np.mgrid[0:3, 0:4]
+    colours = np.stack([40 + 60 * cols, 30 + 90 * rows, 200 - 40 * cols + 15 * rows], axis=-1)
+    return np.repeat(np.repeat(colours.astype(np.uint8), 8, axis=0), 8, axis=1)
+
+
+def test_the_orientation_pattern_tells_all_eight_apart():
+    grid = _asymmetric_grid().astype(int)
+    views = {n: UPRIGHT[n](grid) for n in UPRIGHT}
+    for a in views:
+        for b in views:
+            if a < b and views[a].shape == views[b].shape:
+                assert np.abs(views[a] - views[b]).max() > 50, (a, b)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif", "webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_gives_the_upright_pixels(tmp_path, orientation, ext):
+    grid = _asymmetric_grid()
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 CW on display
-    Image.fromarray(photo).save(path, exif=exif)
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.{ext}"
+    # lossless except JPEG; JPEG at 4:4:4 keeps flat 8x8 blocks within 1-2 levels
+    options = {"jpg": {"quality": 95, "subsampling": 0}, "webp": {"lossless": True}}
+    Image.fromarray(grid).save(path, exif=exif, **options.get(ext, {}))
     rgb = read_rgb(path)
-    assert rgb.shape == (photo.shape[1], photo.shape[0], 3)
+    want = UPRIGHT[orientation](grid)
+    assert rgb.shape == want.shape
+    diff = np.abs(rgb.astype(int) - want.astype(int)).max()
+    assert diff <= (3 if ext == "jpg" else 0), diff
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_exif_orientation_applies_to_masks(tmp_path, orientation):
+    """A mask painted on the displayed photo is read in the same upright frame."""
+    mask = np.zeros((6, 10), np.uint8)
+    mask[0, :3] = 255  # a stroke along the stored top-left edge
+    mask[1:4, 8] = 128
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(mask).save(tmp_path / "m.png", exif=exif)
+    assert np.array_equal(read_mask(tmp_path / "m.png"), UPRIGHT[orientation](mask))
 
 
 @pytest.mark.parametrize(

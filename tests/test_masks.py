@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
-from engine.faces.types import Face
+from engine.faces.types import Face, FaceCrop
 from engine.photo.align import align_edited, align_original_to_edited, crop_landmarks
 from engine.photo.masks import (
     combine_element_masks,
@@ -201,43 +201,169 @@ def test_element_mask_keeps_the_edit_and_drops_rim_neck_and_arm():
     assert mask[:, -20:].sum() == 0
 
 
-def test_attention_mask():
-    amap = np.zeros((16, 16), np.float32)
-    amap[6:9, 4:12] = 1.0
-    amap += 0.05
-    mask = element_mask_from_attention(amap, 0.5, size=512)
-    assert mask.shape == (512, 512) and mask.dtype == np.uint8
-    assert mask[240, 256] == 255 and mask[20, 20] == 0 and mask[500, 256] == 0
-    thin = element_mask_from_attention(amap, 0.5, size=512, dilate_px=0)
-    assert (thin > 0).sum() < (mask > 0).sum()
+def test_attention_mask_known_answers():
+    # normalised by min and max before the threshold: raw 10..25 are all above 0.5, but
+    # only 17.5 and up are above the middle of the range (the lower two rows are out)
+    ramp = np.arange(10, 26, dtype=np.float32).reshape(4, 4)
+    want = np.zeros((4, 4), np.uint8)
+    want[2:] = 255
+    assert np.array_equal(element_mask_from_attention(ramp, dilate_px=0), want)
+    assert np.array_equal(element_mask_from_attention(ramp[..., None], dilate_px=0), want)
+    # bilinear resize 2 -> 8 (half-pixel centres): the rows read 0, 0, .125, .375, .625,
+    # .875, 1, 1 of the way from the top value to the bottom one, so rows 4-7 are in
+    step = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)
+    want = np.zeros((8, 8), np.uint8)
+    want[4:] = 255
+    assert np.array_equal(element_mask_from_attention(step, size=8, dilate_px=0), want)
+    # a higher threshold keeps fewer rows: .875 and up (rows 5-7)
+    want[4] = 0
+    assert np.array_equal(element_mask_from_attention(step, 0.8, size=8, dilate_px=0), want)
+    # dilation by `dilate_px` (given at 512): the box grows by exactly that much each side
+    spike = np.zeros((16, 16), np.float32)
+    spike[8, 8] = 1.0
+    thin = element_mask_from_attention(spike, size=512, dilate_px=0)
+    grown = element_mask_from_attention(spike, size=512)  # ATTENTION_DILATE_PX = 6
+    assert _box(thin) == (256, 256, 287, 287)  # the spike's pixel, 32 px at 512, centred
+    assert _box(grown) == (250, 250, 293, 293)
+    assert _box(element_mask_from_attention(spike, size=128)) == (62, 62, 73, 73)  # 6*128/512
+    assert set(np.unique(grown)) == {0, 255} and (grown[thin > 0] == 255).all()
+    # a flat map has no element; bad maps are refused
     assert element_mask_from_attention(np.ones((8, 8)), size=64).max() == 0
-    assert element_mask_from_attention(amap).shape == (16, 16)
     with pytest.raises(InputError):
         element_mask_from_attention(np.full((4, 4), np.nan))
     with pytest.raises(InputError):
         element_mask_from_attention(np.zeros((2, 3, 4)))
 
 
-def test_combine_and_overlap():
-    diff = np.zeros((64, 64), np.uint8)
-    diff[10:20, 10:20] = 255  # touches the attention
-    diff[40:50, 40:50] = 255  # does not
-    att = np.zeros((64, 64), np.uint8)
-    att[15:30, 15:30] = 255
-    both = combine_element_masks(diff, att)
-    assert both[12, 12] == 255 and both[45, 45] == 0 and both[25, 25] == 0
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the mask's set pixels, ends inclusive."""
+    ys, xs = np.nonzero(mask > 127)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def test_combine_keeps_exactly_the_difference_blobs_the_attention_touches():
+    diff = np.array(
+        [
+            [255, 255, 0, 0, 0, 0, 0, 0],
+            [255, 255, 0, 0, 0, 0, 0, 0],
+            [0, 0, 255, 0, 0, 0, 255, 255],  # (2, 2) joins the top-left block diagonally
+            [0, 0, 0, 0, 0, 0, 255, 255],
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 200, 200, 0, 0, 0, 0, 0],  # 200: above the 127 line, still a blob
+            [0, 200, 200, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0],
+        ],
+        np.uint8,
+    )
+    att = np.zeros((8, 8), np.uint8)
+    att[2, 2] = 255  # touches the diagonal pixel only
+    att[7, 7] = 255  # touches nothing
+    want = np.zeros((8, 8), np.uint8)
+    want[0:2, 0:2] = want[2, 2] = 255  # the whole 8-connected blob, at 255
+    assert np.array_equal(combine_element_masks(diff, att), want)
+    att[6, 2] = 100  # below 127: not attention
+    assert np.array_equal(combine_element_masks(diff, att), want)
+    att[6, 2] = 128
+    want[5:7, 1:3] = 255
+    assert np.array_equal(combine_element_masks(diff, att), want)
+    # no blob touched: the attention mask (fallback) or nothing
+    far = np.zeros((8, 8), np.uint8)
+    far[4, 4] = 255
+    assert np.array_equal(combine_element_masks(diff, far), far)
+    assert combine_element_masks(diff, far, fallback=False).max() == 0
+    # one of them alone is returned as it is (a copy)
     assert np.array_equal(combine_element_masks(diff, None), diff)
-    assert np.array_equal(combine_element_masks(None, att), att)
-    assert np.array_equal(combine_element_masks(diff, np.zeros_like(att)), np.zeros_like(att))
+    assert np.array_equal(combine_element_masks(None, far), far)
+    assert combine_element_masks(diff, None) is not diff
+    assert np.array_equal(combine_element_masks(None, far > 0), far)  # bool -> 0/255
     with pytest.raises(InputError):
         combine_element_masks()
-    face = np.zeros((64, 64), np.uint8)
-    face[:, :32] = 200
-    ov = overlap(face, att)
-    assert ov[20, 20] == 200 and ov[20, 40] == 0 and ov[5, 5] == 0
-    assert overlap(face > 0, att > 0).max() == 255
     with pytest.raises(InputError):
-        overlap(face, att[:10])
+        combine_element_masks(diff, far[:4])
+
+
+def test_overlap_is_the_pixelwise_minimum_of_soft_masks():
+    face = np.array([[0, 100, 200], [255, 255, 0]], np.uint8)
+    element = np.array([[255, 50, 255], [128, 0, 255]], np.uint8)
+    assert np.array_equal(overlap(face, element), [[0, 50, 200], [128, 0, 0]])
+    # bool, float 0..1 (rounded, clipped) and int masks are read as 0..255
+    soft = np.array([[0.5, 1.5, -1.0], [0.25, 1.0, 0.0]])
+    full = np.full((2, 3), 255, np.uint8)
+    assert np.array_equal(overlap(full, soft), [[128, 255, 0], [64, 255, 0]])
+    assert np.array_equal(overlap(face > 150, full), [[0, 0, 255], [255, 255, 0]])
+    assert np.array_equal(overlap(np.array([[300, -5, 7]]), np.full((1, 3), 255)), [[255, 0, 7]])
+    assert np.array_equal(overlap(face[..., None], element), [[0, 50, 200], [128, 0, 0]])
+    with pytest.raises(InputError):
+        overlap(face, element[:1])
+
+
+def test_five_point_face_mask_is_the_documented_ellipse():
+    """Eyes 20 px apart, mouth 20 px below them: half width max(1.05 * 20, 0.75 * 20) = 21,
+    top 0.95 * 20 = 19 above the eyes, chin 1.6 * 20 = 32 below them, so the ellipse spans
+    x 29..71, y 31..82, centred at (50, 56.5)."""
+    five = np.array([[40, 50], [60, 50], [50, 60], [44, 70], [56, 70]], np.float64)
+    mask = face_mask_from_landmarks(_identity_crop(128), Face(box=_BOX, landmarks5=five))
+    assert _box(mask) == (29, 31, 71, 82)
+    w = mask.astype(np.float64) / 255.0
+    yy, xx = np.mgrid[0:128, 0:128]
+    assert (w * xx).sum() / w.sum() == pytest.approx(50.0, abs=0.1)
+    assert (w * yy).sum() / w.sum() == pytest.approx(56.5, abs=0.1)
+    # cv2 fills the pixels on the outline too: half a pixel more on each side
+    ellipse = np.pi * (21 + 0.5) * ((19 + 32) / 2 + 0.5)
+    assert (mask > 127).sum() == pytest.approx(ellipse, rel=0.015)
+    assert mask[50, 50] == 255 and mask[29, 50] == 0 and mask[84, 50] == 0
+
+
+def test_dense_face_mask_is_the_hull_with_the_mirrored_forehead():
+    """Dense points on a 40 x 50 rectangle (x 30..70, y 40..90), eyes at y 50: the chin,
+    40 px below the eyes, is mirrored 1.6 * 40 = 64 px up to y 26, so the mask is the
+    rectangle x 30..70, y 26..90."""
+    five = np.array([[40, 50], [60, 50], [50, 60], [44, 70], [56, 70]], np.float64)
+    xs, ys = np.linspace(30, 70, 5), np.linspace(40, 90, 6)
+    dense = np.array(
+        [(x, y) for x in xs for y in (40, 90)] + [(x, y) for x in (30, 70) for y in ys],
+        np.float64,
+    )
+    mask = face_mask_from_landmarks(
+        _identity_crop(128), Face(box=_BOX, landmarks5=five, landmarks=dense)
+    )
+    want = np.zeros((128, 128), bool)
+    want[26:91, 30:71] = True
+    assert np.array_equal(mask > 127, want)
+    assert (mask[27:90, 31:70] == 255).all()  # inside, away from the anti-aliased edge
+    assert mask[:24].max() == 0 and mask[93:].max() == 0 and mask[:, :28].max() == 0
+
+
+_BOX = np.array([30.0, 40.0, 70.0, 90.0])
+
+
+def _identity_crop(size: int, matrix=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))) -> FaceCrop:
+    return FaceCrop(np.zeros((size, size, 3), np.uint8), np.array(matrix), size, 1.0)
+
+
+def test_difference_mask_of_a_dark_square_on_flat_grey():
+    """A 40 px square added to a flat 512 crop: the mask is that square grown by
+    ELEMENT_DILATE_PX (2 px) on each side - nothing more - and a square far from the face
+    mask is not this face's element."""
+    original = np.full((512, 512, 3), 128, np.uint8)
+    edited = original.copy()
+    edited[236:276, 200:240] = 20
+    face = np.zeros((512, 512), np.uint8)
+    cv2.circle(face, (256, 256), 120, 255, -1)
+    for mask in (
+        element_mask_from_difference(original, edited),
+        element_mask_from_difference(original, edited, face),
+    ):
+        assert set(np.unique(mask)) == {0, 255}
+        assert _box(mask) == (198, 234, 241, 277)
+        assert (mask[236:276, 200:240] == 255).all()
+        # only the grown box's corners are rounded off (at most 5 x 5 each)
+        assert 44 * 44 - 4 * 25 <= (mask > 0).sum() < 44 * 44
+    far = original.copy()
+    far[20:60, 20:60] = 20  # 300 px from the face's edge
+    assert element_mask_from_difference(original, far, face).max() == 0
+    assert _box(element_mask_from_difference(original, far)) == (18, 18, 61, 61)
+    assert element_mask_from_difference(original, original, face).max() == 0
 
 
 # ------------------------------------------------------------------------ frame changes
