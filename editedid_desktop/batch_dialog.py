@@ -25,6 +25,7 @@ from engine.batch.run import (
     plan_batch,
     run_batch,
 )
+from engine.runtime import Engine
 
 from .batch_widgets import (
     ERROR_COLOR,
@@ -48,6 +49,7 @@ __all__ = ["BatchDialog", "BatchWorker", "format_eta"]
 # deleted mid-run can never destroy a running QThread; released on the UI thread once the
 # thread has finished.
 _LIVE: set = set()
+BATCH = "the batch"  # who holds the shared Engine, as the window is told while it waits
 SCREEN_MARGIN = 48  # px of the screen left to the window's title bar and frame
 
 
@@ -94,21 +96,24 @@ class BatchWorker(QObject):
 
 
 class BatchDialog(QDialog):
-    """Folder mode. `params_provider()` gives the EditedIDParams to use, `model_provider()`
-    the loaded SD model (or None); both are called when Start is pressed, so the main
-    window's current settings and model are shared. `processor` replaces
-    engine.photo.pipeline.restore_photo_files (tests)."""
+    """Folder mode. `params_provider()` gives the EditedIDParams to use (called when Start
+    is pressed, so the main window's current settings are used); `engine` is the app's
+    engine.runtime.Engine: its loaded SD model, shared with the window's restores, one
+    run at a time (a batch photo waits for an interactive restore and says so).
+    `processor` replaces engine.photo.pipeline.restore_photo_files (tests)."""
 
     batch_progress = Signal(object)  # BatchProgress, re-emitted on the UI thread
     batch_finished = Signal(object)  # BatchReport; emitted after the thread has stopped
     batch_failed = Signal(str)  # the batch could not run at all (e.g. read-only output)
+    # Emitted on the batch's thread when its next photo waits for the model (queued here).
+    model_waiting = Signal(str)  # what holds the model
 
     COLUMNS = RESULT_COLUMNS
 
     def __init__(
         self,
         params_provider: Callable[[], object],
-        model_provider: Callable[[], object | None],
+        engine: Engine,
         parent: QWidget | None = None,
         *,
         processor: Callable | None = None,
@@ -120,7 +125,8 @@ class BatchDialog(QDialog):
         self.setWindowTitle("Batch folder mode")
         self.setModal(False)
         self.params_provider = params_provider
-        self.model_provider = model_provider
+        self.engine = engine
+        self.model_waiting.connect(self._on_model_waiting)
         self.processor = processor
         self.plan: BatchPlan | None = None
         self.report: BatchReport | None = None
@@ -330,25 +336,21 @@ class BatchDialog(QDialog):
         return True
 
     def _restorer(self, needed: bool):
-        """The chosen mode's restorer, with the shared SD model when it needs one and
-        there is something to restore; None (and a message) when it cannot run."""
-        from engine.restorers import get_restorer, restorer_class
+        """The chosen mode's restorer on the shared Engine (its model calls take turns
+        with the window's restores); None (and a message) when it cannot run."""
+        restorer = self.engine.restorer(self.mode, who=BATCH, on_wait=self.model_waiting.emit)
+        if restorer.needs_model and needed and self.engine.model is None:
+            self._status(
+                "Diffusion mode needs a Stable Diffusion model: load one in the model "
+                "manager, or choose Classic mode.",
+                ERROR_COLOR,
+            )
+            return None
+        return restorer
 
-        model = None
-        if restorer_class(self.mode).needs_model and needed:
-            try:
-                model = self.model_provider()
-            except Exception as error:  # noqa: BLE001
-                self._status(f"The SD model could not be loaded: {error}", ERROR_COLOR)
-                return None
-            if model is None:
-                self._status(
-                    "Diffusion mode needs a Stable Diffusion model: load one in the model "
-                    "manager, or choose Classic mode.",
-                    ERROR_COLOR,
-                )
-                return None
-        return get_restorer(self.mode, model=model)
+    @Slot(str)
+    def _on_model_waiting(self, holder: str) -> None:
+        self._log(f"Waiting for {holder} to finish before the next photo…")
 
     @Slot()
     def toggle_pause(self) -> None:

@@ -485,7 +485,7 @@ class MainWindow(QMainWindow):
             return
         dialog = BatchDialog(
             params_provider=lambda: self.session.params,
-            model_provider=lambda: self.engine.worker.model,
+            engine=self.engine.runtime,
             parent=self,
             backend=self.settings.face_backend,
             strip_location=self.settings.strip_location,

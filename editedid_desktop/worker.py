@@ -28,6 +28,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.params import EditedIDParams
+from engine.runtime import Engine
 
 from .threads import PythonThread
 
@@ -41,6 +42,10 @@ WARM_UP_MODULES = (
     ("the engine", ("engine.photo.pipeline", "engine.restorers", "engine.models.loading")),
     ("diffusers", ("diffusers", "transformers")),
 )
+
+# Who holds the shared Engine, as the other side is told while it waits (engine.runtime).
+INTERACTIVE = "the interactive restore"
+LOADING = "loading the model"
 
 LOW_MEMORY_MESSAGE = (
     "Out of GPU memory: retrying once in low-memory mode (VAE and text encoder off the "
@@ -166,12 +171,15 @@ class WorkerRelay(WorkerSignals):
 
 
 class EngineWorker(WorkerSignals):
-    """Runs engine jobs (called on the worker thread); holds the model between jobs."""
+    """Runs engine jobs (called on the worker thread); holds the model between jobs in
+    `engine` (an engine.runtime.Engine), which a batch started from the window shares:
+    whichever runs the model first, the other waits for it and says so."""
 
     def __init__(
         self,
         model_config: dict[str, Any] | None = None,
         face_config: dict[str, Any] | None = None,
+        engine: Engine | None = None,
     ) -> None:
         super().__init__()
         self.cancel_event = threading.Event()
@@ -179,7 +187,7 @@ class EngineWorker(WorkerSignals):
         self.cancelled_upto = 0
         self.model_config: dict[str, Any] = dict(model_config or {})
         self.face_config: dict[str, Any] = dict(face_config or {})
-        self._model: Any = None
+        self.engine = engine if engine is not None else Engine()
         self._model_key: dict[str, Any] | None = None
         self._analyzer: Any = None
         self._analyzer_key: dict[str, Any] | None = None
@@ -187,7 +195,7 @@ class EngineWorker(WorkerSignals):
     # -- state that other threads may read --------------------------------------------
     @property
     def model(self) -> Any:
-        return self._model
+        return self.engine.model
 
     # -- slots (run in the worker thread) ------------------------------------------------
     @Slot(object, object)
@@ -201,7 +209,7 @@ class EngineWorker(WorkerSignals):
     @Slot(object)
     def set_model(self, model: Any) -> None:
         """Adopt an already loaded model (tests, self-test)."""
-        self._model = model
+        self.engine.set_model(model, cancel=self.cancel_event)
         self._model_key = dict(self.model_config)
 
     @Slot()
@@ -342,17 +350,25 @@ class EngineWorker(WorkerSignals):
 
     def _ensure_model(self) -> Any:
         key = dict(self.model_config)
-        if self._model is not None and (self._model_key == key or not key):
-            return self._model
+        if self.engine.model is not None and (self._model_key == key or not key):
+            return self.engine.model
+
+        # The whole load holds the model: a batch photo running on the old model finishes
+        # first (a cancel still works meanwhile), the old one is freed before the new one
+        # loads, and a batch photo that comes next waits for the new one.
+        with self.engine.turn(LOADING, on_wait=self._say_waiting, cancel=self.cancel_event):
+            self.engine.set_model(None)
+            return self._load_model(key)
+
+    def _load_model(self, key: dict[str, Any]) -> Any:
         from engine.models.loading import LowMemory, load_sd_model
 
-        self._model = None  # free the old one before loading the new one
         source = key.get("source") or ""
         low = bool(key.get("low_vram"))
         self.status.emit(f"Loading {source}…")
         self.progress.emit("loading model", 0, 0)
         precision = key.get("precision", "auto")
-        self._model = load_sd_model(
+        model = load_sd_model(
             source,
             device=key.get("device", "auto"),
             dtype=None if precision == "auto" else precision,
@@ -360,16 +376,29 @@ class EngineWorker(WorkerSignals):
             low_memory=LowMemory.low_vram(low),
             cancel=self.cancel_event.is_set,
         )
+        self.engine.set_model(model)
         self._model_key = key
-        self.model_loaded.emit(self._model.describe())
-        return self._model
+        self.model_loaded.emit(model.describe())
+        return model
+
+    def _say_waiting(self, holder: str) -> None:
+        """on_wait of the shared Engine: another run (a batch photo) holds the model."""
+        self.status.emit(f"Waiting for {holder} to finish its current photo…")
+        self.progress.emit("waiting for the model", 0, 0)
 
     def _restore(self, request: RestoreRequest) -> Any:
-        from engine.restorers import get_restorer
+        # The whole restore (a load, each face group, the memory ladder's retry) in one
+        # turn on the shared model: a batch photo cannot slip in between two groups and
+        # find the model in low-memory mode, nor take its attention processors mid-run.
+        with self.engine.turn(INTERACTIVE, on_wait=self._say_waiting, cancel=self.cancel_event):
+            self._ensure_model()
+            return self._restore_holding(request)
 
-        model = self._ensure_model()
-        restorer = get_restorer("diffusion", model=model)
+    def _restore_holding(self, request: RestoreRequest) -> Any:
         from engine.models.fallback import lower_memory
+
+        model = self.engine.model
+        restorer = self.engine.restorer("diffusion", who=INTERACTIVE)
 
         # The ladder's first rung, not attention slicing: slicing keeps its maps for
         # null-text's backward pass and RAISES the peak (engine.models.fallback).
@@ -477,13 +506,17 @@ class EngineHost(QObject):
         model_config: dict | None = None,
         face_config: dict | None = None,
         parent: QObject | None = None,
+        *,
+        engine: Engine | None = None,
     ) -> None:
         super().__init__(parent)
         self._pending: dict[str, int] = {}
         self._pending_lock = threading.Lock()  # counted down on the worker thread
         self._announced_busy = False
         self._generation = 0
-        self._worker = EngineWorker(model_config, face_config)
+        self._worker = EngineWorker(model_config, face_config, engine)
+        # The loaded model and its lock, shared with the batches the window starts.
+        self.runtime: Engine = self._worker.engine
         self.worker = WorkerRelay(self._worker, self)  # what the window connects to
         opencv_on_the_calling_thread()
         # One Python thread state for the thread's life (dlib/pybind11 crash: threads.py).

@@ -11,13 +11,14 @@ from PySide6.QtCore import QTimer
 from editedid_desktop.batch_dialog import BatchDialog, format_eta
 from engine.batch.run import is_finished
 from engine.params import EditedIDParams
+from engine.runtime import Engine
 from tests.fixtures.batch import FakeProcessor
 
 
 @pytest.fixture
 def make_dialog(qtbot):
     def make(processor, model=None):
-        dialog = BatchDialog(EditedIDParams, lambda: model, processor=processor)
+        dialog = BatchDialog(EditedIDParams, Engine(model), processor=processor)
         qtbot.addWidget(dialog)
         dialog.show()
         return dialog
@@ -185,7 +186,7 @@ def test_the_location_setting_reaches_every_file_of_the_batch(qtbot, folders, st
                 *args, **{k: v for k, v in kwargs.items() if k != "strip_location"}
             )
 
-    dialog = BatchDialog(EditedIDParams, lambda: None, processor=Recording(), strip_location=strip)
+    dialog = BatchDialog(EditedIDParams, Engine(), processor=Recording(), strip_location=strip)
     qtbot.addWidget(dialog)
     dialog.show()
     dialog.set_mode("classic")
@@ -383,3 +384,49 @@ def test_the_wheel_scrolls_the_dialog_not_an_unfocused_choice(qtbot, make_dialog
     QApplication.sendEvent(combo, wheel)
     assert dialog.mode == mode
     assert dialog.sections.verticalScrollBar().value() > 0
+
+
+def test_a_batch_photo_waits_for_the_windows_restore_and_says_so(qtbot):
+    """The dialog's restorer runs on the app's shared Engine: while the window's restore
+    holds the model, the batch's next photo waits (cancellable) and the log says why."""
+    from engine.errors import Cancelled
+
+    engine = Engine(object())  # never run: the photo is cancelled while it waits
+    dialog = BatchDialog(EditedIDParams, engine)
+    qtbot.addWidget(dialog)
+    dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("diffusion"))
+    restorer = dialog._restorer(needed=True)
+    held, release, cancel = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def window_restore() -> None:
+        with engine.turn("the interactive restore"):
+            held.set()
+            release.wait(60)
+
+    def batch_photo() -> None:
+        try:
+            restorer.restore([], EditedIDParams(), cancel=cancel)
+            outcome.append("ran")
+        except Cancelled:
+            outcome.append("cancelled")
+
+    window = threading.Thread(target=window_restore)
+    window.start()
+    assert held.wait(10)
+    photo = threading.Thread(target=batch_photo)
+    try:
+        photo.start()
+        qtbot.waitUntil(
+            lambda: (
+                "Waiting for the interactive restore to finish before the next photo"
+                in dialog.log_view.toPlainText()
+            )
+        )
+        assert outcome == []
+        cancel.set()
+        photo.join(10)
+    finally:
+        release.set()
+        window.join(10)
+    assert outcome == ["cancelled"]

@@ -37,6 +37,7 @@ from engine.cli.batch import batch_cli
 from engine.errors import InputError, ModelError
 from engine.io.export import read_sidecar
 from engine.params import EditedIDParams
+from engine.runtime import Engine
 from engine.restorers import get_restorer
 from tests.fixtures.batch import FakeProcessor, make_folders, save_image
 from tests.helpers import sample_photo
@@ -452,7 +453,7 @@ def test_batch_dialog_runs_on_the_cluster_with_per_worker_progress(ray_cluster, 
     from editedid_desktop.batch_dialog import BatchDialog
 
     orig, edit, out = make_folders(tmp_path)
-    dialog = BatchDialog(EditedIDParams, lambda: None, processor=SteppingProcessor(steps=3))
+    dialog = BatchDialog(EditedIDParams, Engine(), processor=SteppingProcessor(steps=3))
     qtbot.addWidget(dialog)
     panel = dialog.cluster_panel
     assert not panel.use_cluster() and panel.isHidden()  # this computer, by default

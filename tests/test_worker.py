@@ -235,3 +235,60 @@ def test_a_job_cancelled_inside_a_call_that_cannot_stop_delivers_no_result(
         host.classic(ClassicRequest(analysis, faces=[0]))
     qtbot.waitUntil(lambda: not host.busy)
     assert late == []
+
+
+def _hold(engine, who: str):
+    """A thread holding the shared Engine as `who` (a batch photo) until released."""
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.turn(who):
+            held.set()
+            release.wait(120)
+
+    thread = threading.Thread(target=hold, name="a batch photo")
+    thread.start()
+    assert held.wait(10)
+    return thread, release
+
+
+def test_a_restore_waits_for_the_batch_photo_on_the_shared_model(qtbot, host, photos, analysis):
+    """The window's restore and a batch share one model (engine.runtime.Engine): while
+    the batch's photo runs, the restore runs nothing on the model and says what it waits
+    for; it runs once the photo is done."""
+    with qtbot.waitSignal(host.worker.model_loaded, timeout=60000):
+        host.load_model()
+    qtbot.waitUntil(lambda: not host.busy)
+    statuses, stages, finished = [], [], []
+    host.worker.status.connect(statuses.append)
+    host.worker.progress.connect(lambda stage, step, total: stages.append(stage))
+    host.worker.finished.connect(finished.append)
+    thread, release = _hold(host.runtime, "the batch")
+    try:
+        host.restore(_request(photos, analysis, FAST_PARAMS.replace(seed=23)))
+        qtbot.waitUntil(lambda: "waiting for the model" in stages, timeout=30000)
+        assert "Waiting for the batch to finish its current photo…" in statuses
+        assert stages == ["waiting for the model"] and finished == [] and host.busy
+    finally:
+        release.set()
+        thread.join(10)
+    qtbot.waitUntil(lambda: len(finished) == 1, timeout=120000)
+    assert "entanglement" in stages and not host.runtime.busy
+
+
+def test_a_restore_waiting_for_the_batch_cancels(qtbot, host, photos, analysis):
+    stages = []
+    host.worker.progress.connect(lambda stage, step, total: stages.append(stage))
+    thread, release = _hold(host.runtime, "the batch")
+    try:
+        with qtbot.waitSignal(host.worker.cancelled, timeout=60000):
+            host.restore(_request(photos, analysis))
+            qtbot.waitUntil(lambda: "waiting for the model" in stages, timeout=60000)
+            host.cancel()
+    finally:
+        release.set()
+        thread.join(10)
+    assert "inversion" not in stages and "entanglement" not in stages
+    qtbot.waitUntil(lambda: not host.busy)
