@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from engine.batch import run as batch
+from engine.batch import runner
 from engine.batch.run import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
 from engine.cli.batch import batch_cli
 from engine.errors import InputError
@@ -252,7 +253,7 @@ def test_cancel_callable_stops_within_a_step(folders):
 
 def test_full_disk_stops_the_batch_with_a_reason(folders, monkeypatch):
     orig, edit, out = folders
-    real = batch.check_output_folder
+    real = runner.check_output_folder
     calls = {"n": 0}
 
     def check(folder, needed=0):
@@ -261,7 +262,7 @@ def test_full_disk_stops_the_batch_with_a_reason(folders, monkeypatch):
             raise OutputFolderError(f"{folder}: not enough free disk space.")
         return real(folder, needed)
 
-    monkeypatch.setattr(batch, "check_output_folder", check)
+    monkeypatch.setattr(runner, "check_output_folder", check)  # where run_batch calls it
     fake = FakeProcessor()
     report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
     assert report.ok == 2 and "disk space" in report.stopped_reason and len(fake.calls) == 2
@@ -533,7 +534,7 @@ def test_report_rows_are_appended_and_full_rewrites_are_bounded(tmp_path):
 
 def test_full_report_rewrites_follow_the_time_budget(folders, monkeypatch):
     orig, edit, out = folders
-    monkeypatch.setattr(batch, "REPORT_INTERVAL_S", 0.0)  # every file is due: a rewrite each
+    monkeypatch.setattr(runner, "REPORT_INTERVAL_S", 0.0)  # every file is due: a rewrite each
     report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
     assert report.full_report_writes == 1 + 7 + 1
     assert [r["status"] for r in _read_csv(report.report_path)].count("ok") == 5

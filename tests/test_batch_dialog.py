@@ -156,7 +156,7 @@ def test_shutdown_stops_a_running_batch(qtbot, make_dialog, folders):  # noqa: F
 
 
 def test_read_only_output_is_reported_not_crashed(qtbot, make_dialog, folders, monkeypatch):  # noqa: F811
-    from engine.batch import run as batch
+    from engine.batch import runner
     from engine.io.export import OutputFolderError
 
     orig, edit, out = folders
@@ -164,7 +164,7 @@ def test_read_only_output_is_reported_not_crashed(qtbot, make_dialog, folders, m
     def refuse(folder, needed=0):
         raise OutputFolderError(f"{folder}: the output folder is read-only.")
 
-    monkeypatch.setattr(batch, "check_output_folder", refuse)
+    monkeypatch.setattr(runner, "check_output_folder", refuse)
     dialog = make_dialog(FakeProcessor())
     dialog.set_mode("classic")
     dialog.set_folders(orig, edit, out)

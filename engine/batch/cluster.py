@@ -47,6 +47,7 @@ import ray  # noqa: E402
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError  # noqa: E402
 
 from engine import __version__
+from engine.batch.plan import BatchItem, is_finished
 from engine.batch.remote import (
     FileJob,
     FileOutcome,
@@ -56,17 +57,8 @@ from engine.batch.remote import (
     read_job,
     write_outcome,
 )
-from engine.batch.run import (
-    BatchExecutor,
-    BatchItem,
-    BatchRow,
-    _BatchRun,
-    _failed_row,
-    _fingerprints,
-    _ok_row,
-    _skipped_row,
-    is_finished,
-)
+from engine.batch.report import BatchRow, failed_row, fingerprints, ok_row, skipped_row
+from engine.batch.runner import BatchExecutor, BatchRun
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.io.export import OutputFolderError, check_output_folder, estimate_output_bytes
 
@@ -338,7 +330,7 @@ class RayExecutor(BatchExecutor):
     def actor_name(self, number: int) -> str:
         return f"editedid-worker-{self.batch_id}-{number}"
 
-    def run_items(self, run: _BatchRun, overwrite: bool, old_rows: dict) -> None:
+    def run_items(self, run: BatchRun, overwrite: bool, old_rows: dict) -> None:
         if not run.plan.items:
             return
         owned = connect(self.cluster, workers=self.workers, cpus_per_worker=self.cpus_per_worker)
@@ -362,7 +354,7 @@ class RayExecutor(BatchExecutor):
 class _Dispatch:
     """One batch's run on the pool: hand out, collect, retry, pause, cancel."""
 
-    def __init__(self, executor: RayExecutor, run: _BatchRun, overwrite: bool, old_rows: dict):
+    def __init__(self, executor: RayExecutor, run: BatchRun, overwrite: bool, old_rows: dict):
         self.ex, self.run, self.overwrite, self.old_rows = executor, run, overwrite, old_rows
         base = run.position
         self.queue = collections.deque(
@@ -424,13 +416,13 @@ class _Dispatch:
         run.worker = ""  # what fails here failed on this computer, not on the worker
         if entry.job is None:
             if is_finished(item.output, item.original, item.edited):  # done meanwhile
-                run.add_row(_skipped_row(item, self.old_rows, run.report.mode), "skipped")
+                run.add_row(skipped_row(item, self.old_rows, run.report.mode), "skipped")
                 return False
             try:
                 check_output_folder(run.plan.output_dir, estimate_output_bytes(item.edited))
                 options = run.processor_options(item, self.overwrite)
                 entry.stale = bool(options.get("overwrite"))
-                entry.before = _fingerprints(item)
+                entry.before = fingerprints(item)
                 entry.job = read_job(
                     entry.position, item, run.params, backend=run.backend, faces=run.faces,
                     strip_location=run.strip_location,
@@ -441,7 +433,7 @@ class _Dispatch:
                 return False
             except Exception as error:  # noqa: BLE001 - one bad file never stops a batch
                 run.count_work(0.0)
-                run.add_row(_failed_row(item, error, run.report.mode, 0.0), "file failed")
+                run.add_row(failed_row(item, error, run.report.mode, 0.0), "file failed")
                 return False
         entry.attempts += 1
         slot.entry, slot.task = entry, slot.actor.restore.remote(entry.job)
@@ -550,17 +542,17 @@ class _Dispatch:
         run.count_work(outcome.seconds)
         if outcome.status != "ok":
             error = RemoteFailure(outcome.error or "failed on the worker")
-            run.add_row(_failed_row(item, error, mode, outcome.seconds), "file failed")
+            run.add_row(failed_row(item, error, mode, outcome.seconds), "file failed")
             return
         try:
             write_outcome(item, entry.job, outcome, entry.stale)
-            row = _ok_row(item, _Result(outcome), mode, entry.before)
+            row = ok_row(item, _Result(outcome), mode, entry.before)
         except OutputFolderError as error:
             run.stop_for(item, error, outcome.seconds)
             self.stop()
             return
         except Exception as error:  # noqa: BLE001 - one bad file never stops a batch
-            run.add_row(_failed_row(item, error, mode, outcome.seconds), "file failed")
+            run.add_row(failed_row(item, error, mode, outcome.seconds), "file failed")
             return
         entry.job = None  # nothing of the image is kept past its file
         row.seconds = f"{outcome.seconds:.2f}"
@@ -578,7 +570,7 @@ class _Dispatch:
                 f"{entry.item.edited.name}: the worker restoring it was lost "
                 f"{entry.attempts} times ({'; '.join(entry.lost)}); not tried again."
             )
-            run.add_row(_failed_row(entry.item, error, run.report.mode, 0.0), "file failed")
+            run.add_row(failed_row(entry.item, error, run.report.mode, 0.0), "file failed")
             entry.job = None
             return
         self.queue.appendleft(entry)  # next free worker (a new one replaces the lost one)
@@ -692,7 +684,7 @@ def mismatch(first: dict | None, info: dict) -> str:
 
 
 class _Result:
-    """A worker's outcome in the shape `_ok_row` reads (faces with scores, mode, ...)."""
+    """A worker's outcome in the shape `ok_row` reads (faces with scores, mode, ...)."""
 
     def __init__(self, outcome: FileOutcome) -> None:
         self.faces = outcome.faces

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__
-from engine.batch.run import BatchItem, _accepts
+from engine.batch.plan import BatchItem
+from engine.batch.runner import accepts as _accepts
 from engine.errors import Cancelled, EditedIDError
 from engine.io.export import (
     SIDECAR_MARKER,
