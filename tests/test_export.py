@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from engine.errors import InputError
-from engine.io import export
+from engine.io import export, sidecars
 from engine.io.export import (
     OutputFolderError,
     apply_orientation,
@@ -301,7 +301,7 @@ def test_no_output_is_left_without_its_sidecar(tmp_path, monkeypatch):
     def no_rename(tmp, path):
         raise OutputFolderError(f"{path}: the disk is full; nothing was written.")
 
-    monkeypatch.setattr(export, "commit_file", no_rename)
+    monkeypatch.setattr(sidecars, "commit_file", no_rename)  # write_with_sidecar lives there
     with pytest.raises(OutputFolderError, match=r"r\.png\.json: the disk is full"):
         _unit(tmp_path)
     assert list(tmp_path.iterdir()) == []  # no output, no sidecar, no temp file

@@ -14,7 +14,9 @@ used, parameters, scores) are one unit: `check_result_target` refuses, before an
 an output or sidecar that is an input, a folder, or an existing file (unless
 overwriting); `write_with_sidecar` stages the sidecar first, writes the output, then
 renames the sidecar into place, so an output never stands without its sidecar, and the
-sidecar carries our marker (`SIDECAR_MARKER`) by which resume knows it is ours.
+sidecar carries our marker (`SIDECAR_MARKER`) by which resume knows it is ours. Those
+live in engine.io.targets (what may be written where) and engine.io.sidecars (the
+sidecar itself); this module imports them back, so callers keep importing them from here.
 
 Location: by default (`strip_location=True`) a result carries no location. The GPS IFD
 of the reference's EXIF (latitude, longitude, altitude, GPS time, ...) is dropped; XMP
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import shutil
 import struct
@@ -42,17 +43,46 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import InputError
-from engine.io.files import (
-    OutputFolderError,
-    atomic_write,
-    commit_file,
-    make_temp_file,
-    sha256_file,
-    stage_file,
-)
+from engine.io.files import OutputFolderError, atomic_write, make_temp_file
 from engine.io.images import exif_orientation, open_image
+from engine.io.sidecars import (  # noqa: F401 - re-exported
+    MAX_SIDECAR_BYTES,
+    SIDECAR_MARKER,
+    SIDECAR_VERSION,
+    read_sidecar,
+    sidecar_inputs,
+    sidecar_matches_inputs,
+    write_with_sidecar,
+)
+from engine.io.targets import (  # noqa: F401 - re-exported
+    FORMATS,
+    check_result_target,
+    same_file,
+    sidecar_path,
+)
 
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+__all__ = [
+    "FORMATS",
+    "FREE_SPACE_MARGIN",
+    "GPS_IFD_TAG",
+    "ICC_TIFF_TAG",
+    "MAX_SIDECAR_BYTES",
+    "ORIENTATION_TAG",
+    "SIDECAR_MARKER",
+    "SIDECAR_VERSION",
+    "OutputFolderError",
+    "apply_orientation",
+    "check_output_folder",
+    "check_result_target",
+    "estimate_output_bytes",
+    "read_sidecar",
+    "save_result",
+    "sidecar_inputs",
+    "sidecar_matches_inputs",
+    "sidecar_path",
+    "write_with_sidecar",
+]
+
 ORIENTATION_TAG = 0x0112
 GPS_IFD_TAG = 0x8825  # the GPSInfo pointer: the whole GPS IFD hangs from it
 _SUB_IFD_TAGS = (0x8769, GPS_IFD_TAG, 0xA005)  # Exif, GPS, Interop
@@ -67,9 +97,6 @@ _STRUCTURAL_TAGS = frozenset(
 # Descriptive IFD0 tags carried into a 16-bit TIFF written by tifffile (ASCII only).
 _TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
 FREE_SPACE_MARGIN = 16 * 1024 * 1024  # keep this much free beyond the estimate
-SIDECAR_MARKER = "editedid_sidecar"  # key with the sidecar schema version: the file is ours
-SIDECAR_VERSION = 1
-MAX_SIDECAR_BYTES = 16 * 1024 * 1024  # a larger ".json" beside an output is not ours
 
 
 # --- folder checks -------------------------------------------------------------------
@@ -255,169 +282,6 @@ def _png_add_chunks(png: bytes, icc: bytes | None, exif: bytes | None, dpi) -> b
 
 
 # --- writing -----------------------------------------------------------------------------
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.normcase(str(_resolved(a))) == os.path.normcase(str(_resolved(b)))
-
-
-def _resolved(path: Path) -> Path:
-    """`path.resolve()`, with a symbolic-link loop as our error, not a traceback."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError) as error:
-        raise InputError(f"{path}: is a symbolic link loop (or unreadable link).") from error
-
-
-# --- a result and its sidecar, as one unit ------------------------------------------------
-def sidecar_path(output: str | Path) -> Path:
-    """Where the sidecar JSON of an output lives (`result.png.json`)."""
-    output = Path(output)
-    return output.with_name(output.name + ".json")
-
-
-def check_result_target(
-    out: str | Path,
-    *,
-    protected_paths=(),
-    overwrite: bool = False,
-    formats: dict[str, str] | None = FORMATS,
-) -> Path:
-    """Refuse, before any work, what `write_with_sidecar` must never do (InputError).
-
-    The output and its sidecar may not be an input (also through links), a folder, or an
-    existing file unless `overwrite`; the output's folder must exist. protected_paths:
-    the inputs, as {name: path} or a sequence. `formats`: the extensions allowed (None:
-    any).
-    """
-    out = Path(out)
-    side = sidecar_path(out)
-    if out.is_dir():
-        raise InputError(f"{out}: is a folder; give a file name for the result.")
-    if formats is not None and out.suffix.lower() not in formats:
-        raise InputError(
-            f"{out}: cannot save as {out.suffix or 'a file without extension'!r}; "
-            "use .png, .jpg or .tif."
-        )
-    folder = out.parent
-    if not folder.is_dir():
-        raise OutputFolderError(
-            f"{folder}: the output folder does not exist"
-            + (" (it is a file)" if folder.exists() else "")
-            + ". Create it first or choose another folder."
-        )
-    named = _named_inputs(protected_paths)
-    for target, what in ((out, "output"), (side, "sidecar")):
-        _resolved(target)
-        for name, protected in named:
-            if protected is not None and _same_file(target, Path(protected)):
-                which = f"the {name} input" if name else "an input file"
-                raise InputError(
-                    f"{target}: the {what} would overwrite {which} ({protected}); inputs are "
-                    "never overwritten. Choose another name or folder."
-                )
-        if target.is_dir():
-            raise InputError(f"{target}: is a folder; the {what} cannot be written there.")
-        if (target.exists() or target.is_symlink()) and not overwrite:
-            raise InputError(
-                f"{target}: already exists (the {what}). Allow overwriting or choose "
-                "another name or folder."
-            )
-        if target.exists() and not target.is_file():
-            raise InputError(f"{target}: is not a regular file; the {what} cannot replace it.")
-    return out
-
-
-def _named_inputs(protected_paths) -> list[tuple[str, str | Path]]:
-    """(name, path) pairs from {name: path}, or ("", path) from a plain sequence."""
-    if isinstance(protected_paths, dict):
-        return list(protected_paths.items())
-    return [("", p) for p in protected_paths or ()]
-
-
-def write_with_sidecar(
-    out: str | Path,
-    write_output,
-    sidecar: dict,
-    *,
-    protected_paths=(),
-    overwrite: bool = False,
-    formats: dict[str, str] | None = FORMATS,
-) -> Path:
-    """Write a result (`write_output()` writes `out`) and its sidecar JSON as one unit.
-
-    The sidecar is staged first (a full disk fails here, before the output exists), the
-    output written, then the sidecar renamed into place; if that last step fails the new
-    output is removed, so no output is ever left claiming a success without its sidecar.
-    The sidecar gets our marker and status "ok".
-    """
-    out = Path(out)
-    side = sidecar_path(out)
-    check_result_target(out, protected_paths=protected_paths, overwrite=overwrite, formats=formats)
-    data = {SIDECAR_MARKER: SIDECAR_VERSION, "status": "ok", **sidecar}
-    text = json.dumps(data, indent=2, default=str).encode("utf-8")
-    staged = stage_file(side, lambda handle: handle.write(text))
-    try:
-        write_output()
-        if not out.is_file():
-            raise InputError(f"{out}: the result was not written.")
-        try:
-            commit_file(staged, side)
-        except BaseException:
-            out.unlink(missing_ok=True)  # ours, just written: no output without a sidecar
-            raise
-    finally:
-        staged.unlink(missing_ok=True)
-    return out
-
-
-def read_sidecar(output: str | Path) -> dict | None:
-    """The sidecar of `output` when it is one of ours (marker, a JSON object); else None.
-
-    Reads only a regular file of sane size: a pipe, a folder or a huge file named like a
-    sidecar is not ours.
-    """
-    side = sidecar_path(output)
-    try:
-        if not side.is_file() or side.stat().st_size > MAX_SIDECAR_BYTES:
-            return None
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or data.get(SIDECAR_MARKER) != SIDECAR_VERSION:
-        return None
-    return data
-
-
-def sidecar_inputs(paths: dict[str, str | Path], hashes: dict[str, str]) -> dict:
-    """The sidecar's "inputs" entry: each input's resolved path and the sha256 used."""
-    return {
-        name: {"path": str(Path(path).resolve()), "sha256": hashes[name]}
-        for name, path in paths.items()
-    }
-
-
-def sidecar_matches_inputs(data: dict, inputs: dict[str, str | Path]) -> bool:
-    """True when the sidecar's stored sha256 of every named input matches the file now."""
-    stored = data.get("inputs")
-    if not isinstance(stored, dict):
-        return False
-    for name, path in inputs.items():
-        entry = stored.get(name)
-        digest = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or len(digest) != 64:
-            return False
-        try:
-            if not Path(path).is_file() or sha256_file(path) != digest:
-                return False
-        except OSError:
-            return False
-    return True
-
-
 def save_result(
     out_path: str | Path,
     image_rgb8: np.ndarray,
@@ -493,12 +357,12 @@ def _check_target(out: Path, image: np.ndarray, reference_path, protected_paths,
             "use .png, .jpg or .tif."
         )
     for protected in protected_paths or ():
-        if protected is not None and _same_file(out, Path(protected)):
+        if protected is not None and same_file(out, Path(protected)):
             raise InputError(
                 f"{out}: this is one of the input files; it is never overwritten. "
                 "Choose another name or folder."
             )
-    if reference_path is not None and _same_file(out, Path(reference_path)):
+    if reference_path is not None and same_file(out, Path(reference_path)):
         raise InputError(f"{out}: this is the edited input file; it is never overwritten.")
     if out.is_dir():
         raise InputError(f"{out}: is a folder; choose a file name.")
