@@ -36,7 +36,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 # No telemetry (README, Privacy): Ray reports usage statistics to its makers unless told
@@ -47,9 +46,22 @@ import ray  # noqa: E402
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError  # noqa: E402
 
 from engine import __version__
-from engine.batch.plan import BatchItem, is_finished
+from engine.batch.cluster_info import (
+    ClusterCheck,
+    ClusterError,
+    NodeInfo,
+    cluster_address_text,
+    mismatch,
+)
+from engine.batch.cluster_records import (
+    FileEntry,
+    WorkerResult,
+    WorkerSlot,
+    first_line,
+    lost_reason,
+)
+from engine.batch.plan import is_finished
 from engine.batch.remote import (
-    FileJob,
     FileOutcome,
     FileWorker,
     RemoteFailure,
@@ -59,7 +71,7 @@ from engine.batch.remote import (
 )
 from engine.batch.report import BatchRow, failed_row, fingerprints, ok_row, skipped_row
 from engine.batch.runner import BatchExecutor, BatchRun
-from engine.errors import Cancelled, EditedIDError, InputError, ModelError
+from engine.errors import Cancelled, InputError, ModelError
 from engine.io.export import OutputFolderError, check_output_folder, estimate_output_bytes
 
 NAMESPACE = "editedid"
@@ -69,14 +81,6 @@ CANCEL_GRACE_S = 60.0  # after a cancel, workers get this long to stop at their 
 POLL_S = 0.1  # the driver's wait for any result, start or progress
 PROGRESS_POLL_S = 0.5  # how often busy workers are asked where they are
 PROBE_TIMEOUT_S = 30.0
-
-
-class ClusterError(EditedIDError):
-    """The cluster cannot run the batch (cannot connect, no worker could start, ...)."""
-
-
-def cluster_address_text(cluster: str) -> str:
-    return "a private Ray on this computer" if cluster == "local" else f"Ray at {cluster}"
 
 
 # --- connecting ------------------------------------------------------------------------
@@ -129,60 +133,6 @@ def default_workers(cluster: str) -> int:
 
 
 # --- checking a cluster (the batch dialog's Check button) -------------------------------
-@dataclass
-class NodeInfo:
-    host: str
-    address: str
-    alive: bool
-    cpus: float
-    gpus: float
-    versions: dict[str, str] = field(default_factory=dict)  # python, ray, engine, torch
-    problem: str = ""
-
-
-@dataclass
-class ClusterCheck:
-    address: str
-    nodes: list[NodeInfo]
-    here: dict[str, str]  # this computer's versions
-
-    @property
-    def gpus(self) -> int:
-        return int(sum(n.gpus for n in self.nodes if n.alive))
-
-    @property
-    def cpus(self) -> int:
-        return int(sum(n.cpus for n in self.nodes if n.alive))
-
-    @property
-    def workers(self) -> int:
-        """Workers a batch would start by default: one per GPU, else one."""
-        return max(1, self.gpus)
-
-    def mismatches(self) -> list[str]:
-        """One line per node whose Python, Ray or EditedID differs from this computer's."""
-        lines = []
-        for node in self.nodes:
-            if node.problem:
-                lines.append(f"{node.host}: {node.problem}")
-                continue
-            for key in ("python", "ray", "engine"):
-                theirs, ours = node.versions.get(key), self.here.get(key)
-                if theirs and ours and theirs != ours:
-                    lines.append(f"{node.host}: {key} {theirs}, this computer has {ours}")
-        return lines
-
-    def summary(self) -> str:
-        alive = [n for n in self.nodes if n.alive]
-        text = (
-            f"{len(alive)} machine{'s' if len(alive) != 1 else ''}, {self.gpus} GPU"
-            f"{'s' if self.gpus != 1 else ''}, {self.cpus} CPUs: a batch starts "
-            f"{self.workers} worker{'s' if self.workers != 1 else ''}."
-        )
-        problems = self.mismatches()
-        return text + (" Mismatch: " + "; ".join(problems) if problems else "")
-
-
 def versions() -> dict[str, str]:
     """What must match between the machines of a batch."""
     found = {"python": platform.python_version(), "ray": ray.__version__, "engine": __version__}
@@ -228,16 +178,11 @@ def check_cluster(cluster: str) -> ClusterCheck:
             except GetTimeoutError:
                 info.problem = f"did not answer within {PROBE_TIMEOUT_S:.0f} s"
             except RayError as error:
-                info.problem = f"cannot run EditedID ({_first_line(error)})"
+                info.problem = f"cannot run EditedID ({first_line(error)})"
         return ClusterCheck(cluster, nodes, versions())
     finally:
         if owned:
             ray.shutdown()
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else type(error).__name__
 
 
 # --- the workers -------------------------------------------------------------------------
@@ -260,34 +205,6 @@ class RayFileWorker(FileWorker):
             found = {"name": self.name, "host": socket.gethostname(), "engine": __version__}
             return {**found, "error": self.init_error, "error_kind": self.init_kind}
         return {**super().info(), "ray": ray.__version__, "gpus": list(ray.get_gpu_ids())}
-
-
-@dataclass
-class _Entry:
-    """A file of the batch on its way: prepared once, sent as often as workers die."""
-
-    position: int
-    item: BatchItem
-    attempts: int = 0
-    job: FileJob | None = None
-    stale: bool = False
-    before: tuple | None = None
-    lost: list[str] = field(default_factory=list)  # why its workers were lost
-
-
-@dataclass
-class _Slot:
-    """One worker actor: starting (ready is pending), idle, or busy with `entry`."""
-
-    actor: Any
-    name: str
-    label: str
-    ready: Any = None  # ObjectRef of info() until the worker has started
-    info: dict = field(default_factory=dict)
-    entry: _Entry | None = None
-    task: Any = None
-    progress: Any = None
-    asked: float = 0.0
 
 
 class RayExecutor(BatchExecutor):
@@ -358,10 +275,10 @@ class _Dispatch:
         self.ex, self.run, self.overwrite, self.old_rows = executor, run, overwrite, old_rows
         base = run.position
         self.queue = collections.deque(
-            _Entry(base + i, item) for i, item in enumerate(run.plan.items)
+            FileEntry(base + i, item) for i, item in enumerate(run.plan.items)
         )
         run.position = base + len(run.plan.items)
-        self.slots: list[_Slot] = []
+        self.slots: list[WorkerSlot] = []
         self.numbers = 0
         self.replacements = executor.max_attempts * (executor.workers or 1)
         self.start_problems: list[tuple[str, str]] = []  # (kind, message)
@@ -389,13 +306,13 @@ class _Dispatch:
         self.run.worker = ""
         self.sort_rows()
 
-    def busy(self) -> list[_Slot]:
+    def busy(self) -> list[WorkerSlot]:
         return [s for s in self.slots if s.entry is not None]
 
     def start_worker(self) -> None:
         self.numbers += 1
         actor = self.ex.new_actor(self.numbers)
-        slot = _Slot(actor, self.ex.actor_name(self.numbers), f"worker {self.numbers}")
+        slot = WorkerSlot(actor, self.ex.actor_name(self.numbers), f"worker {self.numbers}")
         slot.ready = actor.info.remote()
         slot.asked = time.monotonic()
         self.slots.append(slot)
@@ -409,7 +326,7 @@ class _Dispatch:
                 if self.send(slot, entry):
                     break
 
-    def send(self, slot: _Slot, entry: _Entry) -> bool:
+    def send(self, slot: WorkerSlot, entry: FileEntry) -> bool:
         """Hand `entry` to `slot`; False when it got its row here (skipped, failed)."""
         run, item = self.run, entry.item
         run.focus(entry.position, item)
@@ -442,7 +359,7 @@ class _Dispatch:
         return True
 
     def wait(self) -> None:
-        refs: dict[Any, tuple[str, _Slot]] = {}
+        refs: dict[Any, tuple[str, WorkerSlot]] = {}
         for slot in self.slots:
             if slot.ready is not None:
                 refs[slot.ready] = ("ready", slot)
@@ -474,12 +391,12 @@ class _Dispatch:
                 slot.progress, slot.asked = slot.actor.progress.remote(), now
 
     # -- events ---------------------------------------------------------------------------
-    def on_ready(self, slot: _Slot, ref) -> None:
+    def on_ready(self, slot: WorkerSlot, ref) -> None:
         slot.ready = None
         try:
             info = ray.get(ref)
         except RayError as error:
-            self.lose(slot, _reason(error), start=True)
+            self.lose(slot, lost_reason(error), start=True)
             return
         if info.get("error"):
             self.start_problems.append((info.get("error_kind", "other"), info["error"]))
@@ -495,24 +412,24 @@ class _Dispatch:
         model = info.get("model") or info.get("mode", "")
         self.note("worker ready", slot, f"{slot.label} ready ({model})")
 
-    def on_task(self, slot: _Slot, ref) -> None:
+    def on_task(self, slot: WorkerSlot, ref) -> None:
         entry, slot.entry, slot.task = slot.entry, None, None
         slot.progress = None
         try:
             outcome: FileOutcome = ray.get(ref)
         except RayActorError as error:
-            self.lose(slot, _reason(error))
-            self.retry(entry, _reason(error))
+            self.lose(slot, lost_reason(error))
+            self.retry(entry, lost_reason(error))
             return
         except RayTaskError as error:  # a bug on the worker, not the file's fault
-            outcome = FileOutcome("failed", error=_first_line(error), worker=slot.label)
+            outcome = FileOutcome("failed", error=first_line(error), worker=slot.label)
         except RayError as error:  # worker process or its node lost, object lost, ...
-            self.lose(slot, _reason(error))
-            self.retry(entry, _reason(error))
+            self.lose(slot, lost_reason(error))
+            self.retry(entry, lost_reason(error))
             return
         self.finish(slot, entry, outcome)
 
-    def on_progress(self, slot: _Slot, ref) -> None:
+    def on_progress(self, slot: WorkerSlot, ref) -> None:
         slot.progress = None
         try:
             index, stage, step, steps = ray.get(ref)
@@ -525,7 +442,7 @@ class _Dispatch:
         self.run.worker = slot.label
         self.run.emit(stage, step, steps)
 
-    def finish(self, slot: _Slot, entry: _Entry, outcome: FileOutcome) -> None:
+    def finish(self, slot: WorkerSlot, entry: FileEntry, outcome: FileOutcome) -> None:
         run, item = self.run, entry.item
         run.focus(entry.position, item)
         run.worker = slot.label
@@ -546,7 +463,7 @@ class _Dispatch:
             return
         try:
             write_outcome(item, entry.job, outcome, entry.stale)
-            row = ok_row(item, _Result(outcome), mode, entry.before)
+            row = ok_row(item, WorkerResult(outcome), mode, entry.before)
         except OutputFolderError as error:
             run.stop_for(item, error, outcome.seconds)
             self.stop()
@@ -559,7 +476,7 @@ class _Dispatch:
         run.add_row(row, "file done")
 
     # -- faults ---------------------------------------------------------------------------
-    def retry(self, entry: _Entry, reason: str) -> None:
+    def retry(self, entry: FileEntry, reason: str) -> None:
         entry.lost.append(reason)
         run = self.run
         run.focus(entry.position, entry.item)
@@ -576,7 +493,7 @@ class _Dispatch:
         self.queue.appendleft(entry)  # next free worker (a new one replaces the lost one)
         run.emit("retry", message=f"{entry.item.edited.name}: worker lost ({reason}); retrying")
 
-    def lose(self, slot: _Slot, reason: str, start: bool = False) -> None:
+    def lose(self, slot: WorkerSlot, reason: str, start: bool = False) -> None:
         self.drop(slot, ("could not start: " if start else "lost: ") + reason)
         if start:
             self.start_problems.append(("other", reason))
@@ -587,14 +504,14 @@ class _Dispatch:
     def queue_or_busy(self) -> bool:
         return bool(self.queue) or bool(self.busy())
 
-    def drop(self, slot: _Slot, why: str) -> None:
+    def drop(self, slot: WorkerSlot, why: str) -> None:
         if slot in self.slots:
             self.slots.remove(slot)
         _kill(slot.actor)
         self.run.parallel = max(1, sum(1 for s in self.slots if s.info))
         self.note("worker lost", slot, f"{slot.label} {why}")
 
-    def note(self, stage: str, slot: _Slot, message: str) -> None:
+    def note(self, stage: str, slot: WorkerSlot, message: str) -> None:
         self.ex.worker_info = [s.info for s in self.slots if s.info]
         if self.ex.on_workers is not None:
             self.ex.on_workers(list(self.ex.worker_info))
@@ -672,41 +589,8 @@ class _Dispatch:
         self.run.report.rows.sort(key=lambda r: order.get(r.output, len(order)))
 
 
-def mismatch(first: dict | None, info: dict) -> str:
-    """Why a worker may not join a batch that `first` serves ("" when it may): another
-    EditedID version, mode or model (its fingerprint) would make the batch uneven."""
-    if first is None:
-        return ""
-    for key in ("engine", "mode", "fingerprint"):
-        if info.get(key) != first.get(key):
-            return f"its {key} {info.get(key)!r} differs from {first.get(key)!r}"
-    return ""
-
-
-class _Result:
-    """A worker's outcome in the shape `ok_row` reads (faces with scores, mode, ...)."""
-
-    def __init__(self, outcome: FileOutcome) -> None:
-        self.faces = outcome.faces
-        self.mode = outcome.mode
-        self.left_alone = outcome.left_alone
-        self.warnings = outcome.warnings
-        self.sidecar = outcome.sidecar or {}
-
-
 def _kill(actor) -> None:
     try:
         ray.kill(actor, no_restart=True)
     except (RayError, ValueError):
         pass
-
-
-def _reason(error: BaseException) -> str:
-    """A lost worker in a few words (Ray's messages run to many lines)."""
-    kind = type(error).__name__
-    text = " ".join(str(error).split())
-    for marker in ("The actor died because ", "The actor is dead because ", "because "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-            break
-    return f"{kind}: {text[:200]}"
