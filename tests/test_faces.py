@@ -17,6 +17,7 @@ from PIL import Image
 
 from engine.errors import Cancelled, DownloadError, InputError, ModelNotFoundError
 from engine.faces import detection as faces
+from engine.faces import dlib_backend
 from engine.faces.types import Face, FaceAnalyzer
 from tests.helpers import sample_photo
 
@@ -647,7 +648,7 @@ def test_huge_photo_fallback_search_is_bounded(monkeypatch):
             searched.append(image.shape)
             return [], [], []
 
-    monkeypatch.setattr(faces, "_dlib_models", lambda: {"detector": Detector()})
+    monkeypatch.setattr(dlib_backend, "_dlib_models", lambda: {"detector": Detector()})
     big = np.zeros((1000, faces.DETECT_FALLBACK_MAX_SIDE + 1000, 3), np.uint8)
     assert faces.DlibAnalyzer(with_embeddings=False).detect(big) == []
     assert len(searched) == 2 and max(searched[0][:2]) <= faces.DETECT_MAX_SIDE
