@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QRect
 
+from ..jobs import AnalyzeRequest
 from ..model.masks import MASK_KINDS, MaskPairs
 from ..pairing_command import PairingCommand, PairingHistory
-from ..worker import AnalyzeRequest
 from . import Controller
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import QTimer
 
 from ..binder import connect
-from ..worker import ClassicRequest, RestoreRequest
+from ..jobs import ClassicRequest, RestoreRequest
 from . import Controller
 
 RERUN_DELAY_MS = 350  # classic preview re-runs this long after the last mask/setting change
