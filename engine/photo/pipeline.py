@@ -16,143 +16,58 @@ edited photo.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from engine import __version__
 from engine.diffusion.progress import StepInfo, cancel_checker
-from engine.errors import InputError
-from engine.faces.identity import IdentityScore, identity_from_embeddings
-from engine.faces.plausibility import (
-    PLAUSIBILITY_RULE,
-    FaceVerdict,
-    default_reason,
-    left_to_right,
-    pair_verdict,
-)
-from engine.faces.types import Face, FaceAnalyzer, FaceCrop, FacePairing
+from engine.faces.types import FaceAnalyzer
 from engine.params import EditedIDParams
-from engine.photo.align import align_edited, align_original_to_edited, too_small_message
+from engine.photo.analysis import (
+    THUMB_SIZE,
+    PhotoAnalysis,
+    PhotoFace,
+    analyze_photos,
+    ensure_crop_size,
+)
 from engine.photo.contract import CropJob, CropRestorer, RestoredCrops
 from engine.photo.masks import (
     combine_element_masks,
     crop_patch_to_photo,
     element_mask_from_attention,
-    element_mask_from_difference,
-    face_mask_from_landmarks,
-    to_crop,
     to_photo,
 )
 from engine.photo.pasteback import PasteItem, paste_many
-from engine.photo.roles import RoleCheck, check_roles
+from engine.photo.report import FaceOutcome, PhotoResult, face_outcomes, photo_sidecar
+from engine.photo.selection import (
+    FACE_SELECTIONS,
+    FACES_DEFAULT,
+    FaceSelection,
+    MaskPair,
+    crop_masks,
+    faces_left_alone,
+    select_faces,
+)
 
-THUMB_SIZE = 96
-MaskPair = tuple[np.ndarray | None, np.ndarray | None]
-
-
-@dataclass
-class PhotoFace:
-    """One edited face, its original partner (if any), crops and automatic masks."""
-
-    index: int
-    original_index: int | None
-    box: np.ndarray  # edited-photo coordinates
-    edited_face: Face
-    original_face: Face | None
-    edited_crop: FaceCrop
-    original_crop: FaceCrop | None
-    auto_face_mask: np.ndarray  # edited-photo coordinates, uint8
-    auto_element_mask: np.ndarray
-    crop_face_mask: np.ndarray  # crop coordinates, uint8
-    crop_element_mask: np.ndarray
-    too_small: bool = False
-    warnings: list[str] = field(default_factory=list)
-    thumb_edited: np.ndarray | None = None
-    thumb_original: np.ndarray | None = None
-    id_before: IdentityScore | None = None
-    verdict: FaceVerdict = field(default_factory=FaceVerdict)
-
-    @property
-    def restorable(self) -> bool:
-        return self.original_crop is not None
-
-    @property
-    def number(self) -> int:
-        """The face's number as shown everywhere: 1 = leftmost face of the edited photo."""
-        return self.index + 1
-
-    @property
-    def plausible(self) -> bool:
-        return self.verdict.plausible
-
-    @property
-    def changed(self) -> bool | None:
-        """The edit changed the identity (ID before fails the threshold); None: unknown."""
-        return None if self.id_before is None else not self.id_before.same_person
-
-    @property
-    def left_alone_reason(self) -> str | None:
-        """Why this face is not restored by default (None: it is)."""
-        return default_reason(
-            paired=self.restorable, verdict=self.verdict, id_before=self.id_before
-        )
-
-    @property
-    def restore_by_default(self) -> bool:
-        return self.left_alone_reason is None
-
-
-@dataclass
-class PhotoAnalysis:
-    original: np.ndarray
-    edited: np.ndarray
-    backend: str
-    original_faces: list[Face]
-    edited_faces: list[Face]
-    pairing: FacePairing
-    faces: list[PhotoFace]
-    crop_size: int
-    analyzer: FaceAnalyzer | None = None
-    # whether the photo opened as the original looks like the AI edit (engine.photo.roles),
-    # measured with the faces, before any preview is composed; None: nothing measured
-    roles: RoleCheck | None = None
-
-    def face(self, index: int) -> PhotoFace:
-        for face in self.faces:
-            if face.index == index:
-                return face
-        raise InputError(
-            f"There is no face {index + 1} in the edited photo ({len(self.faces)} found, "
-            "numbered left to right from 1)."
-        )
-
-
-@dataclass
-class FaceOutcome:
-    index: int
-    original_index: int | None
-    box: list[float]
-    id_before: IdentityScore | None
-    id_after: IdentityScore | None
-
-
-@dataclass
-class PhotoResult:
-    image: np.ndarray
-    faces: list[FaceOutcome]
-    sidecar: dict
-    mode: str
-    backend: str
-    changed_alpha: np.ndarray
-    warnings: list[str] = field(default_factory=list)
-    engine_result: object | None = None
-    attention_element_masks: dict[int, np.ndarray] = field(default_factory=dict)
-    left_alone: list[tuple[int, str]] = field(default_factory=list)  # (face index, why)
+__all__ = [
+    "FACES_DEFAULT",
+    "FACE_SELECTIONS",
+    "THUMB_SIZE",
+    "FaceOutcome",
+    "FacePreview",
+    "FaceSelection",
+    "MaskPair",
+    "PhotoAnalysis",
+    "PhotoFace",
+    "PhotoResult",
+    "PhotoStepInfo",
+    "analyze_photos",
+    "restore_analysis",
+    "restore_photo",
+    "restore_photo_files",
+]
 
 
 @dataclass(frozen=True)
@@ -199,231 +114,7 @@ def _placing_previews(
     return placed
 
 
-# --- analysis -------------------------------------------------------------------------
-def _thumb(image: np.ndarray) -> np.ndarray:
-    return cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
-
-
-def _identity(
-    analyzer: FaceAnalyzer | None, a: Face | None, b: Face | None
-) -> IdentityScore | None:
-    if analyzer is None or a is None or b is None or a.embedding is None or b.embedding is None:
-        return None
-    return identity_from_embeddings(a.embedding, b.embedding, analyzer)
-
-
-def _build_face(
-    index: int,
-    edited: np.ndarray,
-    original: np.ndarray,
-    edited_face: Face,
-    original_face: Face | None,
-    original_index: int | None,
-    crop_size: int,
-    analyzer: FaceAnalyzer | None,
-) -> PhotoFace:
-    crop_e = align_edited(edited, edited_face, size=crop_size)
-    crop_o = None
-    face_crop_mask = face_mask_from_landmarks(crop_e, edited_face)
-    element_crop_mask = np.zeros_like(face_crop_mask)
-    warnings: list[str] = []
-    if original_face is not None:
-        crop_o = align_original_to_edited(original, original_face, crop_e, edited_face)
-        # Restore wherever either face is: the original's outline may be wider or taller.
-        face_crop_mask = np.maximum(face_crop_mask, face_mask_from_landmarks(crop_o, original_face))
-        element_crop_mask = element_mask_from_difference(crop_o.image, crop_e.image, face_crop_mask)
-    else:
-        warnings.append(
-            f"Face {index + 1} has no partner in the original photo: choose one in its panel "
-            "or leave it as edited."
-        )
-    small = bool(crop_e.too_small or (crop_o is not None and crop_o.too_small))
-    if small:
-        message = too_small_message(crop_e if crop_e.too_small else crop_o, f"Face {index + 1}")
-        warnings.append(message or f"Face {index + 1} is small; the result may be soft.")
-    return PhotoFace(
-        index=index,
-        original_index=original_index,
-        box=np.asarray(edited_face.box, dtype=float),
-        edited_face=edited_face,
-        original_face=original_face,
-        edited_crop=crop_e,
-        original_crop=crop_o,
-        auto_face_mask=to_photo(face_crop_mask, crop_e, edited.shape[:2]),
-        auto_element_mask=to_photo(element_crop_mask, crop_e, edited.shape[:2]),
-        crop_face_mask=face_crop_mask,
-        crop_element_mask=element_crop_mask,
-        too_small=small,
-        warnings=warnings,
-        thumb_edited=_thumb(crop_e.image),
-        thumb_original=_thumb(crop_o.image) if crop_o is not None else None,
-        id_before=_identity(analyzer, original_face, edited_face),
-        verdict=pair_verdict(edited_face, original_face, getattr(analyzer, "name", None)),
-    )
-
-
-def analyze_photos(
-    original: np.ndarray,
-    edited: np.ndarray,
-    *,
-    backend: str = "auto",
-    analyzer: FaceAnalyzer | None = None,
-    overrides: dict[int, int | None] | None = None,
-    crop_size: int = 512,
-    original_name: str = "the original photo",
-    edited_name: str = "the edited photo",
-) -> PhotoAnalysis:
-    """Detect, pair and align every face; automatic masks in edited-photo coordinates.
-
-    Faces of both photos are indexed left to right (index 0 = face 1, the leftmost)."""
-    from engine.faces.detection import get_analyzer, pair_faces
-
-    analyzer = analyzer or get_analyzer(backend)
-    edited_faces = left_to_right(analyzer.detect(edited))
-    if not edited_faces:
-        raise InputError(
-            f"No face found in {edited_name}. EditedID restores faces: use a photo where the "
-            "face is visible and at least about 64 pixels wide."
-        )
-    original_faces = left_to_right(analyzer.detect(original))
-    if not original_faces:
-        raise InputError(
-            f"No face found in {original_name}, so there is no identity to restore. Check that "
-            "the original photo shows the same person's face."
-        )
-    pairing = pair_faces(edited_faces, original_faces, edited, original, overrides=overrides)
-    partner = dict(pairing.pairs)
-    faces = []
-    for j, face in enumerate(edited_faces):
-        i = partner.get(j)
-        faces.append(
-            _build_face(
-                j,
-                edited,
-                original,
-                face,
-                original_faces[i] if i is not None else None,
-                i,
-                crop_size,
-                analyzer,
-            )
-        )
-    return PhotoAnalysis(
-        original,
-        edited,
-        analyzer.name,
-        original_faces,
-        edited_faces,
-        pairing,
-        faces,
-        crop_size,
-        analyzer,
-        roles=_check_roles(original, edited, faces),
-    )
-
-
-def _check_roles(original: np.ndarray, edited: np.ndarray, faces: list[PhotoFace]):
-    """The role check on the paired faces (None when no face is paired)."""
-    pairs = [(f.original_face.box, f.edited_face.box) for f in faces if f.original_face]
-    return check_roles(original, edited, pairs) if pairs else None
-
-
-def _ensure_crop_size(analysis: PhotoAnalysis, size: int) -> PhotoAnalysis:
-    """Re-align crops when the run's resolution differs from the analysis' (cheap)."""
-    if analysis.crop_size == size:
-        return analysis
-    faces = [
-        _build_face(
-            f.index,
-            analysis.edited,
-            analysis.original,
-            f.edited_face,
-            f.original_face,
-            f.original_index,
-            size,
-            analysis.analyzer,
-        )
-        for f in analysis.faces
-    ]
-    return PhotoAnalysis(
-        analysis.original,
-        analysis.edited,
-        analysis.backend,
-        analysis.original_faces,
-        analysis.edited_faces,
-        analysis.pairing,
-        faces,
-        size,
-        analysis.analyzer,
-        roles=analysis.roles,
-    )
-
-
-FACES_DEFAULT = "changed"  # restore only faces whose identity the edit changed
-FACE_SELECTIONS = ("changed", "all")
-FaceSelection = Sequence[int] | str | None
-
-
-def _selected(analysis: PhotoAnalysis, faces: FaceSelection) -> list[PhotoFace]:
-    """The faces to restore: indices, "all" (every paired face) or "changed"/None (the
-    default: paired, plausible and with a changed identity, see engine.faces.plausibility).
-    """
-    if faces is None or isinstance(faces, str):
-        which = FACES_DEFAULT if faces is None else faces
-        if which not in FACE_SELECTIONS:
-            raise InputError(f"Faces to restore: {which!r}; use face numbers, 'changed' or 'all'.")
-        restorable = [f for f in analysis.faces if f.restorable]
-        chosen = restorable if which == "all" else [f for f in restorable if f.restore_by_default]
-        if not restorable:
-            raise InputError(
-                "No face of the edited photo could be paired with a face of the original "
-                "photo. Check that both photos show the same people, or pair the faces by hand."
-            )
-        return chosen
-    chosen = []
-    for index in faces:
-        face = analysis.face(index)
-        if not face.restorable:
-            raise InputError(
-                f"Face {index + 1} has no partner in the original photo; pair it by hand "
-                "or leave it out."
-            )
-        chosen.append(face)
-    if not chosen:
-        raise InputError(
-            "No face of the edited photo could be paired with a face of the original photo. "
-            "Check that both photos show the same people, or pair the faces by hand."
-        )
-    return chosen
-
-
-def _left_alone(analysis: PhotoAnalysis, chosen: list[PhotoFace]) -> list[tuple[int, str]]:
-    """(face index, why) of every face not restored; "not selected" when the caller chose."""
-    picked = {f.index for f in chosen}
-    return [
-        (f.index, f.left_alone_reason or "not selected")
-        for f in analysis.faces
-        if f.index not in picked
-    ]
-
-
-def _crop_masks(
-    face: PhotoFace, masks: dict[int, MaskPair] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """User masks (edited-photo coordinates) always win over the automatic ones."""
-    user_face, user_element = (masks or {}).get(face.index, (None, None))
-    face_mask = (
-        to_crop(user_face, face.edited_crop) if user_face is not None else face.crop_face_mask
-    )
-    element = (
-        to_crop(user_element, face.edited_crop)
-        if user_element is not None
-        else face.crop_element_mask
-    )
-    return face_mask, element
-
-
-# --- composition and sidecar ----------------------------------------------------------
+# --- composition (engine.photo.report: outcomes and sidecar) ------------------------
 def _compose(
     analysis: PhotoAnalysis, chosen: list[PhotoFace], restored: RestoredCrops
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -435,89 +126,6 @@ def _compose(
         )
     ]
     return paste_many(analysis.edited, items, return_alpha=True)
-
-
-def _outcomes(
-    analysis: PhotoAnalysis,
-    chosen: list[PhotoFace],
-    image: np.ndarray,
-    check_cancel: Callable[[], None] = lambda: None,
-) -> list[FaceOutcome]:
-    analyzer = analysis.analyzer
-    outcomes = []
-    for face in chosen:
-        check_cancel()  # one identity embedding per face
-        after = None
-        if (
-            analyzer is not None
-            and face.original_face is not None
-            and face.original_face.embedding is not None
-        ):
-            restored = Face(
-                face.edited_face.box,
-                face.edited_face.landmarks5,
-                face.edited_face.score,
-                face.edited_face.landmarks,
-                None,
-                analyzer.name,
-            )
-            restored.embedding = analyzer.embed(image, restored)
-            after = identity_from_embeddings(
-                face.original_face.embedding, restored.embedding, analyzer
-            )
-        outcomes.append(
-            FaceOutcome(
-                face.index, face.original_index, [float(v) for v in face.box], face.id_before, after
-            )
-        )
-    return outcomes
-
-
-def _sidecar(analysis, chosen, outcomes, mode, params, extra) -> dict:
-    return {
-        "tool": "EditedID Desktop",
-        "version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mode": mode,
-        "face_backend": analysis.backend,
-        "params": params.to_dict() if params is not None else None,
-        "face_numbering": "faces are numbered left to right from 1 (index = number - 1)",
-        "plausibility_rule": PLAUSIBILITY_RULE,
-        "faces": [
-            {
-                "face": o.index + 1,
-                "original_face": None if o.original_index is None else o.original_index + 1,
-                "index": o.index,
-                "original_index": o.original_index,
-                "box": o.box,
-                "original_box": (
-                    [float(v) for v in f.original_face.box] if f.original_face is not None else None
-                ),
-                "too_small": f.too_small,
-                "id_before": _score_dict(o.id_before),
-                "id_after": _score_dict(o.id_after),
-                "plausibility": f.verdict.to_dict(),
-            }
-            for f, o in zip(chosen, outcomes, strict=True)
-        ],
-        "left_alone": [
-            {"face": index + 1, "reason": why} for index, why in _left_alone(analysis, chosen)
-        ],
-        "unpaired_edited_faces": list(analysis.pairing.unpaired_edited),
-        **extra,
-    }
-
-
-def _score_dict(score: IdentityScore | None) -> dict | None:
-    if score is None:
-        return None
-    return {
-        "value": round(float(score.value), 4),
-        "metric": score.metric,
-        "model": score.model,
-        "threshold": score.threshold,
-        "same_person": bool(score.same_person),
-    }
 
 
 # --- restore --------------------------------------------------------------------------
@@ -548,8 +156,8 @@ def restore_analysis(
     # 1. the crops at the size the restorer works at, the faces to restore
     size = restorer.crop_size(params)
     if size is not None:
-        analysis = _ensure_crop_size(analysis, size)
-    chosen = _selected(analysis, faces)
+        analysis = ensure_crop_size(analysis, size)
+    chosen = select_faces(analysis, faces)
     if not chosen:  # every face left alone by default: the edited photo as it is
         return _unchanged_result(analysis, restorer, params, start)
     # 2. sharpen the automatic element masks with the restorer's maps of the element words
@@ -562,9 +170,9 @@ def restore_analysis(
     check_cancel = cancel_checker(cancel)
     check_cancel()
     image, alpha = _compose(analysis, chosen, restored)
-    outcomes = _outcomes(analysis, chosen, image, check_cancel)
+    outcomes = face_outcomes(analysis, chosen, image, check_cancel)
     extra = {**restored.sidecar, "seconds": round(time.perf_counter() - start, 3)}
-    sidecar = _sidecar(analysis, chosen, outcomes, restorer.name, restored.params, extra)
+    sidecar = photo_sidecar(analysis, chosen, outcomes, restorer.name, restored.params, extra)
     return PhotoResult(
         image,
         outcomes,
@@ -575,7 +183,7 @@ def restore_analysis(
         [w for f in chosen for w in f.warnings] + restored.warnings,
         engine_result=restored.engine_result,
         attention_element_masks=_attention_masks(analysis, chosen, restored),
-        left_alone=_left_alone(analysis, chosen),
+        left_alone=faces_left_alone(analysis, chosen),
     )
 
 
@@ -583,9 +191,9 @@ def _unchanged_result(
     analysis: PhotoAnalysis, restorer: CropRestorer, params: EditedIDParams, start: float
 ) -> PhotoResult:
     """No face to restore by default: the edited photo unchanged, saying why per face."""
-    left = _left_alone(analysis, [])
+    left = faces_left_alone(analysis, [])
     extra = {"seconds": round(time.perf_counter() - start, 3)}
-    sidecar = _sidecar(analysis, [], [], restorer.name, params, extra)
+    sidecar = photo_sidecar(analysis, [], [], restorer.name, params, extra)
     warnings = [f"Face {index + 1} left as edited: {why}." for index, why in left]
     return PhotoResult(
         analysis.edited.copy(),
@@ -665,7 +273,7 @@ def _crop_job(
     masks: dict[int, MaskPair] | None,
     overlaps: dict[int, tuple[float, float]] | None,
 ) -> CropJob:
-    face_mask, element_mask = _crop_masks(face, masks)
+    face_mask, element_mask = crop_masks(face, masks)
     return CropJob(
         face.original_crop.image,
         face.edited_crop.image,
