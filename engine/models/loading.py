@@ -12,19 +12,21 @@ when loaded and are refused unless the caller passes allow_pickle=True.
 
 Nothing here touches the network at import time; diffusers, transformers and
 huggingface_hub are imported inside the functions that need them.
+
+The jobs live in sibling modules, imported back here so callers keep using this one:
+engine.models.sources (what a source names, where a hub id's copy lives),
+engine.models.checks (a model's JSON files, weight formats and single-file layout,
+checked before loading), engine.models.downloads (download_sd_model) and
+engine.models.devices (choose_device, choose_dtype, tune_for_device). This module builds
+the model (load_sd_model -> SDModel) and holds its memory savers (LowMemory).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import json
 import logging
-import math
-import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,15 +35,38 @@ import torch
 
 from engine.errors import (
     Cancelled,
-    DownloadError,
     ModelError,
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
+from engine.models.checks import (  # noqa: F401 - re-exported
+    COMPONENTS,
+    MAX_CONFIG_BYTES,
+    MAX_TRAIN_TIMESTEPS,
+    MIB,
+    PICKLE_SUFFIXES,
+    SAFE_SUFFIXES,
+    WEIGHT_COMPONENTS,
+    check_scheduler_config,
+    check_sd1_folder,
+    check_sd1_folder_configs_only,
+    check_sd1_single_file,
+    pickle_shards,
+    read_json,
+    single_file_keys,
+    weight_format,
+)
+from engine.models.devices import choose_device, choose_dtype, tune_for_device
+from engine.models.downloads import CancelFn, ProgressFn, download_sd_model
 from engine.models.places import (  # noqa: F401 - re-exported
     DEFAULT_SD_MODEL,
     SD15_DOWNLOAD_SIZE,
     default_models_dir,
+)
+from engine.models.sources import (  # noqa: F401 - re-exported
+    hub_folder_name,
+    looks_like_hub_id,
+    resolve_source,
 )
 from engine.resources import sd15_config_dir
 
@@ -49,192 +74,36 @@ if TYPE_CHECKING:  # pragma: no cover
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+__all__ = [
+    "BRANCH_RECORD_PLACES",
+    "COMPONENTS",
+    "DEFAULT_SD_MODEL",
+    "MAX_CONFIG_BYTES",
+    "MAX_TRAIN_TIMESTEPS",
+    "PICKLE_SUFFIXES",
+    "SAFE_SUFFIXES",
+    "SD15_DOWNLOAD_SIZE",
+    "WEIGHT_COMPONENTS",
+    "CancelFn",
+    "LowMemory",
+    "ProgressFn",
+    "SDModel",
+    "alphas_cumprod_from_config",
+    "check_sd1_folder",
+    "check_sd1_folder_configs_only",
+    "choose_device",
+    "choose_dtype",
+    "default_models_dir",
+    "download_sd_model",
+    "fingerprint_folder",
+    "hub_folder_name",
+    "load_sd_model",
+    "looks_like_hub_id",
+    "resolve_source",
+    "tune_for_device",
+]
+
 log = logging.getLogger(__name__)
-
-
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-SAFE_SUFFIXES = (".safetensors",)
-COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
-
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_MIB = 1 << 20
-MAX_CONFIG_BYTES = 64 * _MIB  # a model's JSON files are kilobytes; larger is not one
-MAX_TRAIN_TIMESTEPS = 100_000  # SD 1.x uses 1000
-
-
-# ---------------------------------------------------------------------------------------
-# Devices and dtypes
-# ---------------------------------------------------------------------------------------
-def choose_device(preferred: str | torch.device | None = None) -> torch.device:
-    """The device to run on: CUDA when available, else CPU.
-
-    preferred: None or "auto" (pick), "cpu", "cuda" or "cuda:N". Asking for CUDA on a
-    machine without a usable NVIDIA GPU raises ModelError saying so.
-    """
-    if isinstance(preferred, torch.device):
-        preferred = str(preferred)
-    name = (preferred or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "gpu":
-        name = "cuda"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            built = torch.version.cuda
-            why = (
-                f"this PyTorch ({torch.__version__}) is a CPU-only build; reinstall the CUDA "
-                "build (packaging/install.sh does it when nvidia-smi works)"
-                if built is None
-                else "no NVIDIA GPU or driver was found (check that nvidia-smi works)"
-            )
-            raise ModelError(
-                f"Device {preferred!r} was asked for but CUDA is not available: {why}. "
-                "Use device 'cpu' (slow) or 'auto'."
-            )
-        try:
-            device = torch.device(name)
-        except RuntimeError as exc:
-            raise ModelError(f"Unknown device {preferred!r}: {exc}") from exc
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ModelError(
-                f"Device {preferred!r} does not exist: this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)."
-            )
-        return device
-    raise ModelError(f"Unknown device {preferred!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-
-
-_DTYPE_NAMES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-    "full": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def choose_dtype(
-    device: torch.device,
-    preferred: str | torch.dtype | None = None,
-    *,
-    allow_cpu_half: bool = False,
-) -> torch.dtype:
-    """Weights dtype for device: fp16 on CUDA, fp32 on CPU.
-
-    Half precision on the CPU is refused (slow, and pointless for users) unless
-    allow_cpu_half: the tests and the GPU bench's dry run use it to run the fp16 / bf16
-    code paths on a machine without a GPU.
-    """
-    device = torch.device(device)
-    if preferred is None or (isinstance(preferred, str) and preferred.lower() == "auto"):
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if isinstance(preferred, torch.dtype):
-        dtype = preferred
-    else:
-        try:
-            dtype = _DTYPE_NAMES[preferred.strip().lower()]
-        except KeyError:
-            raise ModelError(
-                f"Unknown dtype {preferred!r}: use 'fp32', 'fp16' or 'bf16' (or 'auto')."
-            ) from None
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ModelError(f"Unsupported dtype {dtype}: use float32, float16 or bfloat16.")
-    if device.type == "cpu" and dtype != torch.float32 and not allow_cpu_half:
-        raise ModelError(
-            f"{str(dtype).replace('torch.', '')} is not supported on the CPU (PyTorch's CPU "
-            "half-precision kernels are missing or very slow): use fp32 on CPU, or run on an "
-            "NVIDIA GPU for fp16."
-        )
-    return dtype
-
-
-# ---------------------------------------------------------------------------------------
-# Where models live
-# ---------------------------------------------------------------------------------------
-def hub_folder_name(hub_id: str) -> str:
-    """ "CompVis/stable-diffusion-v1-4" -> "CompVis--stable-diffusion-v1-4"."""
-    return hub_id.strip().replace("/", "--")
-
-
-def looks_like_hub_id(text: str) -> bool:
-    return bool(_HUB_ID.match(text)) and ".." not in text
-
-
-def resolve_source(
-    source: str | Path, *, models_dir: str | Path | None = None
-) -> tuple[str, Path | None]:
-    """Say what source is: ("folder", path), ("single_file", path) or ("hub", path or None).
-
-    For a hub id the path is the downloaded copy in the models folder, or None when it
-    is not on this machine. A path that does not exist raises ModelNotFoundError.
-    """
-    if isinstance(source, Path):
-        path = source.expanduser()
-        text = str(source)
-    else:
-        text = str(source).strip()
-        if not text:
-            raise ModelNotFoundError(
-                "No model given: name a folder, a .safetensors file or a hub id."
-            )
-        path = Path(text).expanduser()
-    _refuse_symlink_loop(path)
-    if path.is_dir():
-        return "folder", path.resolve()
-    if path.is_file():
-        return "single_file", path.resolve()
-    if isinstance(source, str) and looks_like_hub_id(text):
-        return "hub", _local_hub_copy(text, models_dir)
-    raise ModelNotFoundError(
-        f"Model not found: {path.absolute()} does not exist. Give an existing diffusers "
-        "folder, a .safetensors checkpoint, or a hub id such as "
-        f"{DEFAULT_SD_MODEL!r}."
-    )
-
-
-def _refuse_symlink_loop(path: Path) -> None:
-    """ModelError for a model path that is (or passes through) a symbolic link loop."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ModelError(
-                f"{path}: is a symbolic link loop (a link that points back to itself), not "
-                "a model. Give the real folder or .safetensors file."
-            ) from None
-    except ValueError:  # a NUL byte in the path: not a path of this machine
-        raise ModelNotFoundError(f"Model not found: {path!r} is not a valid path.") from None
-
-
-def _local_hub_copy(hub_id: str, models_dir: str | Path | None) -> Path | None:
-    root = Path(models_dir).expanduser() if models_dir is not None else default_models_dir()
-    candidate = root / hub_folder_name(hub_id)
-    if (candidate / "model_index.json").is_file():
-        return candidate.resolve()
-    # A copy that diffusers already put in the Hugging Face cache (no network: local only).
-    try:
-        from huggingface_hub import snapshot_download
-
-        cached = Path(
-            snapshot_download(hub_id, local_files_only=True, allow_patterns=_allow_patterns(None))
-        )
-        if (cached / "model_index.json").is_file() and all(
-            (cached / c).is_dir() for c in COMPONENTS
-        ):
-            return cached
-    except Exception:  # noqa: BLE001 - not cached, or no huggingface_hub: simply absent
-        pass
-    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,18 +264,6 @@ class SDModel:
         }
 
 
-def tune_for_device(unet: torch.nn.Module, device: torch.device | str) -> bool:
-    """CUDA only: UNet weights in channels_last (NHWC; tensor-core convolutions without
-    layout transposes) and cudnn.benchmark (the fastest convolution algorithm per shape;
-    a restore repeats a handful of shapes hundreds of times). Elsewhere nothing changes
-    (on the CPU both are slower or meaningless). Returns whether it tuned."""
-    if torch.device(device).type != "cuda":
-        return False
-    unet.to(memory_format=torch.channels_last)
-    torch.backends.cudnn.benchmark = True
-    return True
-
-
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
@@ -498,203 +355,13 @@ def _not_downloaded_message(hub_id: str, models_dir: str | Path | None) -> str:
 
 
 # -- folder ------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any]:
-    """A model folder's JSON file, which must hold a JSON object; else ModelError naming it."""
-    damaged = "The model folder looks damaged"
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ModelError(
-                f"Cannot read {path}: {path.stat().st_size / _MIB:.0f} MiB is far too large "
-                f"for a model's JSON file. {damaged}."
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, RecursionError) as exc:
-        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
-        raise ModelError(f"Cannot read {path}: {why}. {damaged}.") from exc
-    if not isinstance(data, dict):
-        raise ModelError(
-            f"Cannot read {path}: it holds a JSON {type(data).__name__}, not an object "
-            f"({{...}}). {damaged}."
-        )
-    return data
-
-
-def check_sd1_folder(folder: Path) -> dict[str, Any]:
-    """Check from its JSON files that folder holds an SD 1.x diffusers model.
-
-    Returns the unet config. Raises ModelError saying why not.
-    """
-    index_path = folder / "model_index.json"
-    if not index_path.is_file():
-        hint = ""
-        nested = sorted(p.parent for p in folder.glob("*/model_index.json"))
-        if len(nested) == 1:
-            hint = f" (one was found in {nested[0]}: point to that folder)"
-        raise ModelError(
-            f"{folder} is not a diffusers model folder: expected model_index.json in it{hint}. "
-            "Point to the folder that contains unet/ vae/ text_encoder/ tokenizer/ and "
-            "model_index.json, or give a single .safetensors checkpoint file."
-        )
-    index = _read_json(index_path)
-    class_name = str(index.get("_class_name", ""))
-    if "text_encoder_2" in index or "XL" in class_name:
-        raise ModelError(
-            f"{folder} is a Stable Diffusion XL model ({class_name or 'has text_encoder_2'}); "
-            "EditedID needs a Stable Diffusion 1.x model (e.g. CompVis/stable-diffusion-v1-4)."
-        )
-    missing = [c for c in COMPONENTS if c not in index or not (folder / c).is_dir()]
-    if missing:
-        raise ModelError(
-            f"{folder} is incomplete: missing {', '.join(missing)} "
-            "(a Stable Diffusion 1.x folder has unet/ vae/ text_encoder/ tokenizer/ scheduler/)."
-        )
-    unet_cfg_path = folder / "unet" / "config.json"
-    if not unet_cfg_path.is_file():
-        raise ModelError(f"{folder} is incomplete: unet/config.json is missing.")
-    unet_cfg = _read_json(unet_cfg_path)
-    _check_sd1_configs(
-        unet_cfg,
-        _read_json_opt(folder / "scheduler" / "scheduler_config.json"),
-        _read_json_opt(folder / "text_encoder" / "config.json"),
-        where=str(folder),
-    )
-    return unet_cfg
-
-
-def _read_json_opt(path: Path) -> dict[str, Any] | None:
-    return _read_json(path) if path.is_file() else None
-
-
-def _check_sd1_configs(
-    unet_cfg: dict[str, Any],
-    sched_cfg: dict[str, Any] | None,
-    text_cfg: dict[str, Any] | None,
-    *,
-    where: str,
-) -> None:
-    sd1 = "EditedID needs a Stable Diffusion 1.x model (e.g. CompVis/stable-diffusion-v1-4)"
-    if unet_cfg.get("addition_embed_type") == "text_time":
-        raise ModelError(f"{where} is a Stable Diffusion XL model; {sd1}.")
-    cross = unet_cfg.get("cross_attention_dim")
-    if cross == 1024:
-        raise ModelError(
-            f"{where} is a Stable Diffusion 2.x model (cross_attention_dim 1024, OpenCLIP "
-            f"text encoder); {sd1}."
-        )
-    if sched_cfg is not None:
-        _check_scheduler_config(sched_cfg, f"{where}/scheduler/scheduler_config.json")
-    if sched_cfg and sched_cfg.get("prediction_type") == "v_prediction":
-        raise ModelError(
-            f"{where} is a v-prediction model (Stable Diffusion 2.x style, prediction_type "
-            f"v_prediction); EditedID's inversion assumes epsilon prediction. {sd1}."
-        )
-    in_ch = unet_cfg.get("in_channels", 4)
-    if in_ch != 4:
-        kind = {9: "an inpainting model", 8: "an InstructPix2Pix-style model", 5: "a depth model"}
-        raise ModelError(
-            f"{where} is {kind.get(in_ch, 'not a text-to-image model')} (UNet in_channels "
-            f"{in_ch}, expected 4); {sd1} text-to-image checkpoint, not an inpainting one."
-        )
-    if text_cfg is not None:
-        hidden = text_cfg.get("hidden_size")
-        if hidden is not None and cross is not None and hidden != cross:
-            raise ModelError(
-                f"{where}: the UNet's cross_attention_dim ({cross}) does not match the text "
-                f"encoder's hidden_size ({hidden}); the components come from different models."
-            )
-
-
-def _check_scheduler_config(cfg: dict[str, Any], where: str) -> None:
-    """ModelError unless the numbers alpha-bar is computed from are usable."""
-    n = cfg.get("num_train_timesteps", 1000)
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TRAIN_TIMESTEPS:
-        raise ModelError(
-            f"{where}: num_train_timesteps must be a whole number from 1 to "
-            f"{MAX_TRAIN_TIMESTEPS} (SD 1.x uses 1000), got {n!r}. The model folder looks "
-            "damaged."
-        )
-    for key in ("beta_start", "beta_end"):
-        if key not in cfg:
-            continue
-        value = cfg[key]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or not 0.0 < value < 1.0:
-            raise ModelError(
-                f"{where}: {key} must be a number between 0 and 1, got {value!r}. The model "
-                "folder looks damaged."
-            )
-
-
-def _weight_format(component_dir: Path) -> tuple[str, str | None]:
-    """("safetensors" | "pickle" | "none", variant) of the weights in a component folder.
-
-    variant is None when plain files exist (model.safetensors), else the variant of the
-    files found (e.g. "fp16" for diffusion_pytorch_model.fp16.safetensors only).
-    """
-    stems: dict[str, list[str]] = {"safetensors": [], "pickle": []}
-    for p in component_dir.iterdir():
-        if not p.is_file():
-            continue
-        name = p.name.removesuffix(".index.json")
-        if name.endswith(".safetensors"):
-            stems["safetensors"].append(name.removesuffix(".safetensors"))
-        elif name.endswith(PICKLE_SUFFIXES):
-            stems["pickle"].append(name.rsplit(".", 1)[0])
-    for fmt in ("safetensors", "pickle"):
-        found = stems[fmt]
-        if not found:
-            continue
-        if any("." not in s for s in found):
-            return fmt, None
-        return fmt, sorted(found)[0].rsplit(".", 1)[1]
-    return "none", None
-
-
-def _weight_indexes(component_dir: Path) -> list[Path]:
-    """The shard index files of a component folder (`*.index.json`, `*.index.<variant>.json`)."""
-    return sorted(
-        p
-        for p in component_dir.iterdir()
-        if p.name.endswith(".json") and ".index." in p.name and not p.is_dir()
-    )
-
-
-def _pickle_shards(component_dir: Path) -> list[tuple[Path, str]]:
-    """(index file, shard) for every shard an index names that is not a .safetensors file.
-
-    diffusers and transformers load the shards an index names whatever the index's own
-    name says (a `*.safetensors.index.json` may name `.bin` shards), and a `.bin` shard
-    is read with pickle. An index that is not a weights index, or names a file outside its
-    folder, is refused here (ModelError).
-    """
-    found = []
-    for index in _weight_indexes(component_dir):
-        weight_map = _read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise ModelError(
-                f"Cannot read {index}: it has no weight_map (the shard file of each "
-                "weight). The model folder looks damaged."
-            )
-        for shard in sorted({str(v) for v in weight_map.values()}):
-            if not shard or shard in (".", "..") or "/" in shard or "\\" in shard:
-                raise ModelError(
-                    f"{index} names the shard {shard!r}, which is not a file in "
-                    f"{component_dir}. The model folder looks damaged or tampered with."
-                )
-            if not shard.endswith(SAFE_SUFFIXES):
-                found.append((index, shard))
-    return found
-
-
 def _load_folder(
     folder: Path, dtype: torch.dtype, allow_pickle: bool
 ) -> tuple[tuple[Any, Any, Any, Any], torch.Tensor, str]:
     check_sd1_folder(folder)
     formats = {}
     for comp in WEIGHT_COMPONENTS:
-        fmt, variant = _weight_format(folder / comp)
+        fmt, variant = weight_format(folder / comp)
         if fmt == "none":
             raise ModelError(
                 f"{folder}: {comp}/ has no weights (expected a .safetensors file). "
@@ -703,7 +370,7 @@ def _load_folder(
         formats[comp] = (fmt, variant)
     pickled = [c for c, (fmt, _) in formats.items() if fmt == "pickle"]
     for comp in WEIGHT_COMPONENTS:
-        shards = _pickle_shards(folder / comp)
+        shards = pickle_shards(folder / comp)
         if shards and not allow_pickle:
             index, shard = shards[0]
             raise UnsafeCheckpointError(
@@ -759,9 +426,9 @@ def alphas_cumprod_from_config(path: Path) -> torch.Tensor:
     """alpha-bar_t, float64 on the CPU, from a scheduler config (DDIM's definition)."""
     from diffusers import DDIMScheduler
 
-    cfg = _read_json(path) if path.is_file() else {}
+    cfg = read_json(path) if path.is_file() else {}
     if cfg:
-        _check_scheduler_config(cfg, str(path))
+        check_scheduler_config(cfg, str(path))
     try:
         sched = (
             DDIMScheduler.from_config(cfg)
@@ -800,51 +467,6 @@ def alphas_cumprod_from_config(path: Path) -> torch.Tensor:
 
 
 # -- single file -------------------------------------------------------------------------
-def _single_file_keys(path: Path) -> dict[str, tuple[int, ...]]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path} is not a readable .safetensors file: {exc}") from exc
-
-
-def _check_sd1_single_file(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
-    sd1 = "EditedID needs a Stable Diffusion 1.x checkpoint"
-    if any(k.startswith("conditioner.embedders.1.") for k in shapes):
-        raise ModelError(f"{path} is a Stable Diffusion XL checkpoint; {sd1}.")
-    if any(k.startswith("cond_stage_model.model.") for k in shapes):
-        raise ModelError(
-            f"{path} is a Stable Diffusion 2.x checkpoint (OpenCLIP text encoder); {sd1}."
-        )
-    conv_in = shapes.get("model.diffusion_model.input_blocks.0.0.weight")
-    if conv_in is None:
-        if any(k.startswith(("down_blocks.", "unet.", "lora")) for k in shapes) or any(
-            "lora" in k for k in list(shapes)[:50]
-        ):
-            what = "a diffusers-format or LoRA/partial weights file"
-        else:
-            what = "not a full Stable Diffusion checkpoint (no UNet weights)"
-        raise ModelError(
-            f"{path} is {what}; a single-file model must be an original-format SD 1.x "
-            "checkpoint with UNet, VAE and text encoder (model.diffusion_model.*, "
-            "first_stage_model.*, cond_stage_model.*). For a diffusers folder give the folder."
-        )
-    if len(conv_in) == 4 and conv_in[1] != 4:
-        raise ModelError(
-            f"{path} is an inpainting or other non text-to-image checkpoint (UNet takes "
-            f"{conv_in[1]} input channels, expected 4); {sd1} text-to-image checkpoint."
-        )
-    if not any(k.startswith("first_stage_model.") for k in shapes):
-        raise ModelError(f"{path} has no VAE weights (first_stage_model.*); {sd1} with its VAE.")
-    if "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight" not in shapes:
-        raise ModelError(
-            f"{path} has no CLIP text encoder (cond_stage_model.transformer.*); {sd1} "
-            "with its text encoder."
-        )
-
-
 def _load_single_file(
     path: Path, config: Path, dtype: torch.dtype, allow_pickle: bool
 ) -> tuple[tuple[Any, Any, Any, Any], torch.Tensor, str]:
@@ -866,7 +488,7 @@ def _load_single_file(
         raise ModelError(f"Single-file config folder {config} has no model_index.json.")
     check_sd1_folder_configs_only(config)
     if suffix in SAFE_SUFFIXES:
-        _check_sd1_single_file(path, _single_file_keys(path))
+        check_sd1_single_file(path, single_file_keys(path))
 
     from diffusers import StableDiffusionPipeline
 
@@ -889,16 +511,6 @@ def _load_single_file(
     return (pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer), alphas, fp
 
 
-def check_sd1_folder_configs_only(config: Path) -> None:
-    unet_cfg = _read_json(config / "unet" / "config.json")
-    _check_sd1_configs(
-        unet_cfg,
-        _read_json_opt(config / "scheduler" / "scheduler_config.json"),
-        _read_json_opt(config / "text_encoder" / "config.json"),
-        where=str(config),
-    )
-
-
 def _check_loaded(unet: Any, text_encoder: Any, model_id: str) -> None:
     cross = unet.config.cross_attention_dim
     hidden = text_encoder.config.hidden_size
@@ -914,12 +526,12 @@ def _hash_file_cheap(h: Any, path: Path) -> None:
     size = path.stat().st_size
     h.update(f"{size}\0".encode())
     with path.open("rb") as f:
-        if size <= 2 * _MIB:
+        if size <= 2 * MIB:
             h.update(f.read())
         else:
-            h.update(f.read(_MIB))
-            f.seek(size - _MIB)
-            h.update(f.read(_MIB))
+            h.update(f.read(MIB))
+            f.seek(size - MIB)
+            h.update(f.read(MIB))
 
 
 def _fingerprint(weights: list[tuple[str, Path]], *, config_dir: Path | None) -> str:
@@ -944,145 +556,3 @@ def fingerprint_folder(folder: Path) -> str:
             if p.is_file() and (p.suffix in SAFE_SUFFIXES or p.suffix in PICKLE_SUFFIXES):
                 weights.append((f"{comp}/{p.name}", p))
     return _fingerprint(weights, config_dir=folder)
-
-
-# ---------------------------------------------------------------------------------------
-# Downloading
-# ---------------------------------------------------------------------------------------
-def _allow_patterns(variant: str | None) -> list[str]:
-    weight = "*.fp16.safetensors" if variant == "fp16" else None
-    unet = f"unet/diffusion_pytorch_model.{'fp16.' if weight else ''}safetensors"
-    vae = f"vae/diffusion_pytorch_model.{'fp16.' if weight else ''}safetensors"
-    text = f"text_encoder/model.{'fp16.' if weight else ''}safetensors"
-    return [
-        "model_index.json",
-        "scheduler/*.json",
-        "tokenizer/*",
-        "unet/config.json",
-        "vae/config.json",
-        "text_encoder/config.json",
-        unet,
-        vae,
-        text,
-    ]
-
-
-def _progress_tqdm(progress: ProgressFn | None, cancel: CancelFn | None, label: str) -> type:
-    """A tqdm class for huggingface_hub that forwards byte progress and honours cancel."""
-    import io
-
-    from tqdm.auto import tqdm as base
-
-    state = {"files_done": 0, "files_total": 0}
-
-    class _Null(io.StringIO):
-        def write(self, s: str) -> int:  # noqa: D401 - swallow the bar's drawing
-            return len(s)
-
-    class ProgressTqdm(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.pop("name", None)
-            kwargs["file"] = _Null()
-            kwargs["disable"] = False
-            kwargs["mininterval"] = 0
-            super().__init__(*args, **kwargs)
-            desc = str(kwargs.get("desc") or "")
-            self._role = (
-                "files"
-                if desc.startswith("Fetching")
-                else "transfer"
-                if desc.startswith("Downloading bytes")
-                else "bytes"
-                if kwargs.get("unit") == "B"
-                else "other"
-            )
-            if self._role == "files":
-                state["files_total"] = int(self.total or 0)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            if cancel is not None and cancel():
-                raise Cancelled(f"Download of {label} cancelled.")
-            out = super().update(n)
-            if self._role == "files":
-                state["files_done"] = int(self.n)
-            if progress is not None and self._role == "bytes":
-                name = f"{label} ({state['files_done']}/{state['files_total']} files)"
-                progress(int(self.n), int(self.total or 0), name)
-            return out
-
-    return ProgressTqdm
-
-
-def download_sd_model(
-    hub_id: str,
-    *,
-    models_dir: str | Path | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None,
-    variant: str | None = None,
-) -> Path:
-    """Download hub_id's SD 1.x diffusers weights (safetensors only) into models_dir.
-
-    Target: models_dir/<org>--<name>. Interrupted downloads resume. progress(done_bytes,
-    total_bytes, label) is called as bytes arrive; cancel() returning True stops the
-    download with Cancelled. variant="fp16" fetches the half-size fp16 weights.
-    Network problems raise DownloadError.
-    """
-    if not looks_like_hub_id(hub_id):
-        raise DownloadError(f"{hub_id!r} is not a hub id (expected 'organisation/name').")
-    if variant not in (None, "fp16"):
-        raise DownloadError(f"Unknown weights variant {variant!r}: use None or 'fp16'.")
-    root = Path(models_dir).expanduser() if models_dir is not None else default_models_dir()
-    target = root / hub_folder_name(hub_id)
-    if cancel is not None and cancel():
-        raise Cancelled(f"Download of {hub_id} cancelled.")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(f"Cannot create the models folder {target}: {exc}") from exc
-
-    import huggingface_hub
-    from huggingface_hub import errors as hf_errors
-
-    offline_hint = (
-        f"Check the internet connection (huggingface.co must be reachable). Offline: "
-        f"download https://huggingface.co/{hub_id} on another machine and copy the folder "
-        f"to {target}."
-    )
-    try:
-        huggingface_hub.snapshot_download(
-            hub_id,
-            local_dir=str(target),
-            allow_patterns=_allow_patterns(variant),
-            tqdm_class=_progress_tqdm(progress, cancel, hub_id),
-        )
-    except Cancelled:
-        raise
-    except hf_errors.GatedRepoError as exc:
-        raise DownloadError(
-            f"{hub_id} needs you to accept its licence on huggingface.co and log in "
-            f"(huggingface-cli login) before downloading: {exc}"
-        ) from exc
-    except hf_errors.RepositoryNotFoundError as exc:
-        raise DownloadError(f"{hub_id} does not exist on huggingface.co (check the id).") from exc
-    except hf_errors.OfflineModeIsEnabled as exc:
-        raise DownloadError(
-            f"Cannot download {hub_id}: offline mode is on (HF_HUB_OFFLINE). {offline_hint}"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - connection, HTTP, disk errors
-        raise DownloadError(f"Download of {hub_id} failed: {exc}. {offline_hint}") from exc
-
-    if not (target / "model_index.json").is_file():
-        raise DownloadError(
-            f"Download of {hub_id} finished but {target} has no model_index.json: "
-            "it is not a diffusers model repository."
-        )
-    for comp in WEIGHT_COMPONENTS:
-        if (target / comp).is_dir() and _weight_format(target / comp)[0] == "safetensors":
-            continue
-        raise DownloadError(
-            f"{hub_id} has no safetensors weights for {comp}"
-            f"{' in the fp16 variant' if variant else ''}; this app does not download pickle "
-            "weights. Convert the model elsewhere and point to the converted folder."
-        )
-    return target
