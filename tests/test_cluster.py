@@ -37,8 +37,8 @@ from engine.cli.batch import batch_cli
 from engine.errors import InputError, ModelError
 from engine.io.export import read_sidecar
 from engine.params import EditedIDParams
-from engine.runtime import Engine
 from engine.restorers import get_restorer
+from engine.runtime import Engine
 from tests.fixtures.batch import FakeProcessor, make_folders, save_image
 from tests.helpers import sample_photo
 
