@@ -31,6 +31,7 @@ from engine.io.export import (
     sidecar_path,
 )
 from engine.io.files import append_text, atomic_write_text, sha256_file
+from engine.io.names import escape_controls, md_cell, md_code
 
 REPORT_NAME = "editedid-batch-report.csv"
 REPORT_TOOL = "editedid batch"  # the JSON summary's "tool": the report is ours
@@ -385,7 +386,14 @@ def _csv_text(rows: list[BatchRow], header: bool) -> str:
     if header:
         writer.writeheader()
     for row in rows:
-        writer.writerow(row.csv_row())
+        # File names may hold control characters or bytes that are not UTF-8 (lone
+        # surrogates, which cannot be written): shown escaped, as in the Markdown.
+        writer.writerow(
+            {
+                key: escape_controls(str(value), keep="\n\t\r")
+                for key, value in row.csv_row().items()
+            }
+        )
     return buffer.getvalue()
 
 
@@ -477,9 +485,9 @@ def _summary_markdown(report: BatchReport) -> str:
     lines = [
         "# EditedID batch report",
         "",
-        f"- Original folder: `{data['original_dir']}`",
-        f"- Edited folder: `{data['edited_dir']}`",
-        f"- Output folder: `{data['output_dir']}`",
+        f"- Original folder: {md_code(data['original_dir'])}",
+        f"- Edited folder: {md_code(data['edited_dir'])}",
+        f"- Output folder: {md_code(data['output_dir'])}",
         f"- Mode: {data['mode']}; time: {data['seconds']:.1f} s",
         f"- Faces restored: {FACE_SELECTION_TEXT.get(report.faces, report.faces)}",
         f"- {counts['ok']} restored, {counts['failed']} failed, {counts['skipped']} skipped "
@@ -500,20 +508,19 @@ def _summary_markdown(report: BatchReport) -> str:
     if data["failures"]:
         lines += ["", "## Failures", "", "| File | Error |", "|---|---|"]
         for failure in data["failures"]:
-            error = failure["error"].replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {Path(failure['file']).name} | {error} |")
+            error = md_cell(failure["error"].replace("\n", " "))
+            lines.append(f"| {md_cell(Path(failure['file']).name)} | {error} |")
     unpaired = data["unpaired_originals"] + data["unpaired_edited"]
     if unpaired or data["ambiguous"]:
         lines += ["", "## Not paired", ""]
-        lines += [f"- {Path(p).name}" for p in unpaired]
-        lines += [f"- {m}" for m in data["ambiguous"]]
+        lines += [f"- {md_cell(Path(p).name)}" for p in unpaired]
+        lines += [f"- {md_cell(m)}" for m in data["ambiguous"]]
     lines += ["", "## Files", ""]
     lines.append("| File | Status | Faces | Same person: before → after | s | Left as edited |")
     lines.append("|---|---|---|---|---|---|")
     for row in report.rows:
-        left = row.left_alone.replace("|", "\\|")
         lines.append(
-            f"| {Path(row.edited).name} | {row.status_text} | {row.faces} | {row.same_person} | "
-            f"{row.seconds} | {left} |"
+            f"| {md_cell(Path(row.edited).name)} | {row.status_text} | {row.faces} | "
+            f"{row.same_person} | {row.seconds} | {md_cell(row.left_alone)} |"
         )
     return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ from engine.cli.options import (
     params_from_args,
     parse_subcommand,
     restorer_from_args,
+    safe_output,
 )
 from engine.errors import EditedIDError, InputError, ModelError
 from engine.restorers import get_restorer
@@ -285,4 +286,5 @@ def _cluster_executor(args: argparse.Namespace, processor):
 def batch_cli(argv: Sequence[str] | None = None, *, processor=None) -> int:
     """`editedid-cli batch ...` on its own: parse argv (without the word 'batch') and run."""
     args = parse_subcommand("editedid-cli batch", add_batch_parser, "batch", argv)
-    return cmd_batch(args, processor=processor)
+    with safe_output():
+        return cmd_batch(args, processor=processor)

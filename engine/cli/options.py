@@ -11,10 +11,12 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
+from engine.io.names import SafeStream
 from engine.params import PARAM_HELP, EditedIDParams, InvalidParams, params_in_document
 from engine.restorers import RESTORERS, Restorer, restorer_class
 
@@ -194,7 +196,26 @@ def restorer_from_args(args: argparse.Namespace, name: str | None = None) -> Res
 
 # --- running a command ----------------------------------------------------------------
 def run_command(args: argparse.Namespace) -> int:
-    """args.func(args), with engine errors printed as one line and mapped to exit codes."""
+    """args.func(args), with engine errors printed as one line and mapped to exit codes.
+    Whatever it prints goes through SafeStream: file names (in results, progress, errors)
+    never reach the terminal with their control characters (engine.io.names)."""
+    with safe_output():
+        return _run(args)
+
+
+@contextmanager
+def safe_output() -> Iterator[None]:
+    """sys.stdout and sys.stderr through SafeStream meanwhile (control characters of
+    file names escaped: engine.io.names)."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except InputError as error:

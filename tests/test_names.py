@@ -1,0 +1,93 @@
+"""File names are hostile input too (issue 23): control characters never reach the
+terminal or break a report's Markdown table."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from engine.cli import main
+from engine.cli.batch import batch_cli
+from engine.cli.options import EXIT_OK
+from engine.io.names import escape_controls, md_cell, md_code
+
+# Retitles an xterm, then clears the screen; a right-to-left override; an undecodable byte.
+EVIL = "a\x1b]0;pwned\x07b\x1b[2Jc\u202ed"
+
+
+def test_every_control_character_is_shown_as_an_escape():
+    assert escape_controls(EVIL) == "a\\x1b]0;pwned\\x07b\\x1b[2Jc\\u202ed"
+    assert escape_controls(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"  # not UTF-8
+    assert escape_controls("line\nnext\ttab\x7f\x85") == "line\\x0anext\\x09tab\\x7f\\x85"
+    assert escape_controls("line\nnext\t", keep="\n\t") == "line\nnext\t"
+    assert escape_controls("café 写真 Ω.png") == "café 写真 Ω.png"  # printable text is kept
+
+
+def test_a_markdown_cell_or_code_span_holds_any_name():
+    assert md_cell("a|b\nc\\d") == "a\\|b\\\\x0ac\\\\d"
+    assert md_code("odd`name") == "`` odd`name ``"
+
+
+def _pair_named(folder, name, cli_pair):
+    original, edited = cli_pair
+    return original.rename(folder / f"{name}.jpg"), edited.rename(folder / f"{name}-edit.png")
+
+
+def test_restore_never_prints_a_names_control_characters(tmp_path, cli_pair, capfd):
+    original, edited = _pair_named(tmp_path, EVIL, cli_pair)
+    out = tmp_path / f"{EVIL}-result.png"
+    code = main(["restore", "--original", str(original), "--edited", str(edited),
+                 "--out", str(out), "--mode", "classic", "--face-backend", "dlib",
+                 "--faces", "all"])  # fmt: skip
+    printed = capfd.readouterr()
+    assert code == EXIT_OK, printed.err
+    assert out.is_file()  # the file keeps its real name; only what is printed is escaped
+    for text in (printed.out, printed.err):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "a\\x1b]0;pwned\\x07b" in printed.out  # the result's path, recognisable
+
+
+def test_batch_output_and_markdown_report_survive_hostile_names(tmp_path, cli_pair, capfd):
+    orig_dir, edit_dir, out_dir = tmp_path / "originals", tmp_path / "edited", tmp_path / "out"
+    orig_dir.mkdir(), edit_dir.mkdir()
+    original, edited = cli_pair
+    name = "x|y\nz\x1b[31m"
+    original.rename(orig_dir / f"{name}.jpg")
+    edited.rename(edit_dir / f"{name}.png")
+    (edit_dir / "lonely\x1b[2J|.png").write_bytes(b"not an image")  # unpaired: listed
+    code = batch_cli(["--original-dir", str(orig_dir), "--edited-dir", str(edit_dir),
+                      "--out-dir", str(out_dir), "--mode", "classic", "--face-backend",
+                      "dlib", "--faces", "all"])  # fmt: skip
+    printed = capfd.readouterr()
+    assert code == EXIT_OK, printed.err
+    assert "\x1b" not in printed.out + printed.err
+    (report,) = out_dir.glob("*.md")
+    text = report.read_text(encoding="utf-8")
+    assert "\x1b" not in text
+    files = text.split("## Files", 1)[1].strip().splitlines()
+    header, rule, *rows = files
+    assert len(rows) == 1  # one row, not broken into lines by the name's newline
+    assert rows[0].count(" | ") == header.count(" | ")  # `|` in the name did not add cells
+    assert "x\\|y\\\\x0az\\\\x1b[31m" in rows[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names hold any byte")
+def test_a_name_that_is_not_utf8_is_reported_not_a_traceback(tmp_path, cli_pair, capfd):
+    orig_dir, edit_dir, out_dir = tmp_path / "originals", tmp_path / "edited", tmp_path / "out"
+    orig_dir.mkdir(), edit_dir.mkdir()
+    original, edited = cli_pair
+    name = os.fsdecode(b"caf\xe9")
+    original.rename(orig_dir / f"{name}.jpg")
+    edited.rename(edit_dir / f"{name}.png")
+    code = batch_cli(["--original-dir", str(orig_dir), "--edited-dir", str(edit_dir),
+                      "--out-dir", str(out_dir), "--mode", "classic", "--face-backend",
+                      "dlib", "--faces", "all"])  # fmt: skip
+    printed = capfd.readouterr()
+    assert code == EXIT_OK, printed.err
+    assert "Traceback" not in printed.err
+    # Markdown: the escape's backslash made literal (renders as caf\xe9); CSV: as is
+    assert "| caf\\\\xe9.png | ok |" in (out_dir / "editedid-batch-report.md").read_text()
+    assert "caf\\xe9.png" in (out_dir / "editedid-batch-report.csv").read_text()
+    assert (out_dir / f"{name}.png").is_file()  # the result keeps the real name
