@@ -91,3 +91,41 @@ def test_a_name_that_is_not_utf8_is_reported_not_a_traceback(tmp_path, cli_pair,
     assert "| caf\\\\xe9.png | ok |" in (out_dir / "editedid-batch-report.md").read_text()
     assert "caf\\xe9.png" in (out_dir / "editedid-batch-report.csv").read_text()
     assert (out_dir / f"{name}.png").is_file()  # the result keeps the real name
+
+
+def test_names_in_either_unicode_normal_form_pair(tmp_path):
+    """macOS writes names decomposed (NFD), Windows and Linux composed (NFC): a client's
+    original from one and the edit from the other are still one pair."""
+    import unicodedata
+
+    from engine.batch.run import plan_batch
+
+    nfc, nfd = (unicodedata.normalize(form, "Café Ölçü") for form in ("NFC", "NFD"))
+    assert nfc != nfd
+    orig, edit = tmp_path / "originals", tmp_path / "edited"
+    orig.mkdir(), edit.mkdir()
+    (orig / f"{nfc}.jpg").write_bytes(b"")
+    (edit / f"{nfd}_edited.png").write_bytes(b"")
+    (orig / f"{nfd.upper()}2.jpg").write_bytes(b"")  # case and form both differ
+    (edit / f"{nfc.lower()}2.png").write_bytes(b"")
+    plan = plan_batch(orig, edit, tmp_path / "out")
+    pairs = {(i.original.name, i.edited.name) for i in plan.items}
+    assert pairs == {
+        (f"{nfc}.jpg", f"{nfd}_edited.png"),
+        (f"{nfd.upper()}2.jpg", f"{nfc.lower()}2.png"),
+    }
+    assert not plan.unpaired_originals and not plan.unpaired_edited
+
+
+def test_one_name_in_two_normal_forms_is_ambiguous_not_two_photos(tmp_path):
+    import unicodedata
+
+    from engine.io.folders import image_files, pair_by_name
+
+    orig = tmp_path / "originals"
+    orig.mkdir()
+    for form in ("NFC", "NFD"):
+        (orig / f"{unicodedata.normalize(form, 'José')}.png").write_bytes(b"")
+    (tmp_path / "josé.png").write_bytes(b"")
+    pairing = pair_by_name(image_files(orig), [tmp_path / "josé.png"])
+    assert pairing.pairs == [] and len(pairing.ambiguous) == 1

@@ -20,6 +20,7 @@ from engine.io.folders import (
     RULES,
     NamePairing,
     image_files,
+    name_key,
     pair_by_name,
 )
 
@@ -217,13 +218,13 @@ def _unclashing_items(pairing: NamePairing, output_dir: Path) -> list[BatchItem]
     used_outputs: dict[str, Path] = {}
     for original, edited in pairing.pairs:
         output = output_dir / output_name(edited)
-        clash = used_outputs.get(output.name.casefold())
+        clash = used_outputs.get(name_key(output.name))
         if clash is not None:
             pairing.ambiguous.append(
                 f"{edited.name} and {clash.name} would both be saved as {output.name}"
             )
             pairing.unpaired_edited.append(edited)
             continue
-        used_outputs[output.name.casefold()] = edited
+        used_outputs[name_key(output.name)] = edited
         items.append(BatchItem(original, edited, output))
     return items

@@ -4,7 +4,9 @@
     for original, edited in pairing.pairs: ...
 
 The rule (batch folder mode and the evaluation's sub-folder layout): an edited photo
-belongs to the original with the same name, ignoring the extension and upper/lower case;
+belongs to the original with the same name, ignoring the extension, upper/lower case and
+the Unicode normal form (macOS writes names decomposed, NFD: "café" from a Mac and from
+Windows are the same name);
 with rule "stem" an edited name may also carry an editing marker (EDIT_MARKERS) before or
 after the name, joined by _ - . or a space, and an exact name match wins over a marked
 one. Several originals of one name, or several equally good edited photos for one
@@ -14,6 +16,7 @@ original, are ambiguous and pair with nothing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,14 +48,21 @@ def image_files(folder: Path, ignored: list[Path] | None = None) -> list[Path]:
     return files
 
 
+def name_key(stem: str) -> str:
+    """What two names must share to be the same name: case and Unicode normal form
+    ignored (NFC after case folding, which may decompose)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", stem).casefold())
+
+
 def edited_keys(stem: str, rule: str = "stem") -> list[tuple[str, int]]:
     """(key, priority) an edited file's stem may pair under: 0 = exact, 1 = marked name."""
-    keys = [(stem.casefold(), 0)]
+    stem = unicodedata.normalize("NFC", stem)  # a decomposed marker or name still matches
+    keys = [(name_key(stem), 0)]
     if rule == "stem":
         for pattern in (_SUFFIX_RE, _PREFIX_RE):
             match = pattern.match(stem)
             if match:
-                keys.append((match.group("name").casefold(), 1))
+                keys.append((name_key(match.group("name")), 1))
     return keys
 
 
@@ -70,7 +80,7 @@ def pair_by_name(
     """Pair edited files with originals by the rule of the module docstring."""
     by_key: dict[str, list[Path]] = {}
     for path in originals:
-        by_key.setdefault(path.stem.casefold(), []).append(path)
+        by_key.setdefault(name_key(path.stem), []).append(path)
     pairing = NamePairing(pairs=[])
     blocked = set()
     for key, paths in by_key.items():
