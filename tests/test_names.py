@@ -129,3 +129,23 @@ def test_one_name_in_two_normal_forms_is_ambiguous_not_two_photos(tmp_path):
     (tmp_path / "josé.png").write_bytes(b"")
     pairing = pair_by_name(image_files(orig), [tmp_path / "josé.png"])
     assert pairing.pairs == [] and len(pairing.ambiguous) == 1
+
+
+def test_an_output_name_whose_sidecar_cannot_exist_is_refused_before_the_work(
+    tmp_path, cli_pair, capfd, monkeypatch
+):
+    import engine.photo.pipeline
+    from engine.cli.options import EXIT_INPUT
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the photos were analysed before the name was checked")
+
+    monkeypatch.setattr(engine.photo.pipeline, "analyze_photos", no_work)
+    original, edited = cli_pair
+    out = tmp_path / ("r" * 248 + ".png")  # 252 bytes: fits; its sidecar's 257 do not
+    code = main(["restore", "--original", str(original), "--edited", str(edited),
+                 "--out", str(out), "--mode", "classic", "--face-backend", "dlib"])  # fmt: skip
+    err = capfd.readouterr().err
+    assert code == EXIT_INPUT, err
+    assert "name is too long" in err and "at most 250 bytes" in err
+    assert not out.exists()

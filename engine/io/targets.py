@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.io.files import OutputFolderError
 
+DEFAULT_NAME_MAX = 255  # bytes of one name on ext4, APFS, NTFS (UTF-16 units), exFAT
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
@@ -69,6 +70,7 @@ def check_result_target(
             + (" (it is a file)" if folder.exists() else "")
             + ". Create it first or choose another folder."
         )
+    _check_name_length(out, side, folder)
     named = _named_inputs(protected_paths)
     for target, what in ((out, "output"), (side, "sidecar")):
         _resolved(target)
@@ -89,6 +91,22 @@ def check_result_target(
         if target.exists() and not target.is_file():
             raise InputError(f"{target}: is not a regular file; the {what} cannot replace it.")
     return out
+
+
+def _check_name_length(out: Path, side: Path, folder: Path) -> None:
+    """The sidecar's name (the output's + ".json") must fit the folder's file system;
+    found out only after the run otherwise, with the result written and no sidecar."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # Windows, or a file system that won't say
+        limit = DEFAULT_NAME_MAX
+    size = len(os.fsencode(side.name))
+    if size > limit:
+        room = limit - (size - len(os.fsencode(out.name)))
+        raise InputError(
+            f"{out}: the name is too long: its sidecar {side.name!r} would take {size} bytes "
+            f"and this folder allows {limit}. Choose a name of at most {room} bytes."
+        )
 
 
 def _named_inputs(protected_paths) -> list[tuple[str, str | Path]]:
