@@ -174,3 +174,39 @@ def test_atomic_text_and_sha256(tmp_path):
     assert path.read_text(encoding="utf-8") == '{"a": 1}\n'
     assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [p.name for p in tmp_path.iterdir()] == ["notes.json"]  # no temp file left
+
+
+# -- 32-bit integer and floating-point grey images (issue 23) ------------------------------
+def _ramp(top: float, dtype) -> np.ndarray:
+    """16x32 left-to-right ramp 0..top: a dark and a bright end that must stay so."""
+    return np.tile(np.linspace(0, top, 32), (16, 1)).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        (1.0, np.float32),  # the 0..1 float convention
+        (255.0, np.float32),  # float holding 8-bit values
+        (65535.0, np.float32),
+        (255, np.int32),
+        (65535, np.int32),  # a 16-bit range in a 32-bit integer TIFF
+        (2**31 - 1, np.int32),
+    ],
+)
+def test_deep_grey_tiffs_are_scaled_to_their_range(tmp_path, values, dtype):
+    path = tmp_path / "deep.tif"
+    Image.fromarray(_ramp(values, dtype)).save(path)
+    assert Image.open(path).mode == ("F" if dtype == np.float32 else "I")
+    rgb = read_rgb(path)
+    want = np.tile(np.linspace(0, 255, 32), (16, 1))
+    assert np.abs(rgb[..., 0].astype(float) - want).max() <= 1.0  # not all black or white
+    assert (rgb[..., 0] == rgb[..., 2]).all()
+
+
+def test_a_float_image_with_nan_is_refused_by_name(tmp_path):
+    array = _ramp(1.0, np.float32)
+    array[3, 4] = np.nan
+    path = tmp_path / "hdr-export.tif"
+    Image.fromarray(array).save(path)
+    with pytest.raises(InputError, match="hdr-export.tif: a floating-point image with NaN"):
+        read_rgb(path)

@@ -185,12 +185,33 @@ def read_rgb(path: str | Path) -> np.ndarray:
     elif image.mode.startswith("I;16"):
         array = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(array / 257.0 + 0.5, 0, 255).astype(np.uint8))
-    elif image.mode == "I":
-        # 32-bit integer pixels: no bit depth to go by; 8-bit or 16-bit by the values.
-        array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(_deep_grey_to_8bit(path, image))
     return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+
+
+def _deep_grey_to_8bit(path: str | Path, image: Image.Image) -> np.ndarray:
+    """A 32-bit integer ("I") or floating-point ("F") grey image as uint8.
+
+    Neither says its range, and Pillow's own conversion clips (a 0..1 float image or a
+    16-bit range in "I" came out all black or all white). The range is taken from the
+    values: floats up to 1 are the 0..1 convention (scientific and HDR tools), otherwise,
+    like integers, the smallest of the 8-, 16- and 32-bit ranges that holds them. NaN or
+    infinite pixels have no grey to show: refused, naming the file."""
+    array = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise InputError(
+            f"{Path(path).name}: a floating-point image with NaN or infinite pixels; "
+            "export it as an 8- or 16-bit PNG or TIFF."
+        )
+    top = float(array.max()) if array.size else 0.0
+    if image.mode == "F" and top <= 1.0:
+        scale = 1.0
+    else:
+        scale = next(
+            limit for limit in (255.0, 65535.0, 2.0**31 - 1) if top <= limit or limit > 1e9
+        )
+    return np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
