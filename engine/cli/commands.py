@@ -219,7 +219,7 @@ def _parse_faces(text: str | None) -> list[int] | str | None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from engine.io.export import check_result_target
+    from engine.io.export import check_output_folder, check_result_target
     from engine.io.files import remove_stale_temp_files
     from engine.io.images import open_image
     from engine.photo.pipeline import restore_photo_files
@@ -230,6 +230,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     inputs = {"original": Path(args.original), "edited": Path(args.edited)}
     with _output_folder(Path(args.out)):
         check_result_target(Path(args.out), protected_paths=inputs, overwrite=args.overwrite)
+        # read-only or full: said now, not after minutes of diffusion
+        check_output_folder(Path(args.out).parent)
         for path in inputs.values():
             with open_image(path):  # the header: missing, unreadable or not an image
                 pass

@@ -1,10 +1,12 @@
-"""File names are hostile input too (issue 23): control characters never reach the
-terminal or break a report's Markdown table."""
+"""Hostile names and careless outputs (issue 23): control characters of file names never
+reach the terminal or break a report; an output that cannot be written is refused before
+the work."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +151,36 @@ def test_an_output_name_whose_sidecar_cannot_exist_is_refused_before_the_work(
     assert code == EXIT_INPUT, err
     assert "name is too long" in err and "at most 250 bytes" in err
     assert not out.exists()
+
+
+def test_a_restore_into_a_read_only_folder_is_refused_before_the_model_loads(
+    tmp_path, cli_pair, capfd, monkeypatch
+):
+    """Root ignores folder modes, so the folder says 'read-only' the way the OS does:
+    creating a file in it fails with EACCES."""
+    import errno
+    import tempfile
+
+    import engine.cli.commands
+    from engine.cli.options import EXIT_INPUT
+
+    out_dir = tmp_path / "delivery"
+    out_dir.mkdir()
+    real = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == out_dir:
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before the folder was checked")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(engine.cli.commands, "restorer_from_args", no_model)
+    original, edited = cli_pair
+    code = main(["restore", "--original", str(original), "--edited", str(edited),
+                 "--out", str(out_dir / "r.png"), "--mode", "diffusion"])  # fmt: skip
+    err = capfd.readouterr().err
+    assert code == EXIT_INPUT, err
+    assert "delivery: the output folder is read-only" in err
