@@ -177,3 +177,60 @@ def test_deeply_nested_project_file_is_refused(tmp_path):
     path.write_text('{"format": "editedid-project", "x": ' + "[" * 100000 + "]" * 100000 + "}")
     with pytest.raises(InputError, match="deep.editedid"):
         load_project(path)
+
+
+# -- project files as hostile input, second wave (issue 23): engine.io.untrusted ------------
+def test_a_fifo_named_like_a_project_is_refused_at_once(tmp_path):
+    """Opened blocking, a FIFO with no writer waits for ever (the CLI and the app's
+    command line hung); the test would hang without the non-blocking open."""
+    import os
+
+    fifo = tmp_path / "x.editedid"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="x.editedid: not a regular file"):
+        load_project(fifo)
+
+
+def test_a_link_to_a_device_is_refused_without_reading_it(tmp_path):
+    link = tmp_path / "zero.editedid"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(InputError, match="zero.editedid: not a regular file"):
+        load_project(link)
+
+
+def test_a_huge_project_file_is_refused_before_parsing(tmp_path):
+    from editedid_desktop.model.project import PROJECT_MAX_BYTES
+
+    path, document = _saved(tmp_path)
+    document["padding"] = "x" * (PROJECT_MAX_BYTES + 1)
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match="far too large for a project file"):
+        load_project(path)
+
+
+def test_a_million_face_entries_are_refused(tmp_path):
+    path, document = _saved(tmp_path)
+    document["faces"] = {str(i): {"enabled": True} for i in range(300_000)}
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match="more than 200,000 entries"):
+        load_project(path)
+
+
+def test_a_key_given_twice_is_ambiguous_and_refused(tmp_path):
+    path, document = _saved(tmp_path)
+    text = json.dumps(document)
+    edited = json.dumps(document["inputs"]["edited"])
+    # a second "edited" in the same object, naming another file
+    text = text.replace('"edited": ' + edited, '"edited": ' + edited + ', "edited": "other.png"')
+    assert text.count('"edited":') == 2
+    path.write_text(text)
+    with pytest.raises(InputError, match="the key 'edited' appears twice"):
+        load_project(path)
+
+
+def test_masks_of_one_face_under_two_names_are_refused(tmp_path):
+    path, document = _saved(tmp_path)
+    document["masks"]["00"] = document["masks"]["0"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match="face 0 has masks under two names"):
+        load_project(path)

@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io.images import read_mask, write_image_atomic, write_text_atomic
+from engine.io.untrusted import MIB, read_json
 from engine.params import EditedIDParams, load_params
 
 from .masks import MASK_KINDS, MaskPairs
@@ -42,6 +43,10 @@ from .session import FaceSettings
 PROJECT_SUFFIX = ".editedid"
 PROJECT_FORMAT = "editedid-project"
 PROJECT_VERSION = 1
+# A project's JSON holds paths, parameters and a few entries per face (masks are files
+# beside it): kilobytes. Far above any real one, far below what hurts to parse.
+PROJECT_MAX_BYTES = 16 * MIB
+PROJECT_MAX_ITEMS = 200_000
 
 
 @dataclass
@@ -219,6 +224,11 @@ def _read_masks(path: Path, entries: dict[str, Any]) -> MaskPairs:
     for index, kinds in entries.items():
         if not isinstance(kinds, dict) or not str(index).isdigit():
             raise InputError(f"{path}: the masks of face {index!r} are not readable.")
+        if int(index) in masks:  # "0" and "00": one face, two sets of masks
+            raise InputError(
+                f"{path}: face {int(index)} has masks under two names ({index!r} and another); "
+                "which ones are meant is ambiguous."
+            )
         pair: list[np.ndarray | None] = [None, None]
         for slot, kind in enumerate(MASK_KINDS):
             entry = kinds.get(kind)
@@ -264,12 +274,10 @@ def save_project(path: str | Path, data: ProjectData) -> Path:
 def load_project(path: str | Path) -> ProjectData:
     """Read a project file. Raises InputError naming the file on any problem."""
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: project file not found.") from exc
-    except (OSError, ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: not a readable EditedID project ({exc}).") from exc
+    # regular file, size and entry caps, no duplicate keys (engine.io.untrusted)
+    document = read_json(
+        path, what="project file", limit=PROJECT_MAX_BYTES, max_items=PROJECT_MAX_ITEMS
+    )
     if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
         raise InputError(f"{path}: not an EditedID project file.")
     version = document.get("version", 0)

@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.io.files import commit_file, sha256_file, stage_file
 from engine.io.targets import FORMATS, check_result_target, sidecar_path
+from engine.io.untrusted import read_json
 
 SIDECAR_MARKER = "editedid_sidecar"  # key with the sidecar schema version: the file is ours
 SIDECAR_VERSION = 1
@@ -64,10 +65,8 @@ def read_sidecar(output: str | Path) -> dict | None:
     """
     side = sidecar_path(output)
     try:
-        if not side.is_file() or side.stat().st_size > MAX_SIDECAR_BYTES:
-            return None
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = read_json(side, what="sidecar", limit=MAX_SIDECAR_BYTES)
+    except InputError:  # missing, not a regular file, too large, not JSON, ambiguous
         return None
     if not isinstance(data, dict) or data.get(SIDECAR_MARKER) != SIDECAR_VERSION:
         return None
