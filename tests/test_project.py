@@ -155,7 +155,7 @@ def test_mask_paths_are_confined_to_the_project_folder(tmp_path):
         (lambda d: d.update(masks=[1, 2]), "'masks' must be an object"),
         (lambda d: d["masks"].update({"0": "face.png"}), "masks of face"),
         (lambda d: d["masks"]["0"].update(face={"file": 7}), "names no file"),
-        (lambda d: d["params"].update(guidance=float("nan")), "guidance"),
+        (lambda d: d["params"].update(guidance=float("nan")), "holds NaN, which is not a number"),
         (lambda d: d["params"].update(element_words="hat"), None),  # one word, not 'h','a','t'
         (lambda d: d["params"].update(steps="6"), "steps"),
     ],
@@ -233,4 +233,17 @@ def test_masks_of_one_face_under_two_names_are_refused(tmp_path):
     document["masks"]["00"] = document["masks"]["0"]
     path.write_text(json.dumps(document))
     with pytest.raises(InputError, match="face 0 has masks under two names"):
+        load_project(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_face_overlap_that_is_not_a_number_is_refused_on_load(tmp_path, value):
+    """The face panel turned a NaN overlap into a slider position inside a Qt slot
+    (ValueError, no message): refused with the file's name when the project loads."""
+    path, document = _saved(tmp_path)
+    faces = document["faces"]
+    face = next(iter(faces.values()))
+    face["overlap"] = [value, 0.5]
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match="job.editedid: holds .*, which is not a number"):
         load_project(path)

@@ -276,7 +276,11 @@ def load_project(path: str | Path) -> ProjectData:
     path = Path(path)
     # regular file, size and entry caps, no duplicate keys (engine.io.untrusted)
     document = read_json(
-        path, what="project file", limit=PROJECT_MAX_BYTES, max_items=PROJECT_MAX_ITEMS
+        path,
+        what="project file",
+        limit=PROJECT_MAX_BYTES,
+        max_items=PROJECT_MAX_ITEMS,
+        allow_nan=False,
     )
     if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
         raise InputError(f"{path}: not an EditedID project file.")

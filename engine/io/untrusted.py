@@ -93,9 +93,19 @@ class _Counter:
         return result
 
 
-def read_json(path: str | Path, *, what: str, limit: int, max_items: int = 1_000_000) -> Any:
+def read_json(
+    path: str | Path,
+    *,
+    what: str,
+    limit: int,
+    max_items: int = 1_000_000,
+    allow_nan: bool = True,
+) -> Any:
     """The JSON value of a regular UTF-8 file of at most `limit` bytes, with no duplicate
-    keys and at most `max_items` object entries (InputError naming the file otherwise)."""
+    keys and at most `max_items` object entries (InputError naming the file otherwise).
+    allow_nan=False refuses NaN and Infinity, which JSON itself does not have (Python
+    reads them): a number field of a document holding one is refused here, by name, not
+    deep in a slot that turns it into a slider position."""
     path = Path(path)
     data = read_bytes(path, what=what, limit=limit)
     try:
@@ -104,10 +114,23 @@ def read_json(path: str | Path, *, what: str, limit: int, max_items: int = 1_000
         raise InputError(f"{path}: not UTF-8 text, so not a {what}.") from error
     counter = _Counter(path, what, max_items)
     try:
-        return json.loads(text, object_pairs_hook=counter.pairs)
+        return json.loads(
+            text,
+            object_pairs_hook=counter.pairs,
+            parse_constant=None if allow_nan else _no_constant(path, what),
+        )
     except InputError:
         raise
     except RecursionError as error:
         raise InputError(f"{path}: nested too deeply for a {what}.") from error
     except ValueError as error:
         raise InputError(f"{path}: not valid JSON ({error}), so not a {what}.") from error
+
+
+def _no_constant(path: Path, what: str):
+    def refuse(name: str) -> float:
+        raise InputError(
+            f"{path}: holds {name}, which is not a number; this {what} cannot be used."
+        )
+
+    return refuse
