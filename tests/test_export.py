@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -440,3 +441,40 @@ def test_camera_exif_with_sub_ifds_saves_as_tiff(tmp_path):
         assert saved.getexif().get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
         assert saved.getexif().get(MAKE) == "Canon"
     assert any("uncompressed" in n for n in notes)
+
+
+def test_overwriting_keeps_the_earlier_pair_when_the_new_one_cannot_be_completed(
+    tmp_path, monkeypatch
+):
+    """--overwrite over an earlier result on a disk that fills while the new sidecar is
+    renamed in: the earlier result and sidecar come back as they were (issue 23: both
+    were gone and the new pair incomplete)."""
+    out, _ = _unit(tmp_path)
+    side = sidecars.sidecar_path(out)
+    before = {p.name: p.read_bytes() for p in (out, side)}
+
+    def full(tmp, path):
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputFolderError(f"{path}: the disk is full; nothing was written.")
+
+    monkeypatch.setattr(sidecars, "commit_file", full)
+    with pytest.raises(OutputFolderError, match="disk is full"):
+        export.write_with_sidecar(
+            out,
+            lambda: save_result(out, np.full((4, 4, 3), 200, np.uint8), overwrite=True),
+            {"inputs": {"new": 1}},
+            overwrite=True,
+        )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwriting_replaces_the_pair_and_leaves_nothing_aside(tmp_path):
+    out, _ = _unit(tmp_path)
+    export.write_with_sidecar(
+        out,
+        lambda: save_result(out, np.full((4, 4, 3), 200, np.uint8), overwrite=True),
+        {"inputs": {"new": 1}},
+        overwrite=True,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "r.png.json"]
+    assert export.read_sidecar(out)["inputs"] == {"new": 1}

@@ -9,6 +9,7 @@ check the inputs' hashes. What may be written where: engine.io.targets.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from engine.errors import InputError
@@ -19,6 +20,7 @@ from engine.io.untrusted import read_json
 SIDECAR_MARKER = "editedid_sidecar"  # key with the sidecar schema version: the file is ours
 SIDECAR_VERSION = 1
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024  # a larger ".json" beside an output is not ours
+PREVIOUS_SUFFIX = ".editedid-previous"  # an overwritten pair, kept until the new one is whole
 
 
 def write_with_sidecar(
@@ -43,7 +45,9 @@ def write_with_sidecar(
     data = {SIDECAR_MARKER: SIDECAR_VERSION, "status": "ok", **sidecar}
     text = json.dumps(data, indent=2, default=str).encode("utf-8")
     staged = stage_file(side, lambda handle: handle.write(text))
+    kept: list[tuple[Path, Path]] = []
     try:
+        kept = _set_aside(out, side) if overwrite else []
         write_output()
         if not out.is_file():
             raise InputError(f"{out}: the result was not written.")
@@ -52,9 +56,34 @@ def write_with_sidecar(
         except BaseException:
             out.unlink(missing_ok=True)  # ours, just written: no output without a sidecar
             raise
+    except BaseException:
+        _put_back(kept)  # the earlier pair, as it was
+        raise
     finally:
         staged.unlink(missing_ok=True)
+    for _, aside in kept:
+        aside.unlink(missing_ok=True)
     return out
+
+
+def _set_aside(out: Path, side: Path) -> list[tuple[Path, Path]]:
+    """With --overwrite, the earlier result and sidecar are renamed aside (a rename takes
+    no disk space) until the new pair is complete, so a failure on the way (a full disk
+    when the new sidecar is renamed in) puts the earlier pair back instead of leaving
+    neither. The names are visible, not temp files: if the process is killed meanwhile,
+    the earlier result is still there to recover, never swept away as a stale temp."""
+    kept = []
+    for target in (out, side):
+        if target.is_file():
+            aside = target.with_name(f"{target.name}.{os.getpid()}{PREVIOUS_SUFFIX}")
+            os.replace(target, aside)
+            kept.append((target, aside))
+    return kept
+
+
+def _put_back(kept: list[tuple[Path, Path]]) -> None:
+    for target, aside in kept:
+        os.replace(aside, target)
 
 
 def read_sidecar(output: str | Path) -> dict | None:
