@@ -111,6 +111,7 @@ TARBALL="$CACHE/$SUITE-minbase-$(date -u +%Y%m%d).tar"
 if [[ ! -f $TARBALL ]]; then
     echo "== debootstrap --variant=minbase $SUITE from $MIRROR"
     PROTO="$(mktemp -d "$CACHE/proto.XXXXXX")"
+    chmod 0755 "$PROTO"  # mktemp makes it 0700: as the root's "/", no user could enter it
     debootstrap --variant=minbase "$SUITE" "$PROTO" "$MIRROR" > "$OUT/debootstrap.log" 2>&1 \
         || { tail -20 "$OUT/debootstrap.log"; rm -rf --one-file-system "$PROTO"; exit 1; }
     tar -C "$PROTO" -cf "$TARBALL.part" . && mv "$TARBALL.part" "$TARBALL"
@@ -120,6 +121,10 @@ if [[ ! -f $TARBALL ]]; then
 fi
 ROOT="$(mktemp -d /var/tmp/editedid-fresh.XXXXXX)"
 tar -C "$ROOT" -xf "$TARBALL"
+# "/" of a system is 0755. mktemp's 0700 (here, or kept in a tarball cached by an older
+# version of this script) made every command run as the user fail: "chroot: failed to run
+# command '/usr/bin/env': Permission denied" (the CI rehearsal of 2026-12-07).
+chmod 0755 "$ROOT"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 step "unpack the cached root"
 
