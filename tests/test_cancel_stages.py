@@ -4,6 +4,7 @@ each stage, the calls counted with forward hooks."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -171,9 +172,18 @@ def test_every_unet_and_vae_call_of_every_stage_is_reported_first(tiny_model):
         info = report[4]
         assert isinstance(info, StepInfo) and info.substep is not None, events[i]
         assert info.unit == events[i][1]
-        index, units = info.substep
-        assert 1 <= index <= units
         stages_seen.add(report[1])
+    # Each step's units are announced 1, 2, ... in order, and a step's last announced unit
+    # is its last (units of units) before the next step's first: no count skips or lies.
+    units = [(e[1], e[2], *e[4].substep) for e in events
+             if e[0] == "report" and e[4].substep is not None and e[4].within is None]  # fmt: skip
+    assert units[0][2] == 1
+    for prev, cur in itertools.pairwise(units):
+        if cur[2] == 1:
+            assert prev[2] == prev[3], (prev, cur)
+        else:
+            assert cur[:2] == prev[:2] and cur[3] == prev[3] and cur[2] == prev[2] + 1, (prev, cur)
+    assert units[-1][2] == units[-1][3]
     assert stages_seen == {ELEMENT_MASKS_STAGE, "inversion", "nulltext", "entanglement"}
     # null-text: the step's units are its conditional forward, one per iteration, the step
     nulltext = [e[4].substep for e in events if e[0] == "report" and e[1] == "nulltext"

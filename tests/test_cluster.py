@@ -436,7 +436,9 @@ def test_a_killed_driver_resumes_and_leaves_no_worker_behind(ray_cluster, tmp_pa
         driver.send_signal(signal.SIGKILL)  # kill -9, mid-batch
         driver.wait()
     finished = {p: p.read_bytes() for p in out.glob("p*_edited.png") if is_finished(p)}
-    assert 1 <= len(finished) < 10
+    # killed mid-batch: something finished, and something did not (its moment is timing)
+    assert finished, "no file finished before the kill"
+    assert len(finished) != 10, "the batch ended before the kill: nothing to resume"
     deadline = time.monotonic() + 60  # Ray ends the dead driver's actors: its CPU is free
     while ray.available_resources().get("CPU", 0) < 2:
         assert time.monotonic() < deadline, ray.available_resources()
