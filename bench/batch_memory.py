@@ -28,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.batch.run import BatchProgress, plan_batch, run_batch  # noqa: E402
+from engine.batch.run import BatchJob, BatchProgress, plan_batch, run_batch  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
 from tests.helpers import sample_photo  # noqa: E402
 
@@ -151,11 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sampler.start()
         report = run_batch(
-            plan,
-            params,
+            BatchJob(plan, params, mode=args.mode, backend="dlib"),
             model=model,
-            mode=args.mode,
-            backend="dlib",
             on_progress=progress,
             cancel=(lambda: time.monotonic() > deadline) if deadline else None,
         )

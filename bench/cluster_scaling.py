@@ -37,10 +37,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.batch.cluster import RayExecutor  # noqa: E402
-from engine.batch.remote import WorkerSpec, restorer_options  # noqa: E402
-from engine.batch.run import plan_batch, run_batch  # noqa: E402
+from engine.batch.remote import WorkerSpec  # noqa: E402
+from engine.batch.run import BatchJob, plan_batch, run_batch  # noqa: E402
 from engine.io.export import sidecar_inputs, write_with_sidecar  # noqa: E402
 from engine.io.files import atomic_write_bytes  # noqa: E402
+from engine.models.spec import ModelSpec  # noqa: E402
 from engine.params import EditedIDParams  # noqa: E402
 from engine.restorers import get_restorer  # noqa: E402
 from tests.helpers import sample_photo  # noqa: E402
@@ -99,9 +100,15 @@ class Clock:
 def timed(orig, edit, out, params, restorer, executor=None, processor=None):
     clock = Clock()
     start = time.monotonic()
-    report = run_batch(plan_batch(orig, edit, out), params, restorer=restorer, backend="dlib",
-                       faces="all", executor=executor, processor=processor,
-                       on_progress=clock)  # fmt: skip
+    report = run_batch(
+        BatchJob(
+            plan_batch(orig, edit, out), params, mode=restorer.name, backend="dlib", faces="all"
+        ),
+        restorer=restorer,
+        executor=executor,
+        processor=processor,
+        on_progress=clock,
+    )
     end = time.monotonic()
     if report.ok != len(report.plan.items):
         raise SystemExit(f"{out}: {report.ok} of {len(report.plan.items)} restored: {report.rows}")
@@ -127,8 +134,7 @@ def main() -> None:
         model_dir = build_tiny_sd(root / "tiny-sd", seed=0)
         params = DIFFUSION
         restorer = get_restorer("diffusion", model=load_sd_model(model_dir, device="cpu"))
-        options = {**restorer_options("diffusion"), "model": str(model_dir), "device": "cpu"}
-        spec = WorkerSpec("diffusion", options)
+        spec = WorkerSpec("diffusion", ModelSpec(source=str(model_dir), device="cpu"))
     else:
         params, restorer, spec = CLASSIC, get_restorer("classic"), WorkerSpec("classic")
 

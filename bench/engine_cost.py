@@ -244,8 +244,8 @@ def simulate_all(nulltext_iters: int = 10, params: EditedIDParams | None = None)
 
     params = params or EditedIDParams(nulltext_iters=nulltext_iters, nulltext_early_stop=0.0)
     from engine.diffusion.restore import NULLTEXT_GIB_PER_SAMPLE_512, NULLTEXT_MEMORY_SHARE
-    from engine.models.fallback import lower_memory
     from engine.models.loading import LowMemory
+    from engine.models.memory_plan import lower_memory
 
     model = random_sd14_model("meta", torch.float16)
     cache: dict = {}

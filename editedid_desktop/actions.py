@@ -189,13 +189,21 @@ class ActionHost(Protocol):
     compare_actions: dict[str, QAction]
     faces_dock: QDockWidget
     params_dock: QDockWidget
+    recent_menu: QMenu  # File ▸ Open Recent (make_recent_menu)
 
     def show_about(self) -> None: ...
 
 
+def make_recent_menu(window: QMainWindow) -> QMenu:
+    """File ▸ Open Recent, made before the menus: the files controller that fills it is
+    built with it, and the actions that build_menus shows are built with the controllers."""
+    menu = QMenu("Open &Recent", window)
+    menu.setObjectName("recentMenu")
+    return menu
+
+
 @dataclass(frozen=True)
 class Menus:
-    recent_menu: QMenu  # File ▸ Open Recent, filled by the files controller
     shortcuts_action: QAction  # Help ▸ Keyboard Shortcuts
 
 
@@ -206,8 +214,7 @@ def build_menus(window: QMainWindow, host: ActionHost) -> Menus:
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
     file_menu.addActions([w.open_original_action, w.open_edited_action, w.open_project_action])
-    recent_menu = file_menu.addMenu("Open &Recent")
-    recent_menu.setObjectName("recentMenu")
+    file_menu.addMenu(w.recent_menu)
     for group in (
         [w.save_action, w.save_as_action, w.save_project_action],
         [w.batch_action],
@@ -239,7 +246,7 @@ def build_menus(window: QMainWindow, host: ActionHost) -> Menus:
     help_menu.addAction(shortcuts_action)
     help_menu.addSeparator()
     help_menu.addAction(about)
-    return Menus(recent_menu, shortcuts_action)
+    return Menus(shortcuts_action)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ from PySide6.QtWidgets import QDialog, QVBoxLayout, QWidget
 
 from engine.batch.run import (
     FACE_SELECTION_TEXT,
+    BatchJob,
     BatchPlan,
     BatchProgress,
     BatchReport,
+    PhotoProcessor,
     plan_batch,
     run_batch,
 )
@@ -60,15 +62,10 @@ class BatchWorker(QObject):
     finished = Signal(object)  # BatchReport
     failed = Signal(str)
 
-    def __init__(
-        self, plan: BatchPlan, params, *, restorer, backend, processor, overwrite,
-        strip_location: bool = True, faces: str = "changed", executor=None,
-    ):  # fmt: skip
+    def __init__(self, job: BatchJob, *, restorer, processor=None, executor=None):
         super().__init__()
+        self.job, self.restorer, self.processor = job, restorer, processor
         self.executor = executor  # None: this computer; else the Ray cluster's
-        self.plan, self.params, self.restorer = plan, params, restorer
-        self.backend, self.processor, self.overwrite = backend, processor, overwrite
-        self.strip_location, self.faces = strip_location, faces
         self.pause = threading.Event()
         self.cancel = threading.Event()
 
@@ -76,17 +73,12 @@ class BatchWorker(QObject):
     def run(self) -> None:
         try:
             report = run_batch(
-                self.plan,
-                self.params,
+                self.job,
                 processor=self.processor,
                 restorer=self.restorer,
-                backend=self.backend,
                 on_progress=self.progress.emit,
                 pause=self.pause,
                 cancel=self.cancel,
-                overwrite=self.overwrite,
-                strip_location=self.strip_location,
-                faces=self.faces,
                 executor=self.executor,
             )
         except Exception as error:  # noqa: BLE001 - shown in the dialog, never a crash
@@ -100,7 +92,8 @@ class BatchDialog(QDialog):
     is pressed, so the main window's current settings are used); `engine` is the app's
     engine.runtime.Engine: its loaded SD model, shared with the window's restores, one
     run at a time (a batch photo waits for an interactive restore and says so).
-    `processor` replaces engine.photo.pipeline.restore_photo_files (tests)."""
+    `processor` (a PhotoProcessor) replaces engine.photo.pipeline.restore_photo_files
+    (tests)."""
 
     batch_progress = Signal(object)  # BatchProgress, re-emitted on the UI thread
     batch_finished = Signal(object)  # BatchReport; emitted after the thread has stopped
@@ -116,7 +109,7 @@ class BatchDialog(QDialog):
         engine: Engine,
         parent: QWidget | None = None,
         *,
-        processor: Callable | None = None,
+        processor: PhotoProcessor | None = None,
         backend: str = "auto",
         strip_location: bool = True,
     ):
@@ -308,16 +301,17 @@ class BatchDialog(QDialog):
         except Exception as error:  # noqa: BLE001 - a bad address or no Ray: said inline
             self._status(str(error), ERROR_COLOR)
             return False
-        self._worker = BatchWorker(
+        job = BatchJob(
             plan,
             params,
-            restorer=restorer,
+            mode=self.mode,
             backend=self.backend_combo.currentData(),
-            processor=self.processor,
+            faces=self.faces,
             overwrite=self.overwrite_check.isChecked(),
             strip_location=self.strip_location,
-            faces=self.faces,
-            executor=executor,
+        )
+        self._worker = BatchWorker(
+            job, restorer=restorer, processor=self.processor, executor=executor
         )
         self._thread = PythonThread("editedid-batch")  # one thread state: threads.py
         _LIVE.add((self._thread, self._worker))

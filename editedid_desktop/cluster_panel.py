@@ -60,22 +60,28 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def model_options(restorer) -> dict:
-    """The restorer options a worker needs to load the same model as `restorer`'s:
-    the hub id (found in each worker's models folder) or the model's folder or file."""
-    from engine.batch.remote import restorer_options
+def model_spec(restorer):
+    """The ModelSpec a worker loads to run the same model as `restorer`: the hub id
+    (found in each worker's models folder) or the model's folder or file, with its
+    low-memory choices; None for a restorer without a model. Each worker picks its own
+    device and dtype."""
+    from engine.models.spec import ModelSpec
+    from engine.restorers import restorer_class
 
-    options = restorer_options(restorer.name)
+    if not restorer_class(restorer.name).needs_model:
+        return None
     model = getattr(restorer, "model", None)
     if model is None:
-        return options
+        return ModelSpec()
     source = model.model_id if model.source_kind == "hub" else str(model.local_path)
-    options["model"] = source
     low = getattr(model, "low_memory", None)
-    if "low_vram" in options and low is not None:
-        options["low_vram"] = bool(low.offload_encoders or low.vae_tiling)
-        options["cpu_offload"] = bool(low.cpu_offload)
-    return options
+    if low is None:
+        return ModelSpec(source=source)
+    return ModelSpec(
+        source=source,
+        low_vram=bool(low.offload_encoders or low.vae_tiling),
+        cpu_offload=bool(low.cpu_offload),
+    )
 
 
 class ClusterChecker(QObject):
@@ -206,7 +212,7 @@ class ClusterPanel(QWidget):
         from engine.batch.cluster import RayExecutor
         from engine.batch.remote import WorkerSpec
 
-        spec = WorkerSpec(mode, model_options(restorer), processor)
+        spec = WorkerSpec(mode, model_spec(restorer), processor)
         self._reset_workers()
         return RayExecutor(
             spec, cluster=address, workers=self.workers(), cpus_per_worker=self.cpus_per_worker

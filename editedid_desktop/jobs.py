@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.io.psd import ResultLayers
 from engine.params import EditedIDParams
 
 __all__ = [
@@ -54,7 +55,7 @@ class RestoreRequest:
 
 def is_out_of_memory(error: BaseException) -> bool:
     """The engine's test (torch OOM, our OutOfMemory, "out of memory" RuntimeErrors)."""
-    from engine.models.fallback import is_out_of_memory as engine_is_out_of_memory
+    from engine.models.memory_plan import is_out_of_memory as engine_is_out_of_memory
 
     return engine_is_out_of_memory(error)
 
@@ -83,4 +84,6 @@ def merge_results(edited: np.ndarray, results: list[Any]) -> Any:
         changed_alpha=changed,
         sidecar=sidecar,
         warnings=warnings,
+        # no one blend made the merged image: a .psd shows it over a mask of what changed
+        layers=ResultLayers(edited),
     )

@@ -15,12 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFrame,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -38,6 +36,7 @@ from .actions import (
     compare_actions,
     layer_actions,
     make_action,
+    make_recent_menu,
     undo_redo_actions,
 )
 from .binder import connect
@@ -46,12 +45,14 @@ from .canvas.shortcuts import CanvasShortcuts
 from .controllers.export import ExportController
 from .controllers.faces import FacesController
 from .controllers.files import FilesController
+from .controllers.host import Document, FacesView, FilesView, ProjectsView, RunView, Shell
 from .controllers.projects import ProjectsController
 from .controllers.run import RunController
 from .face_panel import FaceListPanel
 from .mask_document import MaskDocument
 from .model.session import Session
-from .model_manager import LICENSE_URL, ModelManagerDialog, check_model_source
+from .model_banner import ModelBanner
+from .model_manager import ModelManagerDialog, check_model_source
 from .params_panel import ParamsPanel
 from .settings import Settings
 from .theme import STYLE_SHEET, app_icon
@@ -65,40 +66,6 @@ WARM_UP_GRACE_MS = 1000  # start loading the engine by then even if the window n
 def engine_loaded() -> bool:
     """True when the modules the worker's warm-up imports are already in this process."""
     return all(m in sys.modules for _, modules in WARM_UP_MODULES for m in modules)
-
-
-class ModelBanner(QFrame):
-    """Non-modal first-run notice: no SD model yet; what to download; classic meanwhile."""
-
-    open_manager = Signal()
-    dismissed = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("modelBanner")
-        self.label = QLabel()  # words set by describe(), once the engine is loaded
-        self.label.setWordWrap(True)
-        self.label.setOpenExternalLinks(True)
-        self.manager_button = QPushButton("Open Model Manager…")
-        self.manager_button.clicked.connect(self.open_manager)
-        self.classic_button = QPushButton("Use classic mode")
-        self.classic_button.setToolTip("Hide this notice; the classic preview stays available.")
-        self.classic_button.clicked.connect(self.dismissed)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 8, 12, 8)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.manager_button)
-        layout.addWidget(self.classic_button)
-
-    def describe(self) -> None:
-        from engine.models.places import DEFAULT_SD_MODEL, SD15_DOWNLOAD_SIZE
-
-        self.label.setText(
-            f"<b>No Stable Diffusion model installed yet.</b> The identity restore needs "
-            f"{DEFAULT_SD_MODEL} ({SD15_DOWNLOAD_SIZE}; "
-            f"<a href='{LICENSE_URL}' style='color:#ffd98a'>licence</a>). "
-            "Until then the <b>classic preview</b> works: open two photos and it appears at once."
-        )
 
 
 class MainWindow(QMainWindow):
@@ -124,6 +91,7 @@ class MainWindow(QMainWindow):
         self._owns_engine = engine is None
         self.model_state = "not loaded"
         self.error_box: QMessageBox | None = None
+        self._default_tips: dict[int, str] = {}  # gate_restore's tool tips while allowed
 
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(app_icon())
@@ -132,16 +100,15 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self.resize(1440, 900)
 
-        self.files = FilesController(self)
-        self.projects = ProjectsController(self)
-        self.faces = FacesController(self)
-        self.runner = RunController(self)
-        self.exporter = ExportController(self)
+        # The widgets the controllers drive first, then the controllers, then the actions
+        # that call them.
         self._build_central()
         self._build_docks()
+        self._build_status_bar()
+        self.recent_menu = make_recent_menu(self)
+        self._build_controllers()
         self._build_actions()
         self._build_bars()
-        self._build_status_bar()
         self.watchdog = install_watchdog(self)  # "the engine has not answered for N s"
         self._connect()
         self.files.fill_recent_menu()
@@ -151,6 +118,31 @@ class MainWindow(QMainWindow):
         self.start_engine()
 
     # ================================================================ construction
+    def _build_controllers(self) -> None:
+        """One controller per concern, each given the document, this window's shell and
+        its own view; _connect wires their signals."""
+        document = Document(self.session, self.masks, self.settings, self.engine)
+        shell = Shell(self, self.statusBar(), self.show_error)
+        # open_photo: the window's entry point, which the files controller (built next,
+        # with the projects' save) serves.
+        self.projects = ProjectsController(document, shell, ProjectsView(self.open_photo))
+        self.files = FilesController(
+            document, shell, FilesView(self.canvas, self.recent_menu, self.projects.save)
+        )
+        self.faces = FacesController(document, shell, FacesView(self.canvas, self.face_list))
+        self.runner = RunController(
+            document,
+            shell,
+            RunView(
+                self.canvas,
+                self.params_panel,
+                self.stage_label,
+                self.progress_bar,
+                self.cancel_button,
+            ),
+        )
+        self.exporter = ExportController(document, shell)
+
     def _build_central(self) -> None:
         self.canvas = LayeredCanvas()
         self.canvas.set_mask_document(self.masks)
@@ -220,8 +212,7 @@ class MainWindow(QMainWindow):
         self.canvas_shortcuts = CanvasShortcuts(canvas, self)
 
     def _build_bars(self) -> None:
-        menus = build_menus(self, self)
-        self.recent_menu, self.shortcuts_action = menus.recent_menu, menus.shortcuts_action
+        self.shortcuts_action = build_menus(self, self).shortcuts_action
         bars = build_toolbars(
             self, self, self.canvas, self.runner.run_restore, self.set_compare_mode
         )
@@ -240,7 +231,6 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelButton")
         self.cancel_button.setToolTip("Stop the run (Esc)")
-        self.cancel_button.clicked.connect(self.runner.cancel)
         self.device_label = QLabel()
         self.model_label = QLabel()
         self.face_label = QLabel()
@@ -276,7 +266,43 @@ class MainWindow(QMainWindow):
         self.masks.changed.connect(self.faces.on_mask_changed)
         self.banner.open_manager.connect(self.open_model_manager)
         self.banner.dismissed.connect(self.dismiss_banner)
+        self.cancel_button.clicked.connect(self.runner.cancel)
+        self._connect_controllers()
         self.runner.connect_worker()
+
+    def _connect_controllers(self) -> None:
+        """What one controller tells another, and the window, in one place."""
+        files = self.files
+        files.state_changed.connect(self.update_actions)
+        files.photo_opened.connect(self.exporter.forget_result_path)
+        files.analysis_wanted.connect(self.faces.start_analysis)
+        files.roles_confirmed.connect(self.runner.run_classic)
+        files.project_requested.connect(self.projects.open)
+        projects = self.projects
+        projects.masks_loaded.connect(self.faces.expect_saved_masks)
+        projects.analysis_wanted.connect(self.faces.start_analysis)
+        projects.recent_changed.connect(files.fill_recent_menu)
+        faces = self.faces
+        faces.state_changed.connect(self.update_actions)
+        faces.analysis_shown.connect(self._on_analysis_shown)
+        faces.preview_stale.connect(self.runner.schedule_classic)
+        self.engine.worker.analyzed.connect(faces.on_analyzed)  # queued: a UI-thread object
+        runner = self.runner
+        runner.state_changed.connect(self.update_actions)
+        runner.model_state_changed.connect(self.set_model_state)
+        runner.restored.connect(self._on_restored)
+        files.roles_question_changed.connect(runner.hold_preview)
+
+    def _on_restored(self, _result: object) -> None:
+        self.layer_actions["result"].setChecked(True)
+
+    def _on_analysis_shown(self, analysis: object) -> None:
+        """Labels and actions for the new faces; then, in this order, the roles check
+        (which may hold the preview back) and the classic preview."""
+        self.update_status_labels()
+        self.update_actions()
+        self.files.check_roles(analysis)
+        self.runner.run_classic()
 
     def _on_paint_refused(self, selected: int, other: int) -> None:
         self.statusBar().showMessage(
@@ -324,7 +350,17 @@ class MainWindow(QMainWindow):
         self.save_as_action.setEnabled(has_result)
         self.save_project_action.setEnabled(self.session.has_photos)
         self.cancel_action.setEnabled(self.engine.busy)
-        self.runner.gate_restore()  # last: invalid Advanced values keep Restore off (D5)
+        self.gate_restore()  # last: invalid Advanced values keep Restore off (D5)
+
+    def gate_restore(self) -> None:
+        """Restore (menu, toolbar, Run button) off, with the reason, while the Advanced
+        values are invalid: a run would otherwise use older values than those shown."""
+        reason = self.runner.restore_blocked_reason()
+        for widget in (self.restore_action, self.run_button):
+            default = self._default_tips.setdefault(id(widget), widget.toolTip())
+            if reason:
+                widget.setEnabled(False)
+            widget.setToolTip(reason or default)
 
     def set_model_state(self, state: str) -> None:
         self.model_state = state
@@ -415,7 +451,7 @@ class MainWindow(QMainWindow):
         if self.engine_ready:
             return
         self.engine_ready = True
-        self.engine.configure(self.settings.model_config(), self.settings.face_config())
+        self.engine.configure(self.settings.model_spec(), self.settings.face_config())
         self.loading_label.hide()
         self.loading_bar.hide()
         self.check_model_installed()
@@ -463,7 +499,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _on_settings_applied(self) -> None:
-        self.engine.configure(self.settings.model_config(), self.settings.face_config())
+        self.engine.configure(self.settings.model_spec(), self.settings.face_config())
         self.model_state = "not loaded"
         self.check_model_installed()
 

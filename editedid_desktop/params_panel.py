@@ -4,7 +4,7 @@ Each widget is bound (binder.bind) to one field of a `Draft` of ``session.params
 edit that makes a valid EditedIDParams becomes the session's params; otherwise the
 draft's error (the engine's InputError message) is shown inline and the session keeps
 the last valid object, so a half-typed combination never reaches the engine: while the
-draft has an error, Restore is disabled with it (`RunController.gate_restore`). Session
+draft has an error, Restore is disabled with it (`MainWindow.gate_restore`). Session
 changes (project load, reset) flow back into the widgets through the same bindings.
 """
 

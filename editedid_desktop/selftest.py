@@ -10,7 +10,11 @@ bundle or a source checkout) is complete and works end to end:
 - a tiny random SD 1.x model is written to a temporary folder, loaded through
   `engine.models.loading.load_sd_model` exactly as a real model is, and a headless
   `engine.diffusion.restore.restore_faces` runs on small synthetic crops;
-- the offline dlib face detector loads its models and runs on a photo.
+- the offline dlib face detector loads its models and runs on a photo;
+- a camera RAW (a DNG made in memory) and a HEIC round trip through the engine's opener
+  (LibRaw and libheif are there and work: `selftest_formats`).
+- a small layered PSD is written by the engine and read back with psd-tools
+  (`selftest_psd`).
 
 `run_self_test(report=print)` returns 0 when every check passes, 1 otherwise, and
 reports one readable line per check with its time.
@@ -43,6 +47,8 @@ CHECKS = (
     "tiny model",
     "restore",
     "faces (dlib)",
+    "photo formats",
+    "layered PSD",
 )
 
 PACKAGES = ("engine", "editedid_desktop")
@@ -299,6 +305,18 @@ def check_faces(state: dict) -> str:
     return f"{len(faces)} faces in {photo.name}, 128-d identity embeddings"
 
 
+def check_photo_formats(state: dict) -> str:
+    from .selftest_formats import check_heic, check_raw
+
+    return f"{check_raw(Path(state['tmp']))}; {check_heic(Path(state['tmp']))}"
+
+
+def check_layered_psd(state: dict) -> str:
+    from .selftest_psd import check_psd
+
+    return check_psd(state)
+
+
 _CHECK_FNS: dict[str, Callable[[dict], str]] = {
     "python": check_python,
     "modules": check_modules,
@@ -308,6 +326,8 @@ _CHECK_FNS: dict[str, Callable[[dict], str]] = {
     "tiny model": check_tiny_model,
     "restore": check_restore,
     "faces (dlib)": check_faces,
+    "photo formats": check_photo_formats,
+    "layered PSD": check_layered_psd,
 }
 
 

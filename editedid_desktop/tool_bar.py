@@ -19,26 +19,26 @@ from .imaging import ELEMENT_COLOR, FACE_COLOR, OVERLAP_COLOR
 MAX_SLIDER_BRUSH = 1000  # larger sizes stay reachable with ]
 
 # The bar's controls, left to right after the tool actions (which come from the canvas'
-# tools table). Sliders: (attribute, label, object name, minimum, maximum, width, tip).
+# tools table). Sliders (size, hardness): (label, object name, minimum, maximum, width, tip).
 SLIDERS = (
-    ("size_slider", " Size ", "brushSizeSlider", 1, MAX_SLIDER_BRUSH, 170,
+    (" Size ", "brushSizeSlider", 1, MAX_SLIDER_BRUSH, 170,
      "Brush diameter in photo pixels ([ smaller, ] larger)"),
-    ("hardness_slider", " Hardness ", "brushHardnessSlider", 0, 100, 140,
+    (" Hardness ", "brushHardnessSlider", 0, 100, 140,
      "Edge hardness in % (0 soft, 100 hard; Shift+[ / Shift+] by 25 %)"),
 )  # fmt: skip
-# Target masks, exclusive: (attribute, text, object name, mask kind, tip).
+# Target masks, exclusive (face, element): (text, object name, mask kind, tip).
 TARGETS = (
-    ("face_target_action", "Face", "faceTargetAction", "face",
+    ("Face", "faceTargetAction", "face",
      "Paint the face mask: identity comes from the original"),
-    ("element_target_action", "Element", "elementTargetAction", "element",
+    ("Element", "elementTargetAction", "element",
      "Paint the element mask: what the edit added stays as edited"),
 )  # fmt: skip
-# Mask edits: (attribute, text, object name, shortcut, tip, MaskDocument method).
+# Mask edits (clear, invert, reset): (text, object name, shortcut, tip, MaskDocument method).
 EDITS = (
-    ("clear_action", "Clear", "clearMaskAction", None, "Empty this mask", "clear"),
-    ("invert_action", "Invert", "invertMaskAction", "Ctrl+Shift+I",
+    ("Clear", "clearMaskAction", None, "Empty this mask", "clear"),
+    ("Invert", "invertMaskAction", "Ctrl+Shift+I",
      "Invert this mask (Ctrl+Shift+I)", "invert"),
-    ("reset_action", "Reset to auto", "resetMaskAction", None,
+    ("Reset to auto", "resetMaskAction", None,
      "Back to the engine's automatic mask", "reset_to_auto"),
 )  # fmt: skip
 
@@ -89,7 +89,8 @@ class MaskToolBar(QToolBar):
         self.tool_group.triggered.connect(self._on_tool_triggered)
 
     def _add_sliders(self) -> None:
-        for attribute, label, name, low, high, width, tip in SLIDERS:
+        sliders = []
+        for label, name, low, high, width, tip in SLIDERS:
             self.addWidget(QLabel(label))
             slider = QLabeledSlider(Qt.Orientation.Horizontal)
             slider.setObjectName(name)
@@ -97,18 +98,21 @@ class MaskToolBar(QToolBar):
             slider.setFixedWidth(width)
             slider.setToolTip(tip)
             self.addWidget(slider)
-            setattr(self, attribute, slider)
+            sliders.append(slider)
+        self.size_slider, self.hardness_slider = sliders
 
     def _add_targets(self) -> None:
         """Face / Element (exclusive), and Swap target (X), which is a shortcut only."""
         self.target_group = QActionGroup(self)
-        for attribute, text, name, kind, tip in TARGETS:
+        targets = []
+        for text, name, kind, tip in TARGETS:
             action = self._action(text, name, None, tip)
             action.setCheckable(True)
             action.setData(kind)
             self.target_group.addAction(action)
             self.addAction(action)
-            setattr(self, attribute, action)
+            targets.append(action)
+        self.face_target_action, self.element_target_action = targets
         self.face_target_action.setChecked(True)
         self.target_group.triggered.connect(self._on_target_triggered)
         self.swap_target_action = self._action(
@@ -135,11 +139,14 @@ class MaskToolBar(QToolBar):
         self.addWidget(self.legend)
 
     def _add_edits(self) -> None:
-        for attribute, text, name, shortcut, tip, operation in EDITS:
+        edits = []
+        for text, name, shortcut, tip, operation in EDITS:
             action = self._action(text, name, shortcut, tip)
             action.triggered.connect(lambda _checked=False, op=operation: self._edit(op))
             self.addAction(action)
-            setattr(self, attribute, action)
+            edits.append(action)
+        self.edit_actions = tuple(edits)
+        self.clear_action, self.invert_action, self.reset_action = edits
 
     def _action(self, text: str, name: str, shortcut: str | None, tip: str) -> QAction:
         action = QAction(text, self)
@@ -183,5 +190,5 @@ class MaskToolBar(QToolBar):
         self.face_target_action.setChecked(kind == "face")
         self.element_target_action.setChecked(kind == "element")
         has_face = face is not None
-        for attribute, *_ in EDITS:
-            getattr(self, attribute).setEnabled(has_face)
+        for action in self.edit_actions:
+            action.setEnabled(has_face)

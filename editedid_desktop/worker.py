@@ -24,7 +24,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
-from engine.runtime import Engine
+from engine.runtime import Engine, ModelSpec
 
 from .jobs import (  # noqa: F401 - the requests are posted through this module too
     AnalyzeRequest,
@@ -51,8 +51,9 @@ INTERACTIVE = "the interactive restore"
 LOADING = "loading the model"
 
 LOW_MEMORY_MESSAGE = (
-    "Out of GPU memory: retrying once in low-memory mode (VAE and text encoder off the "
-    "GPU, VAE tiles, one face per null-text pass; slower)…"
+    "Out of GPU memory outside the restore (the element masks): retrying once in "
+    "low-memory mode (VAE and text encoder off the GPU, VAE tiles, one face per null-text "
+    "pass; slower)…"
 )
 
 
@@ -114,7 +115,7 @@ class EngineWorker(WorkerSignals):
 
     def __init__(
         self,
-        model_config: dict[str, Any] | None = None,
+        model_spec: ModelSpec | None = None,
         face_config: dict[str, Any] | None = None,
         engine: Engine | None = None,
     ) -> None:
@@ -122,10 +123,10 @@ class EngineWorker(WorkerSignals):
         self.cancel_event = threading.Event()
         # Jobs numbered up to this were cancelled (set from the UI thread with the Event).
         self.cancelled_upto = 0
-        self.model_config: dict[str, Any] = dict(model_config or {})
+        self.model_spec = model_spec  # None: keep whatever model is loaded
         self.face_config: dict[str, Any] = dict(face_config or {})
         self.engine = engine if engine is not None else Engine()
-        self._model_key: dict[str, Any] | None = None
+        self._loaded_spec: ModelSpec | None = None  # the spec the engine's model was made by
         self._analyzer: Any = None
         self._analyzer_key: dict[str, Any] | None = None
 
@@ -136,10 +137,10 @@ class EngineWorker(WorkerSignals):
 
     # -- slots (run in the worker thread) ------------------------------------------------
     @Slot(object, object)
-    def configure(self, model_config: dict | None, face_config: dict | None) -> None:
+    def configure(self, model_spec: ModelSpec | None, face_config: dict | None) -> None:
         """New settings; the model / analyzer are reloaded lazily when they changed."""
-        if model_config is not None:
-            self.model_config = dict(model_config)
+        if model_spec is not None:
+            self.model_spec = model_spec
         if face_config is not None:
             self.face_config = dict(face_config)
 
@@ -147,7 +148,7 @@ class EngineWorker(WorkerSignals):
     def set_model(self, model: Any) -> None:
         """Adopt an already loaded model (tests, self-test)."""
         self.engine.set_model(model, cancel=self.cancel_event)
-        self._model_key = dict(self.model_config)
+        self._loaded_spec = self.model_spec
 
     @Slot()
     def warm_up(self) -> None:
@@ -286,8 +287,8 @@ class EngineWorker(WorkerSignals):
         return self._analyzer
 
     def _ensure_model(self) -> Any:
-        key = dict(self.model_config)
-        if self.engine.model is not None and (self._model_key == key or not key):
+        spec = self.model_spec
+        if self.engine.model is not None and (spec is None or self._loaded_spec == spec):
             return self.engine.model
 
         # The whole load holds the model: a batch photo running on the old model finishes
@@ -295,26 +296,14 @@ class EngineWorker(WorkerSignals):
         # loads, and a batch photo that comes next waits for the new one.
         with self.engine.turn(LOADING, on_wait=self._say_waiting, cancel=self.cancel_event):
             self.engine.set_model(None)
-            return self._load_model(key)
+            return self._load_model(spec or ModelSpec())
 
-    def _load_model(self, key: dict[str, Any]) -> Any:
-        from engine.models.loading import LowMemory, load_sd_model
-
-        source = key.get("source") or ""
-        low = bool(key.get("low_vram"))
-        self.status.emit(f"Loading {source}…")
+    def _load_model(self, spec: ModelSpec) -> Any:
+        self.status.emit(f"Loading {spec.model_name}…")
         self.progress.emit("loading model", 0, 0)
-        precision = key.get("precision", "auto")
-        model = load_sd_model(
-            source,
-            device=key.get("device", "auto"),
-            dtype=None if precision == "auto" else precision,
-            models_dir=key.get("models_dir") or None,
-            low_memory=LowMemory.low_vram(low),
-            cancel=self.cancel_event.is_set,
-        )
+        model = spec.load(cancel=self.cancel_event.is_set)
         self.engine.set_model(model)
-        self._model_key = key
+        self._loaded_spec = spec
         self.model_loaded.emit(model.describe())
         return model
 
@@ -332,18 +321,24 @@ class EngineWorker(WorkerSignals):
             return self._restore_holding(request)
 
     def _restore_holding(self, request: RestoreRequest) -> Any:
-        from engine.models.fallback import lower_memory
+        from engine.models.fallback import LadderExhausted, lower_memory
 
         model = self.engine.model
         restorer = self.engine.restorer("diffusion", who=INTERACTIVE)
 
-        # The ladder's first rung, not attention slicing: slicing keeps its maps for
-        # null-text's backward pass and RAISES the peak (engine.models.fallback).
+        # The restorer's out-of-memory ladder (engine.models.memory_plan) already tries
+        # the savers and the CPU for the restore itself: when it gave up (LadderExhausted)
+        # a retry here would run it all again. What it does not cover is the work around
+        # it (the element-mask prepass): for that, the ladder's savers, once, and kept.
         lower = lower_memory(model.low_memory)
         try:
             return self._restore_groups(restorer, request)
         except Exception as exc:
-            if not is_out_of_memory(exc) or vars(lower) == vars(model.low_memory):
+            if (
+                not is_out_of_memory(exc)
+                or isinstance(exc, LadderExhausted)
+                or vars(lower) == vars(model.low_memory)
+            ):
                 raise
         self.status.emit(LOW_MEMORY_MESSAGE)
         _empty_cuda_cache()
@@ -440,7 +435,7 @@ class EngineHost(QObject):
 
     def __init__(
         self,
-        model_config: dict | None = None,
+        model_spec: ModelSpec | None = None,
         face_config: dict | None = None,
         parent: QObject | None = None,
         *,
@@ -451,7 +446,7 @@ class EngineHost(QObject):
         self._pending_lock = threading.Lock()  # counted down on the worker thread
         self._announced_busy = False
         self._generation = 0
-        self._worker = EngineWorker(model_config, face_config, engine)
+        self._worker = EngineWorker(model_spec, face_config, engine)
         # The loaded model and its lock, shared with the batches the window starts.
         self.runtime: Engine = self._worker.engine
         self.worker = WorkerRelay(self._worker, self)  # what the window connects to
@@ -506,8 +501,8 @@ class EngineHost(QObject):
             self.busy_changed.emit(busy)
 
     # -- requests -----------------------------------------------------------------------
-    def configure(self, model_config: dict | None, face_config: dict | None) -> None:
-        self._post_configure.emit(model_config, face_config)
+    def configure(self, model_spec: ModelSpec | None, face_config: dict | None) -> None:
+        self._post_configure.emit(model_spec, face_config)
 
     def set_model(self, model: Any) -> None:
         self._post_set_model.emit(model)

@@ -55,9 +55,27 @@ IMAGE_MIME = [
     "image/tiff",
     "image/webp",
     "image/bmp",
-    "image/jxl",
     "image/heif",
     "image/heic",
+    "image/avif",
+    # camera RAW originals, by shared-mime-info's names (engine.io.camera.RAW_EXTENSIONS)
+    "image/x-adobe-dng",
+    "image/x-canon-cr2",
+    "image/x-canon-cr3",
+    "image/x-canon-crw",
+    "image/x-nikon-nef",
+    "image/x-nikon-nrw",
+    "image/x-sony-arw",
+    "image/x-sony-sr2",
+    "image/x-sony-srf",
+    "image/x-fuji-raf",
+    "image/x-olympus-orf",
+    "image/x-panasonic-rw2",
+    "image/x-pentax-pef",
+    "image/x-samsung-srw",
+    "image/x-minolta-mrw",
+    "image/x-kodak-dcr",
+    "image/x-kodak-kdc",
 ]
 PROJECT_MIME = "application/x-editedid-project"
 # Bundle files the package replaces with system-wide ones.

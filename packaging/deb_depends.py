@@ -177,6 +177,7 @@ RUNTIME_DATA = {"libfontconfig.so.1": ["fontconfig", "fontconfig-config", "fonts
 GLIBC_SONAMES = {
     "libc.so.6",
     "libm.so.6",
+    "libmvec.so.1",  # glibc's vector maths (libc6): pillow-heif's libx265 links it
     "libdl.so.2",
     "librt.so.1",
     "libpthread.so.0",

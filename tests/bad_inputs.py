@@ -285,6 +285,28 @@ def build_hostile_corpus(root: str | Path) -> list[Case]:
     pair("dark_gray16", e, "error", "16-bit grey, all values <= 255: near black, no face",
          bad=e)  # fmt: skip
 
+    # --- camera files that are not what their names say, or declare too much (issue 22) ---
+    from tests.fixtures.camera_files import (
+        chart,
+        declare_dng_size,
+        declare_heif_size,
+        dng_bytes,
+        dng_of_photo,
+        heic_bytes,
+    )
+
+    e = _write(e_dir / "IMG_0001.CR2", b"notes of the shoot, not a photo\n" * 40)
+    pair("text_as_cr2", e, "error", "a text file named .CR2", bad=e)
+    e = _write(e_dir / "png_as.heic", _png_bytes(edited))
+    pair("png_as_heic", e, "error", "a PNG named .heic (refused, not opened by content)", bad=e)
+    e = _write(e_dir / "dng_as.tif", dng_bytes(chart(), preview=np.zeros((8, 8, 3), np.uint8)))
+    pair("dng_as_tif", e, "error", "a DNG named .tif (would be read as its preview)", bad=e)
+    e = _write(e_dir / "huge.dng", declare_dng_size(dng_bytes(chart()), 20000, 15000))
+    pair("huge_dng", e, "error", "a DNG declaring 20000x15000 sensor pixels", bad=e)
+    small = heic_bytes(Image.new("RGB", (64, 64), (90, 90, 90)), quality=50)
+    e = _write(e_dir / "huge.heic", declare_heif_size(small, 20000, 15000))
+    pair("huge_heic", e, "error", "a HEIC declaring 20000x15000", bad=e)
+
     # --- unusual but valid: must restore --------------------------------------------------
     rgba16 = np.dstack([_sixteen_bit(edited), np.full(edited.size[::-1], 65535, np.uint16)])
     rgba16[:, :60] = 0  # transparent, black underneath: must come out white
@@ -301,6 +323,12 @@ def build_hostile_corpus(root: str | Path) -> list[Case]:
     ):
         e = _write(e_dir / f"{name}.jpg", _jpeg_bytes(edited, exif=raw))
         pair(name, e, "ok", f"EXIF Orientation of the wrong type ({name})")
+    e = _write(e_dir / "edit.heic", heic_bytes(edited))
+    pair("heic_edit", e, "ok", "the edit as HEIC")
+    e = _write(e_dir / "edit.avif", edited, format="AVIF", quality=90)
+    pair("avif_edit", e, "ok", "the edit as AVIF")
+    e = _write(e_dir / "edit.dng", dng_of_photo(np.asarray(edited)))
+    pair("dng_edit", e, "ok", "the edit as a camera RAW (DNG)")
     return cases
 
 

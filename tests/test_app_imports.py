@@ -2,6 +2,10 @@
 
 Type-checking-only imports count: `if TYPE_CHECKING: from .layered import LayeredCanvas`
 in tools.py still made layered <-> tools a circle for an import checker (issue 21).
+The import-linter contract "app-no-cycles" (pyproject.toml) checks the circles between
+sibling modules and packages; this module-by-module check stays for the one kind that
+contract does not see: a circle through a package's own __init__ (controllers/__init__.py
+importing a controller that imports the base class from it).
 A bare `threading.Thread` runs Python outside Qt's threads; the app's threads are
 `PythonThread`s (threads.py, issue 20).
 """
@@ -61,6 +65,16 @@ def test_import_cycles_finds_a_circle_and_lists_it_once():
     for importer, imported in (("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a"), ("p.a", "p.d")):
         graph.add_import(importer=importer, imported=imported)
     assert import_cycles(graph, "p") == [("p.a", "p.b", "p.c")]
+
+
+def test_import_cycles_sees_a_circle_through_a_package_init():
+    """p (its __init__) -> p.a -> p: a circle acyclic_siblings does not report."""
+    graph = grimp.ImportGraph()
+    for module in ("p", "p.a", "p.b"):
+        graph.add_module(module)
+    for importer, imported in (("p", "p.a"), ("p.a", "p"), ("p.b", "p")):
+        graph.add_import(importer=importer, imported=imported)
+    assert import_cycles(graph, "p") == [("p", "p.a")]
 
 
 def bare_thread_calls(source: str) -> list[int]:

@@ -21,7 +21,16 @@ from PIL import Image
 
 from engine.batch import run as batch
 from engine.batch import runner
-from engine.batch.run import BatchProgress, is_finished, plan_batch, run_batch, sidecar_path
+from engine.batch.run import (
+    BatchJob,
+    BatchProgress,
+    FileRequest,
+    ReportTarget,
+    is_finished,
+    plan_batch,
+    run_batch,
+    sidecar_path,
+)
 from engine.cli.batch import batch_cli
 from engine.errors import InputError
 from engine.io.export import OutputFolderError
@@ -101,9 +110,10 @@ def test_bad_files_are_logged_and_the_rest_finish_then_resume(folders):
     fake = FakeProcessor()
     events: list[BatchProgress] = []
     report = run_batch(
-        plan_batch(orig, edit, out), EditedIDParams(), processor=fake, mode="classic",
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams(), mode="classic"),
+        processor=fake,
         on_progress=events.append,
-    )  # fmt: skip
+    )
     assert report.ok == 5 and report.failed == 2 and not report.cancelled
     failures = dict((Path(f).name, e) for f, e in report.failures)
     assert "a05.jpg" in failures["a05.jpg"] and "damaged or truncated" in failures["a05.jpg"]
@@ -135,7 +145,11 @@ def test_bad_files_are_logged_and_the_rest_finish_then_resume(folders):
     plan2 = plan_batch(orig, edit, out)
     assert len(plan2.skipped_existing) == 5 and len(plan2.items) == 2
     fake2 = FakeProcessor()
-    report2 = run_batch(plan2, EditedIDParams(), processor=fake2, restorer=get_restorer("classic"))
+    report2 = run_batch(
+        BatchJob(plan2, EditedIDParams(), mode="classic"),
+        processor=fake2,
+        restorer=get_restorer("classic"),
+    )
     assert sorted(fake2.calls) == ["a05.jpg", "a07.jpg"]  # only the failed ones again
     assert report2.skipped == 5 and report2.failed == 2
     rows2 = {Path(r["edited"]).name: r for r in _read_csv(report2.report_path)}
@@ -152,7 +166,7 @@ def test_killed_batch_keeps_finished_outputs_and_resumes(folders):
     plan = plan_batch(orig, edit, out)
     fake = FakeProcessor(interrupt_on=3)
     with pytest.raises(KeyboardInterrupt):
-        run_batch(plan, EditedIDParams(), processor=fake, mode="classic")
+        run_batch(BatchJob(plan, EditedIDParams(), mode="classic"), processor=fake)
     finished = [i.output for i in plan.items if is_finished(i.output)]
     assert len(finished) == 2
     assert not [p for p in out.iterdir() if p.name.startswith(".") or ".part" in p.name]
@@ -160,7 +174,7 @@ def test_killed_batch_keeps_finished_outputs_and_resumes(folders):
     assert [r["status"] for r in rows] == ["ok", "ok"]
     kept = {p: p.read_bytes() for p in finished}
     fake2 = FakeProcessor()
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake2)
+    report = run_batch(BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=fake2)
     assert len(fake2.calls) == 5 and not set(fake2.calls) & {p.name for p in finished}
     assert report.ok == 3 and report.skipped == 2 and report.failed == 2
     assert all(p.read_bytes() == data for p, data in kept.items())
@@ -172,12 +186,13 @@ def test_stale_output_needs_overwrite(folders):
     (out / "a01.png").write_bytes(b"half of an old file")  # no finished sidecar
     plan = plan_batch(orig, edit, out)
     assert [c.output.name for c in plan.conflicts] == ["a01.png"]
-    report = run_batch(plan, EditedIDParams(), processor=FakeProcessor())
+    report = run_batch(BatchJob(plan, EditedIDParams()), processor=FakeProcessor())
     row = next(r for r in report.rows if r.output.endswith("a01.png"))
     assert row.status == "failed" and "not marked finished" in row.error
     assert (out / "a01.png").read_bytes() == b"half of an old file"
     report = run_batch(
-        plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor(), overwrite=True
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams(), overwrite=True),
+        processor=FakeProcessor(),
     )
     assert is_finished(out / "a01.png")
 
@@ -207,13 +222,12 @@ def test_pause_between_files_and_steps_then_cancel(folders):
         target=lambda: result.setdefault(
             "report",
             run_batch(
-                plan_batch(orig, edit, out),
-                EditedIDParams(),
+                BatchJob(plan_batch(orig, edit, out), EditedIDParams()),
                 processor=fake,
                 on_progress=on_progress,
                 pause=pause,
                 cancel=cancel,
-            ),  # fmt: skip
+            ),
         )
     )
     worker.start()
@@ -245,9 +259,11 @@ def test_cancel_callable_stops_within_a_step(folders):
             stop["now"] = True
 
     report = run_batch(
-        plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
-        on_progress=on_progress, cancel=lambda: stop["now"],
-    )  # fmt: skip
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams()),
+        processor=fake,
+        on_progress=on_progress,
+        cancel=lambda: stop["now"],
+    )
     assert report.cancelled and len(fake.calls) == 1 and report.ok == 0
 
 
@@ -264,7 +280,7 @@ def test_full_disk_stops_the_batch_with_a_reason(folders, monkeypatch):
 
     monkeypatch.setattr(runner, "check_output_folder", check)  # where run_batch calls it
     fake = FakeProcessor()
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+    report = run_batch(BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=fake)
     assert report.ok == 2 and "disk space" in report.stopped_reason and len(fake.calls) == 2
     assert "Stopped" in report.summary_md_path.read_text()
 
@@ -272,11 +288,17 @@ def test_full_disk_stops_the_batch_with_a_reason(folders, monkeypatch):
 def test_default_processor_is_engine_photo(folders, monkeypatch):
     orig, edit, out = folders
     fake = FakeProcessor()
+
+    def restore_photo_files(original, edited, out, params, **options):
+        return fake.restore_file(FileRequest(original, edited, out, params, **options))
+
     module = types.ModuleType("engine.photo.pipeline")
-    module.restore_photo_files = fake
+    module.restore_photo_files = restore_photo_files
     monkeypatch.setitem(sys.modules, "engine.photo.pipeline", module)
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), mode="classic")
+    job = BatchJob(plan_batch(orig, edit, out), EditedIDParams(), mode="classic", faces="all")
+    report = run_batch(job)
     assert len(fake.calls) == 7 and report.ok == 5
+    assert {r.faces for r in fake.requests} == {"all"}  # the job's choices reach the pipeline
 
 
 def test_cli_batch(folders, capsys):
@@ -315,7 +337,8 @@ def test_report_rows_keep_no_images_over_many_files(tmp_path):
         save_image(img, orig / f"p{i:03}.png")
         save_image(img, edit / f"p{i:03}.png")
     report = run_batch(
-        plan_batch(orig, edit, tmp_path / "r"), EditedIDParams(), processor=FakeProcessor(1)
+        BatchJob(plan_batch(orig, edit, tmp_path / "r"), EditedIDParams()),
+        processor=FakeProcessor(1),
     )
     assert report.ok == 30
     assert all(isinstance(v, str | tuple) for row in report.rows for v in vars(row).values())
@@ -336,16 +359,24 @@ def test_real_engine_classic_batch_end_to_end(tmp_path):
     save_image(photo, orig / "broken.png")
     (edit / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     params = EditedIDParams(resolution=64)
-    report = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",
-                       backend="dlib", faces="all")  # fmt: skip
+    report = run_batch(
+        BatchJob(
+            plan_batch(orig, edit, tmp_path / "r"),
+            params,
+            mode="classic",
+            backend="dlib",
+            faces="all",
+        )
+    )
     assert report.ok == 1 and report.failed == 1, report.rows
     row = next(r for r in report.rows if r.status == "ok")
     assert row.faces == "1" and row.id_before and row.id_after
     out = tmp_path / "r" / "hopper_edited.png"
     assert is_finished(out) and read_rgb(out).shape == edited.shape
     assert "broken.jpg" in report.failures[0][1]
-    again = run_batch(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic",
-                      backend="dlib")  # fmt: skip
+    again = run_batch(
+        BatchJob(plan_batch(orig, edit, tmp_path / "r"), params, mode="classic", backend="dlib")
+    )
     assert again.skipped == 1 and again.failed == 1
 
 
@@ -366,8 +397,12 @@ def test_report_never_replaces_a_file_nor_an_input(folders, tmp_path, capsys):
     fake = FakeProcessor()
     for path, message in ((client, "client.csv: already exists"), (elsewhere / "r.csv", "r.json")):
         with pytest.raises(InputError, match=message):
-            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
-                      report_path=path)  # fmt: skip
+            run_batch(
+                BatchJob(
+                    plan_batch(orig, edit, out), EditedIDParams(), report=ReportTarget(path=path)
+                ),
+                processor=fake,
+            )
     assert not fake.calls and not out.exists()  # refused before any work
     assert client.read_text() == "a client's own table"
     assert neighbour.read_text() == '{"client": true}'
@@ -377,28 +412,40 @@ def test_report_never_replaces_a_file_nor_an_input(folders, tmp_path, capsys):
     link.symlink_to(edit / "table.csv")
     for path, message in ((link, "input files"), (edit / "new.csv", "edited folder")):
         with pytest.raises(InputError, match=message):
-            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
-                      report_path=path, overwrite_report=True)  # fmt: skip
+            run_batch(
+                BatchJob(
+                    plan_batch(orig, edit, out),
+                    EditedIDParams(),
+                    report=ReportTarget(path=path, overwrite=True),
+                ),
+                processor=fake,
+            )
     assert (edit / "table.csv").read_text() == "client data" and not (edit / "new.md").exists()
     # a foreign file at the default place in the output folder is not replaced either
     out.mkdir()
     (out / batch.REPORT_NAME).write_text("not ours")
     with pytest.raises(InputError, match="already exists"):
-        run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+        run_batch(BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=fake)
     assert (out / batch.REPORT_NAME).read_text() == "not ours"
     # the CLI says so before loading any model (diffusion with no model would exit 3)
     assert batch_cli(_cli_argv(orig, edit, tmp_path / "o2", "--report", str(client))) == 2
     err = capsys.readouterr().err
     assert "client.csv: already exists" in err and "--overwrite-report" in err
     # allowed explicitly: replaced (an ordinary file that is not an input)
-    report = run_batch(plan_batch(orig, edit, tmp_path / "o3"), EditedIDParams(),
-                       processor=fake, report_path=client, overwrite_report=True)  # fmt: skip
+    report = run_batch(
+        BatchJob(
+            plan_batch(orig, edit, tmp_path / "o3"),
+            EditedIDParams(),
+            report=ReportTarget(path=client, overwrite=True),
+        ),
+        processor=fake,
+    )
     assert report.report_path == client and _read_csv(client)[0]["status"]
 
 
 def test_resume_redoes_changed_inputs_and_trusts_only_our_sidecars(folders):
     orig, edit, out = folders
-    run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    run_batch(BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=FakeProcessor())
     assert is_finished(out / "a01.png", orig / "a01.jpg", edit / "a01.png")
     # the edit is re-exported: its finished output is stale, not skipped
     save_image(face_crop("astronaut", 64), edit / "a01.png")
@@ -414,11 +461,13 @@ def test_resume_redoes_changed_inputs_and_trusts_only_our_sidecars(folders):
     assert [c.output.name for c in plan.changed] == ["a01.png"]
     assert any("input changed" in p and "a01.png" in p for p in plan.problems())
     fake = FakeProcessor()
-    report = run_batch(plan, EditedIDParams(), processor=fake)
+    report = run_batch(BatchJob(plan, EditedIDParams()), processor=fake)
     row = next(r for r in report.rows if r.output.endswith("a01.png"))
     assert row.status == "failed" and "other versions of the inputs" in row.error
     fake = FakeProcessor()
-    run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake, overwrite=True)
+    run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams(), overwrite=True), processor=fake
+    )
     assert {"a01.png", "a02_edited.png", "a03-edit.jpg"} <= set(fake.calls)
     assert is_finished(out / "a01.png", orig / "a01.jpg", edit / "a01.png")
     assert not is_finished(out / "a01.png", orig / "a02.png", edit / "a01.png")
@@ -432,12 +481,12 @@ def test_a_second_batch_on_one_output_folder_is_refused(folders, capsys):
     fake = FakeProcessor()
     with OutputLock(out):
         with pytest.raises(BatchLockedError, match=f"another batch .*process {os.getpid()}"):
-            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+            run_batch(BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=fake)
         # the CLI: a clear message, exit 2, before any model is loaded
         assert batch_cli(_cli_argv(orig, edit, out)) == 2
         assert "another batch is already writing" in capsys.readouterr().err
     assert not fake.calls
-    run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake)
+    run_batch(BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=fake)
     assert len(fake.calls) == 7 and not (out / LOCK_NAME).exists()
 
 
@@ -456,12 +505,16 @@ def test_a_lock_left_by_a_killed_batch_is_taken_over(folders):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(BatchLockedError, match=f"process {holder.pid}"):
-            run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+            run_batch(
+                BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=FakeProcessor()
+            )
     finally:
         holder.send_signal(signal.SIGKILL)  # kill -9: the lock file stays behind
         holder.wait()
     assert (out / LOCK_NAME).exists()
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    report = run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=FakeProcessor()
+    )
     assert report.ok == 5 and not (out / LOCK_NAME).exists()
 
 
@@ -477,8 +530,10 @@ def test_killed_runs_part_files_go_and_a_sidecar_in_the_way_is_named(folders):
     client = out / ".client.part"
     client.write_bytes(b"not ours")
     (out / "a02_edited.png.json").mkdir()  # a folder in the sidecar's way
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor(),
-                       overwrite=True)  # fmt: skip
+    report = run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams(), overwrite=True),
+        processor=FakeProcessor(),
+    )
     assert not part.exists() and client.read_bytes() == b"not ours"
     row = next(r for r in report.rows if r.output.endswith("a02_edited.png"))
     assert row.status == "failed" and "is a folder" in row.error and "Error:" not in row.error
@@ -524,8 +579,11 @@ def test_report_rows_are_appended_and_full_rewrites_are_bounded(tmp_path):
         if p.stage == "file done" and p.done == 20:  # the rows so far are on disk
             seen["rows"] = len(_read_csv(out / batch.REPORT_NAME))
 
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(),
-                       processor=FakeProcessor(1), on_progress=on_progress)  # fmt: skip
+    report = run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams()),
+        processor=FakeProcessor(1),
+        on_progress=on_progress,
+    )
     assert seen["rows"] == 20
     assert report.full_report_writes <= 3  # start and end (and one per interval), not 40
     assert len(_read_csv(out / batch.REPORT_NAME)) == 40
@@ -535,7 +593,9 @@ def test_report_rows_are_appended_and_full_rewrites_are_bounded(tmp_path):
 def test_full_report_rewrites_follow_the_time_budget(folders, monkeypatch):
     orig, edit, out = folders
     monkeypatch.setattr(runner, "REPORT_INTERVAL_S", 0.0)  # every file is due: a rewrite each
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    report = run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=FakeProcessor()
+    )
     assert report.full_report_writes == 1 + 7 + 1
     assert [r["status"] for r in _read_csv(report.report_path)].count("ok") == 5
 
@@ -592,7 +652,7 @@ def test_batch_leaves_unchanged_faces_alone_and_reports_why(tmp_path, capsys):
     rows = {Path(r["edited"]).name: r for r in _read_csv(tmp_path / "all" / batch.REPORT_NAME)}
     assert rows["kept.png"]["faces"] == "1" and rows["kept.png"]["left_alone"] == ""
     with pytest.raises(InputError, match="faces must be"):
-        run_batch(plan_batch(orig, edit, tmp_path / "x"), EditedIDParams(), faces="some")
+        run_batch(BatchJob(plan_batch(orig, edit, tmp_path / "x"), EditedIDParams(), faces="some"))
 
 
 # --- issue 14: the executor seam ---------------------------------------------------------
@@ -612,12 +672,17 @@ def test_an_executor_decides_who_restores_and_the_batch_keeps_rows_and_reports(f
                 run.process(item, overwrite)
 
     fake = FakeProcessor()
-    report = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=fake,
-                       executor=Backwards())  # fmt: skip
+    report = run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams()),
+        processor=fake,
+        executor=Backwards(),
+    )
     assert fake.calls == seen == sorted(seen, key=str.casefold, reverse=True)
     assert report.ok == 5 and report.failed == 2
     assert [r["status"] for r in _read_csv(report.report_path)].count("ok") == 5
-    again = run_batch(plan_batch(orig, edit, out), EditedIDParams(), processor=FakeProcessor())
+    again = run_batch(
+        BatchJob(plan_batch(orig, edit, out), EditedIDParams()), processor=FakeProcessor()
+    )
     assert again.skipped == 5  # the default (local) executor resumes what it finished
     assert isinstance(batch.LocalExecutor(), batch.BatchExecutor) and batch.LocalExecutor.runs_here
 

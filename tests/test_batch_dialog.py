@@ -88,9 +88,9 @@ def test_cancel_leaves_the_dialog_usable(qtbot, make_dialog, folders):  # noqa: 
     gate = threading.Event()
 
     class SlowProcessor(FakeProcessor):
-        def __call__(self, *args, **kwargs):
+        def restore_file(self, request):
             gate.set()
-            return super().__call__(*args, **kwargs)
+            return super().restore_file(request)
 
     fake = SlowProcessor(steps=200, step_delay=0.01)
     dialog = make_dialog(fake)
@@ -180,11 +180,9 @@ def test_the_location_setting_reaches_every_file_of_the_batch(qtbot, folders, st
     seen = []
 
     class Recording(FakeProcessor):
-        def __call__(self, *args, **kwargs):
-            seen.append(kwargs.get("strip_location", True))
-            return super().__call__(
-                *args, **{k: v for k, v in kwargs.items() if k != "strip_location"}
-            )
+        def restore_file(self, request):
+            seen.append(request.strip_location)
+            return super().restore_file(request)
 
     dialog = BatchDialog(EditedIDParams, Engine(), processor=Recording(), strip_location=strip)
     qtbot.addWidget(dialog)
@@ -243,9 +241,9 @@ def test_faces_choice_reaches_the_batch_and_its_report(qtbot, make_dialog, folde
     seen = []
 
     class Recording(FakeProcessor):
-        def __call__(self, *args, **kwargs):
-            seen.append(kwargs.pop("faces", "changed"))
-            return super().__call__(*args, **kwargs)
+        def restore_file(self, request):
+            seen.append(request.faces)
+            return super().restore_file(request)
 
     dialog = make_dialog(Recording(steps=1))
     dialog.set_mode("classic")
@@ -324,8 +322,9 @@ def test_a_row_whose_identity_got_worse_is_a_warning_in_the_table_and_report(
     from engine.io.export import sidecar_path
 
     class OneImproves(FakeProcessor):  # the fake's faces go 66% -> 31%; a01's the other way
-        def __call__(self, original, edited, out, *args, **kwargs):
-            result = super().__call__(original, edited, out, *args, **kwargs)
+        def restore_file(self, request):
+            result = super().restore_file(request)
+            edited, out = request.edited, request.output
             if Path(edited).name == "a01.png":
                 side = sidecar_path(out)
                 data = json.loads(side.read_text())
@@ -430,3 +429,25 @@ def test_a_batch_photo_waits_for_the_windows_restore_and_says_so(qtbot):
         release.set()
         window.join(10)
     assert outcome == ["cancelled"]
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_the_dialogs_choices_reach_every_file(qtbot, make_dialog, folders, replace):
+    """Face model, "Replace unfinished outputs" and the mode go into the batch's job."""
+    orig, edit, out = folders
+    out.mkdir()
+    (out / "a01.png").write_bytes(b"half of an earlier result")  # not marked finished
+    fake = FakeProcessor(steps=1)
+    dialog = make_dialog(fake)
+    dialog.set_mode("classic")
+    dialog.backend_combo.setCurrentIndex(dialog.backend_combo.findData("dlib"))
+    dialog.overwrite_check.setChecked(replace)
+    dialog.set_folders(orig, edit, out)
+    with qtbot.waitSignal(dialog.batch_finished, timeout=20000) as blocker:
+        assert dialog.start()
+    report = blocker.args[0]
+    assert {(r.backend, r.restorer.name) for r in fake.requests} == {("dlib", "classic")}
+    asked = {Path(r.output).name: r.overwrite for r in fake.requests}
+    assert asked.get("a01.png") is (True if replace else None)  # refused before the fake
+    assert not any(v for k, v in asked.items() if k != "a01.png")
+    assert is_finished(out / "a01.png") is replace and report.mode == "classic"

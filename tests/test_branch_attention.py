@@ -18,8 +18,8 @@ from engine.diffusion.branch_attention import (
     layer_scales,
     record_bytes,
 )
-from engine.diffusion.restore import branch_record_home, free_gpu_gib, nulltext_faces_per_pass
 from engine.models.loading import LowMemory
+from engine.models.memory_plan import free_gpu_gib, plan_for
 from tests.fixtures.unets import small_attention_unet
 
 FACES, H, W, TOKENS, T = 2, 8, 8, 8, 500
@@ -235,23 +235,25 @@ def _gpu(free_gib: float, monkeypatch, **low):
 
 def test_the_record_stays_on_the_gpu_only_beside_a_null_text_pass(monkeypatch):
     # one face's null-text pass at 512 px fp16: 1.76 GiB; 0.8 of the free memory is usable
-    assert branch_record_home(_gpu(10.0, monkeypatch), 1.7, (64, 64)) == torch.device("cuda")
-    assert branch_record_home(_gpu(4.0, monkeypatch), 1.7, (64, 64)) == torch.device("cpu")
+    assert plan_for(_gpu(10.0, monkeypatch)).record_home(1.7, (64, 64)) == torch.device("cuda")
+    assert plan_for(_gpu(4.0, monkeypatch)).record_home(1.7, (64, 64)) == torch.device("cpu")
     gpu = _gpu(100.0, monkeypatch, branch_record="host")
-    assert branch_record_home(gpu, 0.4, (64, 64)) == torch.device("cpu")
+    assert plan_for(gpu).record_home(0.4, (64, 64)) == torch.device("cpu")
     assert (
-        branch_record_home(_gpu(1.0, monkeypatch, branch_record="device"), 9, (64, 64)).type
+        plan_for(_gpu(1.0, monkeypatch, branch_record="device")).record_home(9, (64, 64)).type
         == "cuda"
     )
-    assert branch_record_home(_gpu(100.0, monkeypatch, branch_record="off"), 0.4, (64, 64)) is None
+    assert (
+        plan_for(_gpu(100.0, monkeypatch, branch_record="off")).record_home(0.4, (64, 64)) is None
+    )
     cpu = SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32, low_memory=LowMemory())
-    assert branch_record_home(cpu, 100.0, (64, 64)) == torch.device("cpu")
+    assert plan_for(cpu).record_home(100.0, (64, 64)) == torch.device("cpu")
 
 
 def test_a_record_on_the_gpu_leaves_null_text_less_room(monkeypatch):
     gpu = _gpu(10.0, monkeypatch)
-    assert nulltext_faces_per_pass(gpu, 4, (64, 64)) is None  # 8 GiB usable: all four
-    assert nulltext_faces_per_pass(gpu, 4, (64, 64), reserved_gib=3.0) == 2  # 5 / 1.76
+    assert plan_for(gpu).nulltext_faces_per_pass(4, (64, 64)) is None  # 8 GiB usable: all four
+    assert plan_for(gpu).nulltext_faces_per_pass(4, (64, 64), reserved_gib=3.0) == 2  # 5 / 1.76
 
 
 def test_free_gpu_memory_counts_what_the_allocator_caches(monkeypatch):
@@ -262,11 +264,11 @@ def test_free_gpu_memory_counts_what_the_allocator_caches(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 2 * 2**30)
     assert free_gpu_gib(torch.device("cuda")) == 5.0
     gpu = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16, low_memory=LowMemory())
-    assert nulltext_faces_per_pass(gpu, 4, (64, 64)) == 2  # 0.8 x 5 GiB / 1.76 GiB
+    assert plan_for(gpu).nulltext_faces_per_pass(4, (64, 64)) == 2  # 0.8 x 5 GiB / 1.76 GiB
 
 
 def test_low_vram_and_the_ladder_keep_the_record_in_host_memory():
-    from engine.models.fallback import lower_memory
+    from engine.models.memory_plan import lower_memory
 
     assert LowMemory.low_vram(True).branch_record == "host"
     assert LowMemory.low_vram(False).branch_record == "auto"

@@ -476,6 +476,8 @@ def test_mask_tool_bar_is_wired_both_ways(painting, qtbot):
     bar = MaskToolBar(canvas)
     qtbot.addWidget(bar)
     assert bar.size_slider.value() == 20 and bar.hardness_slider.value() == 100
+    assert bar.size_slider.objectName() == "brushSizeSlider" and bar.size_slider.maximum() > 100
+    assert bar.hardness_slider.objectName() == "brushHardnessSlider"
     bar.size_slider.setValue(55)
     assert canvas.brush_size == 55
     qtbot.keyClick(canvas, Qt.Key.Key_BracketRight)

@@ -238,14 +238,14 @@ def test_restore_faces_compiled_equals_eager(compiled_model):
 def test_cli_compile_option_compiles_the_loaded_model(tiny_sd_dir):
     import argparse
 
-    from engine.restorers.diffusion import DiffusionRestorer, load_model_from_options
+    from engine.cli.options import add_model_options, model_spec_from_args
 
     parser = argparse.ArgumentParser()
-    DiffusionRestorer.register_options(parser)
+    add_model_options(parser)
     args = parser.parse_args(["--model", str(tiny_sd_dir), "--device", "cpu", "--compile"])
-    assert load_model_from_options(args).compiled_unet is not None
+    assert model_spec_from_args(args).load().compiled_unet is not None
     args = parser.parse_args(["--model", str(tiny_sd_dir), "--device", "cpu"])
-    assert load_model_from_options(args).compiled_unet is None
+    assert model_spec_from_args(args).load().compiled_unet is None
 
 
 # --- inductor itself --------------------------------------------------------------------

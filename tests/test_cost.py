@@ -108,20 +108,22 @@ def test_null_text_faces_per_pass_follow_the_free_gpu_memory(monkeypatch):
 
     import torch
 
-    from engine.diffusion.restore import nulltext_faces_per_pass
     from engine.models.loading import LowMemory
+    from engine.models.memory_plan import plan_for
 
     gpu = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16, low_memory=LowMemory())
     free = {"gib": 5.0}
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (free["gib"] * 2**30, 80 * 2**30))
     for name in ("memory_reserved", "memory_allocated"):  # nothing cached by PyTorch
         monkeypatch.setattr(torch.cuda, name, lambda d: 0)
-    assert nulltext_faces_per_pass(gpu, 4, (64, 64)) == 2  # 0.8 x 5 GiB / 1.76 GiB per face
+    assert (
+        plan_for(gpu).nulltext_faces_per_pass(4, (64, 64)) == 2
+    )  # 0.8 x 5 GiB / 1.76 GiB per face
     free["gib"] = 100.0
-    assert nulltext_faces_per_pass(gpu, 4, (64, 64)) is None  # all four in one pass
+    assert plan_for(gpu).nulltext_faces_per_pass(4, (64, 64)) is None  # all four in one pass
     free["gib"] = 0.5
-    assert nulltext_faces_per_pass(gpu, 4, (96, 96)) == 1  # never fewer than one
+    assert plan_for(gpu).nulltext_faces_per_pass(4, (96, 96)) == 1  # never fewer than one
     gpu.low_memory = LowMemory(nulltext_batch_faces=3)
-    assert nulltext_faces_per_pass(gpu, 4, (64, 64)) == 3  # a fixed setting wins
+    assert plan_for(gpu).nulltext_faces_per_pass(4, (64, 64)) == 3  # a fixed setting wins
     cpu = SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32, low_memory=LowMemory())
-    assert nulltext_faces_per_pass(cpu, 4, (64, 64)) is None
+    assert plan_for(cpu).nulltext_faces_per_pass(4, (64, 64)) is None

@@ -62,7 +62,7 @@ def test_whole_diffusion_path_runs_on_a_second_device(tiny_sd_dir):
     model = load_sd_model(tiny_sd_dir, device="cpu")
     previews, messages, attempts = [], [], []
 
-    def run(m):
+    def run(m, plan):
         attempts.append(m.low_memory.offload_encoders)
         if len(attempts) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -71,6 +71,7 @@ def test_whole_diffusion_path_runs_on_a_second_device(tiny_sd_dir):
             m,
             pairs,
             params,
+            plan=plan,
             on_step=lambda stage, step, total, info: previews.append((stage, info)),
             cancel=threading.Event(),
             cache=InversionCache(),

@@ -478,3 +478,30 @@ def test_overwriting_replaces_the_pair_and_leaves_nothing_aside(tmp_path):
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "r.png.json"]
     assert export.read_sidecar(out)["inputs"] == {"new": 1}
+
+
+def test_a_16bit_result_blends_the_restoration_once_as_the_8bit_result_does(tmp_path):
+    """The pipeline's 8-bit result is already the blend of the edit and the restoration;
+    the 16-bit result is that same blend at 16 bit (the restoration weighs alpha). Before,
+    the blended 8-bit result was blended into the 16-bit edit again: alpha² at the edges."""
+    import tifffile
+
+    from engine.io.psd import Patch, ResultLayers
+
+    rng = np.random.default_rng(3)
+    ref16 = rng.integers(0, 65536, size=(24, 30, 3), dtype=np.uint16)
+    edited8 = np.clip(np.rint(ref16 / 257.0), 0, 255).astype(np.uint8)
+    restored8 = rng.integers(0, 256, size=(24, 30, 3), dtype=np.uint8)
+    alpha = np.zeros((24, 30))
+    alpha[:, 10:20] = 0.5
+    alpha[:, 20:] = 1.0
+    image8 = np.rint(edited8 * (1 - alpha[..., None]) + restored8 * alpha[..., None])
+    layers = ResultLayers(edited8, restored=Patch((0, 0, 30, 24), restored8))
+    out = save_result(
+        tmp_path / "out.tif", image8.astype(np.uint8), reference_path=_tiff16(
+            tmp_path / "edited.tif", ref16), changed_alpha=alpha, layers=layers,
+    )  # fmt: skip
+    written = tifffile.imread(out).astype(np.float64)
+    expected = ref16 * (1 - alpha[..., None]) + restored8 * 257.0 * alpha[..., None]
+    assert np.array_equal(written[:, :10], ref16[:, :10])  # untouched: the edit, bit-exact
+    assert np.abs(written[:, 10:] - np.rint(expected[:, 10:])).max() == 0

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from engine.errors import Cancelled, OutOfMemory
-from engine.models.fallback import is_out_of_memory, restore_with_fallback
+from engine.models.fallback import restore_with_fallback
 from engine.models.loading import WEIGHT_COMPONENTS, LowMemory, load_sd_model
+from engine.models.memory_plan import is_out_of_memory
 
 # (attention_slicing, vae_tiling, cpu_offload, offload_encoders)
 NONE, LOW, ON_CPU = (
@@ -70,9 +71,11 @@ class FlakyRun:
 
     def __init__(self, failures: int, error: type[BaseException] = torch.OutOfMemoryError):
         self.failures, self.error, self.states, self.moves_seen = failures, error, [], []
+        self.plans = []
 
-    def __call__(self, model):
+    def __call__(self, model, plan):
         self.states.append(_state(model))
+        self.plans.append(plan)
         self.moves_seen.append(len(getattr(model, "_moves", ())))
         if len(self.states) <= self.failures:
             raise self.error("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -129,7 +132,7 @@ def test_every_rung_lowers_gpu_memory_and_none_slices_attention(model):
     _fake_cuda(model)
     on_gpu, records = [], []
 
-    def run(m):
+    def run(m, _plan):
         assert not m.low_memory.attention_slicing
         records.append(m.low_memory.branch_record)
         gpu = m.device.type == "cuda"
@@ -224,13 +227,8 @@ def test_is_out_of_memory():
 
 
 def test_low_vram_option_uses_only_savers_that_lower_memory(tiny_sd_dir):
-    import argparse
+    from engine.models.spec import ModelSpec
 
-    from engine.restorers.diffusion import load_model_from_options
-
-    args = argparse.Namespace(model=str(tiny_sd_dir), device="cpu", dtype=None,
-                              allow_pickle=False, allow_download=False, low_vram=True,
-                              cpu_offload=False)  # fmt: skip
-    low = load_model_from_options(args).low_memory
+    low = ModelSpec(source=str(tiny_sd_dir), device="cpu", low_vram=True).load().low_memory
     assert not low.attention_slicing  # it raises null-text memory (module docstring)
     assert low.vae_tiling and low.offload_encoders and low.nulltext_batch_faces == 1

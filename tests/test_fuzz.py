@@ -425,3 +425,115 @@ def test_the_image_samples_are_valid_and_sizes_can_be_declared(tmp_path, guarded
         path.write_bytes(changed)
         with open_image(path) as image:
             assert image.size == (30, 20), name
+
+
+# --- second wave (issue 23): ambiguity, counts, names ------------------------------------
+def _dumps_with_twice(node, path: tuple[str, ...], second) -> str:
+    """JSON text of `node` where the key at `path` appears twice (its own value, then
+    `second`): what json.dumps cannot write."""
+    if not isinstance(node, dict):
+        return json.dumps(node)
+    items = []
+    for key, value in node.items():
+        inner = path[1:] if path and key == path[0] else ()
+        items.append(f"{json.dumps(key)}: {_dumps_with_twice(value, inner, second)}")
+        if len(path) == 1 and key == path[0]:
+            items.append(f"{json.dumps(key)}: {json.dumps(second)}")
+    return "{" + ", ".join(items) + "}"
+
+
+def _key_paths(node, prefix=()) -> list[tuple[str, ...]]:
+    paths = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            paths.append((*prefix, key))
+            paths.extend(_key_paths(value, (*prefix, key)))
+    return paths
+
+
+@FUZZ
+@given(data=st.data(), second=scalars)
+def test_a_project_with_any_key_twice_is_refused_naming_the_key(project_folder, data, second):
+    from editedid_desktop.model.project import load_project
+
+    root, valid = project_folder
+    path_to_key = data.draw(st.sampled_from(_key_paths(valid)))
+    path = root / "twice.editedid"
+    path.write_text(_dumps_with_twice(valid, path_to_key, second), encoding="utf-8")
+    with pytest.raises(EditedIDError) as caught:
+        load_project(path)
+    assert str(path) in str(caught.value)
+    assert f"the key {path_to_key[-1]!r} appears twice" in str(caught.value)
+
+
+@settings(FUZZ, max_examples=4)
+@given(count=st.integers(min_value=200_001, max_value=260_000), where=st.sampled_from(
+    ["faces", "masks"]))  # fmt: skip
+def test_a_project_with_huge_counts_is_refused_before_it_is_used(project_folder, count, where):
+    from editedid_desktop.model.project import PROJECT_MAX_ITEMS, load_project
+
+    root, valid = project_folder
+    document = json.loads(json.dumps(valid))
+    if where == "faces":
+        document["faces"] = {str(i): {"enabled": True} for i in range(count)}
+    else:
+        document["masks"] = {str(i): {} for i in range(count)}
+    path = root / "huge.editedid"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(EditedIDError, match=f"more than {PROJECT_MAX_ITEMS:,} entries") as e:
+        load_project(path)
+    assert str(path) in str(e.value)
+
+
+names = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]) | st.sampled_from(
+        ["\x1b", "\x07", "\n", "\r", "\t", "\x7f", "\x9b", "\u202e", "\u2066",
+         "\u2028", "|", "\\", "`", "\udc80", "\udcff"]),
+    max_size=40,
+)  # fmt: skip
+
+
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+@FUZZ
+@given(name=names)
+def test_every_control_character_of_a_name_is_escaped_in_what_we_print(name):
+    import unicodedata
+
+    from engine.io.names import escape_controls, md_cell
+
+    shown = escape_controls(name)
+    for char in shown:
+        category = unicodedata.category(char)
+        assert category not in ("Cc", "Cs", "Zl", "Zp"), (name, shown)
+        assert (
+            char not in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        )
+    shown.encode("utf-8")  # printable on a UTF-8 terminal: no lone surrogate left
+    cell = md_cell(name)
+    assert "\n" not in cell and "|" not in cell.replace("\\|", "")
+    if not any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp", "Cf") for c in name):
+        assert escape_controls(name) == name  # an ordinary name is shown as it is
+
+
+accented = st.text(  # names of letters and digits (the separators are the name rule's)
+    alphabet=st.sampled_from(list("aeiouncAEIOUNC1") + ["é", "ñ", "ü", "Å", "ç", "ő", "ḗ"]),
+    min_size=1,
+    max_size=20,
+)
+
+
+@FUZZ
+@given(stem=accented, edited_form=st.sampled_from(["NFC", "NFD"]),
+       original_form=st.sampled_from(["NFC", "NFD"]))  # fmt: skip
+def test_names_pair_whatever_their_unicode_normal_form(stem, edited_form, original_form):
+    import unicodedata
+    from pathlib import Path
+
+    from engine.io.folders import pair_by_name
+
+    original = Path("o") / (unicodedata.normalize(original_form, stem) + ".png")
+    edited = Path("e") / (unicodedata.normalize(edited_form, stem + "_edited") + ".png")
+    pairing = pair_by_name([original], [edited])
+    assert pairing.pairs == [(original, edited)]

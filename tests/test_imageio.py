@@ -210,3 +210,24 @@ def test_a_float_image_with_nan_is_refused_by_name(tmp_path):
     Image.fromarray(array).save(path)
     with pytest.raises(InputError, match="hdr-export.tif: a floating-point image with NaN"):
         read_rgb(path)
+
+
+def test_a_refused_file_is_told_every_type_we_read(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"hello, this is text")
+    with pytest.raises(InputError) as info:
+        read_rgb(path)
+    for kind in ("PNG", "JPEG", "TIFF", "WebP", "BMP", "HEIC", "AVIF", "camera RAW", "CR3"):
+        assert kind in str(info.value)
+
+
+def test_a_heic_under_a_jpeg_name_opens_by_its_content(tmp_path, photo):
+    """The classic names keep their rule (a PNG named .jpg opens: AI tools do that); only
+    a RAW, HEIC or AVIF name must match its content (tests/test_raw_heic.py)."""
+    from tests.fixtures.camera_files import heic_bytes
+
+    path = tmp_path / "from_phone.jpg"
+    path.write_bytes(heic_bytes(Image.fromarray(photo), quality=95))
+    decoded = read_rgb(path)
+    assert decoded.shape == photo.shape
+    assert np.abs(decoded.astype(int) - photo.astype(int)).mean() <= 4

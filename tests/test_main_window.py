@@ -121,6 +121,7 @@ def test_restore_to_completion_shows_result(qtbot, window, photo_pair):
     heartbeat.setInterval(20)
     heartbeat.timeout.connect(lambda: beats.append(1))
     heartbeat.start()
+    window.layer_actions["result"].setChecked(False)  # View > Show Result off: a result shows
     with qtbot.waitSignal(window.engine.worker.finished, timeout=180000):
         window.restore_action.trigger()
         assert window.cancel_button.isVisible()
@@ -136,6 +137,7 @@ def test_restore_to_completion_shows_result(qtbot, window, photo_pair):
     result = window.session.result
     assert result is not None and result.mode == "diffusion"
     assert window.canvas.has_image("result") and window.canvas.layer_visible("result")
+    assert window.layer_actions["result"].isChecked()  # the menu says so (run.restored)
     # the panel shows the identity score of THIS result (the verdict depends on the tiny
     # random model, the text must be the one for its score)
     after = result.faces[0].id_after
@@ -284,6 +286,8 @@ def test_save_never_replaces_a_foreign_json_beside_the_result(
     assert len(data["inputs"]["edited"]["sha256"]) == 64
     window.save_action.trigger()
     assert window.error_box is None and window.exporter.result_path == good
+    window.open_photo("edited", photo_pair[1], analyze=False)  # another document: Save asks
+    assert window.exporter.result_path is None  # (files.photo_opened)
 
 
 def test_save_result_drops_the_location_unless_the_setting_keeps_it(

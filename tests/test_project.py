@@ -247,3 +247,30 @@ def test_a_face_overlap_that_is_not_a_number_is_refused_on_load(tmp_path, value)
     path.write_text(json.dumps(document))
     with pytest.raises(InputError, match="job.editedid: holds .*, which is not a number"):
         load_project(path)
+
+
+def test_a_save_removes_the_temp_files_of_a_save_killed_before(tmp_path):
+    """kill -9 during a save leaves `.job.editedid.<host>-<pid>.<random>.editedid.part`
+    files (the project's and its masks'); the next save there removes them, but never the
+    temp file of a write still running (this process's)."""
+    import os
+    import subprocess
+    import sys
+
+    from editedid_desktop.model.project import masks_folder
+    from engine.io.files import host_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    data = _data(tmp_path)
+    path = save_project(tmp_path / "job", data)
+    killed = [
+        tmp_path / f".job.editedid.{host_tag()}-{dead}.k1ll3d00.editedid.part",
+        masks_folder(path) / f".face-0.png.{host_tag()}-{dead}.k1ll3d01.editedid.part",
+    ]
+    running = tmp_path / f".job.editedid.{host_tag()}-{os.getpid()}.runn1ng0.editedid.part"
+    for temp in [*killed, running]:
+        temp.write_bytes(b"half a file")
+    save_project(path, data)
+    assert [p.exists() for p in killed] == [False, False]
+    assert running.read_bytes() == b"half a file"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
-from engine.errors import InputError
+from engine.errors import InputError, ModelError
+from engine.models.spec import ModelSpec
 from engine.params import EditedIDParams
 from engine.photo.contract import CropJob, CropRestorer
 from engine.restorers import RESTORERS, Restorer, get_restorer, register, restorer_class
@@ -31,14 +30,6 @@ def test_a_plugin_missing_a_method_fails_at_registration():
     class Half(Restorer):
         name = "half"
         summary = "forgot restore"
-
-        @classmethod
-        def register_options(cls, parser):
-            pass
-
-        @classmethod
-        def from_options(cls, args):
-            return cls()
 
         def check(self):
             pass
@@ -68,19 +59,42 @@ def test_diffusion_without_a_model_says_so():
     get_restorer("classic").check()  # nothing to check
 
 
-def test_options_each_restorer_registers():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--allow-download", action="store_true", help="the command's own")
-    for cls in RESTORERS.values():
-        cls.register_options(parser)  # an option the command has already is left to it
-    args = parser.parse_args(["--model", "m", "--low-vram", "--allow-download"])
-    assert (args.model, args.low_vram, args.cpu_offload, args.allow_download) == (
-        "m",
-        True,
-        False,
-        True,
-    )
-    assert isinstance(ClassicRestorer.from_options(args), ClassicRestorer)
+def test_from_spec_loads_a_model_only_for_a_restorer_that_needs_one(tiny_sd_dir):
+    nowhere = ModelSpec(source="/nonexistent/model", device="cpu")
+    assert isinstance(ClassicRestorer.from_spec(nowhere), ClassicRestorer)  # never loaded
+    spec = ModelSpec(source=str(tiny_sd_dir), device="cpu", low_vram=True)
+    restorer = DiffusionRestorer.from_spec(spec)
+    assert restorer.model.local_path == tiny_sd_dir.resolve()
+    assert restorer.model.low_memory.vae_tiling
+    with pytest.raises(ModelError, match="/nonexistent/model"):
+        DiffusionRestorer.from_spec(nowhere)
+
+
+def test_the_contract_is_declared_once_and_duck_types_still_fit():
+    # Restorer adds no method of its own to the pipeline's contract: one declaration.
+    contract = {"check", "crop_size", "element_maps", "restore"}
+    assert CropRestorer.__abstractmethods__ == contract
+    assert CropRestorer in Restorer.__mro__  # (issubclass: not with a data member)
+    assert Restorer.__abstractmethods__ == contract
+
+    class StandIn:  # a test's fake restorer: no base class, the same methods
+        name = "stand-in"
+
+        def check(self):
+            pass
+
+        def crop_size(self, params):
+            return None
+
+        def element_maps(self, edited_crops, params, *, on_step=None, cancel=None):
+            return None
+
+        def restore(self, jobs, params, *, on_step=None, cancel=None, on_message=None):
+            return None
+
+    assert isinstance(StandIn(), CropRestorer)
+    del StandIn.restore
+    assert not isinstance(StandIn(), CropRestorer)
 
 
 def test_classic_restores_jobs_and_keeps_the_element():

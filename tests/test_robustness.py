@@ -78,7 +78,7 @@ def test_cli_restore_every_corpus_file(corpus, tmp_path, capsys):
 
 
 def test_batch_goes_on_and_reports_each_problem_by_name(corpus, tmp_path):
-    from engine.batch.run import is_finished, plan_batch, run_batch
+    from engine.batch.run import BatchJob, is_finished, plan_batch, run_batch
 
     root, cases = corpus
     before = sha256_tree(root)
@@ -88,7 +88,7 @@ def test_batch_goes_on_and_reports_each_problem_by_name(corpus, tmp_path):
         out = tmp_path / ("out-" + group.name[:10])
         plan = plan_batch(group / "original", group / "edited", out)
         assert not plan.problems(), plan.problems()
-        report = run_batch(plan, FAST, mode="classic", backend="dlib", faces="all")
+        report = run_batch(BatchJob(plan, FAST, mode="classic", backend="dlib", faces="all"))
         assert report.report_path is not None and report.report_path.is_file()
         with open(report.report_path, encoding="utf-8", newline="") as handle:
             csv_rows = {r["edited"]: r for r in csv.DictReader(handle)}

@@ -147,6 +147,8 @@ def test_every_url_in_the_code_is_a_model_download_or_a_licence_page():
             urls.append((path.relative_to(ROOT), match.group(1)))
     others = [(p, host) for p, host in urls if not host.endswith(DOWNLOAD_HOSTS)]
     others = [(p, h) for p, h in others if h not in ("donottrack.sh",)]  # docs only
+    # this computer (a private Ray's plain HTTP is sent to a closed local port): never out
+    others = [(p, h) for p, h in others if h.rsplit(":", 1)[0] not in ("127.0.0.1", "localhost")]
     assert others == [], others
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from editedid_desktop.settings import MAX_RECENT, Settings
+from engine.models.spec import ModelSpec
 
 
 def test_defaults_and_round_trip(tmp_path):
@@ -14,6 +15,10 @@ def test_defaults_and_round_trip(tmp_path):
     assert (settings.device, settings.precision, settings.low_vram) == ("auto", "auto", False)
     assert settings.face_backend == "auto"
     assert settings.recent_files == []
+    # "auto" device and precision: the spec leaves both to the engine
+    assert settings.model_spec() == ModelSpec(
+        source=DEFAULT_SD_MODEL, models_dir=str(settings.resolved_models_dir())
+    )
 
     settings.model_source = "/models/my-sd"
     settings.device = "cpu"
@@ -32,7 +37,9 @@ def test_defaults_and_round_trip(tmp_path):
     assert again.resolved_models_dir() == tmp_path / "models"
     assert again.last_folder("open") == str(tmp_path)
     assert again.jpeg_quality == 88
-    assert again.model_config()["low_vram"] is True
+    spec = again.model_spec()  # what the worker loads: the settings, as a ModelSpec
+    assert spec == ModelSpec(source="/models/my-sd", device="cpu", dtype="fp16",
+                             low_vram=True, models_dir=str(tmp_path / "models"))  # fmt: skip
 
 
 def test_bad_values_fall_back_to_defaults(tmp_path):
@@ -108,7 +115,7 @@ def test_fresh_settings_name_the_model_and_folder_without_loading_torch(tmp_path
         "import sys\n"
         "from editedid_desktop.settings import Settings\n"
         f"s = Settings.from_ini({str(tmp_path / 'settings.ini')!r})\n"
-        "print(s.model_source, s.resolved_models_dir(), s.model_config()['source'])\n"
+        "print(s.model_source, s.resolved_models_dir(), s.model_spec().source)\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -116,4 +123,5 @@ def test_fresh_settings_name_the_model_and_folder_without_loading_torch(tmp_path
     )
     lines = out.stdout.splitlines()
     assert lines[0].startswith("CompVis/stable-diffusion-v1-4 ")
+    assert lines[0].endswith(" CompVis/stable-diffusion-v1-4")  # the spec names it too
     assert lines[1] == "False"

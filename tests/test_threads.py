@@ -71,9 +71,9 @@ def test_a_plain_qthread_gives_each_slot_its_own_state(qtbot):
 
 def test_the_app_threads_are_python_threads(qtbot, tiny_sd_dir, tmp_path):
     from editedid_desktop.worker import EngineHost
-    from tests.ui_fixtures import tiny_model_config
+    from tests.ui_fixtures import tiny_model_spec
 
-    host = EngineHost(tiny_model_config(tiny_sd_dir, tmp_path), {"backend": "dlib"})
+    host = EngineHost(tiny_model_spec(tiny_sd_dir, tmp_path), {"backend": "dlib"})
     try:
         assert isinstance(host.thread, PythonThread)
         assert host.thread.objectName() == "editedid-engine"

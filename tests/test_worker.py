@@ -15,7 +15,8 @@ from editedid_desktop.worker import (
     merge_results,
 )
 from engine.io.images import read_rgb
-from tests.ui_fixtures import FAST_PARAMS, tiny_model_config, write_photo_pair
+from engine.models.spec import ModelSpec
+from tests.ui_fixtures import FAST_PARAMS, tiny_model_spec, write_photo_pair
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def analysis(photos):
 
 @pytest.fixture
 def host(qtbot, tiny_sd_dir, tmp_path):
-    host = EngineHost(tiny_model_config(tiny_sd_dir, tmp_path), {"backend": "dlib"})
+    host = EngineHost(tiny_model_spec(tiny_sd_dir, tmp_path), {"backend": "dlib"})
     yield host
     host.shutdown()
 
@@ -143,7 +144,7 @@ def test_cancel_mid_run_then_run_again(qtbot, host, photos, analysis):
 
 def test_missing_model_fails_with_a_message(qtbot, photos, analysis, tmp_path):
     host = EngineHost(
-        {"source": "CompVis/stable-diffusion-v1-4", "device": "cpu", "models_dir": str(tmp_path)},
+        ModelSpec(source="CompVis/stable-diffusion-v1-4", device="cpu", models_dir=str(tmp_path)),
         {"backend": "dlib"},
     )
     try:
@@ -157,7 +158,36 @@ def test_missing_model_fails_with_a_message(qtbot, photos, analysis, tmp_path):
         host.shutdown()
 
 
-def test_out_of_memory_retries_once_in_low_memory_mode(qtbot, host, photos, analysis):
+def test_an_exhausted_ladder_is_not_retried(qtbot, host, photos, analysis):
+    """The restorer's ladder already ran the savers and the CPU: the worker reports its
+    failure at once instead of running it all again in low-memory mode."""
+    import engine.photo.pipeline
+    from engine.models.fallback import LadderExhausted
+
+    real = engine.photo.pipeline.restore_photo
+    calls = []
+
+    def exhausted(*args, **kwargs):
+        calls.append(kwargs["restorer"].model.low_memory.offload_encoders)
+        raise LadderExhausted("Out of memory even with every memory saver.", ())
+
+    engine.photo.pipeline.restore_photo = exhausted
+    try:
+        with qtbot.waitSignal(host.worker.failed, timeout=30000) as failed:
+            host.restore(_request(photos, analysis))
+    finally:
+        engine.photo.pipeline.restore_photo = real
+    assert calls == [False]  # one attempt, the model's settings untouched
+    assert "every memory saver" in failed.args[1]
+    assert host.worker.model.low_memory.offload_encoders is False
+    qtbot.waitUntil(lambda: not host.busy)
+
+
+def test_out_of_memory_outside_the_ladder_retries_once_in_low_memory_mode(
+    qtbot, host, photos, analysis
+):
+    """An out-of-memory error the restorer's ladder did not see (the element-mask
+    prepass) gets the ladder's savers once."""
     import engine.photo.pipeline
     from engine.errors import OutOfMemory
 
@@ -208,7 +238,7 @@ def test_host_runs_opencv_on_the_calling_thread(qtbot, tiny_sd_dir, tmp_path):
     import cv2
 
     cv2.setNumThreads(4)
-    host = EngineHost(tiny_model_config(tiny_sd_dir, tmp_path), {"backend": "dlib"})
+    host = EngineHost(tiny_model_spec(tiny_sd_dir, tmp_path), {"backend": "dlib"})
     try:
         assert cv2.getNumThreads() == 1
     finally:
@@ -292,3 +322,25 @@ def test_a_restore_waiting_for_the_batch_cancels(qtbot, host, photos, analysis):
         thread.join(10)
     assert "inversion" not in stages and "entanglement" not in stages
     qtbot.waitUntil(lambda: not host.busy)
+
+
+def test_an_equal_spec_keeps_the_loaded_model_and_another_loads_anew(qtbot, tiny_sd_dir, tmp_path):
+    spec = tiny_model_spec(tiny_sd_dir, tmp_path)
+    host = EngineHost(spec, {"backend": "dlib"})
+    try:
+        with qtbot.waitSignal(host.worker.model_loaded, timeout=120000):
+            host.load_model()
+        qtbot.waitUntil(lambda: not host.busy)
+        first = host.worker.model
+        host.configure(spec.model_copy(), None)  # the settings made again: an equal spec
+        with qtbot.waitSignal(host.worker.model_loaded, timeout=120000):
+            host.load_model()
+        qtbot.waitUntil(lambda: not host.busy)
+        assert host.worker.model is first
+        host.configure(spec.model_copy(update={"low_vram": True}), None)
+        with qtbot.waitSignal(host.worker.model_loaded, timeout=120000):
+            host.load_model()
+        qtbot.waitUntil(lambda: not host.busy)
+        assert host.worker.model is not first and host.worker.model.low_memory.vae_tiling
+    finally:
+        host.shutdown()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.models.spec import ModelSpec
 from engine.params import EditedIDParams
 from tests.helpers import sample_photo
 
@@ -38,11 +39,5 @@ def write_photo_pair(folder: Path) -> tuple[Path, Path]:
     return original, edited
 
 
-def tiny_model_config(model_dir: Path, models_dir: Path) -> dict:
-    return {
-        "source": str(model_dir),
-        "device": "cpu",
-        "precision": "fp32",
-        "low_vram": False,
-        "models_dir": str(models_dir),
-    }
+def tiny_model_spec(model_dir: Path, models_dir: Path) -> ModelSpec:
+    return ModelSpec(source=str(model_dir), device="cpu", dtype="fp32", models_dir=str(models_dir))

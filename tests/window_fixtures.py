@@ -8,7 +8,7 @@ from PySide6.QtCore import QTimer
 
 from editedid_desktop.main_window import MainWindow
 from editedid_desktop.settings import Settings
-from tests.ui_fixtures import tiny_model_config, write_photo_pair
+from tests.ui_fixtures import tiny_model_spec, write_photo_pair
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,11 @@ def photo_pair(tmp_path_factory):
 @pytest.fixture
 def settings(tmp_path, tiny_sd_dir):
     settings = Settings.from_ini(tmp_path / "settings.ini")
-    config = tiny_model_config(tiny_sd_dir, tmp_path / "models")
-    settings.model_source = config["source"]
+    spec = tiny_model_spec(tiny_sd_dir, tmp_path / "models")
+    settings.model_source = spec.source
     settings.device = "cpu"
     settings.precision = "fp32"
-    settings.models_dir = config["models_dir"]
+    settings.models_dir = spec.models_dir
     settings.face_backend = "dlib"
     return settings
 

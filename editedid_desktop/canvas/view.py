@@ -16,11 +16,14 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QTransform
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 
+from engine.io.folders import IMAGE_EXTENSIONS
+
 from .items import cosmetic_pen
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".jxl", ".heic", ".heif"}
-)
+# What the engine opens (camera RAW, HEIC and AVIF included), and nothing it refuses; in
+# both cases, for the open dialog's filter: Qt's own dialog matches names case-sensitively
+# on Linux, and cameras name their files IMG_0001.CR2.
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS) | {s.upper() for s in IMAGE_EXTENSIONS}
 MIN_ZOOM, MAX_ZOOM = 0.01, 32.0
 FIT_MARGIN = 16  # screen pixels around a fitted photo
 BACKGROUND = QColor(30, 30, 32)

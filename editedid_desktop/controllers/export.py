@@ -8,6 +8,7 @@ chooses whether it names the inputs by full path or by file name only.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog
 
@@ -15,17 +16,30 @@ from engine.errors import EditedIDError, InputError
 
 from . import Controller
 
-SAVE_FILTERS = "PNG (*.png);;JPEG (*.jpg *.jpeg);;TIFF (*.tif *.tiff)"
+if TYPE_CHECKING:
+    from .host import Document, Shell
+
+SAVE_FILTERS = (
+    "PNG (*.png);;JPEG (*.jpg *.jpeg);;TIFF (*.tif *.tiff);;Photoshop document (*.psd *.psb)"
+)
 # The sidecar is a documented feature, and says where the inputs are: the user is told.
 SAVE_CAPTION = "Save result (its settings go beside it in a .json sidecar)"
 SIDECAR_PATH_WORDS = {"full": "full paths", "names": "file names (no folders)"}
 
 
+def filter_suffix(chosen: str) -> str:
+    """The first extension of a file dialog filter ("TIFF (*.tif *.tiff)" -> ".tif");
+    ".png" for none."""
+    inside = chosen.partition("(*")[2]
+    suffix = inside.split()[0].rstrip(")") if inside.strip() else ""
+    return suffix if suffix.startswith(".") else ".png"
+
+
 class ExportController(Controller):
     """File ▸ Save Result (to the last file) and Save Result As."""
 
-    def __init__(self, window) -> None:  # noqa: ANN001 - MainWindow
-        super().__init__(window)
+    def __init__(self, document: Document, shell: Shell) -> None:
+        super().__init__(document, shell)
         self.result_path: Path | None = None  # where Save writes without asking
 
     def forget_result_path(self) -> None:
@@ -47,9 +61,17 @@ class ExportController(Controller):
         if self.session.best_result is None:
             return
         start = Path(self.settings.last_folder("save")) / self.default_result_name()
-        path, _ = QFileDialog.getSaveFileName(self.window, SAVE_CAPTION, str(start), SAVE_FILTERS)
+        path, chosen = QFileDialog.getSaveFileName(
+            self.dialog_parent, SAVE_CAPTION, str(start), SAVE_FILTERS
+        )
         if path:
-            self.write_result(Path(path), overwrite=True)  # the dialog asked already
+            target = Path(path)
+            if target.suffix == "":  # the chosen type's: a name typed under "Photoshop
+                # document" is a .psd; the dialog asked about the bare name, not this one
+                target = target.with_suffix(filter_suffix(chosen))
+                self.write_result(target, overwrite=False)
+            else:
+                self.write_result(target, overwrite=True)  # the dialog asked already
 
     def write_result(self, path: Path, *, overwrite: bool = False) -> Path | None:
         """Save the best result (diffusion, else classic) and its sidecar JSON, as one unit
@@ -68,7 +90,7 @@ class ExportController(Controller):
             written = self._write(path, result, overwrite, notes)
         except (EditedIDError, OSError, ValueError, RuntimeError) as exc:
             # OSError / ValueError / RuntimeError: what an image encoder may raise
-            self.window.show_error("Cannot save the result", str(exc) or type(exc).__name__)
+            self.show_error("Cannot save the result", str(exc) or type(exc).__name__)
             return None
         self.result_path = written
         self.settings.set_last_folder("save", written.parent)
@@ -127,6 +149,7 @@ class ExportController(Controller):
                 protected_paths=list(inputs.values()),
                 warnings=notes,
                 strip_location=self.settings.strip_location,
+                layers=getattr(result, "layers", None),
             ),
             sidecar,
             protected_paths=inputs,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QRect
+from PySide6.QtCore import QRect, Signal
 
 from ..jobs import AnalyzeRequest
 from ..model.masks import MASK_KINDS, MaskPairs
 from ..pairing_command import PairingCommand, PairingHistory
 from . import Controller
+
+if TYPE_CHECKING:
+    from .host import Document, FacesView, Shell
 
 
 def _display_name(path: Any, fallback: str) -> str:
@@ -21,8 +24,13 @@ class FacesController(Controller):
     """Runs the analysis and shows its faces and masks; keeps the user's masks across
     re-analyses and puts a project's saved masks back once the faces are known."""
 
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
+    analysis_shown = Signal(object)  # an analysis is in the session, its faces shown
+    preview_stale = Signal()  # a face's settings or a mask changed: compose it again
+
+    def __init__(self, document: Document, shell: Shell, view: FacesView) -> None:
+        super().__init__(document, shell)
+        self.canvas = view.canvas
+        self.face_list = view.face_list
         self._saved_masks: MaskPairs = {}  # from a project, applied after the analysis
         self._opening_project = False
         self._applying_masks = False
@@ -47,7 +55,7 @@ class FacesController(Controller):
                 edited_name=_display_name(session.edited_path, "the edited photo"),
             )
         )
-        self.window.update_actions()
+        self.state_changed.emit()
 
     # -- pairing (undoable: Edit ▸ Undo) ---------------------------------------------------
     def change_pairing(self, index: int, pairing: Any) -> None:
@@ -83,10 +91,10 @@ class FacesController(Controller):
             session.dirty = False
         self.update_face_boxes()
         if analysis.faces:
-            selected = self.window.face_list.selected
+            selected = self.face_list.selected
             if selected is None:
                 selected = analysis.faces[0].index
-            self.window.face_list.select(selected)
+            self.face_list.select(selected)
             self.on_face_selected(selected)
         n = len(analysis.faces)
         paired = len(session.enabled_faces())
@@ -95,10 +103,7 @@ class FacesController(Controller):
             f"({analysis.backend}). Classic preview shown; Ctrl+R restores with diffusion.",
             10000,
         )
-        self.window.update_status_labels()
-        self.window.update_actions()
-        self.window.files.check_roles(analysis)
-        self.window.runner.run_classic()
+        self.analysis_shown.emit(analysis)  # the roles checked, then the classic preview
 
     def _put_back_masks(self, masks: MaskPairs, analysis: Any) -> None:
         """The user's masks over the new auto masks; loading them is not an undo step."""
@@ -143,12 +148,12 @@ class FacesController(Controller):
 
     def on_face_changed(self, index: int) -> None:
         self.update_face_boxes()
-        self.window.update_actions()
-        self.window.runner.schedule_classic()
+        self.state_changed.emit()
+        self.preview_stale.emit()
 
     def on_mask_changed(self, face: int, kind: str, rect: QRect) -> None:
         if self._applying_masks:
             return
         if self.session.analysis is not None and self.masks.is_edited(face, kind):
             self.session.dirty = True
-            self.window.runner.schedule_classic()
+            self.preview_stale.emit()

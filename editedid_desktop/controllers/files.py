@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.errors import InputError
@@ -21,6 +22,8 @@ from . import Controller
 
 if TYPE_CHECKING:
     from engine.photo.roles import RoleCheck
+
+    from .host import Document, FilesView, Shell
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ")"
 
@@ -58,14 +61,32 @@ def _short_folder(folder: Path) -> str:
 class FilesController(Controller):
     """Reads the input photos into the session and shows them."""
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
+    photo_opened = Signal()  # a new photo: the next Save asks for a file again
+    analysis_wanted = Signal()  # both photos are there: find and pair their faces
+    roles_confirmed = Signal()  # "Keep": the classic preview held back may run
+    project_requested = Signal(object)  # a project (its Path) was dropped or picked
+    roles_question_changed = Signal(bool)  # roles_in_question, when it changes
+
+    def __init__(self, document: Document, shell: Shell, view: FilesView) -> None:
+        super().__init__(document, shell)
+        self.view = view
+        self.canvas = view.canvas
         self._role_notice: RoleNotice | None = None
         # pairs whose roles the user confirmed with "Keep" (this app session): asked once
         self._roles_confirmed: set[tuple[Path, Path]] = set()
-        # the swap-roles notice awaits an answer: no preview is composed until then
-        # (it would paste the AI face into the real photo)
-        self.roles_in_question = False
+        self._roles_in_question = False
+
+    @property
+    def roles_in_question(self) -> bool:
+        """The swap-roles notice awaits an answer: no preview is composed until then (it
+        would paste the AI face into the real photo; roles_question_changed says so)."""
+        return self._roles_in_question
+
+    @roles_in_question.setter
+    def roles_in_question(self, value: bool) -> None:
+        if value != self._roles_in_question:
+            self._roles_in_question = value
+            self.roles_question_changed.emit(value)
 
     def choose_original(self) -> None:
         self.choose_photo("original")
@@ -76,7 +97,7 @@ class FilesController(Controller):
     def choose_photo(self, kind: str) -> None:
         title = "Open original photo" if kind == "original" else "Open edited photo"
         path, _ = QFileDialog.getOpenFileName(
-            self.window, title, self.settings.last_folder("open"), IMAGE_FILTER
+            self.dialog_parent, title, self.settings.last_folder("open"), IMAGE_FILTER
         )
         if path and self.confirm_replace():
             self.open_photo(kind, path)
@@ -96,7 +117,7 @@ class FilesController(Controller):
         """Ask before other photos replace unsaved work; True = go ahead."""
         if not self.has_unsaved_work():
             return True
-        box = QMessageBox(self.window)
+        box = QMessageBox(self.dialog_parent)
         box.setObjectName("confirmReplaceBox")
         box.setIcon(QMessageBox.Icon.Warning)
         box.setWindowTitle("Unsaved changes")
@@ -112,7 +133,7 @@ class FilesController(Controller):
         box.setDefaultButton(QMessageBox.StandardButton.Save)
         answer = box.exec()
         if answer == QMessageBox.StandardButton.Save:
-            return self.window.projects.save() is not None
+            return self.view.save_project() is not None
         return answer == QMessageBox.StandardButton.Discard
 
     def open_photo(self, kind: str, path: str | Path, *, analyze: bool = True) -> bool:
@@ -123,12 +144,12 @@ class FilesController(Controller):
         try:
             image = read_rgb(path)
         except InputError as exc:
-            self.window.show_error("Cannot open the photo", str(exc))
+            self.show_error("Cannot open the photo", str(exc))
             return False
         self.session.set_photo(kind, path, image)
         self.role_notice.hide()  # the roles of other photos are checked after analysis
         self.roles_in_question = False
-        self.window.exporter.forget_result_path()
+        self.photo_opened.emit()
         canvas = self.canvas
         canvas.set_image(kind, image)
         canvas.set_image("result", None)
@@ -142,9 +163,9 @@ class FilesController(Controller):
         if analyze:  # open_photos and projects remember what they open themselves
             self.remember(path)
         self.status(f"Opened {kind} photo {path.name}", 5000)
-        self.window.update_actions()
+        self.state_changed.emit()
         if analyze and self.session.has_photos:
-            self.window.faces.start_analysis()
+            self.analysis_wanted.emit()
         return True
 
     def open_photos(
@@ -165,7 +186,7 @@ class FilesController(Controller):
         ok = ok and self.open_photo("edited", edited, analyze=False)
         if ok:
             self.remember(Path(edited))
-            self.window.faces.start_analysis()
+            self.analysis_wanted.emit()
         return ok
 
     # -- which photo is the original (issue 12 D3) -------------------------------------
@@ -202,7 +223,7 @@ class FilesController(Controller):
     def _confirm_roles(self) -> None:
         self._roles_confirmed.add((self.session.original_path, self.session.edited_path))
         self.roles_in_question = False
-        self.window.runner.run_classic()  # the preview held back for the answer
+        self.roles_confirmed.emit()  # the preview held back for the answer
 
     def swap_roles(self) -> bool:
         """Open the current pair again, each photo in the other role."""
@@ -228,7 +249,7 @@ class FilesController(Controller):
     # -- drops ------------------------------------------------------------------------
     def ask_which_is_original(self, a: Path, b: Path) -> tuple[Path, Path] | None:
         """Ask the user which dropped photo is the original; (original, edited) or None."""
-        box = QMessageBox(self.window)
+        box = QMessageBox(self.dialog_parent)
         box.setWindowTitle("Which photo is the original?")
         box.setText("Two photos were dropped. Which one shows the client's real face?")
         first = box.addButton(f"{a.name} is the original", QMessageBox.ButtonRole.AcceptRole)
@@ -244,7 +265,7 @@ class FilesController(Controller):
 
     def ask_slot_for(self, path: Path) -> str | None:
         """Ask whether one dropped photo replaces the original or the edited photo."""
-        box = QMessageBox(self.window)
+        box = QMessageBox(self.dialog_parent)
         box.setWindowTitle("Replace which photo?")
         box.setText(f"Use {path.name} as the original or as the edited photo?")
         original = box.addButton("Original", QMessageBox.ButtonRole.AcceptRole)
@@ -270,7 +291,7 @@ class FilesController(Controller):
         files = [Path(p) for p in paths]
         projects = [p for p in files if p.suffix == PROJECT_SUFFIX]
         if projects:
-            self.window.projects.open(projects[0])
+            self.project_requested.emit(projects[0])
             return
         files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         if files and not self.confirm_replace():
@@ -290,7 +311,7 @@ class FilesController(Controller):
     def fill_recent_menu(self) -> None:
         """Pairs (original → edited) and projects; a pair whose photo is gone is shown,
         disabled, as missing. Single photos (half-pairs of older versions) are not."""
-        menu = self.window.recent_menu
+        menu = self.view.recent_menu
         menu.clear()
         pairs = self.settings.recent_pairs
         for (original, edited), label in zip(pairs, recent_pair_labels(pairs), strict=True):
@@ -325,7 +346,7 @@ class FilesController(Controller):
 
     def open_recent(self, path: str) -> None:
         """Reopen a recent project (the only single files Open Recent lists)."""
-        self.window.projects.open(Path(path))
+        self.project_requested.emit(Path(path))
 
     def open_recent_pair(self, original: str, edited: str) -> None:
         """Reopen a recent pair in the roles it had."""

@@ -1,119 +1,97 @@
-"""What the controllers use of the main window: the `WindowHost` protocol.
+"""What a controller is given, instead of the window: the `Document` it works on, the
+`Shell` (the parent of its dialogs, the status line, message boxes) and, for a controller
+that drives widgets, its own view (`FilesView`, `FacesView`, `RunView`: the few widgets
+and callables it really uses).
 
-`main_window.MainWindow` satisfies it. It is declared here, beside the controllers, so that
+The window (main_window.MainWindow) builds them and hands each controller its own; what
+one controller tells another is a Qt signal of its own, which the window connects in one
+place (MainWindow._connect_controllers). Declared here, beside the controllers, so that
 they never import main_window, which imports them (that was an import circle, issue 21).
-The other controllers a controller calls through the window are protocols too
-(`FilesPort`, ...), for the same reason: each lists only what is called today.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from PySide6.QtGui import QAction
-    from PySide6.QtWidgets import QLabel, QMenu, QProgressBar, QStatusBar
-
-    from engine.photo.roles import RoleCheck
+    from PySide6.QtWidgets import (
+        QLabel,
+        QMenu,
+        QProgressBar,
+        QPushButton,
+        QStatusBar,
+        QWidget,
+    )
 
     from ..canvas import LayeredCanvas
     from ..face_panel import FaceListPanel
     from ..mask_document import MaskDocument
-    from ..model.masks import MaskPairs
     from ..model.session import Session
     from ..params_panel import ParamsPanel
     from ..settings import Settings
     from ..worker import EngineHost
 
 
-class FilesPort(Protocol):
-    """controllers.files.FilesController, as the other controllers call it."""
+@dataclass(frozen=True)
+class Document:
+    """The document every controller works on: the session, its masks, the app's
+    settings and the engine that analyses and restores it."""
 
-    roles_in_question: bool
-
-    def open_photo(self, kind: str, path: str | Path, *, analyze: bool = True) -> bool: ...
-
-    def check_roles(self, analysis: Any) -> RoleCheck | None: ...
-
-    def fill_recent_menu(self) -> None: ...
-
-
-class ProjectsPort(Protocol):
-    """controllers.projects.ProjectsController, as the other controllers call it."""
-
-    def open(self, path: Path) -> bool: ...
-
-    def save(self) -> Path | None: ...
+    session: Session
+    masks: MaskDocument
+    settings: Settings
+    engine: EngineHost
 
 
-class FacesPort(Protocol):
-    """controllers.faces.FacesController, as the other controllers call it."""
+@dataclass(frozen=True)
+class Shell:
+    """What every controller uses of its window: `parent` owns the controller (so worker
+    signals connected to its methods are queued into the UI thread) and parents its
+    dialogs; the status bar shows its messages; `show_error` its problems."""
 
-    def start_analysis(self) -> None: ...
-
-    def expect_saved_masks(self, masks: MaskPairs) -> None: ...
-
-    def on_analyzed(self, analysis: Any) -> None: ...
-
-
-class RunPort(Protocol):
-    """controllers.run.RunController, as the other controllers call it."""
-
-    def run_classic(self) -> None: ...
-
-    def schedule_classic(self) -> None: ...
+    parent: QWidget
+    status_bar: QStatusBar
+    show_error: Callable[[str, str], None]
 
 
-class ExportPort(Protocol):
-    """controllers.export.ExportController, as the other controllers call it."""
+@dataclass(frozen=True)
+class FilesView:
+    """What the files controller drives: the canvas shows the photos, `recent_menu` is
+    File ▸ Open Recent; `save_project` saves the project when the user answers Save before
+    other photos replace unsaved work (the path written, None when not saved)."""
 
-    def forget_result_path(self) -> None: ...
+    canvas: LayeredCanvas
+    recent_menu: QMenu
+    save_project: Callable[[], Path | None]
 
 
-class WindowHost(Protocol):
-    """The window's model, widgets, controllers and methods the controllers use
-    (read-only: a controller never replaces any of them)."""
+@dataclass(frozen=True)
+class ProjectsView:
+    """What the projects controller uses to open a project's photos: `open_photo(kind,
+    path, analyze=False)`, False when the photo did not open (the user was told)."""
 
-    @property
-    def session(self) -> Session: ...
-    @property
-    def masks(self) -> MaskDocument: ...
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def engine(self) -> EngineHost: ...
-    @property
-    def canvas(self) -> LayeredCanvas: ...
-    @property
-    def face_list(self) -> FaceListPanel: ...
-    @property
-    def params_panel(self) -> ParamsPanel: ...
-    @property
-    def stage_label(self) -> QLabel: ...
-    @property
-    def progress_bar(self) -> QProgressBar: ...
-    @property
-    def recent_menu(self) -> QMenu: ...
-    @property
-    def layer_actions(self) -> dict[str, QAction]: ...
-    @property
-    def files(self) -> FilesPort: ...
-    @property
-    def projects(self) -> ProjectsPort: ...
-    @property
-    def faces(self) -> FacesPort: ...
-    @property
-    def runner(self) -> RunPort: ...
-    @property
-    def exporter(self) -> ExportPort: ...
+    open_photo: Callable[..., bool]
 
-    def statusBar(self) -> QStatusBar: ...  # noqa: N802 - Qt's name
 
-    def update_actions(self, *_: object) -> None: ...
+@dataclass(frozen=True)
+class FacesView:
+    """What the faces controller drives: the face boxes and the active mask on the
+    canvas, the selected face in the Faces panel."""
 
-    def update_status_labels(self) -> None: ...
+    canvas: LayeredCanvas
+    face_list: FaceListPanel
 
-    def set_model_state(self, state: str) -> None: ...
 
-    def show_error(self, title: str, message: str) -> None: ...
+@dataclass(frozen=True)
+class RunView:
+    """What the run controller drives: previews and results on the canvas, the Advanced
+    panel's values (checked before a restore), the status bar's progress and Cancel."""
+
+    canvas: LayeredCanvas
+    params_panel: ParamsPanel
+    stage_label: QLabel
+    progress_bar: QProgressBar
+    cancel_button: QPushButton

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
+from engine.io.files import remove_stale_temp_files
 from engine.io.images import read_mask, write_image_atomic, write_text_atomic
 from engine.io.untrusted import MIB, read_json
 from engine.params import EditedIDParams, load_params
@@ -258,6 +259,10 @@ def save_project(path: str | Path, data: ProjectData) -> Path:
     for input_path in (data.original_path, data.edited_path):
         if input_path is not None and Path(input_path).resolve() == path.resolve():
             raise InputError(f"{path}: would overwrite an input photo; choose another name.")
+    # A save killed -9 leaves its temp files (ours by name, their writer's pid gone):
+    # each save removes those of earlier saves here, never a file of a live write.
+    for folder in (base, masks_folder(path)):
+        remove_stale_temp_files(folder)
 
     document: dict[str, Any] = {"format": PROJECT_FORMAT, "version": PROJECT_VERSION}
     for f in _stored_fields():

@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .observable import Observable, Property
+
+if TYPE_CHECKING:
+    from engine.models.spec import ModelSpec
 
 ORGANIZATION = "EditedID"
 APPLICATION = "EditedID Desktop"
@@ -209,15 +212,18 @@ class SettingsModel(Observable):
 
         return Path(self.models_dir).expanduser() if self.models_dir else default_models_dir()
 
-    def model_config(self) -> dict[str, Any]:
-        """Everything that decides which SD model the worker loads (compared for reuse)."""
-        return {
-            "source": self.model_source,
-            "device": self.device,
-            "precision": self.precision,
-            "low_vram": self.low_vram,
-            "models_dir": str(self.resolved_models_dir()),
-        }
+    def model_spec(self) -> ModelSpec:
+        """The SD model the worker loads: an equal spec keeps the loaded model. "auto"
+        device and precision are the spec's None (the engine picks)."""
+        from engine.models.spec import ModelSpec
+
+        return ModelSpec(
+            source=self.model_source,
+            device=self.device,
+            dtype=self.precision,
+            low_vram=self.low_vram,
+            models_dir=str(self.resolved_models_dir()),
+        )
 
     def face_config(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,8 @@
 """Batch folders on a Ray cluster: every GPU of the studio restores whole photos.
 
-    executor = RayExecutor(WorkerSpec("diffusion", restorer_options("diffusion", args)),
+    executor = RayExecutor(WorkerSpec("diffusion", model_spec_from_args(args)),
                            cluster="local", workers=2)
-    report = run_batch(plan, params, restorer=get_restorer("diffusion"), executor=executor)
+    report = run_batch(BatchJob(plan, params, mode="diffusion"), executor=executor)
 
 Imported only when a batch asks for a cluster (`editedid-cli batch --cluster ...`, the
 batch dialog's "Ray cluster"): a plain batch never imports Ray.
@@ -52,6 +52,7 @@ from engine.batch.cluster_info import (
     NodeInfo,
     cluster_address_text,
     mismatch,
+    visible_gpus,
 )
 from engine.batch.cluster_records import (
     FileEntry,
@@ -60,7 +61,9 @@ from engine.batch.cluster_records import (
     first_line,
     lost_reason,
 )
+from engine.batch.local_ray import private_ray_environment
 from engine.batch.plan import is_finished
+from engine.batch.reaper import start_watcher, stop_watcher
 from engine.batch.remote import (
     FileOutcome,
     FileWorker,
@@ -101,7 +104,10 @@ def connect(cluster: str, *, workers: int | None = None, cpus_per_worker: float 
         if cluster == "local":
             cpus = max(os.cpu_count() or 1, int((workers or 1) * cpus_per_worker + 0.999))
             # address='local': a new private Ray even where `ray start` runs one already
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **options)
+            with private_ray_environment():
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, **options)
+            # Killed -9, this process leaves Ray's agents running: its watcher ends them.
+            start_watcher(end_descendants=True)
         else:
             ray.init(address=cluster, **options)
     except (ConnectionError, RuntimeError, ValueError, RayError) as error:
@@ -115,14 +121,11 @@ def connect(cluster: str, *, workers: int | None = None, cpus_per_worker: float 
     return True
 
 
-def visible_gpus() -> int:
-    """GPUs this machine shows (the default worker count of a private local Ray)."""
-    try:
-        import torch
-
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # noqa: BLE001 - no usable torch: no GPU
-        return 0
+def disconnect(owned: bool) -> None:
+    """Leave Ray; a private Ray this process started (owned) ends with its watcher."""
+    if owned:
+        ray.shutdown()
+        stop_watcher(end_descendants=True)
 
 
 def default_workers(cluster: str) -> int:
@@ -181,8 +184,7 @@ def check_cluster(cluster: str) -> ClusterCheck:
                 info.problem = f"cannot run EditedID ({first_line(error)})"
         return ClusterCheck(cluster, nodes, versions())
     finally:
-        if owned:
-            ray.shutdown()
+        disconnect(owned)
 
 
 # --- the workers -------------------------------------------------------------------------
@@ -210,7 +212,7 @@ class RayFileWorker(FileWorker):
 class RayExecutor(BatchExecutor):
     """Restores a batch on a pool of Ray actors (see the module docstring).
 
-    spec: how each worker builds its restorer (`WorkerSpec`, `restorer_options`).
+    spec: how each worker builds its restorer (`WorkerSpec`: the mode and its ModelSpec).
     cluster: "local", "auto", "ray://HOST:PORT" or "HOST:PORT" (`connect`).
     workers: actors to start (default: one per GPU, else 1).
     cpus_per_worker: CPUs each actor reserves on a cluster without GPUs (fractions let
@@ -256,8 +258,7 @@ class RayExecutor(BatchExecutor):
             dispatch.go()
         finally:
             dispatch.kill_all()
-            if owned:
-                ray.shutdown()
+            disconnect(owned)
 
     def new_actor(self, number: int) -> Any:
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -337,8 +338,7 @@ class _Dispatch:
                 return False
             try:
                 check_output_folder(run.plan.output_dir, estimate_output_bytes(item.edited))
-                options = run.processor_options(item, self.overwrite)
-                entry.stale = bool(options.get("overwrite"))
+                run.make_way(item, self.overwrite)  # entry.stale stays False: gone already
                 entry.before = fingerprints(item)
                 entry.job = read_job(
                     entry.position, item, run.params, backend=run.backend, faces=run.faces,

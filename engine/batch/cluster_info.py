@@ -85,3 +85,13 @@ def mismatch(first: dict | None, info: dict) -> str:
         if info.get(key) != first.get(key):
             return f"its {key} {info.get(key)!r} differs from {first.get(key)!r}"
     return ""
+
+
+def visible_gpus() -> int:
+    """GPUs this machine shows (the default worker count of a private local Ray)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable torch: no GPU
+        return 0

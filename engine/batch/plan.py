@@ -42,9 +42,12 @@ def rule_text(rule: str = "stem") -> str:
             "An exact name match wins over a marked one. "
         )
     return common + (
+        "A camera RAW beside the camera's JPEG of the same name (RAW + JPEG shooting): "
+        "the RAW is the original. "
         f"Image files: {exts}; other files and hidden files are ignored; sub-folders are "
         "not searched. Each result is saved in the output folder under the edited file's "
-        "name (PNG, JPEG and TIFF keep their format, others become PNG) with a .json "
+        "name (PNG, JPEG and TIFF keep their format, others become PNG; an output format "
+        "chosen for the batch, such as PSD, applies to every result) with a .json "
         "sidecar; a result whose sidecar says it finished from the same input files "
         "(same sha256) is skipped, so a stopped batch resumes where it left off."
     )
@@ -106,8 +109,14 @@ class BatchPlan:
         )
 
 
-def output_name(edited: Path) -> str:
-    """The result's file name: the edited file's, with PNG for formats we cannot write."""
+OUTPUT_FORMATS = ("png", "jpg", "tif", "psd")  # a batch's --format choices
+
+
+def output_name(edited: Path, out_format: str | None = None) -> str:
+    """The result's file name: the edited file's, with PNG for formats we cannot write,
+    or with `out_format`'s extension (e.g. "psd": a layered document per photo)."""
+    if out_format:
+        return f"{edited.stem}.{out_format}"
     suffix = edited.suffix if edited.suffix.lower() in FORMATS else ".png"
     return edited.stem + suffix
 
@@ -164,6 +173,7 @@ def plan_batch(
     output_dir: str | Path,
     *,
     rule: str = "stem",
+    out_format: str | None = None,
 ) -> BatchPlan:
     """Pair the two folders by file name (see `rule_text`) and look at what is done.
 
@@ -178,7 +188,9 @@ def plan_batch(
     pairing = pair_by_name(
         image_files(original_dir, ignored), image_files(edited_dir, ignored), rule
     )
-    items = _unclashing_items(pairing, output_dir)
+    if out_format is not None and out_format not in OUTPUT_FORMATS:
+        raise InputError(f"Output format {out_format!r}; use one of {', '.join(OUTPUT_FORMATS)}.")
+    items = _unclashing_items(pairing, output_dir, out_format)
     todo, done, conflicts, changed = [], [], [], []
     for item in sorted(items, key=lambda i: i.edited.name.casefold()):
         if is_finished(item.output, item.original, item.edited):
@@ -211,13 +223,15 @@ def path_exists(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def _unclashing_items(pairing: NamePairing, output_dir: Path) -> list[BatchItem]:
+def _unclashing_items(
+    pairing: NamePairing, output_dir: Path, out_format: str | None = None
+) -> list[BatchItem]:
     """One item per pair; two edited files that would be saved under one output name
     are both ambiguous (moved to `pairing.unpaired_edited`, message in `ambiguous`)."""
     items: list[BatchItem] = []
     used_outputs: dict[str, Path] = {}
     for original, edited in pairing.pairs:
-        output = output_dir / output_name(edited)
+        output = output_dir / output_name(edited, out_format)
         clash = used_outputs.get(name_key(output.name))
         if clash is not None:
             pairing.ambiguous.append(

@@ -19,7 +19,6 @@ the sidecar name the driver's paths, never the scratch folder's.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import platform
@@ -34,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__
+from engine.batch.job import FileRequest, PipelineProcessor, check_processor
 from engine.batch.plan import BatchItem
-from engine.batch.runner import accepts as _accepts
+from engine.batch.reaper import SCRATCH_PREFIX, remove_dead_scratch, start_watcher
 from engine.errors import Cancelled, EditedIDError
 from engine.io.export import (
     SIDECAR_MARKER,
@@ -46,9 +46,10 @@ from engine.io.export import (
 )
 from engine.io.files import atomic_write_bytes
 from engine.io.images import open_image
-from engine.restorers import get_restorer, restorer_class
+from engine.models.spec import ModelSpec, note_to_stderr
+from engine.restorers import restorer_class
+from engine.runtime import Engine, EngineRestorer
 
-SCRATCH_PREFIX = "editedid-worker-"  # <prefix><pid>-<random>: removable once pid is gone
 PAUSE_POLL_S = 0.05  # how often a paused worker looks at its pause and cancel flags
 
 
@@ -61,37 +62,27 @@ class RemoteFailure(EditedIDError):
 class WorkerSpec:
     """How a worker builds its restorer: once, when it starts (the model loads there).
 
-    restorer_options: the restorer's command-line options by dest (--model, --dtype, ...;
-    `restorer_options(mode, args)`), the model folder or hub id as each worker finds it.
+    model: the SD model each worker loads, for a restorer that needs one (None = the
+    default model); its source is the model folder or hub id as each worker finds it.
     processor: None = engine.photo.pipeline.restore_photo_files (tests pass stand-ins).
     """
 
     mode: str
-    restorer_options: dict[str, Any] = field(default_factory=dict)
+    model: ModelSpec | None = None
     processor: Callable[..., Any] | None = None
 
-    def build_restorer(self, *, gpu: bool = False):
+    def build_restorer(self, *, gpu: bool = False) -> EngineRestorer:
+        """The worker's restorer: its model (loaded here) run through an Engine, as every
+        driver runs one (engine.runtime)."""
         cls = restorer_class(self.mode)
-        if not cls.needs_model:
-            return get_restorer(self.mode)
-        options = dict(self.restorer_options)
-        device = str(options.get("device") or "")
-        if gpu and device.startswith("cuda:"):
-            options["device"] = "cuda"  # Ray shows a worker only its own GPU, as cuda:0
-        return cls.from_options(argparse.Namespace(**options))
-
-
-def restorer_options(mode: str, args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """The options restorer `mode` registers, with their values in `args` (else defaults)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    restorer_class(mode).register_options(parser)
-    defaults = vars(parser.parse_args([]))
-    if args is None:
-        return defaults
-    options = {name: getattr(args, name, value) for name, value in defaults.items()}
-    if getattr(args, "models_dir", None) is not None:
-        options["models_dir"] = args.models_dir
-    return options
+        model = None
+        if cls.needs_model:
+            spec = self.model or ModelSpec()
+            if gpu and (spec.device or "").startswith("cuda:"):
+                # Ray shows a worker only its own GPU, as cuda:0
+                spec = spec.model_copy(update={"device": "cuda"})
+            model = cls.from_spec(spec, on_message=note_to_stderr).model
+        return Engine(model).restorer(self.mode, who="this worker")
 
 
 @dataclass(frozen=True)
@@ -187,11 +178,14 @@ class FileWorker:
 
     def __init__(self, spec: WorkerSpec, *, name: str = "", gpu: bool = False) -> None:
         remove_stale_scratch()
+        # Killed mid-file (its driver killed -9: Ray ends the workers at once), this
+        # process cannot remove the client photos in its scratch: its watcher does.
+        start_watcher()
         self.spec = spec
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.gpu = gpu
+        self.processor = check_processor(spec.processor or PipelineProcessor())  # pre-load
         self.restorer = spec.build_restorer(gpu=gpu)
-        self.processor = spec.processor or _default_processor()
         self.pause_flag, self.cancel_flag = threading.Event(), threading.Event()
         self.state: tuple[int, str, int, int] = (-1, "idle", 0, 0)  # index, stage, step, steps
         self.files_done = 0
@@ -262,9 +256,13 @@ class FileWorker:
             real = {str(paths[name]): getattr(job, name) for name in paths}
             real[str(scratch)] = str(Path(job.output).parent)
             try:
-                result = self.processor(
-                    paths["original"], paths["edited"], paths["output"], job.params,
-                    **self._options(job, on_step, is_cancelled),
+                result = self.processor.restore_file(
+                    FileRequest(
+                        paths["original"], paths["edited"], paths["output"], job.params,
+                        self.restorer, backend=job.backend, faces=job.faces,
+                        strip_location=job.strip_location, on_step=on_step,
+                        cancel=is_cancelled,
+                    )
                 )  # fmt: skip
                 data = paths["output"].read_bytes()
                 sidecar = read_sidecar(paths["output"])
@@ -290,22 +288,6 @@ class FileWorker:
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-
-    def _options(self, job: FileJob, on_step, is_cancelled) -> dict[str, Any]:
-        options: dict[str, Any] = dict(
-            restorer=self.restorer, backend=job.backend, on_step=on_step, cancel=is_cancelled
-        )
-        if job.faces != "changed" and _accepts(self.processor, "faces"):
-            options["faces"] = job.faces
-        if not job.strip_location and _accepts(self.processor, "strip_location"):
-            options["strip_location"] = False
-        return options
-
-
-def _default_processor():
-    from engine.photo.pipeline import restore_photo_files
-
-    return restore_photo_files
 
 
 def _message(error: BaseException) -> str:
@@ -336,17 +318,4 @@ def _replace_paths(value, real: dict[str, str]):
 
 def remove_stale_scratch(folder: str | Path | None = None) -> list[Path]:
     """Remove scratch folders of ours whose worker process is gone (killed mid-file)."""
-    from engine.io.files import _pid_alive
-
-    removed = []
-    root = Path(folder or tempfile.gettempdir())
-    try:
-        entries = list(root.glob(f"{SCRATCH_PREFIX}*"))
-    except OSError:
-        return removed
-    for path in entries:
-        pid = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and path.is_dir() and not _pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    return remove_dead_scratch(folder)

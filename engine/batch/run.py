@@ -2,7 +2,7 @@
 
     plan = plan_batch("originals/", "edited/", "restored/")
     print(plan.rule_text, plan.unpaired_originals, plan.unpaired_edited)
-    report = run_batch(plan, EditedIDParams(), restorer=get_restorer("classic"))
+    report = run_batch(BatchJob(plan, EditedIDParams(), mode="classic"))
 
 Built for overnight runs over a studio's folders: a bad file is logged with its error and
 the batch goes on; every output is written atomically with its sidecar; a stopped or
@@ -14,18 +14,28 @@ inside a file at every diffusion step. One batch at a time writes into an output
 
 The report (CSV, with a Markdown and a JSON summary) never replaces a file that is not
 a report of this output folder (explicit paths: never an existing file unless
-`overwrite_report`), never lands in an input folder, and can be written elsewhere
-(`report_dir`) or not at all. Each file's row is appended to the CSV as it finishes; the
-full reports are rewritten at most every `REPORT_INTERVAL_S` seconds and at the end.
+`ReportTarget.overwrite`), never lands in an input folder, and can be written elsewhere
+(`ReportTarget.folder`) or not at all. Each file's row is appended to the CSV as it
+finishes; the full reports are rewritten at most every `REPORT_INTERVAL_S` seconds and at
+the end.
 
 The code lives by job in `engine.batch.plan` (pairing, `BatchPlan`, `plan_batch`),
-`engine.batch.report` (rows, the report's place, CSV/Markdown/JSON) and
+`engine.batch.job` (`BatchJob`: what a batch does; `PhotoProcessor`: how a file is
+restored), `engine.batch.report` (rows, the report's place, CSV/Markdown/JSON) and
 `engine.batch.runner` (`run_batch`, the executors, progress); this module is the entry
 point callers import, and names them all again.
 """
 
 from __future__ import annotations
 
+from engine.batch.job import (
+    BatchJob,
+    FileRequest,
+    PhotoProcessor,
+    PipelineProcessor,
+    ReportTarget,
+    check_processor,
+)
 from engine.batch.plan import (
     BatchItem,
     BatchPlan,
@@ -66,12 +76,18 @@ __all__ = [
     "RULES",
     "BatchExecutor",
     "BatchItem",
+    "BatchJob",
     "BatchPlan",
     "BatchProgress",
     "BatchReport",
     "BatchRow",
     "CancelToken",
+    "FileRequest",
     "LocalExecutor",
+    "PhotoProcessor",
+    "PipelineProcessor",
+    "ReportTarget",
+    "check_processor",
     "is_finished",
     "output_name",
     "plan_batch",

@@ -1,27 +1,31 @@
 """Folder mode's run: restore every pair of a plan, with progress, pause and cancel.
 
-`run_batch` takes the output folder's lock and hands the plan's files to an executor
-(`LocalExecutor`: one after another in this process; `engine.batch.cluster.RayExecutor`:
-on Ray workers). `BatchRun` is one batch in progress, the same code whichever executor
-runs: its clock and ETA, the `BatchProgress` events, pause and cancel, and one file's
-restore (`BatchRun.process`) with its row and the report's rewrites.
+`run_batch` takes a `BatchJob` (engine.batch.job: what to do), the output folder's lock,
+and hands the plan's files to an executor (`LocalExecutor`: one after another in this
+process; `engine.batch.cluster.RayExecutor`: on Ray workers). `BatchRun` is one batch in
+progress, the same code whichever executor runs: its clock and ETA, the `BatchProgress`
+events, pause and cancel, and one file's restore (`BatchRun.process`) with its row and
+the report's rewrites.
 """
 
 from __future__ import annotations
 
 import gc
-import inspect
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
+from engine.batch.job import (
+    BatchJob,
+    FileRequest,
+    PhotoProcessor,
+    PipelineProcessor,
+    check_processor,
+)
 from engine.batch.lock import OutputLock
 from engine.batch.plan import BatchItem, BatchPlan, is_finished, path_exists
 from engine.batch.report import (
-    FACE_SELECTIONS,
     BatchReport,
     BatchRow,
     append_report_row,
@@ -29,7 +33,6 @@ from engine.batch.report import (
     fingerprints,
     ok_row,
     read_old_rows,
-    resolve_report_path,
     skipped_row,
     write_report_files,
 )
@@ -91,81 +94,55 @@ def _cancel_fn(cancel: CancelToken) -> Callable[[], bool]:
     return lambda: bool(probe())
 
 
-def accepts(function, name: str) -> bool:
-    try:
-        params = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _default_processor():
-    from engine.photo.pipeline import restore_photo_files
-
-    return restore_photo_files
-
-
 def run_batch(
-    plan: BatchPlan,
-    params,
+    job: BatchJob,
     *,
     restorer: Restorer | None = None,
-    processor: Callable[..., Any] | None = None,
+    processor: PhotoProcessor | None = None,
     model=None,
-    mode: str = "diffusion",
-    backend: str = "auto",
     on_progress: Callable[[BatchProgress], None] | None = None,
     pause: threading.Event | None = None,
     cancel: CancelToken = None,
-    report_path: str | Path | None = None,
-    overwrite: bool = False,
-    report_dir: str | Path | None = None,
-    write_report: bool = True,
-    overwrite_report: bool = False,
-    strip_location: bool = True,
-    faces: str = "changed",
     executor: BatchExecutor | None = None,
 ) -> BatchReport:
-    """Restore every pair of `plan`; returns the report (also written as CSV/MD/JSON).
+    """Restore every pair of `job.plan`; returns the report (also written as CSV/MD/JSON).
 
+    job: what to do (engine.batch.job.BatchJob: plan, params, mode, faces, overwrite,
+        location, where the report goes); the rest is how and who, and cannot travel.
     restorer: the engine.restorers plugin to use; by default the registered restorer
-        named `mode` ("classic" or "diffusion") built around `model`.
-    processor: defaults to engine.photo.pipeline.restore_photo_files; any callable with its
-        signature (tests inject fakes). It writes the output and its sidecar.
+        named `job.mode` built around `model`. A restorer of another name is refused.
+    processor: a `PhotoProcessor` (engine.batch.job); by default
+        engine.photo.pipeline.restore_photo_files. It writes the output and its sidecar.
+        One without `restore_file(request)` is refused here, before any work.
     pause: while set, the batch waits (between files and at every diffusion step).
     cancel: callable returning True or a threading.Event; stops within one step. The
         file in progress is reported "cancelled"; finished outputs are untouched.
-    report_path, report_dir, write_report, overwrite_report: where the report goes, see
-        `resolve_report_path` (checked before anything is written). Each file's row is
-        appended to the CSV as it ends, so a killed batch still has its rows; the CSV and
-        its .md/.json summaries are rewritten whole at most every REPORT_INTERVAL_S.
-    overwrite: replace outputs that exist but are not finished results of these inputs
-        (`plan.conflicts`).
-    strip_location: results carry no GPS position (engine.io.export), the default of
-        every processor; False is passed on to a processor that takes it.
-    faces: "changed" (default: restore only plausible faces whose identity the edit
-        changed, the others are left as edited and the report's `left_alone` column says
-        why, per face numbered left to right from 1) or "all" (every paired face).
     executor: who restores the files. `LocalExecutor()` (the default): one after another
         in this process. `engine.batch.cluster.RayExecutor`: on a pool of Ray workers,
         the files handed out as workers become free; this process still plans, reads the
         inputs, writes every output, row and report (the same code as here).
+    The report's place is checked before anything is written. Each file's row is appended
+    to the CSV as it ends, so a killed batch still has its rows; the CSV and its .md/.json
+    summaries are rewritten whole at most every REPORT_INTERVAL_S.
     A bad file is logged in the report and the batch goes on. A full or read-only output
     folder stops the batch (`stopped_reason`). KeyboardInterrupt / SystemExit propagate
     after the report is written. BatchLockedError when another batch is writing into the
     same output folder.
     """
-    if faces not in FACE_SELECTIONS:
-        raise InputError(f"faces must be one of {', '.join(FACE_SELECTIONS)}, got {faces!r}.")
-    restorer = restorer or get_restorer(mode, model=model)
+    if not isinstance(job, BatchJob):
+        raise TypeError(f"run_batch takes a BatchJob (engine.batch.job), not {job!r}.")
+    restorer = restorer or get_restorer(job.mode, model=model)
+    if restorer.name != job.mode:
+        raise ValueError(
+            f"The job asks for the {job.mode!r} restorer but was handed {restorer.name!r}."
+        )
     executor = executor or LocalExecutor()
-    if executor.runs_here:  # a cluster's workers import the pipeline themselves
-        processor = processor or _default_processor()
-    report_csv = resolve_report_path(
-        plan, report_path, report_dir=report_dir, write_report=write_report,
-        overwrite_report=overwrite_report,
-    )  # fmt: skip
-    out_dir = plan.output_dir
+    if processor is not None:
+        processor = check_processor(processor)
+    elif executor.runs_here:  # a cluster's workers have their own
+        processor = PipelineProcessor()
+    report_csv = job.report.resolve(job.plan)
+    out_dir = job.plan.output_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -176,18 +153,15 @@ def run_batch(
         remove_stale_temp_files(out_dir)  # what a killed run left half-written
         if report_csv is not None and report_csv.parent != out_dir:
             remove_stale_temp_files(report_csv.parent)
-        check_output_folder(
-            out_dir, estimate_output_bytes(plan.items[0].edited) if plan.items else 0
-        )
+        items = job.plan.items
+        check_output_folder(out_dir, estimate_output_bytes(items[0].edited) if items else 0)
         report = BatchReport(
-            plan=plan, rows=[], mode=restorer.name, report_path=report_csv, faces=faces
+            plan=job.plan, rows=[], mode=restorer.name, report_path=report_csv, faces=job.faces
         )
         old_rows = read_old_rows(report_csv) if report_csv and report_csv.is_file() else {}
-        run = BatchRun(report, params, restorer, processor, backend, on_progress, pause, cancel)
-        run.strip_location = strip_location
-        run.faces = faces
+        run = BatchRun(job, report, restorer, processor, on_progress, pause, cancel)
         run.executor = executor
-        return run.run(overwrite, old_rows)
+        return run.run(old_rows)
 
 
 class BatchExecutor:
@@ -226,16 +200,13 @@ class LocalExecutor(BatchExecutor):
 class BatchRun:
     """One batch in progress: its clock, the file in hand, progress events, pause."""
 
-    def __init__(self, report, params, restorer, processor, backend, on_progress, pause, cancel):
-        self.report, self.plan, self.params = report, report.plan, params
-        self.restorer, self.processor, self.backend = restorer, processor, backend
+    def __init__(self, job: BatchJob, report, restorer, processor, on_progress, pause, cancel):
+        self.job, self.report, self.plan, self.params = job, report, job.plan, job.params
+        self.backend, self.faces = job.backend, job.faces
+        self.strip_location = job.strip_location
+        self.restorer, self.processor = restorer, processor
         self.on_progress, self.pause = on_progress, pause
         self.is_cancelled = _cancel_fn(cancel)
-        self.pass_overwrite = accepts(processor, "overwrite")
-        self.strip_location = True
-        self.pass_strip_location = accepts(processor, "strip_location")
-        self.faces = "changed"
-        self.pass_faces = accepts(processor, "faces")
         self.started = time.monotonic()
         self.work_seconds = 0.0  # time spent processing (pauses excluded), for the ETA
         self.worked_files = 0
@@ -259,7 +230,7 @@ class BatchRun:
             self.write_reports()
 
     # -- the whole batch -------------------------------------------------------------
-    def run(self, overwrite: bool, old_rows: dict) -> BatchReport:
+    def run(self, old_rows: dict) -> BatchReport:
         report, mode = self.report, self.report.mode
         self.emit("start", message=self.plan.summary())
         try:
@@ -267,7 +238,7 @@ class BatchRun:
                 self.begin(item)
                 self.add_row(skipped_row(item, old_rows, mode), "skipped", write=False)
             self.write_reports()  # the header (and earlier results): rows append to it
-            self.executor.run_items(self, overwrite, old_rows)
+            self.executor.run_items(self, self.job.overwrite, old_rows)
         except Cancelled:
             return self.cancelled()
         except BaseException:  # KeyboardInterrupt, SystemExit: keep the report, then go
@@ -308,9 +279,9 @@ class BatchRun:
         mode = self.report.mode
         try:
             check_output_folder(self.plan.output_dir, estimate_output_bytes(item.edited))
-            kwargs = self.processor_options(item, overwrite)
+            request = self.request(item, overwrite=self.check_target(item, overwrite))
             before = fingerprints(item)
-            result = self.processor(item.original, item.edited, item.output, self.params, **kwargs)
+            result = self.processor.restore_file(request)
             row = ok_row(item, result, mode, before)
             del result  # nothing of the image survives the file
             row.seconds = f"{self.count_work():.2f}"
@@ -332,8 +303,9 @@ class BatchRun:
         self.add_row(failed_row(item, error, self.report.mode, seconds), "file failed")
         self.emit("stopped", message=str(error))
 
-    def processor_options(self, item: BatchItem, overwrite: bool) -> dict[str, Any]:
-        """The processor's keyword arguments; clears a stale, unfinished output."""
+    def check_target(self, item: BatchItem, overwrite: bool) -> bool:
+        """True when an earlier output is in the way and `overwrite` allows replacing it;
+        InputError when something that may not go is in the way."""
         side = sidecar_path(item.output)
         for path in (item.output, side):
             if path.is_dir():
@@ -352,22 +324,22 @@ class BatchRun:
                 f"{item.output}: already exists but is not marked finished (no finished "
                 "sidecar of ours). Remove it, or allow overwriting, and run again."
             )
-        kwargs: dict[str, Any] = dict(
-            restorer=self.restorer,
-            backend=self.backend,
-            on_step=self.on_step,
-            cancel=self.is_cancelled,
-        )
-        if self.faces != "changed" and self.pass_faces:
-            kwargs["faces"] = self.faces  # "changed" is every processor's default
-        if not self.strip_location and self.pass_strip_location:
-            kwargs["strip_location"] = False  # stripping is every processor's default
-        if stale and self.pass_overwrite:
-            kwargs["overwrite"] = True
-        elif stale:
-            item.output.unlink(missing_ok=True)  # stale, unfinished: allowed to go
+        return stale
+
+    def make_way(self, item: BatchItem, overwrite: bool) -> None:
+        """`check_target`, then remove the earlier output: for executors whose workers
+        write elsewhere and send the result back (it is gone before the file is sent)."""
+        if self.check_target(item, overwrite):
+            item.output.unlink(missing_ok=True)
             sidecar_path(item.output).unlink(missing_ok=True)
-        return kwargs
+
+    def request(self, item: BatchItem, *, overwrite: bool) -> FileRequest:
+        """`item` as the processor gets it: the job's choices, this run's step and cancel."""
+        return FileRequest(
+            item.original, item.edited, item.output, self.params, self.restorer,
+            backend=self.backend, faces=self.faces, overwrite=overwrite,
+            strip_location=self.strip_location, on_step=self.on_step, cancel=self.is_cancelled,
+        )  # fmt: skip
 
     def file_seconds(self) -> float:
         return time.monotonic() - self.file_start - self.paused_s

@@ -18,14 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.batch.lock import check_unlocked
+from engine.batch.plan import OUTPUT_FORMATS
 from engine.batch.run import (
     FACE_SELECTIONS,
     REPORT_NAME,
     RULES,
+    BatchJob,
     BatchPlan,
     BatchProgress,
+    ReportTarget,
     plan_batch,
-    resolve_report_path,
     rule_text,
     run_batch,
 )
@@ -38,13 +40,14 @@ from engine.cli.options import (
     add_location_options,
     add_param_options,
     add_restorer_options,
+    model_spec_from_args,
     params_from_args,
     parse_subcommand,
     restorer_from_args,
     safe_output,
 )
 from engine.errors import EditedIDError, InputError, ModelError
-from engine.restorers import get_restorer
+from engine.restorers import get_restorer, restorer_class
 
 CLUSTER_HELP = (
     "Restore on Ray workers instead of this process: 'local' starts a private Ray on this "
@@ -123,6 +126,14 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--rule", choices=RULES, default="stem", help="Pairing rule.")
     parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help="Save every result in this format (psd: a layered Photoshop document with the "
+        "restoration's mask, the aligned original and each face's masks). Default: the "
+        "edited file's format (PNG for formats that cannot be written).",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="Replace outputs that exist but are not marked finished.",
@@ -189,17 +200,12 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
     """Exit 0 when at least one pair is restored or already finished; 1 when nothing
     succeeded; 2 for bad arguments or folders; 3 when the model cannot load; 130 when
     cancelled. Failures are listed at the end."""
-    report_options = dict(
-        report_dir=args.report_dir,
-        write_report=not args.no_report,
-        overwrite_report=args.overwrite_report,
-    )
     try:
-        params = params_from_args(args)
-        plan = plan_batch(args.original_dir, args.edited_dir, args.out_dir, rule=args.rule)
+        job = _job(args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    plan = job.plan
     _print_plan(plan, sys.stderr)
     if args.check:
         return EXIT_OK
@@ -207,7 +213,7 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
         print("error: no pairs found; nothing to do.", file=sys.stderr)
         return EXIT_INPUT
     try:  # the report's place and the output folder's lock, before any model is loaded
-        resolve_report_path(plan, args.report, **report_options)
+        job.report.resolve(plan)
         check_unlocked(plan.output_dir)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -229,18 +235,11 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
         return EXIT_INPUT
     try:
         report = run_batch(
-            plan,
-            params,
+            job,
             restorer=restorer,
             processor=processor,
-            backend=args.backend,
             on_progress=_progress_printer(args.quiet),
-            report_path=args.report,
-            overwrite=args.overwrite,
-            strip_location=args.strip_location,
-            faces=args.faces,
             executor=executor,
-            **report_options,
         )
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -268,6 +267,29 @@ def cmd_batch(args: argparse.Namespace, processor=None) -> int:
     return EXIT_OK if report.succeeded else EXIT_FAILED
 
 
+def _job(args: argparse.Namespace) -> BatchJob:
+    """The batch the command line asks for (InputError for bad folders or values)."""
+    params = params_from_args(args)
+    plan = plan_batch(
+        args.original_dir, args.edited_dir, args.out_dir, rule=args.rule, out_format=args.format
+    )
+    return BatchJob(
+        plan,
+        params,
+        mode=args.mode,
+        backend=args.backend,
+        faces=args.faces,
+        overwrite=args.overwrite,
+        strip_location=args.strip_location,
+        report=ReportTarget(
+            path=args.report,
+            folder=args.report_dir,
+            write=not args.no_report,
+            overwrite=args.overwrite_report,
+        ),
+    )
+
+
 def _cluster_executor(args: argparse.Namespace, processor):
     """The Ray executor --cluster asks for (Ray is imported here, and only here)."""
     try:
@@ -277,9 +299,10 @@ def _cluster_executor(args: argparse.Namespace, processor):
             f"--cluster needs Ray, which is not installed ({error}). Install it with: "
             "pip install 'editedid-desktop[cluster]'"
         ) from None
-    from engine.batch.remote import WorkerSpec, restorer_options
+    from engine.batch.remote import WorkerSpec
 
-    spec = WorkerSpec(args.mode, restorer_options(args.mode, args), processor)
+    needs_model = restorer_class(args.mode).needs_model
+    spec = WorkerSpec(args.mode, model_spec_from_args(args) if needs_model else None, processor)
     return RayExecutor(spec, cluster=args.cluster, workers=args.workers)
 
 

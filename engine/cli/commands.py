@@ -28,6 +28,7 @@ from engine.cli.options import (
     EXIT_MODEL,
     EXIT_OK,
     add_location_options,
+    add_model_options,
     add_param_options,
     add_restorer_options,
     params_from_args,
@@ -35,7 +36,6 @@ from engine.cli.options import (
     run_command,
 )
 from engine.errors import InputError
-from engine.restorers import restorer_class
 
 # The exit codes and the parameter options live in engine.cli.options; these names are
 # kept here for the tests and scripts that import them from the main command module.
@@ -185,7 +185,7 @@ def _add_restore_crop_parser(subparsers) -> None:
     crop.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
     crop.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
     add_location_options(crop, carries_metadata=False)
-    restorer_class("diffusion").register_options(crop)  # the EditedID method on one pair
+    add_model_options(crop)  # the EditedID method on one pair
     crop.add_argument("--quiet", action="store_true", help="No progress output.")
     add_param_options(crop)
     crop.set_defaults(func=cmd_restore_crop)
@@ -277,7 +277,13 @@ def _add_restore_parser(subparsers) -> None:
     )
     photo.add_argument("--original", required=True, type=Path, help="The original photo.")
     photo.add_argument("--edited", required=True, type=Path, help="The AI-edited photo.")
-    photo.add_argument("--out", required=True, type=Path, help="Output image (.png, .jpg, .tif).")
+    photo.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="Output image (.png, .jpg, .tif), or .psd for a layered Photoshop document "
+        "(.psb past 30000 px).",
+    )
     photo.add_argument("--overwrite", action="store_true", help="Replace --out if it exists.")
     add_location_options(photo)
     photo.add_argument(

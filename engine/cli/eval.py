@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.cli.options import (
     EXIT_OK,
+    add_model_options,
     add_param_options,
     params_from_args,
     parse_subcommand,
@@ -21,7 +22,6 @@ from engine.cli.options import (
     run_command,
 )
 from engine.errors import InputError, ModelNotFoundError
-from engine.restorers import restorer_class
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -72,9 +72,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     ablation.add_argument("--ablation", action="store_true", help="Run the ablation instead.")
     ablation.add_argument("--original", type=Path, help="The original photo (ablation).")
     ablation.add_argument("--edited", type=Path, help="The edited photo (ablation).")
-    # The diffusion restorer's model options (--allow-pickle and --allow-download are the
+    # The SD model's options (--allow-pickle and --allow-download are the
     # ones above: they cover the CLIP and the SD model alike).
-    restorer_class("diffusion").register_options(ablation)
+    add_model_options(ablation)
     parser.add_argument("--quiet", action="store_true", help="No progress output.")
     add_param_options(parser)
     parser.set_defaults(func=cmd_eval)

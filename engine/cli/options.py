@@ -1,7 +1,7 @@
 """What every editedid-cli command shares: exit codes, the EditedID parameters as options,
-the restorer choice (--mode and each restorer's own options), and engine errors as exit
-codes. The commands (commands, batch, eval) import this module and never each other's,
-except that `commands.build_parser` gathers them all.
+the restorer choice (--mode), the model options and the ModelSpec they make, and engine
+errors as exit codes. The commands (commands, batch, eval) import this module and never
+each other's, except that `commands.build_parser` gathers them all.
 """
 
 from __future__ import annotations
@@ -17,8 +17,13 @@ from pathlib import Path
 
 from engine.errors import Cancelled, EditedIDError, InputError, ModelError
 from engine.io.names import SafeStream
+from engine.models.places import DEFAULT_SD_MODEL
+from engine.models.spec import COMPILE_MODES, ModelSpec, note_to_stderr
 from engine.params import PARAM_HELP, EditedIDParams, InvalidParams, params_in_document
-from engine.restorers import RESTORERS, Restorer, restorer_class
+from engine.restorers import RESTORERS, restorer_class
+
+if typing.TYPE_CHECKING:
+    from engine.runtime import EngineRestorer
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # an engine error of no more specific kind; or a batch where nothing succeeded
@@ -179,19 +184,91 @@ def add_location_options(parser: argparse.ArgumentParser, *, carries_metadata: b
     )
 
 
+# --- the model ------------------------------------------------------------------------
+def _model_options(default_model: str) -> list[tuple[str, dict]]:
+    return [
+        ("--model", {
+            "default": None,
+            "help": "SD 1.x diffusers folder, single .safetensors file or hub id "
+            f"(default {default_model}, looked up in the models folder).",
+        }),
+        ("--device", {"default": None, "help": "cuda, cuda:N or cpu (default: best available)."}),
+        ("--dtype", {"default": None, "help": "fp16, bf16 or fp32 (default: fp16 on CUDA)."}),
+        ("--low-vram", {
+            "action": "store_true",
+            "help": "VAE tiling; VAE and text encoder off the GPU while the UNet works; "
+            "null-text one face per pass; the entanglement's recorded attention in RAM.",
+        }),
+        ("--cpu-offload", {"action": "store_true", "help": "Keep idle model parts in RAM."}),
+        ("--compile", {
+            "action": "store_true",
+            "help": "torch.compile the UNet (GPU speed-up for long runs; the first restore "
+            "pays minutes of compiling; falls back to normal with a note where it cannot).",
+        }),
+        ("--compile-mode", {
+            "default": "default",
+            "choices": COMPILE_MODES,
+            "help": "with --compile: torch.compile's mode (reduce-overhead: CUDA graphs, "
+            "more GPU memory).",
+        }),
+        ("--allow-pickle", {
+            "action": "store_true",
+            "help": "Allow .ckpt/.bin checkpoints (they can run code; only trusted files).",
+        }),
+        ("--allow-download", {
+            "action": "store_true",
+            "help": "Download a hub model that is not on this machine yet.",
+        }),
+    ]  # fmt: skip
+
+
+# ModelSpec field -> the option's dest where they differ (every other field is its dest)
+SPEC_DESTS = {"source": "model"}
+
+
+def add_model_options(parser) -> None:
+    """The options of the SD model to run (`parser`: a parser or an argument group). An
+    option the command already has (eval's --allow-download also covers its CLIP model)
+    is left as the command defined it."""
+    for flag, options in _model_options(DEFAULT_SD_MODEL):
+        try:
+            parser.add_argument(flag, **options)
+        except argparse.ArgumentError:
+            continue
+
+
+def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    """The ModelSpec the parsed model options describe (an option the command does not
+    have takes the spec's default; eval's --models-dir is the models folder).
+    InvalidModelSpec (a ModelError) names each bad option by its flag."""
+    values, flags = {}, {}
+    for name, spec_field in ModelSpec.model_fields.items():
+        dest = SPEC_DESTS.get(name, name)
+        values[name] = getattr(args, dest, spec_field.default)
+        flags[name] = "--" + dest.replace("_", "-")
+    return ModelSpec.checked(values, names=flags)
+
+
 # --- restorers ------------------------------------------------------------------------
 def add_restorer_options(parser: argparse.ArgumentParser, default: str = "diffusion") -> None:
-    """--mode (one choice per registered restorer) and every restorer's own options."""
+    """--mode (one choice per registered restorer) and the model options where a
+    restorer needs a model."""
     modes = "; ".join(f"{name}: {cls.summary}" for name, cls in RESTORERS.items())
     parser.add_argument("--mode", choices=tuple(RESTORERS), default=default, help=modes + ".")
-    for cls in RESTORERS.values():
-        cls.register_options(parser)
+    if any(cls.needs_model for cls in RESTORERS.values()):
+        add_model_options(parser)
 
 
-def restorer_from_args(args: argparse.Namespace, name: str | None = None) -> Restorer:
+def restorer_from_args(args: argparse.Namespace, name: str | None = None) -> EngineRestorer:
     """The restorer `name` (default: --mode) built from the parsed options; a restorer
     with a model loads it here (ModelError when it cannot)."""
-    return restorer_class(name or args.mode).from_options(args)
+    from engine.runtime import Engine
+
+    cls = restorer_class(name or args.mode)
+    spec = model_spec_from_args(args) if cls.needs_model else None
+    loaded = cls.from_spec(spec, on_message=note_to_stderr)
+    # like every driver, the command runs its model through an Engine (engine.runtime)
+    return Engine(getattr(loaded, "model", None)).restorer(cls.name, who="this command")
 
 
 # --- running a command ----------------------------------------------------------------

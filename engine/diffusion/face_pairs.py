@@ -59,12 +59,15 @@ class RestoreResult:
     timings: dict[str, float]
     params: EditedIDParams
     model: dict = field(default_factory=dict)
+    # the MemoryPlan that ran (engine.models.memory_plan), with what the run chose
+    memory: dict = field(default_factory=dict)
 
     def diagnostics(self) -> dict:
         """Everything a sidecar or a report needs, JSON-serialisable."""
         return {
             "params": self.params.to_dict(),
             "model": self.model,
+            "memory": self.memory,
             "plan": self.plan,
             "unet": self.stats.as_dict(),
             "timings_s": self.timings,

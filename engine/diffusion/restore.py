@@ -52,14 +52,7 @@ from engine.diffusion.latents import (
     face_previews,
     predict_noise,
 )
-from engine.diffusion.memory import (
-    NULLTEXT_GIB_PER_SAMPLE_512,
-    NULLTEXT_MEMORY_SHARE,
-    branch_record_home,
-    free_gpu_gib,
-    in_chunks,
-    nulltext_faces_per_pass,
-)
+from engine.diffusion.memory import in_chunks
 from engine.diffusion.nulltext import NullTextResult, optimise_null_text
 from engine.diffusion.progress import (
     StepCallback,
@@ -73,6 +66,12 @@ from engine.diffusion.progress import (
 from engine.diffusion.prompts import Prompts, encode_prompts
 from engine.diffusion.schedule import Solver, StepPlan, make_plan
 from engine.errors import NumericalError
+from engine.models.memory_plan import (
+    NULLTEXT_GIB_PER_SAMPLE_512,
+    NULLTEXT_MEMORY_SHARE,
+    MemoryPlan,
+    plan_for,
+)
 from engine.params import EditedIDParams
 
 __all__ = [
@@ -84,14 +83,12 @@ __all__ = [
     "FacePair",
     "FaceResult",
     "InversionCache",
+    "MemoryPlan",
     "RestoreResult",
-    "branch_record_home",
     "default_cache",
     "element_attention_maps",
     "face_cache_key",
-    "free_gpu_gib",
     "gate_config",
-    "nulltext_faces_per_pass",
     "prepass_maps",
     "restore_faces",
     "validate_pairs",
@@ -115,10 +112,15 @@ def _invert_faces(
     check_cancel,
     timings,
     spec: RecordSpec | None = None,
+    memory: MemoryPlan | None = None,
+    chosen: dict[str, list] | None = None,
 ) -> tuple[list[CacheEntry], BranchRecord | None]:
     """Alignment and null-text for `pairs` in one batch; also the original and edited
     branches' attention for a target-only entanglement when `spec` is given and the
-    memory plan keeps a record (None otherwise, or when it came out incomplete)."""
+    memory plan keeps a record (None otherwise, or when it came out incomplete).
+    `chosen`: where what the plan left to the free memory is noted (faces per null-text
+    pass, the record's home)."""
+    memory = memory or plan_for(model)
     faces = len(pairs)
     start = _clock(model)
     begin_step("inversion", 0, plan.steps, 2 * faces)  # the VAE encodes come first
@@ -135,15 +137,20 @@ def _invert_faces(
     record, reserved = None, 0.0
     if spec is not None:
         need = record_bytes(model.unet, spec, faces, latent_hw, plan.steps, model.dtype) / 2**30
-        home = branch_record_home(model, need, latent_hw)
+        home = memory.record_home(need, latent_hw)
         if home is not None:
             record = BranchRecord(spec, faces, home)
             reserved = need if home == torch.device(model.device) else 0.0
+    per_pass = memory.nulltext_faces_per_pass(faces, latent_hw, reserved_gib=reserved)
     null = optimise_null_text(
         model, traj, cond_o, cond_e, prompts.uncond, plan, params, stats, on_step, check_cancel,
-        batch_faces=nulltext_faces_per_pass(model, faces, latent_hw, reserved_gib=reserved),
+        batch_faces=per_pass,
         recorder=None if record is None else BranchRecorder(model.unet, record),
     )  # fmt: skip
+    if chosen is not None:  # noted once the pass went through (not for a halved retry)
+        chosen["inversion_faces_per_pass"].append(faces)
+        chosen["nulltext_faces_per_pass"].append(per_pass or faces)
+        chosen["branch_record"].append("off" if record is None else str(record.home))
     timings["nulltext"] += _clock(model) - middle
     entries = [
         CacheEntry(_to_cpu_traj(traj.face(f)), _to_cpu_null(null.face(f))) for f in range(faces)
@@ -283,6 +290,8 @@ def restore_faces(
     cancel: CancelToken = None,
     cache: InversionCache | None = None,
     keep_latents: bool = False,
+    *,
+    plan: MemoryPlan | None = None,
 ) -> RestoreResult:
     """Restore the original identity in each aligned face pair (paper 2.2-2.4).
 
@@ -295,10 +304,17 @@ def restore_faces(
     checked before every UNet and VAE call (and, on an eager model, before each of its
     blocks), so a run stops within one UNet call in every stage (raises Cancelled).
     keep_latents: also return each face's final branch latents (FaceResult.latents).
+    plan: how the run fits in memory (engine.models.memory_plan: faces per UNet and
+    null-text pass, where the branch record lives); default: what the model's settings
+    and params.max_batch_faces give (plan_for). Its model settings (device, VAE tiling,
+    offload) must already be the model's: the out-of-memory ladder applies them
+    (engine.models.fallback). The result's diagnostics say which plan ran ("memory").
     Raises NumericalError instead of returning a non-finite or black crop.
     """
+    params = params or EditedIDParams()
+    memory = plan or plan_for(model, unet_faces=params.max_batch_faces)
     # 1. Prepare: the inputs checked, the merged step plan (eq. 6), the prompts.
-    run = _prepare(model, pairs, params or EditedIDParams(), on_step, cancel, cache)
+    run = _prepare(model, pairs, params, on_step, cancel, cache, memory)
     with monitoring(StepMonitor(on_step, run.check_cancel)):
         return _restore_stages(run, keep_latents)
 
@@ -329,6 +345,7 @@ class _Run:
     cache: InversionCache
     on_step: StepCallback | None
     check_cancel: Callable[[], None]
+    memory: MemoryPlan
     stats: UNetStats = field(default_factory=UNetStats)
     timings: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys((*STAGES, "decode"), 0.0)
@@ -338,6 +355,15 @@ class _Run:
     record_spec: RecordSpec | None = None
     records: dict[int, tuple[BranchRecord, int]] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # each face's cache key
+    # what the run chose where the plan leaves it to the free memory, per UNet pass
+    chosen: dict[str, list] = field(
+        default_factory=lambda: {
+            "inversion_faces_per_pass": [],
+            "nulltext_faces_per_pass": [],
+            "branch_record": [],
+            "entanglement_faces_per_pass": [],
+        }
+    )
 
 
 @dataclass
@@ -347,7 +373,7 @@ class _FaceOutput:
     latents: dict[str, torch.Tensor] | None
 
 
-def _prepare(model, pairs, params, on_step, cancel, cache) -> _Run:
+def _prepare(model, pairs, params, on_step, cancel, cache, memory: MemoryPlan) -> _Run:
     masks = validate_pairs(pairs)
     torch.manual_seed(params.seed)
     prompts = encode_prompts(model, params)
@@ -361,14 +387,18 @@ def _prepare(model, pairs, params, on_step, cancel, cache) -> _Run:
         cache=cache if cache is not None else default_cache(model),
         on_step=on_step,
         check_cancel=cancel_checker(cancel),
-        record_spec=_record_spec(model, prompts, params),
+        memory=memory,
+        record_spec=_record_spec(model, prompts, params, memory),
     )
 
 
-def _record_spec(model, prompts: Prompts, params: EditedIDParams) -> RecordSpec | None:
-    """The branch record this run's entanglement reads; None when LowMemory says "off"
-    or the settings cannot be replayed. Masks and overlap weights do not change it."""
-    if getattr(getattr(model, "low_memory", None), "branch_record", "auto") == "off":
+def _record_spec(
+    model, prompts: Prompts, params: EditedIDParams, memory: MemoryPlan | None = None
+) -> RecordSpec | None:
+    """The branch record this run's entanglement reads; None when the memory plan (by
+    default the model's settings) says "off" or the settings cannot be replayed. Masks
+    and overlap weights do not change it."""
+    if (memory or plan_for(model)).branch_record == "off":
         return None
     # host-side: the spec reads layer names and token columns, never the mask values
     blank = torch.zeros(1, 1, 8, 8, device="cpu")
@@ -381,8 +411,7 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, CacheEntry], list[bool]
     keys = run.keys = [face_cache_key(run.model, p, run.params) for p in run.pairs]
     entries = {i: hit for i, key in enumerate(keys) if (hit := run.cache.get(key)) is not None}
     cached = [i in entries for i in range(len(run.pairs))]
-    place = getattr(getattr(run.model, "low_memory", None), "branch_record", "auto")
-    kept = run.cache.records_for(set(keys), run.record_spec, place)
+    kept = run.cache.records_for(set(keys), run.record_spec, run.memory.branch_record)
     run.records.update({i: kept[keys[i]] for i in entries if keys[i] in kept})
     missing = [i for i in range(len(run.pairs)) if i not in entries]
 
@@ -398,6 +427,8 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, CacheEntry], list[bool]
             run.check_cancel,
             run.timings,
             run.record_spec,
+            run.memory,
+            run.chosen,
         )
         for slot, (i, entry) in enumerate(zip(indices, new, strict=True)):
             entries[i] = entry
@@ -405,7 +436,7 @@ def _align_and_disentangle(run: _Run) -> tuple[dict[int, CacheEntry], list[bool]
             if record is not None:
                 run.records[i] = (record, slot)
 
-    in_chunks(missing, run.params.max_batch_faces, invert)
+    in_chunks(missing, run.memory.unet_faces, invert)
     return entries, cached
 
 
@@ -425,8 +456,9 @@ def _entangle_all(
 
         def entangle(indices: list[int], overlap=overlap) -> None:
             outputs.update(_entangle_batch(run, entries, indices, overlap, keep_latents))
+            run.chosen["entanglement_faces_per_pass"].append(len(indices))
 
-        in_chunks(members, run.params.max_batch_faces, entangle)
+        in_chunks(members, run.memory.unet_faces, entangle)
     return outputs
 
 
@@ -489,7 +521,10 @@ def _result(run: _Run, entries, cached: list[bool], outputs) -> RestoreResult:
             )
         )
     describe = run.model.describe() if hasattr(run.model, "describe") else {}
-    return RestoreResult(faces, run.plan.describe(), run.stats, run.timings, run.params, describe)
+    memory = {**run.memory.describe(), "chosen": run.chosen}
+    return RestoreResult(
+        faces, run.plan.describe(), run.stats, run.timings, run.params, describe, memory
+    )
 
 
 def _clock(model) -> float:

@@ -1,4 +1,5 @@
-"""Saving results: PNG / JPEG / TIFF with the edited photo's metadata, safely.
+"""Saving results: PNG / JPEG / TIFF / layered PSD (engine.io.psd), with the edited
+photo's metadata, safely.
 
 `save_result` keeps the reference (edited input) file's EXIF, with Orientation reset to 1
 because the pixels handed to it are already upright, and its ICC profile. A 16-bit
@@ -45,6 +46,7 @@ from PIL import Image
 from engine.errors import InputError
 from engine.io.files import OutputFolderError, atomic_write, make_temp_file
 from engine.io.images import exif_orientation, open_image
+from engine.io.psd import ResultLayers
 from engine.io.sidecars import (  # noqa: F401 - re-exported
     MAX_SIDECAR_BYTES,
     SIDECAR_MARKER,
@@ -55,6 +57,7 @@ from engine.io.sidecars import (  # noqa: F401 - re-exported
     write_with_sidecar,
 )
 from engine.io.targets import (  # noqa: F401 - re-exported
+    FORMAT_WORDS,
     FORMATS,
     check_result_target,
     same_file,
@@ -261,6 +264,34 @@ def _blend_16bit(reference16: np.ndarray, result8: np.ndarray, alpha) -> np.ndar
     return np.where(a > 0, blended, reference16)
 
 
+def deep_blend(reference16: np.ndarray, image8: np.ndarray, alpha, layers: ResultLayers):
+    """The 16-bit result of a restore whose 8-bit result `image8` is the blend of the
+    8-bit edit and the restoration (layers): the same blend done at 16 bit, so the edit's
+    own 16-bit pixels are kept exactly where alpha is 0 and weigh (1 - alpha) elsewhere.
+
+    Why not `_blend_16bit(reference16, image8, alpha)`: image8 is already blended, so
+    blending it again gave the restoration alpha² at the blend's edges (a softer,
+    narrower restoration in 16-bit files than in 8-bit ones of the same run). A merged
+    result (no restoration of its own) adds the edit's detail below 8 bits to it:
+    image8 * 257 + (edit16 - edit8 * 257) * (1 - alpha), where it differs from the edit.
+    """
+    edited8 = np.asarray(layers.edited)
+    a = np.zeros(image8.shape[:2]) if alpha is None else np.asarray(alpha, np.float64)
+    a = np.clip(a, 0.0, 1.0)
+    ref = reference16.astype(np.float64)
+    if layers.restored is not None:
+        restored = edited8.copy()
+        x0, y0, x1, y1 = layers.restored.box
+        restored[y0:y1, x0:x1] = layers.restored.pixels
+        blended = ref * (1.0 - a[..., None]) + restored.astype(np.float64) * 257.0 * a[..., None]
+    else:
+        a = np.where(np.any(image8 != edited8, axis=2), np.maximum(a, 1e-9), a)
+        detail = ref - edited8.astype(np.float64) * 257.0
+        blended = image8.astype(np.float64) * 257.0 + detail * (1.0 - a[..., None])
+    blended = np.clip(np.rint(blended), 0, 65535).astype(np.uint16)
+    return np.where((a > 0)[..., None], blended, reference16)
+
+
 # --- PNG chunks for the 16-bit path (cv2 writes the pixels, we add the metadata) ----------
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(kind + data) & 0xFFFFFFFF
@@ -293,10 +324,11 @@ def save_result(
     protected_paths=(),
     warnings: list[str] | None = None,
     strip_location: bool = True,
+    layers: ResultLayers | None = None,
 ) -> Path:
     """Write the result image; returns the path written.
 
-    out_path: .png, .jpg/.jpeg or .tif/.tiff (anything else: InputError).
+    out_path: .png, .jpg/.jpeg, .tif/.tiff or .psd/.psb (anything else: InputError).
     image_rgb8: HxWx3 uint8, already upright.
     reference_path: the edited input; its EXIF (Orientation set to 1), ICC profile and dpi
         are copied; a 16-bit PNG/TIFF reference gives a 16-bit PNG/TIFF result.
@@ -306,6 +338,7 @@ def save_result(
     warnings: if a list is given, notes (e.g. "saved as 8-bit because ...") are appended.
     strip_location: drop the reference's GPS data (see the module docstring for why this
         is the default); False keeps it with the rest of the EXIF.
+    layers: what a layered .psd holds besides the image (engine.io.psd); required there.
     """
     out = Path(out_path)
     image = np.asarray(image_rgb8)
@@ -318,10 +351,13 @@ def save_result(
     # 3. a 16-bit reference gives 16-bit pixels where the format allows it
     pixels16 = None
     if reference is not None and _reference_bit_depth(reference) == 16:
-        pixels16 = _pixels_16bit(out, fmt, reference, meta, image, changed_alpha, notes)
+        pixels16 = _pixels_16bit(out, fmt, reference, meta, image, changed_alpha, notes, layers)
     # 4. space for it, then the write itself
-    check_output_folder(out.parent, image.size * (2 if pixels16 is not None else 1))
-    if pixels16 is not None and fmt == "PNG":
+    layered = 4 + 2 * len(layers.faces) if fmt == "PSD" and layers is not None else 1
+    check_output_folder(out.parent, image.size * (2 if pixels16 is not None else 1) * layered)
+    if fmt == "PSD":
+        _write_psd(out, image, changed_alpha, layers, meta, pixels16, reference, notes)
+    elif pixels16 is not None and fmt == "PNG":
         _write_png16(out, pixels16, meta)
     elif pixels16 is not None and fmt == "TIFF" and _tifffile() is not None:
         atomic_write(out, lambda handle: _write_tiff16(handle, pixels16, meta))
@@ -353,8 +389,7 @@ def _check_target(out: Path, image: np.ndarray, reference_path, protected_paths,
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise InputError(
-            f"{out}: cannot save as {out.suffix or 'a file without extension'!r}; "
-            "use .png, .jpg or .tif."
+            f"{out}: cannot save as {out.suffix or 'a file without extension'!r}; {FORMAT_WORDS}."
         )
     for protected in protected_paths or ():
         if protected is not None and same_file(out, Path(protected)):
@@ -388,7 +423,14 @@ def _drop_unfit_metadata(out: Path, fmt: str, meta: dict) -> list[str]:
 
 
 def _pixels_16bit(
-    out: Path, fmt: str, reference: Path, meta: dict, image, changed_alpha, notes: list[str]
+    out: Path,
+    fmt: str,
+    reference: Path,
+    meta: dict,
+    image,
+    changed_alpha,
+    notes: list[str],
+    layers: ResultLayers | None = None,
 ) -> np.ndarray | None:
     """The 16-bit result for a 16-bit reference, or None (8-bit, with a note why)."""
     if fmt == "JPEG":
@@ -405,6 +447,8 @@ def _pixels_16bit(
             f"{out}: changed_alpha has shape {np.asarray(changed_alpha).shape}, "
             f"the image {image.shape[:2]}."
         )
+    if layers is not None and np.asarray(layers.edited).shape == image.shape:
+        return deep_blend(reference16, image, changed_alpha, layers)
     return _blend_16bit(reference16, image, changed_alpha)
 
 
@@ -417,6 +461,35 @@ def _write_png16(out: Path, pixels16: np.ndarray, meta: dict) -> None:
         raise InputError(f"{out}: could not encode the 16-bit PNG.")
     data = _png_add_chunks(encoded.tobytes(), meta["icc"], meta["exif"], meta["dpi"])
     atomic_write(out, lambda handle: handle.write(data))
+
+
+def _write_psd(
+    out: Path, image, changed_alpha, layers, meta: dict, pixels16, reference, notes: list[str]
+) -> None:
+    """The layered document: its composite is the PNG's pixels (16-bit where the PNG's
+    are), the edited photo's 16-bit pixels its bottom layer for a 16-bit reference."""
+    from engine.io.psd import encode_psd, large_note, psd_layers
+
+    if layers is None:
+        raise InputError(
+            f"{out}: a Photoshop document needs the restore's layers (the edited photo, "
+            "the restoration and its blend); save this result as .png, .jpg or .tif."
+        )
+    edited16 = None
+    if pixels16 is not None:
+        edited16 = _read_16bit_upright(reference, meta["orientation"])
+    composite = pixels16 if edited16 is not None else image
+    data = encode_psd(
+        composite,
+        psd_layers(image, changed_alpha, layers, edited16=edited16, composite16=pixels16),
+        icc=meta["icc"],
+        dpi=meta["dpi"],
+        exif=meta["exif"],
+    )
+    atomic_write(out, lambda handle: handle.write(data))
+    note = large_note(out, image.shape)
+    if note:
+        notes.append(note)
 
 
 def _has_sub_ifds(meta: dict) -> bool:

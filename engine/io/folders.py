@@ -10,7 +10,8 @@ Windows are the same name);
 with rule "stem" an edited name may also carry an editing marker (EDIT_MARKERS) before or
 after the name, joined by _ - . or a space, and an exact name match wins over a marked
 one. Several originals of one name, or several equally good edited photos for one
-original, are ambiguous and pair with nothing.
+original, are ambiguous and pair with nothing, except a camera RAW beside the camera's
+own JPEG of the same frame (RAW + JPEG shooting): the RAW is the original.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+from engine.io.camera import AVIF_EXTENSIONS, HEIF_EXTENSIONS, RAW_EXTENSIONS
+
+# Originals and edits alike: a shoot's RAW originals pair with the PNG/JPEG edits by name.
+IMAGE_EXTENSIONS = (
+    (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+    + HEIF_EXTENSIONS
+    + AVIF_EXTENSIONS
+    + RAW_EXTENSIONS
+)
 RULES = ("stem", "exact")
 EDIT_MARKERS = ("edited", "edit", "ai", "retouched", "result", "final")
 NAME_SEPARATOR = r"[ _.\-]+"
@@ -84,7 +93,12 @@ def pair_by_name(
     pairing = NamePairing(pairs=[])
     blocked = set()
     for key, paths in by_key.items():
-        if len(paths) > 1:
+        raws = [p for p in paths if p.suffix.lower() in RAW_EXTENSIONS]
+        if len(paths) > 1 and len(raws) == 1:
+            # RAW + JPEG shooting: the RAW is the original, the camera's JPEG a copy of
+            # it (not an original left without its edit)
+            by_key[key] = raws
+        elif len(paths) > 1:
             names = ", ".join(p.name for p in paths)
             pairing.ambiguous.append(f"several originals share the name {key!r}: {names}")
             blocked.add(key)

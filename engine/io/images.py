@@ -1,10 +1,11 @@
 """Reading images safely (clear messages naming the file) and writing them atomically.
 
 Every image a user or a client hands us is opened here (`open_image`, `read_rgb`,
-`read_mask`), and only with the decoders we support (`SUPPORTED_FORMATS`): a PostScript,
-PDF or any other file named `.jpg` is refused before a decoder (or Ghostscript) sees it.
-Before any pixel is decoded, the size its header declares is checked against
-`MAX_IMAGE_PIXELS` and `MAX_ASPECT_RATIO`.
+`read_mask`), and only with the decoders we support (`SUPPORTED_FORMATS`, and LibRaw for
+camera RAW names, `engine.io.camera`): a PostScript, PDF or any other file named `.jpg`
+is refused before a decoder (or Ghostscript) sees it, and a file named `.cr2` or `.heic`
+must be what its name says. Before any pixel is decoded, the size its header declares
+is checked against `MAX_IMAGE_PIXELS` and `MAX_ASPECT_RATIO`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,24 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import InputError
+from engine.io.camera import (
+    RawImageFile,
+    formats_for_name,
+    heif_pixels16,
+    is_raw_name,
+    open_raw,
+    register_decoders,
+)
 from engine.io.files import atomic_write, atomic_write_bytes, atomic_write_text
 
-# Pillow's decoders we use (a phone's multi-picture JPEG opens through JPEG, as MPO).
-# Nothing else is ever tried: no EPS/PS (it starts Ghostscript), PDF, PSD, ...
-SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
-SUPPORTED_NAMES = "PNG, JPEG, TIFF, WebP and BMP"
+# Pillow's decoders we use (a phone's multi-picture JPEG opens through JPEG, as MPO; HEIF
+# is pillow-heif's plugin). Nothing else is ever tried: no EPS/PS (it starts
+# Ghostscript), PDF, PSD, ... Camera RAW goes to LibRaw by its name, never to Pillow.
+SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "HEIF", "AVIF")
+SUPPORTED_NAMES = (
+    "PNG, JPEG, TIFF, WebP, BMP, HEIC/HEIF, AVIF and camera RAW (CR2, CR3, NEF, ARW, RAF, DNG, ...)"
+)
+register_decoders()
 
 # ~14000x14000. Refused by the size the file's header declares, before anything is
 # decoded (Pillow itself only warns below twice its own limit, so we check it ourselves).
@@ -121,9 +134,18 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror or error}).") from error
     with handle:
+        if is_raw_name(path):
+            image = open_raw(path, handle)
+            _check_sensor_size(path, image)
+            _check_size(path, image)
+            yield image
+            return
+        formats, promised = formats_for_name(path, SUPPORTED_FORMATS)
         try:
-            image = Image.open(handle, formats=SUPPORTED_FORMATS)
+            image = Image.open(handle, formats=formats)
         except UnidentifiedImageError as error:
+            if promised:
+                raise InputError(_misnamed(path, handle, promised)) from error
             raise InputError(
                 f"{path}: not a readable image ({SUPPORTED_NAMES} are supported)."
             ) from error
@@ -138,7 +160,60 @@ def open_image(path: str | Path) -> Iterator[Image.Image]:
                 f"{path}: the image is damaged or truncated ({error}). Export it again."
             ) from error
         _check_size(path, image)
+        _refuse_camera_raw_in_tiff(path, image)
         yield image
+
+
+def _misnamed(path: Path, handle, promised: str) -> str:
+    """What to say of a file whose content is not the HEIF/AVIF its name promises."""
+    handle.seek(0)
+    try:
+        with Image.open(handle, formats=SUPPORTED_FORMATS) as actual:
+            kind = f"it is a {actual.format} file"
+    except Exception:  # noqa: BLE001 - not any image we read
+        kind = "it is not an image EditedID reads"
+    return (
+        f"{path}: not a {promised}, although its name says so ({kind}). "
+        "Use the file as it came from the camera or phone, or give it its right extension."
+    )
+
+
+def _check_sensor_size(path: Path, image: RawImageFile) -> None:
+    """The sensor data LibRaw would unpack, by the header, against the pixel cap."""
+    width, height = image.sensor_size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"{path}: the camera RAW file declares {width}x{height} sensor pixels "
+            f"({width * height / 1e6:.0f} megapixels; the limit is "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f}); not decoded."
+        )
+
+
+def _refuse_camera_raw_in_tiff(path: Path, image: Image.Image) -> None:
+    """A DNG or CR2 under a TIFF (or other) name: Pillow would show its small embedded
+    preview as the photo, so it is refused, asking for its RAW name."""
+    if image.format != "TIFF":
+        return
+    tags = getattr(image, "tag_v2", {})
+    if 50706 in tags:  # DNGVersion
+        kind = "DNG"
+    elif getattr(image, "fp", None) is not None and _head(image.fp)[8:10] == b"CR":
+        kind = "Canon CR2"
+    else:
+        return
+    raise InputError(
+        f"{path}: a {kind} camera RAW file under a {path.suffix or 'TIFF'} name; read as a "
+        f"TIFF it would give only its small preview. Give it its .{kind[-3:].lower()} name."
+    )
+
+
+def _head(handle) -> bytes:
+    where = handle.tell()
+    try:
+        handle.seek(0)
+        return handle.read(16)
+    finally:
+        handle.seek(where)
 
 
 def _open(path: str | Path) -> Image.Image:
@@ -148,6 +223,8 @@ def _open(path: str | Path) -> Image.Image:
         try:
             image.load()
             return image
+        except InputError:
+            raise
         except PermissionError as error:
             raise InputError(f"{path}: cannot be read (permission denied).") from error
         except Image.DecompressionBombError as error:
@@ -188,6 +265,20 @@ def read_rgb(path: str | Path) -> np.ndarray:
     elif image.mode in ("I", "F"):
         image = Image.fromarray(_deep_grey_to_8bit(path, image))
     return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+
+
+def read_deep_rgb(path: str | Path) -> np.ndarray | None:
+    """HxWx3 uint16 RGB, upright, of the inputs whose decoders give more than Pillow's
+    8 bits: a camera RAW (LibRaw's 16-bit development) and a 10/12-bit HEIF (scaled to
+    16 bits). None for any other file (16-bit PNG and TIFF: engine.io.export reads them).
+    """
+    path = Path(path)
+    with open_image(path) as image:
+        if isinstance(image, RawImageFile):
+            return image.pixels16()
+        if image.format != "HEIF":
+            return None
+    return heif_pixels16(path)
 
 
 def _deep_grey_to_8bit(path: str | Path, image: Image.Image) -> np.ndarray:

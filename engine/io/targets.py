@@ -14,7 +14,11 @@ from engine.errors import InputError
 from engine.io.files import OutputFolderError
 
 DEFAULT_NAME_MAX = 255  # bytes of one name on ext4, APFS, NTFS (UTF-16 units), exFAT
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+FORMATS = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+    ".psd": "PSD", ".psb": "PSD",  # layered (engine.io.psd); .psb: the large-document form
+}  # fmt: skip
+FORMAT_WORDS = "use .png, .jpg, .tif or .psd"
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -60,8 +64,7 @@ def check_result_target(
         raise InputError(f"{out}: is a folder; give a file name for the result.")
     if formats is not None and out.suffix.lower() not in formats:
         raise InputError(
-            f"{out}: cannot save as {out.suffix or 'a file without extension'!r}; "
-            "use .png, .jpg or .tif."
+            f"{out}: cannot save as {out.suffix or 'a file without extension'!r}; {FORMAT_WORDS}."
         )
     folder = out.parent
     if not folder.is_dir():

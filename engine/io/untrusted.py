@@ -108,6 +108,15 @@ def read_json(
     deep in a slot that turns it into a slider position."""
     path = Path(path)
     data = read_bytes(path, what=what, limit=limit)
+    return parse_json(data, path=path, what=what, max_items=max_items, allow_nan=allow_nan)
+
+
+def parse_json(
+    data: bytes, *, path: str | Path, what: str, max_items: int = 1_000_000, allow_nan: bool = True
+) -> Any:
+    """read_json's rules for bytes already read (a safetensors header): UTF-8, no duplicate
+    keys, at most `max_items` entries; InputError naming `path` otherwise."""
+    path = Path(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

@@ -9,45 +9,34 @@ engine.models.loading does the loading.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelError
+from engine.models.safety import (
+    UNET_BOUNDS,
+    check_config_bounds,
+    check_folder_entries,
+    read_model_json,
+    safetensors_shapes,
+)
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 SAFE_SUFFIXES = (".safetensors",)
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
 
-MIB = 1 << 20
-MAX_CONFIG_BYTES = 64 * MIB  # a model's JSON files are kilobytes; larger is not one
 MAX_TRAIN_TIMESTEPS = 100_000  # SD 1.x uses 1000
 
 
 # -- folder ------------------------------------------------------------------------------
 def read_json(path: Path) -> dict[str, Any]:
-    """A model folder's JSON file, which must hold a JSON object; else ModelError naming it."""
-    damaged = "The model folder looks damaged"
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ModelError(
-                f"Cannot read {path}: {path.stat().st_size / MIB:.0f} MiB is far too large "
-                f"for a model's JSON file. {damaged}."
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, RecursionError) as exc:
-        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
-        raise ModelError(f"Cannot read {path}: {why}. {damaged}.") from exc
-    if not isinstance(data, dict):
-        raise ModelError(
-            f"Cannot read {path}: it holds a JSON {type(data).__name__}, not an object "
-            f"({{...}}). {damaged}."
-        )
-    return data
+    """A model folder's JSON file, which must hold a JSON object; else ModelError naming it
+    (read as untrusted input: engine.models.safety)."""
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return read_model_json(path)
 
 
 def check_sd1_folder(folder: Path) -> dict[str, Any]:
@@ -56,6 +45,7 @@ def check_sd1_folder(folder: Path) -> dict[str, Any]:
     Returns the unet config. Raises ModelError saying why not.
     """
     index_path = folder / "model_index.json"
+    check_folder_entries(folder)
     if not index_path.is_file():
         hint = ""
         nested = sorted(p.parent for p in folder.glob("*/model_index.json"))
@@ -104,6 +94,7 @@ def _check_sd1_configs(
     where: str,
 ) -> None:
     sd1 = "EditedID needs a Stable Diffusion 1.x model (e.g. CompVis/stable-diffusion-v1-4)"
+    check_config_bounds(unet_cfg, UNET_BOUNDS, f"{where}/unet/config.json")
     if unet_cfg.get("addition_embed_type") == "text_time":
         raise ModelError(f"{where} is a Stable Diffusion XL model; {sd1}.")
     cross = unet_cfg.get("cross_attention_dim")
@@ -229,13 +220,8 @@ def check_sd1_folder_configs_only(config: Path) -> None:
 
 # -- single file -------------------------------------------------------------------------
 def single_file_keys(path: Path) -> dict[str, tuple[int, ...]]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"{path} is not a readable .safetensors file: {exc}") from exc
+    """Tensor name -> shape from the file's header, read with caps (engine.models.safety)."""
+    return safetensors_shapes(path)
 
 
 def check_sd1_single_file(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:

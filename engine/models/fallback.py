@@ -1,65 +1,71 @@
-"""Out of GPU memory: retry with lower-memory settings, then on the CPU (DESIGN.md §8).
+"""Out of GPU memory: the ladder of engine.models.memory_plan, run (DESIGN.md §8).
 
     result = restore_with_fallback(
-        lambda m: restore_faces(m, pairs, params, on_step=..., cancel=...), model,
+        lambda m, plan: restore_faces(m, pairs, params, plan=plan, on_step=...), model,
         on_message=status_bar.showMessage,
     )
 
-`restore_faces` already micro-batches on out-of-memory: it halves its face batch (for
-inversion + null-text and for entanglement apart) down to one face, and raises
-`engine.errors.OutOfMemory` when even one face does not fit; this wrapper is the next
-level up. Every rung lowers peak memory (bench/engine_cost.py --simulate measures it);
-each is tried only when it changes something:
-
-1. `lower_memory(settings)` = `LowMemory(vae_tiling=True, offload_encoders=True,
-   nulltext_batch_faces=1, branch_record="host")` over the user's other settings: the VAE
-   and the text encoder wait on the CPU while the UNet works (their ~0.4 GB in fp16), the
-   VAE encodes and decodes tile by tile, null-text's forward + backward passes take
-   one face at a time (the rest of the batch stays together), and the branch record of
-   the target-only entanglement waits in host memory;
-2. the CPU in fp32: every weight module is moved with `module.to(device="cpu",
-   dtype=torch.float32)` and the model's `device` / `dtype` fields are set to match
-   (the engine reads them for every tensor it makes), VAE tiling kept on to bound RAM.
-   Much slower, but it finishes. Message: "... fell back to CPU ...".
-
-Not rungs: attention slicing (diffusers' sliced processor keeps its maps for null-text's
-backward pass, where SDPA keeps none: it RAISES null-text memory, 1.9 -> 4.2 GiB for one
-face at 512 in issue 13's estimate) and full CPU offload (the UNet must stay on the GPU
-through each forward and backward pass, so the peak is that of rung 1; it only adds
-transfers). User settings with either are kept on rung 1.
+`memory_ladder(model)` gives the plans, in order (the model as set; the memory savers; the
+CPU in fp32), each only when it changes something; this module runs them: it applies a
+plan's model settings (`apply_plan`: savers, device, dtype) and calls run(model, plan),
+which follows the plan's run settings (faces per pass, where the branch record lives).
+`restore_faces` already halves its faces per UNet pass on out-of-memory down to one face
+and raises `engine.errors.OutOfMemory` when even one face does not fit; that is the cue
+for the next plan. For the CPU step every weight module is moved with
+`module.to(device="cpu", dtype=torch.float32)` and the model's `device` / `dtype` fields
+are set to match (the engine reads them for every tensor it makes). Message: "... fell
+back to CPU ...".
 
 Afterwards (success or final failure) the caller's previous settings come back: memory
 savers, device and dtype, so the next photo tries the fast path again. Pass
 `keep_fallback=True` to keep the setting that worked (a batch that hit the limit once
 will likely hit it again; keeping it avoids a failed attempt per file).
 
-Only out-of-memory errors are caught (torch.OutOfMemoryError, our OutOfMemory, or a
-RuntimeError whose text says "out of memory"); anything else, and Cancelled, propagates
-at once with the previous settings restored.
+Only out-of-memory errors are caught (memory_plan.is_out_of_memory); anything else, and
+Cancelled, propagates at once with the previous settings restored. When every plan ran
+out of memory, `LadderExhausted` (an OutOfMemory) says so: a caller's own retry with
+lower settings would repeat the ladder.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
 
 from engine.errors import OutOfMemory
 from engine.models.loading import WEIGHT_COMPONENTS, LowMemory, tune_for_device
+from engine.models.memory_plan import (
+    ON_CPU,
+    SAVERS,
+    MemoryPlan,
+    is_out_of_memory,
+    lower_memory,
+    memory_ladder,
+)
+
+__all__ = [
+    "LadderExhausted",
+    "apply_plan",
+    "is_out_of_memory",
+    "lower_memory",
+    "move_model",
+    "restore_with_fallback",
+]
 
 T = TypeVar("T")
 
-ON_CPU = LowMemory(vae_tiling=True)
 CPU = torch.device("cpu")
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for torch's CUDA OOM, our OutOfMemory, and 'out of memory' RuntimeErrors."""
-    if isinstance(error, OutOfMemory | torch.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+class LadderExhausted(OutOfMemory):
+    """Every plan of the out-of-memory ladder ran out of memory (`plans`: the ones tried)."""
+
+    def __init__(self, message: str, plans: Sequence[MemoryPlan]) -> None:
+        super().__init__(message)
+        self.plans = tuple(plans)
 
 
 def _free_memory() -> None:
@@ -79,103 +85,79 @@ def move_model(model, device: torch.device | str, dtype: torch.dtype) -> None:
     tune_for_device(model.unet, device)
 
 
-def lower_memory(low: LowMemory) -> LowMemory:
-    """Rung 1 of the ladder from the settings `low`: the savers that lower the peak (VAE
-    tiling, VAE and text encoder off the GPU while the UNet works, null-text one face per
-    pass, the branch record in host memory), the user's other settings kept. For callers
-    with their own retry (the app)."""
-    changes = {"vae_tiling": True, "offload_encoders": True, "nulltext_batch_faces": 1}
-    if low.branch_record != "off":
-        changes["branch_record"] = "host"
-    return LowMemory(**(vars(low) | changes))
+def apply_plan(model, plan: MemoryPlan) -> None:
+    """Give the model the plan's settings: its savers, and its device and dtype."""
+    low = plan.low_memory()
+    if torch.device(model.device) != plan.device or model.dtype != plan.dtype:
+        # Drop offload first (nothing moves: the GPU may be full), then move everything.
+        model.low_memory = LowMemory(**vars(low))
+        move_model(model, plan.device, plan.dtype)
+    model.set_low_memory(low)
 
 
-def _same(a: LowMemory, b: LowMemory) -> bool:
-    return vars(a) == vars(b)
+def _message(plan: MemoryPlan, first: MemoryPlan) -> str:
+    if plan.name == SAVERS:
+        return (
+            "Out of GPU memory; retrying with the VAE and text encoder off the GPU while "
+            "the UNet works, VAE tiling and null-text one face at a time (a little "
+            "slower, less memory)."
+        )
+    if plan.name == ON_CPU:
+        return (
+            f"Out of GPU memory even with every memory saver: fell back to CPU (fp32). "
+            f"This is much slower; close other GPU programs or lower the resolution to "
+            f"use the GPU ({first.device}) again."
+        )
+    return f"Out of memory; retrying with the memory plan {plan.name!r}."
 
 
 def restore_with_fallback(
-    run: Callable[[object], T],
+    run: Callable[[object, MemoryPlan], T],
     model,
     *,
     on_message: Callable[[str], None] | None = print,
     keep_fallback: bool = False,
+    plans: Sequence[MemoryPlan] | None = None,
 ) -> T:
-    """run(model); on out-of-memory retry with less memory, then on the CPU.
+    """run(model, plan) for each plan of the ladder (default memory_ladder(model)) until
+    one does not run out of memory.
 
-    Raises engine.errors.OutOfMemory (chained to the last error) when the CPU run also
-    runs out of memory. See the module docstring for the ladder and what is restored.
+    Raises LadderExhausted (an engine.errors.OutOfMemory, chained to the last error)
+    when the last plan also runs out of memory. See the module docstring for what is
+    restored afterwards.
     """
     say = on_message or (lambda _message: None)
+    ladder = tuple(plans) if plans is not None else memory_ladder(model)
     previous_low = LowMemory(**vars(model.low_memory))
     previous_device, previous_dtype = model.device, model.dtype
-    on_gpu = torch.device(previous_device).type != "cpu"
-
-    rungs = _rungs(model, previous_low, previous_device, on_gpu)
 
     changed = False
+    last: BaseException | None = None
     try:
-        try:
-            return run(model)
-        except BaseException as error:  # noqa: BLE001 - filtered just below
-            if not is_out_of_memory(error):
-                raise
-            last: BaseException = error
-        for message, apply in rungs:
-            _free_memory()
-            say(message)
-            apply()
-            changed = True
+        for index, plan in enumerate(ladder):
+            if index:
+                _free_memory()
+                say(_message(plan, ladder[0]))
+                apply_plan(model, plan)
+                changed = True
             try:
-                return run(model)
+                return run(model, plan)
             except BaseException as error:  # noqa: BLE001 - filtered just below
                 if not is_out_of_memory(error):
                     raise
                 last = error
-        raise OutOfMemory(
+        on_gpu = any(p.device.type != "cpu" for p in ladder)
+        raise LadderExhausted(
             "Out of memory even with every memory saver"
             + (" and on the CPU" if on_gpu else "")
             + ". Lower the resolution, restore fewer faces at once (max_batch_faces) or "
-            "close other programs."
+            "close other programs.",
+            ladder,
         ) from last
     finally:
         if changed and not keep_fallback:
             _restore(model, previous_low, previous_device, previous_dtype, say)
         _free_memory()
-
-
-def _rungs(model, previous_low: LowMemory, previous_device, on_gpu: bool):
-    """The ladder for this model: (message, apply) pairs, each only when it changes
-    something (module docstring)."""
-    rungs: list[tuple[str, Callable[[], None]]] = []
-    lower = lower_memory(previous_low)
-    if not _same(lower, previous_low):
-        rungs.append(
-            (
-                "Out of GPU memory; retrying with the VAE and text encoder off the GPU while "
-                "the UNet works, VAE tiling and null-text one face at a time (a little "
-                "slower, less memory).",
-                lambda: model.set_low_memory(lower),
-            )
-        )
-    if on_gpu:
-
-        def to_cpu() -> None:
-            # Drop offload first (nothing moves: the GPU is full), then move everything.
-            model.low_memory = LowMemory(**vars(ON_CPU))
-            move_model(model, CPU, torch.float32)
-            model.set_low_memory(ON_CPU)
-
-        rungs.append(
-            (
-                f"Out of GPU memory even with every memory saver: fell back to CPU (fp32). "
-                f"This is much slower; close other GPU programs or lower the resolution to "
-                f"use the GPU ({previous_device}) again.",
-                to_cpu,
-            )
-        )
-
-    return rungs
 
 
 def _restore(model, low: LowMemory, device, dtype, say: Callable[[str], None]) -> None:
@@ -184,13 +166,14 @@ def _restore(model, low: LowMemory, device, dtype, say: Callable[[str], None]) -
         if model.device != device or model.dtype != dtype:
             model.set_low_memory(low)  # the device is still the CPU: nothing moves to the GPU
             move_model(model, device, dtype)
-        elif not _same(model.low_memory, low):
+        elif vars(model.low_memory) != vars(low):
             model.set_low_memory(low)
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
         _free_memory()
-        model.low_memory = LowMemory(**vars(ON_CPU))
+        on_cpu = LowMemory(vae_tiling=True)
+        model.low_memory = LowMemory(**vars(on_cpu))
         move_model(model, CPU, torch.float32)
-        model.set_low_memory(ON_CPU)
+        model.set_low_memory(on_cpu)
         say("The GPU is still too full to take the model back; it stays on the CPU.")

@@ -41,9 +41,7 @@ from engine.errors import (
 )
 from engine.models.checks import (  # noqa: F401 - re-exported
     COMPONENTS,
-    MAX_CONFIG_BYTES,
     MAX_TRAIN_TIMESTEPS,
-    MIB,
     PICKLE_SUFFIXES,
     SAFE_SUFFIXES,
     WEIGHT_COMPONENTS,
@@ -63,6 +61,7 @@ from engine.models.places import (  # noqa: F401 - re-exported
     SD15_DOWNLOAD_SIZE,
     default_models_dir,
 )
+from engine.models.safety import MIB, check_component_weights
 from engine.models.sources import (  # noqa: F401 - re-exported
     hub_folder_name,
     looks_like_hub_id,
@@ -78,7 +77,6 @@ __all__ = [
     "BRANCH_RECORD_PLACES",
     "COMPONENTS",
     "DEFAULT_SD_MODEL",
-    "MAX_CONFIG_BYTES",
     "MAX_TRAIN_TIMESTEPS",
     "PICKLE_SUFFIXES",
     "SAFE_SUFFIXES",
@@ -109,7 +107,7 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------
 # The loaded model
 # ---------------------------------------------------------------------------------------
-# LowMemory.branch_record's values (engine.diffusion.restore.branch_record_home)
+# LowMemory.branch_record's values (engine.models.memory_plan.MemoryPlan.record_home)
 BRANCH_RECORD_PLACES = ("auto", "device", "host", "off")
 
 
@@ -142,10 +140,10 @@ class LowMemory:
     cpu_offload: bool = False
     offload_encoders: bool = False
     # Faces per null-text forward + backward pass; None = automatic: on CUDA as many as
-    # the free memory holds (engine.diffusion.restore.nulltext_faces_per_pass: the backward
-    # keeps ~0.9 GiB of activations per sample at 512 px in fp16, so 4 faces need ~7 GiB
-    # over the weights and an 8 GB card takes 2 per pass), elsewhere all at once. Results
-    # do not depend on it (faces are independent). The ladder's rung 1 sets 1.
+    # the free memory holds (engine.models.memory_plan's MemoryPlan.nulltext_faces_per_pass:
+    # the backward keeps ~0.9 GiB of activations per sample at 512 px in fp16, so 4 faces
+    # need ~7 GiB over the weights and an 8 GB card takes 2 per pass), elsewhere all at
+    # once. Results do not depend on it (faces are independent). The ladder's rung 1 sets 1.
     nulltext_batch_faces: int | None = None
     # Where the original and edited branches' attention, recorded during null-text for a
     # target-only entanglement (engine.diffusion.branch_attention: 36 -> 12 UNet samples
@@ -388,6 +386,10 @@ def _load_folder(
                 "allow pickle files explicitly (--allow-pickle) if you trust its source."
             )
         log.warning("Loading pickle weights of %s from %s (allowed by the caller)", pickled, folder)
+
+    for comp, (fmt, variant) in formats.items():
+        if fmt == "safetensors":  # before anything is built from the configs
+            check_component_weights(folder, comp, variant)
 
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer

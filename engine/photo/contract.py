@@ -4,10 +4,16 @@ The pipeline (engine.photo.pipeline) detects, pairs and aligns faces and pastes 
 back; HOW a pair of aligned crops becomes a restored crop is the restorer's business.
 The caller hands the pipeline an object with this shape (dependency injection); the
 implementations are the plugins of engine.restorers, which this package never imports.
+
+`CropRestorer` is THE restorer contract, declared here once: engine.restorers.base.Restorer
+subclasses it (its methods are abstract, so a plugin missing one cannot register), and
+anything else with these methods (a test's stand-in, the runtime's locking wrapper) is
+one too, structurally.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -62,16 +68,20 @@ class RestoredCrops:
 
 @runtime_checkable
 class CropRestorer(Protocol):
-    """The part of a restorer the pipeline calls (engine.restorers.base.Restorer has it)."""
+    """What a restorer does: the methods the pipeline calls, and the name it records."""
 
     name: str  # the result's mode: "classic" | "diffusion"
 
+    @abstractmethod
     def check(self) -> None:
-        """Raise an EditedIDError when this restorer cannot run (e.g. no model loaded)."""
+        """Raise an EditedIDError naming what is missing when this restorer cannot run
+        (e.g. no model loaded)."""
 
+    @abstractmethod
     def crop_size(self, params: EditedIDParams) -> int | None:
         """The crop size it works at for `params`; None = any (the analysis' own)."""
 
+    @abstractmethod
     def element_maps(
         self,
         edited_crops: Sequence[np.ndarray],
@@ -81,8 +91,10 @@ class CropRestorer(Protocol):
         cancel=None,
     ) -> list[np.ndarray] | None:
         """Maps of the element words in each edited crop, to sharpen the automatic
-        element masks before the restore; None when it has none."""
+        element masks before the restore; None when it has none. A restorer that runs
+        a model here reports it as a stage through on_step and honours cancel."""
 
+    @abstractmethod
     def restore(
         self,
         jobs: Sequence[CropJob],
@@ -92,4 +104,5 @@ class CropRestorer(Protocol):
         cancel=None,
         on_message: Callable[[str], None] | None = None,
     ) -> RestoredCrops:
-        """Restore every job (in one batch where it can)."""
+        """Restore every job (in one batch where it can); on_message gets each warning
+        as it happens (they are also in the result's `warnings`)."""

@@ -213,7 +213,22 @@ def _items(items: Iterable) -> list[PasteItem]:
     return out
 
 
-def paste_many(
+@dataclass(frozen=True)
+class Composition:
+    """One paste-back composition: the photo, the blend that made it, and the restoration
+    it blended in at full strength (what a layered file needs to redo the blend).
+
+    image = edited * (1 - alpha) + restored * alpha, rounded to 8 bit, pixel by pixel.
+    restored: RGB uint8 of `box` (x0, y0, x1, y1; end exclusive), the union of the faces'
+    footprints; None when no face touched the photo."""
+
+    image: np.ndarray
+    alpha: np.ndarray  # HxW float32: the covered fraction A, 0 exactly where untouched
+    restored: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+
+
+def compose(
     edited_photo: np.ndarray,
     items: Iterable,
     *,
@@ -221,16 +236,13 @@ def paste_many(
     dilate_px: float = REGION_DILATE_PX,
     color_match: bool = True,
     seamless: bool = False,
-    return_alpha: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Paste several restored faces into (a copy of) the edited photo.
+) -> Composition:
+    """Paste several restored faces into (a copy of) the edited photo, in one composition.
 
     Faces are composed together, not one over the other: where alphas a_i overlap, the
     covered fraction is A = 1 - prod(1 - a_i) and each face gets a_i / sum(a) of it, so
     no face re-blends another's pasted pixels (and the result does not depend on the
-    order). Pixels no face touches are bit-identical to the edited photo.
-    return_alpha: also return the covered fraction A (HxW float32, photo coordinates;
-    0 exactly where the photo is untouched), e.g. to display what changed."""
+    order). Pixels no face touches are bit-identical to the edited photo."""
     photo = np.asarray(edited_photo)
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise InputError(
@@ -242,9 +254,9 @@ def paste_many(
         if p is not None:
             prepared.append(p)
     result = photo.copy()
-    alpha_photo = np.zeros(photo.shape[:2], np.float32) if return_alpha else None
+    alpha_photo = np.zeros(photo.shape[:2], np.float32)
     if not prepared:
-        return (result, alpha_photo) if return_alpha else result
+        return Composition(result, alpha_photo)
     ux0 = min(p[0][0] for p in prepared)
     uy0 = min(p[0][1] for p in prepared)
     ux1 = max(p[0][2] for p in prepared)
@@ -265,10 +277,34 @@ def paste_many(
     blended = base[touched] * (1.0 - cover) + mixed * cover
     out_roi = result[uy0:uy1, ux0:ux1]
     out_roi[touched] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    if return_alpha:
-        alpha_photo[uy0:uy1, ux0:ux1] = np.where(touched, 1.0 - keep_all, 0.0)
-        return result, alpha_photo
-    return result
+    alpha_photo[uy0:uy1, ux0:ux1] = np.where(touched, 1.0 - keep_all, 0.0)
+    restored = photo[uy0:uy1, ux0:ux1].copy()
+    restored[touched] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return Composition(result, alpha_photo, restored, (ux0, uy0, ux1, uy1))
+
+
+def paste_many(
+    edited_photo: np.ndarray,
+    items: Iterable,
+    *,
+    feather: float = FEATHER_SIGMA_PX,
+    dilate_px: float = REGION_DILATE_PX,
+    color_match: bool = True,
+    seamless: bool = False,
+    return_alpha: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """`compose`'s photo (and, with return_alpha, its covered fraction A: HxW float32,
+    photo coordinates, 0 exactly where the photo is untouched, e.g. to display what
+    changed)."""
+    done = compose(
+        edited_photo,
+        items,
+        feather=feather,
+        dilate_px=dilate_px,
+        color_match=color_match,
+        seamless=seamless,
+    )
+    return (done.image, done.alpha) if return_alpha else done.image
 
 
 def paste_back(

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.diffusion.progress import StepInfo, cancel_checker
 from engine.faces.types import FaceAnalyzer
+from engine.io.psd import FaceMasks, Patch, ResultLayers
 from engine.params import EditedIDParams
 from engine.photo.analysis import (
     THUMB_SIZE,
@@ -34,12 +35,13 @@ from engine.photo.analysis import (
 )
 from engine.photo.contract import CropJob, CropRestorer, RestoredCrops
 from engine.photo.masks import (
+    as_mask_u8,
     combine_element_masks,
     crop_patch_to_photo,
     element_mask_from_attention,
     to_photo,
 )
-from engine.photo.pasteback import PasteItem, paste_many
+from engine.photo.pasteback import Composition, PasteItem, compose
 from engine.photo.report import FaceOutcome, PhotoResult, face_outcomes, photo_sidecar
 from engine.photo.selection import (
     FACE_SELECTIONS,
@@ -117,7 +119,7 @@ def _placing_previews(
 # --- composition (engine.photo.report: outcomes and sidecar) ------------------------
 def _compose(
     analysis: PhotoAnalysis, chosen: list[PhotoFace], restored: RestoredCrops
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Composition:
     """Paste all faces in one composition (no face re-blends another's pixels)."""
     items = [
         PasteItem(crop, face.edited_crop, region, keep)
@@ -125,7 +127,72 @@ def _compose(
             chosen, restored.crops, restored.regions, restored.keeps, strict=True
         )
     ]
-    return paste_many(analysis.edited, items, return_alpha=True)
+    return compose(analysis.edited, items)
+
+
+def _result_layers(
+    analysis: PhotoAnalysis,
+    chosen: list[PhotoFace],
+    composition: Composition,
+    masks: dict[int, MaskPair] | None,
+    params: EditedIDParams,
+) -> ResultLayers:
+    """The layers of a .psd: the restoration at full strength, each chosen face's
+    original aligned into the edited photo, and the masks the restore used (the
+    user's where painted, else the automatic ones), in photo coordinates."""
+    restored = None
+    if composition.restored is not None and composition.box is not None:
+        restored = Patch(composition.box, composition.restored)
+    element = " and ".join(w.strip() for w in params.element_words if w.strip()) or "element"
+    faces = []
+    for face in chosen:
+        user_face, user_element = (masks or {}).get(face.index, (None, None))
+        faces.append(
+            FaceMasks(
+                face.number,
+                _kept(user_face, "face mask", face.auto_face_mask),
+                _kept(user_element, "element mask", face.auto_element_mask),
+                element,
+            )
+        )
+    return ResultLayers(
+        analysis.edited, restored, _aligned_original(analysis, chosen), tuple(faces)
+    )
+
+
+def _kept(user: np.ndarray | None, what: str, auto: np.ndarray) -> np.ndarray:
+    """A user mask as this run used it: a copy (a mask document may be painted in place
+    after the run), as 0..255 whatever its type; else the automatic one."""
+    return auto if user is None else np.array(as_mask_u8(user, what), copy=True)
+
+
+def _aligned_original(analysis: PhotoAnalysis, chosen: list[PhotoFace]) -> Patch | None:
+    """Each chosen face of the original, aligned into its edited face's place (RGBA,
+    transparent where the original was not seen), over the union of their boxes."""
+    shape = analysis.edited.shape
+    patches = []
+    for face in chosen:
+        crop = face.original_crop
+        if crop is None:
+            continue
+        known = (
+            crop.valid if crop.valid is not None else np.full(crop.image.shape[:2], 255, np.uint8)
+        )
+        placed = crop_patch_to_photo(crop.image, known, face.edited_crop, shape)
+        if placed is not None:
+            patches.append(placed)
+    if not patches:
+        return None
+    x0 = min(box[0] for _, box in patches)
+    y0 = min(box[1] for _, box in patches)
+    x1 = max(box[2] for _, box in patches)
+    y1 = max(box[3] for _, box in patches)
+    union = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+    for rgba, (a0, b0, a1, b1) in patches:
+        spot = union[b0 - y0 : b1 - y0, a0 - x0 : a1 - x0]
+        seen = rgba[..., 3] > 0
+        spot[seen] = rgba[seen]
+    return Patch((x0, y0, x1, y1), union)
 
 
 # --- restore --------------------------------------------------------------------------
@@ -169,7 +236,8 @@ def restore_analysis(
     # 4. one paste-back composition, identity scores, sidecar (a cancel still counts)
     check_cancel = cancel_checker(cancel)
     check_cancel()
-    image, alpha = _compose(analysis, chosen, restored)
+    composition = _compose(analysis, chosen, restored)
+    image, alpha = composition.image, composition.alpha
     outcomes = face_outcomes(analysis, chosen, image, check_cancel)
     extra = {**restored.sidecar, "seconds": round(time.perf_counter() - start, 3)}
     sidecar = photo_sidecar(analysis, chosen, outcomes, restorer.name, restored.params, extra)
@@ -184,6 +252,7 @@ def restore_analysis(
         engine_result=restored.engine_result,
         attention_element_masks=_attention_masks(analysis, chosen, restored),
         left_alone=faces_left_alone(analysis, chosen),
+        layers=_result_layers(analysis, chosen, composition, masks, params),
     )
 
 
@@ -204,6 +273,7 @@ def _unchanged_result(
         np.zeros(analysis.edited.shape[:2], np.float32),
         warnings,
         left_alone=left,
+        layers=ResultLayers(analysis.edited),
     )
 
 
@@ -369,6 +439,7 @@ def _write_result_files(
             overwrite=overwrite,
             protected_paths=tuple(inputs.values()),
             strip_location=strip_location,
+            layers=result.layers,
         ),
         result.sidecar,
         protected_paths=inputs,

@@ -15,6 +15,7 @@ from engine import __version__
 from engine.faces.identity import IdentityScore, identity_from_embeddings
 from engine.faces.plausibility import PLAUSIBILITY_RULE
 from engine.faces.types import Face
+from engine.io.psd import ResultLayers
 from engine.photo.analysis import PhotoAnalysis, PhotoFace
 from engine.photo.selection import faces_left_alone
 
@@ -40,6 +41,9 @@ class PhotoResult:
     engine_result: object | None = None
     attention_element_masks: dict[int, np.ndarray] = field(default_factory=dict)
     left_alone: list[tuple[int, str]] = field(default_factory=list)  # (face index, why)
+    # what a layered file (.psd) holds besides the image: the edited photo, the
+    # restoration at full strength, the aligned original, the faces' masks
+    layers: ResultLayers | None = None
 
 
 def face_outcomes(

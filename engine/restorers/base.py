@@ -1,33 +1,33 @@
-"""The restorer plugin contract and its registry (FaceFusion's checked processor contract).
+"""The restorer plugins and their registry (FaceFusion's checked processor contract).
 
     restorer = get_restorer("diffusion", model=model)   # or "classic"
+    restorer = restorer_class("diffusion").from_spec(spec)   # loads the spec's model
     restorer.check()                                    # models present? (else an error)
     crops = restorer.restore(jobs, params)              # aligned pairs -> restored crops
 
 A restorer turns aligned face pairs (engine.photo.contract.CropJob) into restored crops.
+What it must do is declared once, in engine.photo.contract.CropRestorer; `Restorer` adds
+what a plugin is known by (name, summary, whether it needs a model) and how it is built.
 Each is a class registered with `@register`: registration fails at import when a method
-of the contract is missing, so a half-written plugin never reaches a user. The command
-line asks each registered restorer for its options (`register_options`) and builds the
-chosen one from the parsed arguments (`from_options`); the app and the batch build
-them with `get_restorer`. Nothing outside engine.restorers switches on the mode string.
+of the contract is missing, so a half-written plugin never reaches a user. A plugin that
+needs a model takes the loaded model as its one argument (`get_restorer(name, model=)`)
+or loads it from a ModelSpec (`from_spec`); options and their parsing belong to the
+command line (engine.cli.options). Nothing outside engine.restorers switches on the mode
+string.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import ClassVar
 
-import numpy as np
-
 from engine.errors import InputError
-from engine.params import EditedIDParams
-from engine.photo.contract import CropJob, RestoredCrops
+from engine.models.spec import ModelSpec
+from engine.photo.contract import CropRestorer
 
 
-class Restorer(ABC):
+class Restorer(CropRestorer):
     """One way of restoring aligned face crops; see the module docstring."""
 
     name: ClassVar[str]  # "classic" | "diffusion": the --mode value and the result's mode
@@ -35,48 +35,15 @@ class Restorer(ABC):
     needs_model: ClassVar[bool] = False  # True: built with a loaded SD model
 
     @classmethod
-    @abstractmethod
-    def register_options(cls, parser: argparse.ArgumentParser) -> None:
-        """Add this restorer's command-line options to `parser` (a parser or an argument
-        group; it may add none)."""
-
-    @classmethod
-    @abstractmethod
-    def from_options(cls, args: argparse.Namespace) -> Restorer:
-        """The restorer the parsed options ask for (loads its models)."""
-
-    @abstractmethod
-    def check(self) -> None:
-        """Raise an EditedIDError naming what is missing when it cannot run."""
-
-    @abstractmethod
-    def crop_size(self, params: EditedIDParams) -> int | None:
-        """The crop size it works at for `params`; None = any."""
-
-    @abstractmethod
-    def element_maps(
-        self,
-        edited_crops: Sequence[np.ndarray],
-        params: EditedIDParams,
-        *,
-        on_step: Callable | None = None,
-        cancel=None,
-    ) -> list[np.ndarray] | None:
-        """Maps of the element words in the edited crops, or None. A restorer that runs
-        a model here reports it as a stage through on_step and honours cancel."""
-
-    @abstractmethod
-    def restore(
-        self,
-        jobs: Sequence[CropJob],
-        params: EditedIDParams,
-        *,
-        on_step: Callable | None = None,
-        cancel=None,
-        on_message: Callable[[str], None] | None = None,
-    ) -> RestoredCrops:
-        """Restore every job; on_message gets each warning as it happens (they are
-        also in the result's `warnings`)."""
+    def from_spec(
+        cls, spec: ModelSpec | None = None, *, on_message: Callable[[str], None] | None = None
+    ) -> Restorer:
+        """The restorer, with the model `spec` names loaded when it needs one (None = the
+        default model; ModelError when it cannot load); a restorer without a model
+        ignores `spec`. on_message: notes of the load (a --compile that fell back)."""
+        if not cls.needs_model:
+            return cls()
+        return cls((spec or ModelSpec()).load(on_message=on_message))
 
 
 RESTORERS: dict[str, type[Restorer]] = {}

@@ -202,7 +202,7 @@ METHODS = tuple(_COMPOSITES)
 
 @register
 class ClassicRestorer(Restorer):
-    """The classic blend as a restorer plugin: no model, no options, any crop size."""
+    """The classic blend as a restorer plugin: no model, any crop size."""
 
     name = "classic"
     summary = "instant blend of the aligned original face, no SD model"
@@ -210,14 +210,6 @@ class ClassicRestorer(Restorer):
     def __init__(self, *, method: str = "laplacian", color_match: bool = True) -> None:
         self.method = method
         self.color_match = color_match
-
-    @classmethod
-    def register_options(cls, parser) -> None:
-        """Classic mode has no options of its own."""
-
-    @classmethod
-    def from_options(cls, args) -> ClassicRestorer:
-        return cls()
 
     def check(self) -> None:
         """Nothing to check: classic mode needs no model."""
