@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from engine.errors import InputError
 
 from ..canvas import IMAGE_SUFFIXES
+from ..decoding import decode_photo
 from ..model.project import PROJECT_SUFFIX
 from ..role_notice import RoleNotice
 from . import Controller
@@ -141,9 +142,11 @@ class FilesController(Controller):
         from engine.io.images import read_rgb
 
         path = Path(path)
+        self.status(f"Opening {kind} photo {path.name}\u2026")
         try:
-            image = read_rgb(path)
+            image = decode_photo(path, read_rgb)  # off the UI thread: decoding.py
         except InputError as exc:
+            self.status("")
             self.show_error("Cannot open the photo", str(exc))
             return False
         self.session.set_photo(kind, path, image)
