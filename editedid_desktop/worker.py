@@ -127,7 +127,6 @@ class EngineWorker(WorkerSignals):
         self.face_config: dict[str, Any] = dict(face_config or {})
         self.engine = engine if engine is not None else Engine()
         self._loaded_spec: ModelSpec | None = None  # the spec the engine's model was made by
-        self._analyzer: Any = None
         self._analyzer_key: dict[str, Any] | None = None
 
     # -- state that other threads may read --------------------------------------------
@@ -180,15 +179,13 @@ class EngineWorker(WorkerSignals):
     @Slot(object)
     def analyze(self, request: AnalyzeRequest) -> None:
         def job() -> Callable[[], None]:
-            from engine.photo.pipeline import analyze_photos
-
-            analyzer = self._ensure_analyzer()
+            self._ensure_analyzer()  # says which backend, once
             self.progress.emit("detecting faces", 0, 0)
-            analysis = analyze_photos(
+            analysis = self.engine.analyse(
                 request.original,
                 request.edited,
                 backend=self.face_config.get("backend", "auto"),
-                analyzer=analyzer,
+                models_dir=self.face_config.get("models_dir") or None,
                 overrides=request.overrides or None,
                 original_name=request.original_name,
                 edited_name=request.edited_name,
@@ -274,17 +271,17 @@ class EngineWorker(WorkerSignals):
             self.job_done.emit(kind)
 
     def _ensure_analyzer(self) -> Any:
+        """The Engine's face analyser for the chosen backend (made on first use)."""
         key = dict(self.face_config)
-        if self._analyzer is None or key != self._analyzer_key:
-            from engine.faces.detection import get_analyzer
-
-            self.status.emit("Loading face models…")
-            self._analyzer = get_analyzer(
-                key.get("backend", "auto"), models_dir=key.get("models_dir") or None
-            )
+        analyzer = self.engine.analyser(
+            key.get("backend", "auto"),
+            key.get("models_dir") or None,
+            on_load=lambda: self.status.emit("Loading face models…"),
+        )
+        if key != self._analyzer_key:
             self._analyzer_key = key
-            self.status.emit(f"Face backend: {getattr(self._analyzer, 'name', '?')}")
-        return self._analyzer
+            self.status.emit(f"Face backend: {getattr(analyzer, 'name', '?')}")
+        return analyzer
 
     def _ensure_model(self) -> Any:
         spec = self.model_spec

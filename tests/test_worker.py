@@ -45,16 +45,16 @@ def _request(photos, analysis, params=FAST_PARAMS):
 
 
 def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypatch):
-    import engine.photo.pipeline
+    import engine.runtime.engine as runtime_engine
 
     threads = []
-    real = engine.photo.pipeline.analyze_photos
+    real = runtime_engine.analyze_photos
 
     def recording(*args, **kwargs):
         threads.append(QThread.currentThread())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine.photo.pipeline, "analyze_photos", recording)
+    monkeypatch.setattr(runtime_engine, "analyze_photos", recording)
     slot_threads = []  # a plain callable as slot runs in the UI thread, never the worker's
     host.worker.analyzed.connect(lambda _: slot_threads.append(QThread.currentThread()))
     with qtbot.waitSignal(host.worker.analyzed, timeout=60000) as analyzed:
@@ -65,6 +65,10 @@ def test_analyze_and_classic_on_the_worker_thread(qtbot, host, photos, monkeypat
     assert threads == [host.thread] and isinstance(host.thread, QThread)
     assert host.thread is not QCoreApplication.instance().thread()
     assert slot_threads == [QCoreApplication.instance().thread()]
+    # the analyser it used is the Engine's, kept for the next analysis (and for batches)
+    made = []
+    host.runtime.analyser("dlib", on_load=lambda: made.append("again"))
+    assert made == []
 
     busy_at_result = []  # a slot hearing the result sees the job counted done
     host.worker.classic_ready.connect(lambda _: busy_at_result.append(host.busy))
@@ -344,3 +348,27 @@ def test_an_equal_spec_keeps_the_loaded_model_and_another_loads_anew(qtbot, tiny
         assert host.worker.model is not first and host.worker.model.low_memory.vae_tiling
     finally:
         host.shutdown()
+
+
+def test_the_engine_keeps_one_face_analyser_per_choice(photos, analysis, tmp_path):
+    """Engine.analyse is the pipeline's analysis with the Engine's analyser, made once per
+    backend and models folder."""
+    from engine.runtime import Engine
+
+    engine = Engine()
+    made = []
+    first = engine.analyser("dlib", on_load=lambda: made.append("dlib"))
+    assert engine.analyser(" DLIB", on_load=lambda: made.append("again")) is first
+    assert made == ["dlib"]
+    elsewhere = engine.analyser("dlib", tmp_path, on_load=lambda: made.append("elsewhere"))
+    assert elsewhere is not first and made == ["dlib", "elsewhere"]
+
+    found = engine.analyse(*photos, backend="dlib", crop_size=FAST_PARAMS.resolution)
+    assert made == ["dlib", "elsewhere"]
+    assert [f.index for f in found.faces] == [f.index for f in analysis.faces] == [0]
+    np.testing.assert_array_equal(
+        found.faces[0].original_crop.image, analysis.faces[0].original_crop.image
+    )
+    np.testing.assert_array_equal(
+        found.faces[0].edited_crop.image, analysis.faces[0].edited_crop.image
+    )

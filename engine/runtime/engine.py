@@ -12,6 +12,11 @@ Engine's lock for its whole length, and a second caller waits its turn, being to
 
 The lock is per model call, not per batch: an interactive restore waits for at most the
 batch photo in progress, not for the whole folder.
+
+The face analyser is the Engine's too (`analyser`, `analyse`), kept per backend choice.
+Finding faces does not take the model's turn: it never touches the diffusion model, and
+the face backends guard their own native objects (engine.faces' per-backend locks), so a
+photo can be analysed while a batch restores.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.diffusion.progress import cancel_checker
+from engine.faces.detection import get_analyzer
+from engine.faces.types import FaceAnalyzer
 from engine.params import EditedIDParams
+from engine.photo.analysis import PhotoAnalysis, analyze_photos
 from engine.photo.contract import CropJob, RestoredCrops
 from engine.restorers import get_restorer, restorer_class
 
@@ -41,6 +50,8 @@ class Engine:
         self._lock = threading.RLock()
         self._depth = 0
         self._holder: str | None = None  # who runs now: said to those who wait
+        self._analysers: dict[tuple[str, str | None], Any] = {}
+        self._analysers_lock = threading.Lock()
 
     @property
     def model(self) -> Any:
@@ -102,6 +113,39 @@ class Engine:
             if self._depth == 0:
                 self._holder = None
             self._lock.release()
+
+    def analyser(
+        self,
+        backend: str = "auto",
+        models_dir: str | Path | None = None,
+        *,
+        on_load: Callable[[], None] | None = None,
+    ) -> FaceAnalyzer:
+        """The face analyser for `backend` ("auto", "dlib", "insightface") and the models
+        folder, made on first use (`on_load()` is called just before) and kept."""
+        key = ((backend or "auto").strip().lower(), str(models_dir) if models_dir else None)
+        with self._analysers_lock:
+            analyser = self._analysers.get(key)
+            if analyser is None:
+                if on_load is not None:
+                    on_load()
+                analyser = get_analyzer(key[0], models_dir=models_dir)
+                self._analysers[key] = analyser
+            return analyser
+
+    def analyse(
+        self,
+        original: np.ndarray,
+        edited: np.ndarray,
+        *,
+        backend: str = "auto",
+        models_dir: str | Path | None = None,
+        **options: Any,
+    ) -> PhotoAnalysis:
+        """Find, pair and align the faces of a photo pair with this engine's analyser
+        (`options`: those of engine.photo.analysis.analyze_photos)."""
+        analyser = self.analyser(backend, models_dir)
+        return analyze_photos(original, edited, backend=backend, analyzer=analyser, **options)
 
     def restorer(
         self, mode: str, *, who: str = "a run", on_wait: Callable[[str], None] | None = None
