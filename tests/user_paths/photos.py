@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tests.fixtures.camera_files import dng_of_photo, heic_bytes
 from tests.fixtures.faces import dlib_faces, photo, sample_face, swap_face
 from tests.ui_fixtures import write_photo_pair
 
@@ -67,8 +68,33 @@ def portrait_swapped(folder: Path) -> tuple[Path, Path]:
     return write_photo_pair(folder)
 
 
+def portrait_raw_original(folder: Path) -> tuple[Path, Path]:
+    """The swapped portrait with the client's original as a camera RAW (a CFA DNG that
+    LibRaw develops) and the edit a PNG (issue 22)."""
+    own = folder / "raw"
+    own.mkdir()
+    original, edited = write_photo_pair(own)
+    raw = own / "IMG_0001.DNG"
+    raw.write_bytes(dng_of_photo(np.asarray(Image.open(original).convert("RGB"))))
+    return raw, edited
+
+
+def portrait_heic_original(folder: Path) -> tuple[Path, Path]:
+    """The swapped portrait with an iPhone-style HEIC original and a WebP edit (issue 22)."""
+    own = folder / "heic"
+    own.mkdir()
+    original, edited = write_photo_pair(own)
+    heic = own / "IMG_0002.HEIC"
+    heic.write_bytes(heic_bytes(Image.open(original).convert("RGB"), quality=95))
+    webp = own / "edited.webp"
+    Image.open(edited).convert("RGB").save(webp, quality=95)
+    return heic, webp
+
+
 PAIRS = {
     "portrait": portrait_swapped,
+    "portrait-raw": portrait_raw_original,
+    "portrait-heic": portrait_heic_original,
     "six-people": six_people_swapped,
     "portrait-mouth": portrait_rescaled_mouth_covered,
 }

@@ -1,5 +1,6 @@
 """The open-pair case 20 times in a row (issue 20: 12 of 13 real sessions froze or crashed
-on opening photos): `editedid ORIGINAL EDITED` with the portrait and the two hostile pairs
+on opening photos): `editedid ORIGINAL EDITED` with the portrait, the two hostile pairs, and
+the portrait with a camera-RAW original (PNG edit) and with a HEIC original (WebP edit)
 in turn, until the classic preview shows, then Ctrl+Q. 0 crashes and 0 freezes; the figure
 line gives runs, crashes, freezes, the median time to the first preview and the longest
 time the UI thread went unheard."""
@@ -29,7 +30,7 @@ def first_preview(state: dict, edited: str) -> bool:
 
 
 def test_open_pair_twenty_times(start_app, pairs, capsys):
-    order = ["six-people", "portrait-mouth", "portrait"]
+    order = ["six-people", "portrait-mouth", "portrait", "portrait-raw", "portrait-heic"]
     crashes, freezes, other = [], [], []
     times, silences = [], []
     for run in range(RUNS):
