@@ -1,5 +1,6 @@
 """The layered PSD read by a second, independent reader: GIMP 2.10 in batch mode (slow
-tier). A classic-mode CLI restore writes r.png and r.psd; GIMP loads r.psd, lists its
+tier). A classic-mode CLI restore (a JPEG, a camera-RAW and a HEIC original; PNG and WebP
+edits) writes r.png and r.psd; GIMP loads r.psd, lists its
 layers and exports each layer, the restored layer's mask and the flattened image to PNG,
 which are compared here with psd-tools' view and with r.png."""
 
@@ -73,16 +74,34 @@ def _srgb_decode(values: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
+def _write_original(photo: Image.Image, path) -> None:
+    """The client's original in the form its name says: JPEG, camera RAW (a CFA DNG that
+    LibRaw develops) or HEIC."""
+    from tests.fixtures.camera_files import dng_of_photo, heic_bytes
+
+    if path.suffix == ".DNG":
+        path.write_bytes(dng_of_photo(np.asarray(photo)))
+    elif path.suffix == ".HEIC":
+        path.write_bytes(heic_bytes(photo, quality=95))
+    else:
+        photo.save(path)
+
+
 @pytest.mark.slow  # GIMP starts in ~10 s; needs the gimp package (.ci/run installs it)
-def test_gimp_reads_our_layers_masks_and_composite(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("original_name", "edited_name"),
+    [("o.jpg", "e.png"), ("IMG_0001.DNG", "e.png"), ("IMG_0002.HEIC", "e.webp")],
+    ids=["jpeg-png", "raw-png", "heic-webp"],
+)
+def test_gimp_reads_our_layers_masks_and_composite(tmp_path, capsys, original_name, edited_name):
     from engine.cli.commands import EXIT_OK, main
     from tests.helpers import sample_photo
 
     photo = Image.open(sample_photo("grace_hopper")).convert("RGB")
-    original, edited = tmp_path / "o.jpg", tmp_path / "e.png"
-    photo.save(original)
+    original, edited = tmp_path / original_name, tmp_path / edited_name
+    _write_original(photo, original)
     Image.fromarray(np.clip(np.asarray(photo).astype(int) + 40, 0, 255).astype(np.uint8)).save(
-        edited
+        edited, quality=95
     )
     for name in ("r.png", "r.psd"):
         argv = ["restore", "--original", str(original), "--edited", str(edited), "--out",
